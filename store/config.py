@@ -1,0 +1,55 @@
+"""Settings shared by the API and the worker, read from `DROPTUNE_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob droptune has. Validated once, when first asked for."""
+
+    model_config = SettingsConfigDict(env_prefix="DROPTUNE_", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Uploaded datasets, keras-tuner work dirs, SQLite file.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/droptune.db.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Caps on what one job may ask for.
+    max_trials_cap: int = 500
+    epochs_cap: int = 1000
+    batch_size_cap: int = 8192
+    units_cap: int = 2048
+    hidden_layers_cap: int = 16
+    upload_max_bytes: int = 200 * 1024 * 1024
+    dataset_max_rows: int = 2_000_000
+    dataset_max_features: int = 100_000
+
+    # Worker behaviour.
+    poll_interval_s: float = 0.5
+    heartbeat_interval_s: float = 10.0
+    cancel_grace_s: float = 30.0
+    keep_tuner_dirs: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'droptune.db').resolve()}"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def tuner_dir(self) -> Path:
+        return self.data_dir / "tuner"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

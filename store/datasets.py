@@ -1,0 +1,275 @@
+"""Dataset files: the built-in scikit-learn sets, parsing uploads, and loading arrays for training.
+
+Uploads are parsed once, checked, and saved as a normalized NPZ (`x` float32, `y` encoded) under a
+name the service picks; the worker only ever loads those files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from store.errors import InputError
+
+MIN_ROWS = 10
+
+
+@dataclass
+class ParsedDataset:
+    """Arrays ready for training plus what the API reports about them."""
+
+    x: np.ndarray
+    y: np.ndarray  # class indices (int64) for classification, float32 for regression
+    task: str
+    class_labels: list[str] | None = None
+    feature_names: list[str] | None = None
+    target: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def input_shape(self) -> list[int]:
+        return [int(d) for d in self.x.shape[1:]]
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.class_labels) if self.class_labels is not None else None
+
+
+def _sklearn_loader(name: str) -> Callable[[], ParsedDataset]:
+    def load() -> ParsedDataset:
+        from sklearn import datasets as skd
+
+        bunch = getattr(skd, f"load_{name}")()
+        labels = [str(t) for t in bunch.target_names]
+        return ParsedDataset(
+            x=np.asarray(bunch.data, dtype=np.float32),
+            y=np.asarray(bunch.target, dtype=np.int64),
+            task="classification",
+            class_labels=labels,
+            feature_names=[str(f) for f in bunch.feature_names],
+            target="target",
+        )
+
+    return load
+
+
+BUILTINS: dict[str, tuple[str, Callable[[], ParsedDataset]]] = {
+    "digits": ("Handwritten digits 8x8 (scikit-learn)", _sklearn_loader("digits")),
+    "iris": ("Iris flowers (scikit-learn)", _sklearn_loader("iris")),
+    "wine": ("Wine cultivars (scikit-learn)", _sklearn_loader("wine")),
+    "breast_cancer": ("Breast cancer Wisconsin (scikit-learn)", _sklearn_loader("breast_cancer")),
+}
+
+
+def load_builtin(dataset_id: str) -> ParsedDataset:
+    return BUILTINS[dataset_id][1]()
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def sniff_format(data: bytes) -> str:
+    """`npz` for a zip archive (what numpy writes), `csv` for UTF-8 text, else an InputError."""
+    if data[:4] == b"PK\x03\x04":
+        return "npz"
+    head = data[:65536]
+    try:
+        # final=False: a multi-byte character cut at the end of the sample is not an error.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise InputError("file", "not a CSV (UTF-8 text) or NPZ (numpy zip) file") from None
+    if b"\x00" in head:
+        raise InputError("file", "not a CSV (UTF-8 text) or NPZ (numpy zip) file")
+    return "csv"
+
+
+def parse_upload(data: bytes, target: str | None, max_rows: int, max_features: int) -> tuple[str, ParsedDataset]:
+    if not data:
+        raise InputError("file", "the file is empty")
+    fmt = sniff_format(data)
+    if fmt == "npz":
+        return fmt, parse_npz(data, max_rows, max_features)
+    return fmt, parse_csv(data, target, max_rows, max_features)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int) -> ParsedDataset:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("file", f"the CSV is not valid UTF-8 text (byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("file", "the CSV has no rows") from None
+    header = [h.strip() for h in header]
+    if all(_is_number(h) for h in header):
+        raise InputError("file", "the CSV has no header row: its first row must name the columns")
+    if len(header) < 2:
+        raise InputError("file", "the CSV needs at least one feature column and a target column")
+    if len(header) - 1 > max_features:
+        raise InputError("file", f"the CSV has {len(header) - 1} feature columns; the limit is {max_features}")
+    if any(not h for h in header) or len(set(header)) != len(header):
+        raise InputError("file", "the CSV header has empty or repeated column names")
+    target_name = target if target else header[-1]
+    if target_name not in header:
+        raise InputError("target", f"column {target_name!r} is not in the CSV header")
+    t_idx = header.index(target_name)
+    rows: list[list[str]] = []
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise InputError("file", f"CSV row {line_no} has {len(row)} fields; the header has {len(header)}")
+        rows.append(row)
+        if len(rows) > max_rows:
+            raise InputError("file", f"the CSV has more than {max_rows} rows")
+    if len(rows) < MIN_ROWS:
+        raise InputError("file", f"the CSV has {len(rows)} data rows; at least {MIN_ROWS} are needed to split")
+    feature_idx = [i for i in range(len(header)) if i != t_idx]
+    x = np.empty((len(rows), len(feature_idx)), dtype=np.float64)
+    for r, row in enumerate(rows):
+        for c, i in enumerate(feature_idx):
+            try:
+                x[r, c] = float(row[i])
+            except ValueError:
+                raise InputError(
+                    "file", f"CSV row {r + 2}, column {header[i]!r}: {row[i]!r} is not a number"
+                ) from None
+    if not np.isfinite(x).all():
+        r, c = np.argwhere(~np.isfinite(x))[0]
+        raise InputError("file", f"CSV row {r + 2}, column {header[feature_idx[c]]!r} is NaN or infinite")
+    raw_y = [row[t_idx].strip() for row in rows]
+    feature_names = [header[i] for i in feature_idx]
+    return _with_target(x.astype(np.float32), raw_y, feature_names, target_name)
+
+
+def _with_target(x: np.ndarray, raw_y: list[str], feature_names: list[str], target: str) -> ParsedDataset:
+    """A string or integer target means classification; a float target means regression."""
+    if any(v == "" for v in raw_y):
+        raise InputError("file", f"the target column {target!r} has empty values")
+    if all(_is_int(v) for v in raw_y):
+        return _classification(x, np.array([int(v) for v in raw_y]), feature_names, target, "target")
+    if all(_is_number(v) for v in raw_y):
+        y = np.array([float(v) for v in raw_y], dtype=np.float64)
+        if not np.isfinite(y).all():
+            raise InputError("file", f"the target column {target!r} has NaN or infinite values")
+        return ParsedDataset(x=x, y=y.astype(np.float32), task="regression", feature_names=feature_names, target=target)
+    return _classification(x, np.array(raw_y), feature_names, target, "target")
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _classification(
+    x: np.ndarray, y_raw: np.ndarray, feature_names: list[str] | None, target: str | None, field_name: str
+) -> ParsedDataset:
+    labels, encoded = np.unique(y_raw, return_inverse=True)
+    if len(labels) < 2:
+        raise InputError(field_name, f"the target has a single class ({labels[0]!s}); classification needs two or more")
+    counts = np.bincount(encoded)
+    if counts.min() < 2:
+        rare = labels[int(counts.argmin())]
+        raise InputError(field_name, f"class {rare!s} has only one row; each class needs at least two to split")
+    return ParsedDataset(
+        x=x,
+        y=encoded.astype(np.int64),
+        task="classification",
+        class_labels=[str(v) for v in labels],
+        feature_names=feature_names,
+        target=target,
+    )
+
+
+def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError("file", f"not a readable NPZ archive ({exc})") from None
+    with archive:
+        missing = [k for k in ("x", "y") if k not in archive.files]
+        if missing:
+            raise InputError("file", f"the NPZ has no array named {' or '.join(map(repr, missing))}; it needs 'x' and 'y'")
+        try:
+            x = archive["x"]
+            y = archive["y"]
+        except ValueError:
+            raise InputError("file", "the NPZ holds object arrays, which are not accepted (allow_pickle=False)") from None
+    for name, arr in (("x", x), ("y", y)):
+        if arr.dtype.hasobject:
+            raise InputError("file", f"the NPZ array {name!r} is an object array, which is not accepted")
+    if x.ndim not in (2, 3, 4):
+        raise InputError("file", f"the NPZ array 'x' has {x.ndim} dimensions; 2 (tabular), 3 or 4 (images) are accepted")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise InputError("file", f"the NPZ array 'y' must be one label or value per sample; its shape is {list(y.shape)}")
+    if len(x) != len(y):
+        raise InputError("file", f"the NPZ arrays have different lengths: x has {len(x)} samples, y has {len(y)}")
+    if len(x) < MIN_ROWS:
+        raise InputError("file", f"the NPZ has {len(x)} samples; at least {MIN_ROWS} are needed to split")
+    if len(x) > max_rows:
+        raise InputError("file", f"the NPZ has {len(x)} samples; the limit is {max_rows}")
+    if math.prod(x.shape[1:]) > max_features:
+        raise InputError("file", f"the NPZ samples have {math.prod(x.shape[1:])} features; the limit is {max_features}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise InputError("file", f"the NPZ array 'x' has dtype {x.dtype}; it must be numeric")
+    xf = x.astype(np.float32)
+    if not np.isfinite(xf).all():
+        raise InputError("file", "the NPZ array 'x' has NaN or infinite values")
+    if x.ndim == 3:
+        xf = xf[..., np.newaxis]  # grey images get a channel axis
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise InputError("file", "the NPZ array 'y' has NaN or infinite values")
+        return ParsedDataset(x=xf, y=y.astype(np.float32), task="regression")
+    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ or y.dtype.kind == "U":
+        return _classification(xf, y, None, None, "file")
+    raise InputError("file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression")
+
+
+# --- stored files --------------------------------------------------------------------------------
+
+
+def save_normalized(parsed: ParsedDataset, path: Path) -> None:
+    """Write the arrays atomically: a crash leaves either no file or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, x=parsed.x, y=parsed.y)
+    tmp.replace(path)
+
+
+def load_arrays(file_path: Path | None, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training arrays of a dataset: a built-in by id, an upload from its normalized file."""
+    if file_path is None:
+        parsed = load_builtin(dataset_id)
+        return parsed.x, parsed.y
+    with np.load(file_path, allow_pickle=False) as archive:
+        return archive["x"], archive["y"]

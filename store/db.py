@@ -1,0 +1,97 @@
+"""Engines and the one place that owns a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class StoreError(Exception):
+    """A database operation failed for a reason the caller cannot fix by changing its input."""
+
+
+class ConflictError(StoreError):
+    """The change would break an invariant (a duplicate, a row still in use)."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets dashboard reads run beside the worker's writes; foreign keys are off by default.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A writing transaction takes the write lock at BEGIN, so it never has to upgrade from reader to
+    # writer halfway (where SQLite answers "database is locked" without waiting). Reads stay deferred
+    # and run beside the writer thanks to WAL.
+    readonly = conn.get_execution_options().get("droptune_readonly", False)
+    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "isolation_level": None})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    return make_engine(url)
+
+
+@lru_cache(maxsize=8)
+def _session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str, *, readonly: bool = False) -> Iterator[Session]:
+    """Open a session, commit when the block ends, roll back if it raises.
+
+    Database errors leave as `StoreError` (or `ConflictError` for integrity violations), so callers
+    never see driver exceptions. Query helpers take the session and never commit themselves.
+    """
+    session = _session_factory(url)()
+    try:
+        if readonly:
+            session.connection(execution_options={"droptune_readonly": True})
+        yield session
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(str(exc.orig)) from exc
+    except DBAPIError as exc:
+        session.rollback()
+        raise StoreError(str(exc.orig)) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+class Database:
+    """A handle on one database: what the API's dependencies and the worker pass around."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @property
+    def engine(self) -> Engine:
+        return get_engine(self.url)
+
+    def session(self, *, readonly: bool = False) -> AbstractContextManager[Session]:
+        return session_scope(self.url, readonly=readonly)

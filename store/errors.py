@@ -1,0 +1,25 @@
+"""Errors that carry the request field they are about, so the API can name it in a 4xx."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Input that cannot be accepted. `field` is a dotted path such as `search_space.dropout_rate.max`."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFoundError(Exception):
+    """The object asked for does not exist."""
+
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what} {ident!r} not found")
+        self.what = what
+        self.ident = ident
+
+
+class StateError(Exception):
+    """The object is in a state that does not allow the operation (maps to 409)."""

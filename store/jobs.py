@@ -1,0 +1,311 @@
+"""Queries on jobs, trials and epochs, shared by the API and the worker.
+
+Each function takes a session and never commits. State changes are guarded: they update a row only
+if it is still in the state the caller expects, and report whether they did.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from store.errors import NotFoundError, StateError
+from store.spec import JobSpec
+from store.states import JobStatus, TrialStatus
+from store.tables import Epoch, Job, Trial, utcnow
+
+FINISHED_TRIAL_STATES = [TrialStatus.COMPLETED.value, TrialStatus.FAILED.value]
+
+
+@dataclass
+class JobSummary:
+    """A job with the figures derived from its trials."""
+
+    job: Job
+    trials_finished: int
+    best: Trial | None
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+def create_job(session: Session, spec: JobSpec, trials_planned: int) -> Job:
+    job = Job(
+        id=uuid.uuid4().hex,
+        name=spec.name,
+        dataset_id=spec.dataset_id,
+        algorithm=spec.algorithm,
+        status=JobStatus.QUEUED.value,
+        spec=spec.model_dump(mode="json"),
+        trials_planned=trials_planned,
+        cancel_requested=False,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError("job", job_id)
+    return job
+
+
+def list_jobs(
+    session: Session, status: JobStatus | None, limit: int, offset: int
+) -> tuple[list[Job], int]:
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+        count = count.where(Job.status == status.value)
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
+
+
+def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
+    """Trials finished and best trial for each job, in two queries whatever the number of jobs."""
+    if not jobs:
+        return []
+    ids = [j.id for j in jobs]
+    counts = dict(
+        session.execute(
+            select(Trial.job_id, func.count())
+            .where(Trial.job_id.in_(ids), Trial.status.in_(FINISHED_TRIAL_STATES))
+            .group_by(Trial.job_id)
+        ).all()
+    )
+    best_by_job: dict[str, Trial] = {}
+    completed = session.scalars(
+        select(Trial).where(
+            Trial.job_id.in_(ids), Trial.status == TrialStatus.COMPLETED.value, Trial.score.is_not(None)
+        )
+    )
+    directions = {j.id: objective_direction(j) for j in jobs}
+    for trial in completed:
+        current = best_by_job.get(trial.job_id)
+        if current is None or _better(trial, current, directions[trial.job_id]):
+            best_by_job[trial.job_id] = trial
+    return [JobSummary(j, int(counts.get(j.id, 0)), best_by_job.get(j.id)) for j in jobs]
+
+
+def _better(a: Trial, b: Trial, direction: str) -> bool:
+    assert a.score is not None and b.score is not None
+    if a.score == b.score:
+        return a.number < b.number
+    return a.score < b.score if direction == "min" else a.score > b.score
+
+
+def objective_direction(job: Job) -> Literal["min", "max"]:
+    direction = job.spec["objective"]["direction"]
+    return "max" if direction == "max" else "min"
+
+
+def claim_next_job(session: Session, worker_id: str) -> Job | None:
+    """Take the oldest queued job for this worker, or None when there is none left to take.
+
+    The update is guarded by `status = 'queued'`, so two workers racing for one job cannot both win;
+    on PostgreSQL the row is also locked with SKIP LOCKED so the loser moves on to the next job.
+    """
+    candidate = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidate = candidate.with_for_update(skip_locked=True)
+    job_id = session.scalar(candidate)
+    if job_id is None:
+        return None
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.RUNNING.value, worker_id=worker_id, started_at=now, heartbeat_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    job = session.get(Job, job_id)
+    assert job is not None
+    session.refresh(job)
+    return job
+
+
+def beat(session: Session, job_id: str, worker_id: str) -> bool:
+    """Record that the worker still runs the job; False if the job is no longer its own."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING.value)
+        .values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, Any]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def request_cancel(session: Session, job_id: str) -> Job:
+    """Cancel a queued job at once; ask a running one to stop at its next epoch boundary."""
+    job = get_job(session, job_id)
+    if JobStatus(job.status).is_finished():
+        raise StateError(f"job {job_id} is already {job.status}")
+    queued = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=utcnow())
+    )
+    if queued.rowcount != 1:  # type: ignore[attr-defined]
+        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    session.refresh(job)
+    return job
+
+
+def finish_job(session: Session, job_id: str, status: JobStatus, error: str | None = None) -> bool:
+    """Move a running job to a final state and stop any trial left running. Guarded on `running`."""
+    assert status.is_finished()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+        .values(status=status.value, error=error, finished_at=utcnow())
+    )
+    stop_running_trials(session, job_id)
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    job = get_job(session, job_id)
+    if not JobStatus(job.status).is_finished():
+        raise StateError(f"job {job_id} is {job.status}; cancel it and wait for it to end before deleting")
+    # Delete children explicitly as well, for databases opened without foreign keys enforced.
+    trial_ids = select(Trial.id).where(Trial.job_id == job_id)
+    session.execute(delete(Epoch).where(Epoch.trial_id.in_(trial_ids)))
+    session.execute(delete(Trial).where(Trial.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id, Job.status == job.status))
+
+
+# --- trials --------------------------------------------------------------------------------------
+
+
+def start_trial(session: Session, job_id: str, number: int, hyperparameters: dict[str, Any]) -> int:
+    """Record a trial as running and return its row id; a re-run of the same number starts afresh."""
+    existing = session.scalar(select(Trial).where(Trial.job_id == job_id, Trial.number == number))
+    if existing is not None:
+        session.execute(delete(Epoch).where(Epoch.trial_id == existing.id))
+        existing.status = TrialStatus.RUNNING.value
+        existing.hyperparameters = hyperparameters
+        existing.score = existing.best_epoch = existing.best_metrics = existing.error = None
+        existing.started_at, existing.finished_at = utcnow(), None
+        return existing.id
+    trial = Trial(
+        job_id=job_id, number=number, status=TrialStatus.RUNNING.value, hyperparameters=hyperparameters
+    )
+    session.add(trial)
+    session.flush()
+    return trial.id
+
+
+def record_epoch(session: Session, trial_id: int, epoch: int, metrics: dict[str, float]) -> None:
+    session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics))
+
+
+def end_trial(
+    session: Session,
+    trial_id: int,
+    status: TrialStatus,
+    score: float | None = None,
+    best_epoch: int | None = None,
+    best_metrics: dict[str, float] | None = None,
+    error: str | None = None,
+) -> None:
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise NotFoundError("trial", str(trial_id))
+    trial.status = status.value
+    trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
+    _close(trial)
+
+
+def _close(trial: Trial) -> None:
+    trial.finished_at = utcnow()
+    trial.duration_s = round((trial.finished_at - trial.started_at).total_seconds(), 3)
+
+
+def stop_running_trials(session: Session, job_id: str) -> None:
+    running = session.scalars(
+        select(Trial).where(Trial.job_id == job_id, Trial.status == TrialStatus.RUNNING.value)
+    )
+    for trial in running:
+        trial.status = TrialStatus.STOPPED.value
+        _close(trial)
+
+
+TrialSort = Literal["number", "score", "duration"]
+
+
+def list_trials(
+    session: Session,
+    job: Job,
+    status: TrialStatus | None,
+    sort: TrialSort,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[Trial], int]:
+    query = select(Trial).where(Trial.job_id == job.id)
+    count = select(func.count()).select_from(Trial).where(Trial.job_id == job.id)
+    if status is not None:
+        query = query.where(Trial.status == status.value)
+        count = count.where(Trial.status == status.value)
+    if sort == "score":
+        # Best first by default; trials without a score go last either way.
+        best_first = objective_direction(job) == "min"
+        ascending = best_first != descending
+        order = [Trial.score.is_(None), Trial.score.asc() if ascending else Trial.score.desc()]
+    elif sort == "duration":
+        order = [Trial.duration_s.is_(None), Trial.duration_s.desc() if descending else Trial.duration_s.asc()]
+    else:
+        order = [Trial.number.desc() if descending else Trial.number.asc()]
+    rows = session.scalars(query.order_by(*order, Trial.number).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
+
+
+def get_trial(session: Session, job_id: str, number: int) -> Trial:
+    trial = session.scalar(
+        select(Trial)
+        .where(Trial.job_id == job_id, Trial.number == number)
+        .options(selectinload(Trial.epochs))
+    )
+    if trial is None:
+        raise NotFoundError("trial", f"{job_id}/{number}")
+    return trial
+
+
+def best_trial(session: Session, job: Job) -> Trial | None:
+    score_order = Trial.score.asc() if objective_direction(job) == "min" else Trial.score.desc()
+    return session.scalar(
+        select(Trial)
+        .where(Trial.job_id == job.id, Trial.status == TrialStatus.COMPLETED.value, Trial.score.is_not(None))
+        .order_by(score_order, Trial.number)
+        .limit(1)
+        .options(selectinload(Trial.epochs))
+    )
+
+
+def last_failed_trial_error(session: Session, job_id: str) -> str | None:
+    return session.scalar(
+        select(Trial.error)
+        .where(Trial.job_id == job_id, Trial.status == TrialStatus.FAILED.value)
+        .order_by(Trial.number.desc())
+        .limit(1)
+    )
