@@ -23,3 +23,7 @@ class NotFoundError(Exception):
 
 class StateError(Exception):
     """The object is in a state that does not allow the operation (maps to 409)."""
+
+
+class TooLargeError(InputError):
+    """The input is bigger than a configured limit (maps to 413)."""

@@ -1,0 +1,1 @@
+"""droptune's REST API and dashboard (FastAPI). Never imports TensorFlow."""

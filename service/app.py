@@ -1,0 +1,84 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from service.routes import datasets, health, jobs
+from store import catalog, migrate
+from store.config import Settings, get_settings
+from store.db import ConflictError, Database, StoreError
+from store.errors import InputError, NotFoundError, StateError, TooLargeError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate to the newest schema and register the built-in datasets."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    with Database(settings.resolved_database_url).session() as session:
+        catalog.ensure_builtin_datasets(session)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app_settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        prepare_database(app_settings)
+        yield
+
+    app = FastAPI(
+        title="droptune",
+        summary="Search dropout rate and dropout layers of Keras models with keras-tuner, as a service.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(health.router)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    _add_error_handlers(app)
+    return app
+
+
+def _error(code: int, loc: list[str | int] | None, msg: str, kind: str) -> JSONResponse:
+    item: dict[str, object] = {"type": kind, "msg": msg}
+    if loc is not None:
+        item["loc"] = loc
+    return JSONResponse(status_code=code, content={"detail": [item]})
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    # Domain errors carry what the client needs; map each to one status, in the shape FastAPI
+    # uses for its own validation errors so clients parse a single format.
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> JSONResponse:
+        code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, TooLargeError) else 422
+        loc: list[str | int] = ["body", *exc.field.split(".")]
+        return _error(code, loc, exc.reason, "value_error")
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, None, str(exc), "not_found")
+
+    @app.exception_handler(StateError)
+    async def conflict(_: Request, exc: StateError) -> JSONResponse:
+        return _error(409, None, str(exc), "conflict")
+
+    @app.exception_handler(ConflictError)
+    async def store_conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        log.warning("integrity conflict: %s", exc)
+        return _error(409, None, "the change conflicts with data stored meanwhile; retry", "conflict")
+
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        log.error("database error: %s", exc)
+        return _error(503, None, "the database is unavailable; retry later", "unavailable")

@@ -1,0 +1,74 @@
+"""What the datasets API does: parse and store uploads, list, describe and delete datasets."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import BinaryIO
+
+from store import catalog
+from store.config import Settings
+from store.datasets import parse_upload, save_normalized
+from store.db import Database
+from store.errors import InputError, TooLargeError
+from service.schemas import DatasetOut
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+
+
+def read_limited(stream: BinaryIO, limit: int) -> bytes:
+    """Read an upload, stopping as soon as it passes `limit` bytes instead of buffering it all."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise TooLargeError("file", f"the upload is larger than this service's limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def register_upload(
+    db: Database, settings: Settings, data: bytes, name: str | None, filename: str | None, target: str | None
+) -> DatasetOut:
+    """Parse, check and store an upload; nothing is kept unless all of it succeeds."""
+    title = (name or "").strip() or Path(filename or "").stem.strip() or "uploaded dataset"
+    if len(title) > 200:
+        raise InputError("name", "at most 200 characters")
+    target = (target or "").strip() or None
+    fmt, parsed = parse_upload(data, target, settings.dataset_max_rows, settings.dataset_max_features)
+    if fmt == "npz" and target is not None:
+        raise InputError("target", "only CSV uploads take a target column; an NPZ's target is its 'y' array")
+    dataset_id = catalog.new_dataset_id()
+    file_name = f"{dataset_id}.npz"
+    path = settings.datasets_dir / file_name
+    save_normalized(parsed, path)
+    try:
+        with db.session() as session:
+            row = catalog.dataset_row(dataset_id, title, fmt, parsed, file_name)
+            session.add(row)
+            session.flush()
+            return DatasetOut.of(row)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def read_datasets(db: Database) -> list[DatasetOut]:
+    with db.session(readonly=True) as session:
+        return [DatasetOut.of(r) for r in catalog.list_datasets(session)]
+
+
+def read_dataset(db: Database, dataset_id: str) -> DatasetOut:
+    with db.session(readonly=True) as session:
+        return DatasetOut.of(catalog.get_dataset(session, dataset_id))
+
+
+def remove_dataset(db: Database, settings: Settings, dataset_id: str) -> None:
+    with db.session() as session:
+        row = catalog.delete_dataset(session, dataset_id)
+        file_name = row.file_name
+    # Only after the commit: a failed delete keeps both row and file.
+    if file_name:
+        (settings.datasets_dir / file_name).unlink(missing_ok=True)

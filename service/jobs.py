@@ -1,0 +1,158 @@
+"""What the jobs API does, as plain functions: validation that needs settings or the dataset, and
+the reads and writes behind each route. Nothing here knows about HTTP."""
+
+from __future__ import annotations
+
+import math
+
+from store import jobs as q
+from store.catalog import get_dataset
+from store.config import Settings
+from store.db import Database
+from store.errors import InputError, NotFoundError
+from store.spec import TASK_METRICS, FloatRange, IntRange, JobSpec, planned_trials
+from store.states import JobStatus, TrialStatus
+from store.tables import Dataset
+from service.schemas import JobOut, Page, TrialDetail, TrialOut
+
+
+def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSpec:
+    """Check the rules that span fields, settings and the dataset; fill in what was left out."""
+    _check_caps(spec, settings)
+    _check_space(spec)
+    metrics = TASK_METRICS[dataset.task]
+    metric = spec.objective.metric
+    if metric not in metrics:
+        raise InputError(
+            "objective.metric",
+            f"{metric!r} is not reported for {dataset.task} datasets; choose one of {', '.join(metrics)}",
+        )
+    natural = metrics[metric]
+    if spec.objective.direction is not None and spec.objective.direction != natural:
+        raise InputError("objective.direction", f"{metric} is better when {'lower' if natural == 'min' else 'higher'}; use {natural!r}")
+    _check_split(spec, dataset)
+    update = {
+        "name": spec.name.strip() or f"{spec.algorithm} search on {dataset.id}",
+        "objective": spec.objective.model_copy(update={"direction": natural}),
+    }
+    return spec.model_copy(update=update)
+
+
+def _check_caps(spec: JobSpec, s: Settings) -> None:
+    caps = [
+        ("max_trials", spec.max_trials, s.max_trials_cap),
+        ("training.epochs", spec.training.epochs, s.epochs_cap),
+        ("training.batch_size", spec.training.batch_size, s.batch_size_cap),
+        ("model.units", spec.model.units, s.units_cap),
+        ("model.hidden_layers", spec.model.hidden_layers, s.hidden_layers_cap),
+    ]
+    if spec.search_space.units is not None:
+        caps.append(("search_space.units", spec.search_space.units.bounds()[1], s.units_cap))
+    for field, value, cap in caps:
+        if value > cap:
+            raise InputError(field, f"{value} is above this service's limit of {cap}")
+
+
+def _check_space(spec: JobSpec) -> None:
+    space = spec.search_space
+    low, high = space.dropout_rate.bounds()
+    if low < 0 or high >= 1:
+        raise InputError("search_space.dropout_rate", f"rates must lie in [0, 1); got {low}..{high}")
+    low_l, high_l = space.dropout_layers.bounds()
+    if low_l < 0:
+        raise InputError("search_space.dropout_layers", f"cannot be negative; got {low_l}")
+    if high_l > spec.model.hidden_layers:
+        raise InputError(
+            "search_space.dropout_layers",
+            f"max {high_l} is above model.hidden_layers ({spec.model.hidden_layers}); "
+            "each dropout layer follows one hidden layer",
+        )
+    if space.units is not None and space.units.bounds()[0] < 1:
+        raise InputError("search_space.units", "units must be at least 1")
+    if space.learning_rate is not None:
+        lr_low, lr_high = space.learning_rate.bounds()
+        if lr_low <= 0 or lr_high > 1:
+            raise InputError("search_space.learning_rate", f"rates must lie in (0, 1]; got {lr_low}..{lr_high}")
+    if spec.algorithm == "grid":
+        for name in spec.hyperparameter_names():
+            rng: FloatRange | IntRange = getattr(space, name)
+            if isinstance(rng, FloatRange) and not rng.is_discrete():
+                raise InputError(
+                    f"search_space.{name}", "grid search needs a step or a list of values for a float range"
+                )
+
+
+def _check_split(spec: JobSpec, dataset: Dataset) -> None:
+    n = dataset.n_samples
+    n_val = math.ceil(n * spec.training.validation_split)
+    n_train = n - n_val
+    need = dataset.n_classes or 1
+    if n_val < need or n_train < need:
+        raise InputError(
+            "training.validation_split",
+            f"splitting {n} samples by {spec.training.validation_split} leaves {n_train} for training "
+            f"and {n_val} for validation; each needs at least {need}",
+        )
+
+
+def submit_job(db: Database, spec: JobSpec, settings: Settings) -> JobOut:
+    with db.session() as session:
+        try:
+            dataset = get_dataset(session, spec.dataset_id)
+        except NotFoundError:
+            raise InputError("dataset_id", f"no dataset with id {spec.dataset_id!r}") from None
+        normalized = normalize_spec(spec, dataset, settings)
+        job = q.create_job(session, normalized, planned_trials(normalized))
+        return JobOut.of(q.summarize(session, [job])[0])
+
+
+def read_job(db: Database, job_id: str) -> JobOut:
+    with db.session(readonly=True) as session:
+        return JobOut.of(q.summarize(session, [q.get_job(session, job_id)])[0])
+
+
+def read_jobs(db: Database, status: JobStatus | None, limit: int, offset: int) -> Page[JobOut]:
+    with db.session(readonly=True) as session:
+        rows, total = q.list_jobs(session, status, limit, offset)
+        items = [JobOut.of(s) for s in q.summarize(session, rows)]
+        return Page[JobOut](items=items, total=total, limit=limit, offset=offset)
+
+
+def cancel_job(db: Database, job_id: str) -> JobOut:
+    with db.session() as session:
+        job = q.request_cancel(session, job_id)
+        return JobOut.of(q.summarize(session, [job])[0])
+
+
+def remove_job(db: Database, job_id: str) -> None:
+    with db.session() as session:
+        q.delete_job(session, job_id)
+
+
+def read_trials(
+    db: Database,
+    job_id: str,
+    status: TrialStatus | None,
+    sort: q.TrialSort,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> Page[TrialOut]:
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        rows, total = q.list_trials(session, job, status, sort, descending, limit, offset)
+        return Page[TrialOut](items=[TrialOut.of(t) for t in rows], total=total, limit=limit, offset=offset)
+
+
+def read_trial(db: Database, job_id: str, number: int) -> TrialDetail:
+    with db.session(readonly=True) as session:
+        q.get_job(session, job_id)
+        return TrialDetail.of(q.get_trial(session, job_id, number))
+
+
+def read_best_trial(db: Database, job_id: str) -> TrialDetail:
+    with db.session(readonly=True) as session:
+        best = q.best_trial(session, q.get_job(session, job_id))
+        if best is None:
+            raise NotFoundError("completed trial of job", job_id)
+        return TrialDetail.of(best)

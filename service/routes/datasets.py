@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+
+from service import datasets as logic
+from service.deps import DatabaseDep, SettingsDep
+from service.schemas import DatasetOut
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def upload_dataset(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV with a header row, or NPZ with arrays x and y")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
+) -> DatasetOut:
+    data = logic.read_limited(file.file, settings.upload_max_bytes)
+    return logic.register_upload(db, settings, data, name, file.filename, target)
+
+
+@router.get("")
+def list_datasets(db: DatabaseDep) -> list[DatasetOut]:
+    return logic.read_datasets(db)
+
+
+@router.get("/{dataset_id}")
+def get_dataset(db: DatabaseDep, dataset_id: str) -> DatasetOut:
+    return logic.read_dataset(db, dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(db: DatabaseDep, settings: SettingsDep, dataset_id: str) -> None:
+    logic.remove_dataset(db, settings, dataset_id)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from service import jobs as logic
+from service.deps import DatabaseDep, SettingsDep
+from service.schemas import JobOut, Page, TrialDetail, TrialOut
+from store.spec import JobSpec
+from store.states import JobStatus, TrialStatus
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def submit_job(db: DatabaseDep, settings: SettingsDep, spec: JobSpec) -> JobOut:
+    return logic.submit_job(db, spec, settings)
+
+
+@router.get("")
+def list_jobs(
+    db: DatabaseDep, status: JobStatus | None = None, limit: Limit = 50, offset: Offset = 0
+) -> Page[JobOut]:
+    return logic.read_jobs(db, status, limit, offset)
+
+
+@router.get("/{job_id}")
+def get_job(db: DatabaseDep, job_id: str) -> JobOut:
+    return logic.read_job(db, job_id)
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(db: DatabaseDep, job_id: str) -> JobOut:
+    return logic.cancel_job(db, job_id)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_job(db: DatabaseDep, job_id: str) -> None:
+    logic.remove_job(db, job_id)
+
+
+@router.get("/{job_id}/trials")
+def list_trials(
+    db: DatabaseDep,
+    job_id: str,
+    status: TrialStatus | None = None,
+    sort: Literal["number", "score", "duration"] = "number",
+    order: Literal["asc", "desc"] = "asc",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[TrialOut]:
+    return logic.read_trials(db, job_id, status, sort, order == "desc", limit, offset)
+
+
+@router.get("/{job_id}/trials/{number}")
+def get_trial(db: DatabaseDep, job_id: str, number: int) -> TrialDetail:
+    return logic.read_trial(db, job_id, number)
+
+
+@router.get("/{job_id}/best")
+def get_best_trial(db: DatabaseDep, job_id: str) -> TrialDetail:
+    return logic.read_best_trial(db, job_id)

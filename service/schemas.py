@@ -1,0 +1,169 @@
+"""Response models of the REST API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from store.jobs import JobSummary
+from store.spec import TASK_METRICS, JobSpec
+from store.tables import Dataset, Epoch, Trial
+
+T = TypeVar("T")
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    format: str
+    task: str
+    n_samples: int
+    input_shape: list[int]
+    n_features: int
+    n_classes: int | None
+    class_labels: list[str] | None
+    target: str | None
+    feature_names: list[str] | None
+    metrics: list[str]
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Dataset) -> DatasetOut:
+        n_features = 1
+        for dim in row.input_shape:
+            n_features *= dim
+        return cls(
+            id=row.id,
+            name=row.name,
+            format=row.format,
+            task=row.task,
+            n_samples=row.n_samples,
+            input_shape=row.input_shape,
+            n_features=n_features,
+            n_classes=row.n_classes,
+            class_labels=row.class_labels,
+            target=row.target,
+            feature_names=row.feature_names,
+            metrics=list(TASK_METRICS[row.task]),
+            created_at=row.created_at,
+        )
+
+
+class TrialOut(BaseModel):
+    number: int
+    status: str
+    hyperparameters: dict[str, Any]
+    score: float | None
+    best_epoch: int | None
+    metrics: dict[str, float] | None
+    epochs_done: int | None = None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    duration_s: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: Trial) -> TrialOut:
+        return cls(
+            number=row.number,
+            status=row.status,
+            hyperparameters=row.hyperparameters,
+            score=row.score,
+            best_epoch=row.best_epoch,
+            metrics=row.best_metrics,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            duration_s=row.duration_s,
+            error=row.error,
+        )
+
+
+class EpochOut(BaseModel):
+    """One epoch's metrics, flattened: `{"epoch": 1, "loss": ..., "val_loss": ..., ...}`."""
+
+    epoch: int
+    model_config = {"extra": "allow"}
+
+    @classmethod
+    def of(cls, row: Epoch) -> EpochOut:
+        return cls(epoch=row.epoch, **row.metrics)
+
+
+class TrialDetail(TrialOut):
+    history: list[EpochOut]
+
+    @classmethod
+    def of(cls, row: Trial) -> TrialDetail:
+        base = TrialOut.of(row).model_dump()
+        base["epochs_done"] = len(row.epochs)
+        return cls(**base, history=[EpochOut.of(e) for e in row.epochs])
+
+
+class Progress(BaseModel):
+    finished: int
+    planned: int
+
+
+class BestTrial(BaseModel):
+    number: int
+    score: float | None
+    best_epoch: int | None
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float] | None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    dataset_id: str | None
+    algorithm: str
+    status: str
+    cancel_requested: bool
+    progress: Progress
+    best: BestTrial | None
+    error: str | None
+    spec: JobSpec
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, summary: JobSummary) -> JobOut:
+        job, best = summary.job, summary.best
+        return cls(
+            id=job.id,
+            name=job.name,
+            dataset_id=job.dataset_id,
+            algorithm=job.algorithm,
+            status=job.status,
+            cancel_requested=job.cancel_requested,
+            progress=Progress(finished=summary.trials_finished, planned=job.trials_planned),
+            best=None
+            if best is None
+            else BestTrial(
+                number=best.number,
+                score=best.score,
+                best_epoch=best.best_epoch,
+                hyperparameters=best.hyperparameters,
+                metrics=best.best_metrics,
+            ),
+            error=job.error,
+            spec=JobSpec.model_validate(job.spec),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    database: str
