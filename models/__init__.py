@@ -1,0 +1,1 @@
+"""Keras model builders: `build(hp, config) -> keras.Model`, nothing else."""

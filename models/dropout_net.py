@@ -1,0 +1,86 @@
+"""The network whose dropout droptune searches.
+
+`hidden_layers` Dense blocks of `units`; the first `dropout_layers` of them are each followed by
+`Dropout(dropout_rate)` (0 is the no-dropout baseline). Image inputs pass through a small conv net
+first, and the dense head carries the dropout. Inputs are normalized inside the model with statistics
+of the training split, so a saved model predicts on raw inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything about the model that is fixed for a whole job."""
+
+    input_shape: tuple[int, ...]
+    task: str  # classification | regression
+    n_classes: int | None
+    hidden_layers: int
+    units: int
+    activation: str
+    learning_rate: float
+    mean: np.ndarray  # per feature (tabular) or per channel (images), from the training split
+    variance: np.ndarray
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+def normalization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over every axis but the last: what `Normalization.adapt` would compute."""
+    axes = tuple(range(x_train.ndim - 1))
+    return x_train.mean(axis=axes, dtype=np.float64), x_train.var(axis=axes, dtype=np.float64)
+
+
+def _hp(hp: Any, name: str, default: Any) -> Any:
+    # Units and learning rate are searched only when the job asks; otherwise the model's value holds.
+    return hp.values[name] if name in hp.values else default
+
+
+def build(hp: Any, config: ModelConfig) -> keras.Model:
+    """Build and compile one trial's model from its hyperparameters."""
+    dropout_rate = float(hp.get("dropout_rate"))
+    dropout_layers = int(hp.get("dropout_layers"))
+    units = int(_hp(hp, "units", config.units))
+    learning_rate = float(_hp(hp, "learning_rate", config.learning_rate))
+
+    inputs = keras.Input(shape=config.input_shape)
+    x = keras.layers.Normalization(axis=-1, mean=config.mean, variance=config.variance)(inputs)
+    if config.is_image:
+        x = _conv_stem(x, config.input_shape)
+    for i in range(config.hidden_layers):
+        x = keras.layers.Dense(units, activation=config.activation, name=f"hidden_{i + 1}")(x)
+        if i < dropout_layers:
+            x = keras.layers.Dropout(dropout_rate, name=f"dropout_{i + 1}")(x)
+    outputs, loss, metrics = _head(x, config)
+    model = keras.Model(inputs, outputs, name="dropout_net")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    return model
+
+
+def _conv_stem(x: Any, shape: tuple[int, ...]) -> Any:
+    height, width = shape[0], shape[1]
+    for filters in (16, 32):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        if min(height, width) >= 4:
+            x = keras.layers.MaxPooling2D(2)(x)
+            height, width = height // 2, width // 2
+    return keras.layers.GlobalAveragePooling2D()(x)
+
+
+def _head(x: Any, config: ModelConfig) -> tuple[Any, str, list[str]]:
+    if config.task == "regression":
+        return keras.layers.Dense(1, name="output")(x), "mean_squared_error", ["mae"]
+    if config.n_classes == 2:
+        out = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+        return out, "binary_crossentropy", ["accuracy"]
+    out = keras.layers.Dense(config.n_classes, activation="softmax", name="output")(x)
+    return out, "sparse_categorical_crossentropy", ["accuracy"]

@@ -1,0 +1,151 @@
+"""Recording trials into the store from keras-tuner's own hooks.
+
+`recording(base)` makes a subclass of a keras-tuner tuner whose `on_trial_begin`, `on_epoch_end` and
+`on_trial_end` write to the store, so every algorithm records the same way and keras-tuner's oracles
+keep doing the searching.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import keras_tuner as kt
+from keras_tuner.errors import FailedTrialError, FatalError
+
+from store import jobs as q
+from store.db import Database
+from store.states import TrialStatus
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(FatalError):
+    """The user cancelled the job; raised at an epoch boundary to stop the search."""
+
+
+def error_summary(message: str | None) -> str:
+    """The last line of a traceback: the exception and its message."""
+    lines = [ln for ln in (message or "").strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+class Recorder:
+    """Writes one job's trials and epochs to the store as keras-tuner reports them."""
+
+    def __init__(self, db: Database, job_id: str, objective: str, direction: str, names: list[str]) -> None:
+        self.db = db
+        self.job_id = job_id
+        self.objective = objective
+        self.direction = direction
+        self.names = names
+        self._rows: dict[str, int] = {}
+        self._history: dict[str, dict[int, dict[str, float]]] = {}
+
+    def check_cancel(self) -> None:
+        with self.db.session(readonly=True) as session:
+            if q.cancel_requested(session, self.job_id):
+                raise JobCancelled("cancelled by request")
+
+    def trial_began(self, trial: kt.engine.trial.Trial) -> None:
+        # keras-tuner's internal `tuner/...` entries (Hyperband's bookkeeping) are not shown to users.
+        values = {k: _plain(v) for k, v in trial.hyperparameters.values.items() if k in self.names}
+        with self.db.session() as session:
+            self._rows[trial.trial_id] = q.start_trial(session, self.job_id, int(trial.trial_id), values)
+        self._history[trial.trial_id] = {}
+        log.info("trial %s began: %s", trial.trial_id, values)
+
+    def epoch_ended(self, trial: kt.engine.trial.Trial, epoch: int, logs: dict[str, Any] | None) -> None:
+        metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        number = epoch + 1  # users count epochs from 1
+        self._history[trial.trial_id][number] = metrics
+        with self.db.session() as session:
+            q.record_epoch(session, self._rows[trial.trial_id], number, metrics)
+            cancel = q.cancel_requested(session, self.job_id)
+        if cancel:
+            raise JobCancelled("cancelled by request")
+        loss = metrics.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise FailedTrialError(f"training diverged: loss is {loss} at epoch {number}")
+
+    def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
+        row = self._rows[trial.trial_id]
+        history = self._history.get(trial.trial_id, {})
+        with self.db.session() as session:
+            if trial.status == kt.engine.trial.TrialStatus.COMPLETED and trial.score is not None:
+                best_epoch = self._best_epoch(history)
+                q.end_trial(
+                    session,
+                    row,
+                    TrialStatus.COMPLETED,
+                    score=float(trial.score),
+                    best_epoch=best_epoch,
+                    best_metrics=history.get(best_epoch) if best_epoch else None,
+                )
+                log.info("trial %s completed: %s=%s", trial.trial_id, self.objective, trial.score)
+            else:
+                message = trial.message or f"the objective {self.objective} was not a number (training diverged)"
+                summary = error_summary(message)
+                error = summary if summary == message.strip() else f"{summary}\n\n{message.strip()}"
+                q.end_trial(session, row, TrialStatus.FAILED, error=error)
+                log.warning("trial %s failed: %s", trial.trial_id, summary)
+
+    def trial_stopped(self, trial_id: str) -> None:
+        if trial_id in self._rows:
+            with self.db.session() as session:
+                q.end_trial(session, self._rows[trial_id], TrialStatus.STOPPED)
+
+    def _best_epoch(self, history: dict[int, dict[str, float]]) -> int | None:
+        scored = [(m[self.objective], e) for e, m in history.items() if self.objective in m]
+        if not scored:
+            return None
+        # Ties go to the earliest epoch.
+        if self.direction == "min":
+            return min(scored)[1]
+        return max(scored, key=lambda item: (item[0], -item[1]))[1]
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python numbers, for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class _RecordingMixin:
+    recorder: Recorder
+    _current_trial: str | None = None
+
+    def pre_create_trial(self) -> None:
+        self.recorder.check_cancel()  # do not start a new trial for a cancelled job
+        super().pre_create_trial()  # type: ignore[misc]
+
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)  # type: ignore[misc]
+        self._current_trial = trial.trial_id
+        self.recorder.trial_began(trial)
+
+    def on_epoch_end(self, trial: kt.engine.trial.Trial, model: Any, epoch: int, logs: Any = None) -> None:
+        super().on_epoch_end(trial, model, epoch, logs=logs)  # type: ignore[misc]
+        self.recorder.epoch_ended(trial, epoch, logs)
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        # keras-tuner scores the trial in `oracle.end_trial` (called by super) and may raise there
+        # when too many trials failed in a row; record the trial whatever happens.
+        try:
+            super().on_trial_end(trial)  # type: ignore[misc]
+        finally:
+            self.recorder.trial_ended(trial)
+            self._current_trial = None
+
+
+def recording(base: type[kt.Tuner]) -> type[kt.Tuner]:
+    """A subclass of a keras-tuner tuner class that records into a `Recorder`."""
+    return type(f"Recording{base.__name__}", (_RecordingMixin, base), {})

@@ -1,0 +1,154 @@
+"""One job's search, run in a child process of the worker: `python -m tuner.search JOB_ID`.
+
+It loads the dataset, splits it once (by the job's seed, stratified for classification), builds the
+keras-tuner tuner for the job's algorithm and records every trial through `tuner.recording`. It ends
+the job itself: succeeded, cancelled, or failed with the real cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from models.dropout_net import ModelConfig, build, normalization_stats
+from store import jobs as q
+from store.catalog import get_dataset
+from store.config import Settings, get_settings
+from store.datasets import load_arrays
+from store.db import Database
+from store.spec import JobSpec
+from store.states import JobStatus
+from tuner.recording import JobCancelled, Recorder, error_summary, recording
+from tuner.space import to_hyperparameters
+
+log = logging.getLogger(__name__)
+
+TUNERS: dict[str, type[kt.Tuner]] = {
+    "random": kt.RandomSearch,
+    "grid": kt.GridSearch,
+    "bayesian": kt.BayesianOptimization,
+    "hyperband": kt.Hyperband,
+}
+
+
+def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """The job's one validation split, the same for every trial."""
+    stratify = y if task == "classification" else None
+    return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
+
+
+def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: Path) -> kt.Tuner:
+    base = TUNERS[spec.algorithm]
+    objective = kt.Objective(spec.objective.metric, direction=spec.objective.direction or "min")
+    common: dict[str, Any] = {
+        "hypermodel": partial(build, config=config),
+        "objective": objective,
+        "hyperparameters": to_hyperparameters(spec.search_space),
+        "seed": spec.seed,
+        "directory": str(workdir),
+        "project_name": "search",
+        "overwrite": True,
+        "max_consecutive_failed_trials": 3,
+    }
+    if spec.algorithm == "hyperband":
+        tuner = recording(base)(max_epochs=spec.training.epochs, factor=spec.hyperband_factor, **common)
+        tuner.oracle.max_trials = spec.max_trials  # Hyperband has no max_trials of its own; cap it
+    else:
+        tuner = recording(base)(max_trials=spec.max_trials, **common)
+    tuner.recorder = recorder
+    return tuner
+
+
+def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
+    """Run the job's search to its end and record the outcome. Returns the final status."""
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        spec = JobSpec.model_validate(job.spec)
+        dataset = get_dataset(session, spec.dataset_id)
+        file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
+        task, n_classes = dataset.task, dataset.n_classes
+    workdir = settings.tuner_dir / job_id
+    recorder = Recorder(
+        db, job_id, spec.objective.metric, spec.objective.direction or "min", spec.hyperparameter_names()
+    )
+    try:
+        keras.utils.set_random_seed(spec.seed)
+        x, y = load_arrays(file_path, spec.dataset_id)
+        x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
+        mean, variance = normalization_stats(x_train)
+        config = ModelConfig(
+            input_shape=tuple(int(d) for d in x_train.shape[1:]),
+            task=task,
+            n_classes=n_classes,
+            hidden_layers=spec.model.hidden_layers,
+            units=spec.model.units,
+            activation=spec.model.activation,
+            learning_rate=spec.model.learning_rate,
+            mean=mean,
+            variance=variance,
+        )
+        tuner = make_tuner(spec, config, recorder, workdir)
+        with db.session() as session:
+            q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+        callbacks = []
+        if spec.training.early_stopping_patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=spec.objective.metric,
+                    mode=spec.objective.direction or "min",
+                    patience=spec.training.early_stopping_patience,
+                )
+            )
+        tuner.search(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            epochs=spec.training.epochs,
+            batch_size=spec.training.batch_size,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        outcome, cause = JobStatus.SUCCEEDED, None
+    except JobCancelled:
+        outcome, cause = JobStatus.CANCELLED, "cancelled by request"
+    except Exception as exc:  # the job fails with its real cause, whatever raised
+        log.exception("job %s failed", job_id)
+        outcome, cause = JobStatus.FAILED, _cause(db, job_id, exc)
+    finally:
+        if not settings.keep_tuner_dirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+    with db.session() as session:
+        q.finish_job(session, job_id, outcome, None if outcome is JobStatus.SUCCEEDED else cause)
+    log.info("job %s %s", job_id, outcome.value)
+    return outcome
+
+
+def _cause(db: Database, job_id: str, exc: Exception) -> str:
+    """The error to show for a failed job: the trials' own error rather than keras-tuner's summary."""
+    text = str(exc)
+    if "consecutive failures" in text:
+        with db.session(readonly=True) as session:
+            last = q.last_failed_trial_error(session, job_id)
+        if last:
+            return f"trials kept failing; the last one failed with: {error_summary(last)}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    status = run_search(Database(settings.resolved_database_url), settings, argv[1])
+    return 0 if status is not JobStatus.FAILED else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

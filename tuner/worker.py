@@ -1,0 +1,154 @@
+"""The worker's loop: claim a job, run its search in a child process, heartbeat, finish.
+
+Read top to bottom in `Worker.work`. The child (`python -m tuner.search`) holds TensorFlow, so its
+memory goes back to the OS when the job ends and a cancel that does not land in time can kill it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+
+from store import jobs as q
+from store.config import Settings
+from store.db import Database, StoreError
+from store.migrate import upgrade
+from store.states import JobStatus
+from store.tables import Job
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, *, burst: bool = False, max_jobs: int | None = None, name: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.resolved_database_url)
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = False
+
+    def work(self) -> int:
+        """Run jobs until stopped (or, in burst mode, until the queue is empty). Returns jobs run."""
+        self._install_signal_handlers()
+        upgrade(self.settings.resolved_database_url)
+        done = 0
+        log.info("worker %s started (burst=%s, max_jobs=%s)", self.id, self.burst, self.max_jobs)
+        while not self._stopping:
+            job = self._claim()
+            if job is None:
+                if self.burst:
+                    break
+                time.sleep(self.settings.poll_interval_s)
+                continue
+            self._run(job)
+            done += 1
+            if self.max_jobs is not None and done >= self.max_jobs:
+                break
+        log.info("worker %s stopped after %d job(s)", self.id, done)
+        return done
+
+    def _claim(self) -> Job | None:
+        try:
+            with self.db.session() as session:
+                return q.claim_next_job(session, self.id)
+        except StoreError as exc:  # a busy or restarting database: try again on the next poll
+            log.warning("could not claim a job: %s", exc)
+            return None
+
+    def _run(self, job: Job) -> None:
+        log.info("job %s claimed (%s on %s)", job.id, job.algorithm, job.dataset_id)
+        log_path = self._log_path(job.id)
+        env = dict(os.environ)
+        env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
+        env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        with open(log_path, "ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tuner.search", job.id],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
+            code = self._supervise(job.id, child)
+        self._settle(job.id, code, log_path)
+
+    def _supervise(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
+        """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed."""
+        next_beat = 0.0
+        cancel_seen_at: float | None = None
+        while True:
+            try:
+                return child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.settings.heartbeat_interval_s
+                cancel_seen_at = self._beat(job_id, cancel_seen_at, now)
+            overdue = cancel_seen_at is not None and now - cancel_seen_at > self.settings.cancel_grace_s
+            if overdue or self._stopping:
+                log.warning("job %s: stopping its search process (%s)", job_id, "cancel" if overdue else "shutdown")
+                child.kill()
+                return child.wait()
+
+    def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> float | None:
+        try:
+            with self.db.session() as session:
+                q.beat(session, job_id, self.id)
+                cancel = q.cancel_requested(session, job_id)
+        except StoreError as exc:
+            log.warning("heartbeat for job %s failed: %s", job_id, exc)
+            return cancel_seen_at
+        if cancel and cancel_seen_at is None:
+            return now
+        return cancel_seen_at
+
+    def _settle(self, job_id: str, code: int, log_path: Path) -> None:
+        """The child ends its job itself; if it died first, end the job here with what it printed."""
+        with self.db.session() as session:
+            job = q.get_job(session, job_id)
+            if job.status != JobStatus.RUNNING.value:
+                return
+            if job.cancel_requested:
+                q.finish_job(session, job_id, JobStatus.CANCELLED, "cancelled by request")
+            elif self._stopping:
+                q.finish_job(session, job_id, JobStatus.FAILED, "the worker was stopped while the job ran")
+            else:
+                tail = _last_error_line(log_path)
+                cause = f"the search process exited with code {code}" + (f": {tail}" if tail else "")
+                q.finish_job(session, job_id, JobStatus.FAILED, cause)
+
+    def _log_path(self, job_id: str) -> Path:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        return logs / f"job-{job_id}.log"
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("worker %s got signal %d; stopping", self.id, signum)
+            self._stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def _last_error_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line.strip()[:500]
+    return lines[-1].strip()[:500] if lines else ""
