@@ -137,12 +137,14 @@ def parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int)
         raise InputError("target", f"column {target_name!r} is not in the CSV header")
     t_idx = header.index(target_name)
     rows: list[list[str]] = []
+    line_numbers: list[int] = []  # file row of each data row, for messages (blank rows are skipped)
     for line_no, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
             raise InputError("file", f"CSV row {line_no} has {len(row)} fields; the header has {len(header)}")
         rows.append(row)
+        line_numbers.append(line_no)
         if len(rows) > max_rows:
             raise InputError("file", f"the CSV has more than {max_rows} rows")
     if len(rows) < MIN_ROWS:
@@ -155,14 +157,17 @@ def parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int)
                 x[r, c] = float(row[i])
             except ValueError:
                 raise InputError(
-                    "file", f"CSV row {r + 2}, column {header[i]!r}: {row[i]!r} is not a number"
+                    "file", f"CSV row {line_numbers[r]}, column {header[i]!r}: {row[i]!r} is not a number"
                 ) from None
-    if not np.isfinite(x).all():
-        r, c = np.argwhere(~np.isfinite(x))[0]
-        raise InputError("file", f"CSV row {r + 2}, column {header[feature_idx[c]]!r} is NaN or infinite")
+    x32 = x.astype(np.float32)  # checked after the cast: 1e300 is finite in float64, not in float32
+    if not np.isfinite(x32).all():
+        r, c = np.argwhere(~np.isfinite(x32))[0]
+        raise InputError(
+            "file", f"CSV row {line_numbers[r]}, column {header[feature_idx[c]]!r} is NaN, infinite or too large"
+        )
     raw_y = [row[t_idx].strip() for row in rows]
     feature_names = [header[i] for i in feature_idx]
-    return _with_target(x.astype(np.float32), raw_y, feature_names, target_name)
+    return _with_target(x32, raw_y, feature_names, target_name)
 
 
 def _with_target(x: np.ndarray, raw_y: list[str], feature_names: list[str], target: str) -> ParsedDataset:
@@ -172,10 +177,10 @@ def _with_target(x: np.ndarray, raw_y: list[str], feature_names: list[str], targ
     if all(_is_int(v) for v in raw_y):
         return _classification(x, np.array([int(v) for v in raw_y]), feature_names, target, "target")
     if all(_is_number(v) for v in raw_y):
-        y = np.array([float(v) for v in raw_y], dtype=np.float64)
+        y = np.array([float(v) for v in raw_y], dtype=np.float64).astype(np.float32)
         if not np.isfinite(y).all():
-            raise InputError("file", f"the target column {target!r} has NaN or infinite values")
-        return ParsedDataset(x=x, y=y.astype(np.float32), task="regression", feature_names=feature_names, target=target)
+            raise InputError("file", f"the target column {target!r} has NaN, infinite or too large values")
+        return ParsedDataset(x=x, y=y, task="regression", feature_names=feature_names, target=target)
     return _classification(x, np.array(raw_y), feature_names, target, "target")
 
 
@@ -242,13 +247,14 @@ def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
         raise InputError("file", f"the NPZ array 'x' has dtype {x.dtype}; it must be numeric")
     xf = x.astype(np.float32)
     if not np.isfinite(xf).all():
-        raise InputError("file", "the NPZ array 'x' has NaN or infinite values")
+        raise InputError("file", "the NPZ array 'x' has NaN, infinite or too large values")
     if x.ndim == 3:
         xf = xf[..., np.newaxis]  # grey images get a channel axis
     if np.issubdtype(y.dtype, np.floating):
-        if not np.isfinite(y).all():
-            raise InputError("file", "the NPZ array 'y' has NaN or infinite values")
-        return ParsedDataset(x=xf, y=y.astype(np.float32), task="regression")
+        yf = y.astype(np.float32)
+        if not np.isfinite(yf).all():
+            raise InputError("file", "the NPZ array 'y' has NaN, infinite or too large values")
+        return ParsedDataset(x=xf, y=yf, task="regression")
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ or y.dtype.kind == "U":
         return _classification(xf, y, None, None, "file")
     raise InputError("file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression")

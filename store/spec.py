@@ -23,7 +23,8 @@ TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are typos; NaN and infinity are never meaningful hyperparameters.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FloatRange(_Strict):

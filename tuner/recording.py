@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 import keras_tuner as kt
@@ -26,9 +27,11 @@ class JobCancelled(FatalError):
 
 
 def error_summary(message: str | None) -> str:
-    """The last line of a traceback: the exception and its message."""
+    """The last line of a traceback, the exception and its message, without the module path."""
     lines = [ln for ln in (message or "").strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    return re.sub(r"^[\w.]+\.(\w+):", r"\1:", lines[-1].strip())
 
 
 class Recorder:
@@ -67,7 +70,10 @@ class Recorder:
             raise JobCancelled("cancelled by request")
         loss = metrics.get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise FailedTrialError(f"training diverged: loss is {loss} at epoch {number}")
+            raise FailedTrialError(
+                f"training diverged: loss is {loss} at epoch {number} "
+                "(scale the target or lower the learning rate)"
+            )
 
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
         row = self._rows[trial.trial_id]

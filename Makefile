@@ -1,0 +1,53 @@
+# droptune: `make run` serves the API and one worker; `make test` runs the whole suite.
+# Both install everything first, into .venv, from the lock file.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run api worker test test-unit test-e2e bench lock migrate clean
+
+$(STAMP): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	./scripts/run.sh
+
+api: install
+	$(BIN)/python -m service
+
+worker: install
+	$(BIN)/python -m tuner
+
+migrate: install
+	$(BIN)/python -m store.migrate
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-e2e: install
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/service_vs_bare.py
+
+# Re-pin every dependency from requirements.in in a scratch environment.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -r requirements.in
+	(echo "# Pinned by 'make lock' from requirements.in: the exact versions CI and 'make run' install."; \
+	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==') > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,121 @@
+"""The real thing: a uvicorn server and two workers in their own processes, on a fresh data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    base_url: str
+    data_dir: Path
+    client: httpx.Client
+    processes: list[subprocess.Popen[bytes]]
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post("/api/v1/jobs", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str, statuses: set[str] = FINISHED, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in statuses:
+                return job  # type: ignore[no-any-return]
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} did not reach {statuses} in {timeout}s: {job}")
+
+    def trials(self, job_id: str, **params: Any) -> list[dict[str, Any]]:
+        response = self.client.get(f"/api/v1/jobs/{job_id}/trials", params={"limit": 1000, **params})
+        assert response.status_code == 200, response.text
+        return response.json()["items"]  # type: ignore[no-any-return]
+
+    def trial(self, job_id: str, number: int) -> dict[str, Any]:
+        response = self.client.get(f"/api/v1/jobs/{job_id}/trials/{number}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def upload(self, name: str, filename: str, data: bytes, **form: str) -> dict[str, Any]:
+        response = self.client.post(
+            "/api/v1/datasets", files={"file": (filename, data)}, data={"name": name, **form}
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    data_dir = tmp_path_factory.mktemp("droptune-data")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "DROPTUNE_DATA_DIR": str(data_dir),
+            "DROPTUNE_PORT": str(port),
+            "DROPTUNE_HOST": "127.0.0.1",
+            "DROPTUNE_HEARTBEAT_INTERVAL_S": "1",
+            "DROPTUNE_CANCEL_GRACE_S": "20",
+        }
+    )
+    env.pop("DROPTUNE_DATABASE_URL", None)
+    api = _start([sys.executable, "-m", "service"], env, data_dir / "api.log")
+    base_url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base_url, timeout=30)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if client.get("/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if api.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start: {(data_dir / 'api.log').read_text()}")
+        time.sleep(0.2)
+    workers = [
+        _start([sys.executable, "-m", "tuner", "--name", f"e2e-{i}"], env, data_dir / f"worker-{i}.log")
+        for i in range(2)
+    ]
+    svc = Service(base_url, data_dir, client, [api, *workers])
+    try:
+        yield svc
+    finally:
+        for proc in workers + [api]:
+            _stop(proc)
+        client.close()

@@ -1,0 +1,202 @@
+"""Submit searches to the running service and check what the worker recorded."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import image_npz, npz_bytes, regression_csv, small_job
+from tests.e2e.conftest import Service
+
+pytestmark = pytest.mark.e2e
+ALGORITHMS = ["random", "grid", "bayesian", "hyperband"]
+
+
+@pytest.fixture(scope="module")
+def finished_jobs(service: Service) -> dict[str, dict[str, Any]]:
+    """One small iris search per algorithm, submitted together so both workers share them."""
+    submitted = {
+        algorithm: service.submit(small_job("iris", algorithm=algorithm, name=f"iris {algorithm}"))
+        for algorithm in ALGORITHMS
+    }
+    return {algorithm: service.wait(job["id"]) for algorithm, job in submitted.items()}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_search_succeeds_with_every_planned_trial_recorded(
+    service: Service, finished_jobs: dict[str, dict[str, Any]], algorithm: str
+) -> None:
+    job = finished_jobs[algorithm]
+    assert job["status"] == "succeeded", job["error"]
+    trials = service.trials(job["id"])
+    assert len(trials) == job["progress"]["planned"] == job["progress"]["finished"] == 3
+    assert [t["number"] for t in trials] == [0, 1, 2]
+    for trial in trials:
+        assert trial["status"] == "completed"
+        assert set(trial["hyperparameters"]) == {"dropout_rate", "dropout_layers"}
+        assert trial["hyperparameters"]["dropout_rate"] in (0.0, 0.25, 0.5)
+        assert trial["hyperparameters"]["dropout_layers"] in (0, 1, 2)
+        assert trial["duration_s"] > 0
+        assert trial["finished_at"] >= trial["started_at"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_trial_has_its_per_epoch_history_and_a_consistent_score(
+    service: Service, finished_jobs: dict[str, dict[str, Any]], algorithm: str
+) -> None:
+    job = finished_jobs[algorithm]
+    for summary in service.trials(job["id"]):
+        trial = service.trial(job["id"], summary["number"])
+        history = trial["history"]
+        epochs = [h["epoch"] for h in history]
+        # Hyperband trains some trials for fewer epochs, and later rounds continue from earlier ones.
+        assert 1 <= len(history) <= 3 and epochs == sorted(epochs)
+        for entry in history:
+            assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(entry)
+        best = min(history, key=lambda h: h["val_loss"])
+        assert trial["score"] == pytest.approx(best["val_loss"], rel=1e-6)
+        assert trial["best_epoch"] == best["epoch"]
+        assert trial["metrics"]["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_best_trial_is_the_lowest_val_loss(
+    service: Service, finished_jobs: dict[str, dict[str, Any]], algorithm: str
+) -> None:
+    job = finished_jobs[algorithm]
+    trials = service.trials(job["id"])
+    best = service.client.get(f"/api/v1/jobs/{job['id']}/best").json()
+    assert best["score"] == min(t["score"] for t in trials)
+    assert job["best"]["number"] == best["number"]
+    by_score = service.trials(job["id"], sort="score")
+    assert by_score[0]["number"] == best["number"]
+    assert [t["score"] for t in by_score] == sorted(t["score"] for t in trials)
+
+
+def test_grid_search_tries_distinct_combinations(service: Service, finished_jobs: dict[str, dict[str, Any]]) -> None:
+    trials = service.trials(finished_jobs["grid"]["id"])
+    combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
+    assert len(combos) == len(trials)
+
+
+def test_the_job_stores_keras_tuners_search_space_config(
+    service: Service, finished_jobs: dict[str, dict[str, Any]]
+) -> None:
+    # Not in the API response: read it the way a user querying the store would.
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{service.data_dir / 'droptune.db'}")
+    with engine.connect() as conn:
+        config = conn.execute(
+            text("SELECT hyperparameters_config FROM jobs WHERE id = :id"), {"id": finished_jobs["random"]["id"]}
+        ).scalar_one()
+    engine.dispose()
+    assert "dropout_rate" in config and "dropout_layers" in config
+
+
+def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
+    dataset = service.upload("linear", "linear.csv", regression_csv())
+    assert dataset["task"] == "regression" and dataset["input_shape"] == [3]
+    job = service.submit(
+        small_job(
+            dataset["id"],
+            objective={"metric": "val_mae"},
+            max_trials=2,
+            search_space={
+                "dropout_rate": {"values": [0.0, 0.2]},
+                "dropout_layers": {"min": 0, "max": 1},
+                "units": {"values": [8, 16]},
+                "learning_rate": {"min": 0.001, "max": 0.01, "sampling": "log"},
+            },
+        )
+    )
+    assert job["spec"]["objective"]["direction"] == "min"
+    job = service.wait(job["id"])
+    assert job["status"] == "succeeded", job["error"]
+    trial = service.trial(job["id"], 0)
+    assert {"loss", "val_loss", "mae", "val_mae"} <= set(trial["history"][0])
+    assert set(trial["hyperparameters"]) == {"dropout_rate", "dropout_layers", "units", "learning_rate"}
+    assert 0.001 <= trial["hyperparameters"]["learning_rate"] <= 0.01
+    assert trial["score"] == pytest.approx(min(h["val_mae"] for h in trial["history"]), rel=1e-6)
+
+
+def test_npz_images_train_a_conv_net(service: Service) -> None:
+    dataset = service.upload("squares", "squares.npz", image_npz())
+    assert dataset["input_shape"] == [8, 8, 1] and dataset["n_classes"] == 2
+    job = service.wait(service.submit(small_job(dataset["id"], max_trials=2))["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert len(service.trials(job["id"], status="completed")) == 2
+
+
+def test_diverging_trials_are_recorded_and_the_job_fails_with_their_real_error(service: Service) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # Targets so large that the squared error overflows float32: every trial's loss is inf.
+    data = npz_bytes(x=rng.normal(size=(60, 4)).astype("float32"), y=(rng.normal(size=60) * 1e30).astype("float32"))
+    dataset = service.upload("overflow", "overflow.npz", data)
+    job = service.wait(service.submit(small_job(dataset["id"], max_trials=5))["id"])
+    assert job["status"] == "failed"
+    assert "training diverged: loss is inf" in job["error"]
+    assert "consecutive failures" not in job["error"]
+    trials = service.trials(job["id"])
+    # The search went on after the first failure, until keras-tuner's limit of 3 in a row.
+    assert [t["status"] for t in trials] == ["failed", "failed", "failed"]
+    assert all(t["error"].startswith("FailedTrialError: training diverged") for t in trials)
+
+
+def test_a_running_trial_shows_its_epochs_and_cancel_keeps_finished_trials(service: Service) -> None:
+    spec = small_job(
+        "digits",
+        max_trials=50,
+        training={"epochs": 400, "batch_size": 256},
+        model={"hidden_layers": 2, "units": 32},
+    )
+    job = service.submit(spec)
+    service.wait(job["id"], {"running"})
+    # Watch trial 0's curve grow while it trains: two reads, the second with more epochs.
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (len(seen) >= 2 and seen[-1] > seen[0]):
+        detail = service.trial(job["id"], 0) if service.trials(job["id"]) else None
+        if detail is not None and detail["status"] == "running" and detail["history"]:
+            seen.append(len(detail["history"]))
+        time.sleep(0.2)
+    assert len(seen) >= 2 and seen[-1] > seen[0] >= 1, seen
+    response = service.client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 200 and response.json()["cancel_requested"] is True
+    final = service.wait(job["id"], timeout=60)
+    assert final["status"] == "cancelled"
+    trials = service.trials(job["id"])
+    assert trials[-1]["status"] == "stopped"
+    assert all(t["status"] in ("completed", "stopped") for t in trials)
+    stopped = service.trial(job["id"], trials[-1]["number"])
+    assert 1 <= len(stopped["history"]) < 400
+
+
+def test_delete_is_refused_while_running_and_removes_a_finished_job(
+    service: Service, finished_jobs: dict[str, dict[str, Any]]
+) -> None:
+    job_id = finished_jobs["random"]["id"]
+    assert service.client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    assert service.client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert service.client.get(f"/api/v1/jobs/{job_id}/trials/0").status_code == 404
+    running = service.submit(small_job("digits", training={"epochs": 300, "batch_size": 256}, max_trials=20))
+    service.wait(running["id"], {"running"})
+    response = service.client.delete(f"/api/v1/jobs/{running['id']}")
+    assert response.status_code == 409 and "cancel" in response.json()["detail"][0]["msg"]
+    service.client.post(f"/api/v1/jobs/{running['id']}/cancel")
+    assert service.wait(running["id"], timeout=60)["status"] == "cancelled"
+
+
+def test_a_dataset_in_use_cannot_be_deleted_until_its_job_ends(service: Service) -> None:
+    dataset = service.upload("in use", "in_use.csv", regression_csv(seed=3))
+    job = service.submit(small_job(dataset["id"], max_trials=1, training={"epochs": 300}))
+    response = service.client.delete(f"/api/v1/datasets/{dataset['id']}")
+    assert response.status_code == 409 and "queued or running" in response.json()["detail"][0]["msg"]
+    service.client.post(f"/api/v1/jobs/{job['id']}/cancel")
+    service.wait(job["id"], timeout=60)
+    assert service.client.delete(f"/api/v1/datasets/{dataset['id']}").status_code == 204
+    assert service.client.get(f"/api/v1/datasets/{dataset['id']}").status_code == 404

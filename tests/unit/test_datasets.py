@@ -1,0 +1,384 @@
+"""Dataset files (`store/datasets.py`): parsing CSV and NPZ uploads, the normalized file the worker
+loads, and the scikit-learn built-ins. Every rejection names the field and says what is wrong."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from store.datasets import (
+    ParsedDataset,
+    load_arrays,
+    load_builtin,
+    parse_upload,
+    save_normalized,
+    sniff_format,
+)
+from store.errors import InputError
+
+TWO_CLASSES = ("a", "b") * 6  # 12 rows, 6 per class
+
+
+def upload(data: bytes, target: str | None = None, max_rows: int = 1000, max_features: int = 100) -> ParsedDataset:
+    """Parse an upload as the service does and return the dataset (the format is checked separately)."""
+    return parse_upload(data, target, max_rows, max_features)[1]
+
+
+def rejection(data: bytes, target: str | None = None, max_rows: int = 1000, max_features: int = 100) -> InputError:
+    with pytest.raises(InputError) as exc:
+        parse_upload(data, target, max_rows, max_features)
+    return exc.value
+
+
+@pytest.fixture
+def make_csv() -> Callable[..., bytes]:
+    """CSV bytes: a header, one row `x1,x2,target` per target value, then any `extra_rows` verbatim."""
+
+    def make(
+        targets: Sequence[object] = TWO_CLASSES,
+        *,
+        header: str = "x1,x2,label",
+        rows: Sequence[str] | None = None,
+        extra_rows: Sequence[str] = (),
+    ) -> bytes:
+        body = list(rows) if rows is not None else [f"{i}.5,{i * 2},{t}" for i, t in enumerate(targets)]
+        return ("\n".join([header, *body, *extra_rows]) + "\n").encode()
+
+    return make
+
+
+@pytest.fixture
+def make_npz() -> Callable[..., bytes]:
+    """NPZ bytes as `np.savez` writes them; by default 12 tabular samples of 3 features and two classes.
+    Pass an array as None to leave it out."""
+
+    def make(**arrays: Any) -> bytes:
+        rng = np.random.default_rng(0)
+        content = {"x": rng.normal(size=(12, 3)), "y": np.array([0, 1] * 6)}
+        content.update(arrays)
+        buf = io.BytesIO()
+        np.savez(buf, **{name: arr for name, arr in content.items() if arr is not None})
+        return buf.getvalue()
+
+    return make
+
+
+# --- CSV: what is accepted ----------------------------------------------------------------------
+
+
+def test_csv_string_target_is_classification_with_its_class_labels(make_csv: Callable[..., bytes]) -> None:
+    fmt, parsed = parse_upload(make_csv(("cat", "dog", "emu") * 4), None, 1000, 100)
+
+    assert fmt == "csv"
+    assert parsed.task == "classification"
+    assert parsed.class_labels == ["cat", "dog", "emu"]
+    assert parsed.y.tolist() == [0, 1, 2] * 4
+    assert parsed.x.shape == (12, 2) and parsed.x.dtype == np.float32
+    assert parsed.feature_names == ["x1", "x2"]
+    assert parsed.target == "label"
+
+
+def test_csv_integer_target_is_classification_with_labels_in_numeric_order(make_csv: Callable[..., bytes]) -> None:
+    parsed = upload(make_csv((10, 5, 7) * 4))
+
+    assert parsed.task == "classification"
+    assert parsed.class_labels == ["5", "7", "10"]
+    assert parsed.y.tolist() == [2, 0, 1] * 4
+
+
+def test_csv_float_target_is_regression(make_csv: Callable[..., bytes]) -> None:
+    parsed = upload(make_csv([f"{i * 0.25}" for i in range(12)]))
+
+    assert parsed.task == "regression"
+    assert parsed.class_labels is None
+    assert parsed.y.dtype == np.float32
+    assert parsed.y.tolist() == [i * 0.25 for i in range(12)]
+
+
+def test_csv_target_chooses_a_column_other_than_the_last(make_csv: Callable[..., bytes]) -> None:
+    rows = [f"{t},{i}.5,{i * 2}" for i, t in enumerate(TWO_CLASSES)]
+
+    parsed = upload(make_csv(header="label,x1,x2", rows=rows), target="label")
+
+    assert parsed.target == "label"
+    assert parsed.feature_names == ["x1", "x2"]
+    assert parsed.class_labels == ["a", "b"]
+    assert parsed.x[1].tolist() == [1.5, 2.0]
+
+
+def test_csv_at_the_row_limit_is_accepted(make_csv: Callable[..., bytes]) -> None:
+    assert upload(make_csv(), max_rows=12).n_samples == 12
+
+
+# --- CSV: what is rejected ----------------------------------------------------------------------
+
+
+def test_csv_without_a_header_row_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(header="0.5,1,0"))
+
+    assert error.field == "file"
+    assert "no header row" in error.reason
+
+
+def test_csv_ragged_row_is_rejected_naming_the_row(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(extra_rows=["1.5,2"]))  # the 14th line: header, 12 rows, then this
+
+    assert error.field == "file"
+    assert "CSV row 14 has 2 fields; the header has 3" in error.reason
+
+
+def test_csv_non_numeric_feature_is_rejected_naming_row_and_column(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(extra_rows=["1.5,oops,a"]))
+
+    assert error.field == "file"
+    assert "CSV row 14, column 'x2': 'oops' is not a number" in error.reason
+
+
+def test_csv_non_numeric_feature_after_a_blank_line_names_its_real_row(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(extra_rows=["", "1.5,oops,a"]))  # header, 12 rows, blank, then this: line 15
+
+    assert "CSV row 15, column 'x2'" in error.reason
+
+
+@pytest.mark.parametrize("bad_row, column", [("nan,1,a", "x1"), ("1.5,inf,a", "x2")], ids=["nan", "inf"])
+def test_csv_nan_or_infinite_feature_is_rejected(make_csv: Callable[..., bytes], bad_row: str, column: str) -> None:
+    error = rejection(make_csv(extra_rows=[bad_row]))
+
+    assert error.field == "file"
+    assert f"CSV row 14, column {column!r} is NaN, infinite or too large" in error.reason
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_csv_feature_too_large_for_float32_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(extra_rows=["1e300,1,a"]))
+
+    assert error.field == "file"
+    assert "column 'x1'" in error.reason
+
+
+def test_csv_missing_target_column_is_rejected_on_the_target_field(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(), target="price")
+
+    assert error.field == "target"
+    assert "'price' is not in the CSV header" in error.reason
+
+
+def test_csv_target_with_a_single_class_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(("a",) * 12))
+
+    assert error.field == "target"
+    assert "single class (a)" in error.reason
+
+
+def test_csv_class_with_only_one_row_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv((*TWO_CLASSES, "c")))
+
+    assert error.field == "target"
+    assert "class c has only one row" in error.reason
+
+
+def test_csv_with_fewer_than_ten_rows_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(("a", "b") * 4 + ("a",)))
+
+    assert error.field == "file"
+    assert "9 data rows; at least 10" in error.reason
+
+
+def test_csv_over_the_row_limit_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(), max_rows=11)
+
+    assert error.field == "file"
+    assert "more than 11 rows" in error.reason
+
+
+def test_csv_over_the_feature_limit_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(), max_features=1)
+
+    assert error.field == "file"
+    assert "2 feature columns; the limit is 1" in error.reason
+
+
+# --- NPZ: what is accepted ----------------------------------------------------------------------
+
+
+def test_npz_tabular_with_integer_labels_is_classification(make_npz: Callable[..., bytes]) -> None:
+    fmt, parsed = parse_upload(make_npz(), None, 1000, 100)
+
+    assert fmt == "npz"
+    assert parsed.task == "classification"
+    assert parsed.class_labels == ["0", "1"]
+    assert parsed.x.dtype == np.float32
+    assert parsed.input_shape == [3]
+
+
+def test_npz_float_labels_are_regression(make_npz: Callable[..., bytes]) -> None:
+    parsed = upload(make_npz(y=np.linspace(0.0, 1.0, 12)))
+
+    assert parsed.task == "regression"
+    assert parsed.y.dtype == np.float32
+
+
+def test_npz_grey_images_get_a_channel_axis(make_npz: Callable[..., bytes]) -> None:
+    parsed = upload(make_npz(x=np.zeros((12, 8, 8), dtype=np.uint8)))
+
+    assert parsed.x.shape == (12, 8, 8, 1)
+    assert parsed.input_shape == [8, 8, 1]
+
+
+# --- NPZ: what is rejected ----------------------------------------------------------------------
+
+
+def test_npz_with_object_arrays_is_rejected(make_npz: Callable[..., bytes]) -> None:
+    error = rejection(make_npz(x=np.array([[1.0, "a"]] * 12, dtype=object)))
+
+    assert error.field == "file"
+    assert "object arrays" in error.reason
+
+
+UNPICKLED: list[str] = []
+
+
+def _record_unpickling() -> str:
+    UNPICKLED.append("unpickled")
+    return "payload"
+
+
+class _Tripwire:
+    """Pickles as a call to `_record_unpickling`, so loading it with pickle leaves a trace."""
+
+    def __reduce__(self) -> tuple[Callable[[], str], tuple[()]]:
+        return _record_unpickling, ()
+
+
+def test_npz_object_arrays_are_never_unpickled(make_npz: Callable[..., bytes]) -> None:
+    labels = np.empty(12, dtype=object)
+    labels[:] = [_Tripwire() for _ in range(12)]
+    UNPICKLED.clear()
+
+    with pytest.raises(InputError):
+        upload(make_npz(y=labels))
+
+    assert UNPICKLED == []
+
+
+@pytest.mark.parametrize("missing", ["x", "y"])
+def test_npz_without_x_or_y_is_rejected(make_npz: Callable[..., bytes], missing: str) -> None:
+    error = rejection(make_npz(**{missing: None, "features": np.zeros((12, 3))}))
+
+    assert error.field == "file"
+    assert f"no array named {missing!r}" in error.reason
+
+
+def test_npz_with_mismatched_lengths_is_rejected(make_npz: Callable[..., bytes]) -> None:
+    error = rejection(make_npz(y=np.array([0, 1] * 5 + [0])))
+
+    assert error.field == "file"
+    assert "x has 12 samples, y has 11" in error.reason
+
+
+def test_npz_with_nan_in_x_is_rejected(make_npz: Callable[..., bytes]) -> None:
+    x = np.ones((12, 3))
+    x[4, 1] = np.nan
+
+    error = rejection(make_npz(x=x))
+
+    assert error.field == "file"
+    assert "'x' has NaN, infinite or too large values" in error.reason
+
+
+def test_npz_class_with_only_one_sample_is_rejected_on_the_file_field(make_npz: Callable[..., bytes]) -> None:
+    error = rejection(make_npz(y=np.array([0, 1] * 5 + [0, 2])))
+
+    assert error.field == "file"
+    assert "class 2 has only one row" in error.reason
+
+
+def test_npz_over_the_row_limit_is_rejected(make_npz: Callable[..., bytes]) -> None:
+    error = rejection(make_npz(), max_rows=11)
+
+    assert error.field == "file"
+    assert "12 samples; the limit is 11" in error.reason
+
+
+def test_npz_over_the_feature_limit_counts_every_pixel(make_npz: Callable[..., bytes]) -> None:
+    error = rejection(make_npz(x=np.zeros((12, 8, 8))), max_features=63)
+
+    assert error.field == "file"
+    assert "64 features; the limit is 63" in error.reason
+
+
+# --- neither CSV nor NPZ ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00\x01\x02" * 100, np.random.default_rng(0).bytes(1000)],
+    ids=["control-bytes", "random-bytes"],
+)
+def test_bytes_that_are_neither_csv_nor_npz_are_rejected(data: bytes) -> None:
+    error = rejection(data)
+
+    assert error.field == "file"
+    assert "not a CSV (UTF-8 text) or NPZ (numpy zip) file" in error.reason
+
+
+def test_empty_file_is_rejected() -> None:
+    error = rejection(b"")
+
+    assert error.field == "file"
+    assert "empty" in error.reason
+
+
+def test_sniff_format_recognises_a_numpy_zip(make_npz: Callable[..., bytes]) -> None:
+    assert sniff_format(make_npz()) == "npz"
+
+
+def test_sniff_format_takes_utf8_text_for_csv() -> None:
+    assert sniff_format("größe,label\n1,a\n".encode()) == "csv"
+
+
+# --- stored files and built-ins -----------------------------------------------------------------
+
+
+def test_saved_dataset_loads_back_unchanged(make_csv: Callable[..., bytes], tmp_path: Path) -> None:
+    parsed = upload(make_csv())
+    path = tmp_path / "datasets" / "upload.npz"
+
+    save_normalized(parsed, path)
+    x, y = load_arrays(path, "upload")
+
+    np.testing.assert_array_equal(x, parsed.x)
+    np.testing.assert_array_equal(y, parsed.y)
+    assert (x.dtype, y.dtype) == (np.float32, np.int64)
+
+
+def test_saving_leaves_no_temporary_file(make_csv: Callable[..., bytes], tmp_path: Path) -> None:
+    save_normalized(upload(make_csv()), tmp_path / "upload.npz")
+
+    assert [p.name for p in tmp_path.iterdir()] == ["upload.npz"]
+
+
+def test_load_arrays_without_a_file_loads_the_builtin() -> None:
+    x, y = load_arrays(None, "iris")
+
+    assert x.shape == (150, 4)
+    assert y.shape == (150,)
+
+
+@pytest.mark.parametrize(
+    "dataset_id, shape, n_classes",
+    [("digits", (1797, 64), 10), ("iris", (150, 4), 3), ("wine", (178, 13), 3), ("breast_cancer", (569, 30), 2)],
+)
+def test_builtin_loads_with_its_known_shape(dataset_id: str, shape: tuple[int, int], n_classes: int) -> None:
+    parsed = load_builtin(dataset_id)
+
+    assert parsed.task == "classification"
+    assert parsed.x.shape == shape and parsed.x.dtype == np.float32
+    assert parsed.n_classes == n_classes
+    assert sorted(set(parsed.y.tolist())) == list(range(n_classes))
+    assert len(parsed.feature_names or []) == shape[1]

@@ -1,0 +1,433 @@
+"""The job specification: the shape rules in `store/spec.py` and the rules `normalize_spec` adds from
+settings and the dataset. Fast: no TensorFlow, except the one test marked as checking keras-tuner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from service.jobs import normalize_spec
+from store.config import Settings
+from store.errors import InputError
+from store.spec import FloatRange, IntRange, JobSpec, grid_size, hyperband_schedule_size, planned_trials
+from store.tables import Dataset
+
+# --- factories ----------------------------------------------------------------------------------
+
+BASE_SPEC: dict[str, Any] = {
+    "dataset_id": "iris",
+    "search_space": {
+        "dropout_rate": {"min": 0.0, "max": 0.5},
+        "dropout_layers": {"min": 0, "max": 2},
+    },
+}
+
+
+@pytest.fixture
+def make_spec() -> Callable[..., JobSpec]:
+    """A valid spec; a dict given for a section (search_space, model, ...) replaces only the keys it names."""
+
+    def make(**overrides: Any) -> JobSpec:
+        data: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE_SPEC.items()}
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return JobSpec.model_validate(data)
+
+    return make
+
+
+@pytest.fixture
+def make_dataset() -> Callable[..., Dataset]:
+    """An in-memory dataset row, by default iris-like: 150 samples, 3 classes."""
+
+    def make(**overrides: Any) -> Dataset:
+        fields: dict[str, Any] = {
+            "id": "iris",
+            "name": "Iris",
+            "format": "builtin",
+            "task": "classification",
+            "n_samples": 150,
+            "input_shape": [4],
+            "n_classes": 3,
+            "class_labels": ["setosa", "versicolor", "virginica"],
+        }
+        if overrides.get("task") == "regression":
+            fields.update(n_classes=None, class_labels=None)
+        fields.update(overrides)
+        return Dataset(**fields)
+
+    return make
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return Settings(data_dir=tmp_path, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def normalize(make_dataset: Callable[..., Dataset], make_settings: Callable[..., Settings]) -> Callable[..., JobSpec]:
+    """`normalize_spec` against the default dataset and settings unless others are given."""
+
+    def run(spec: JobSpec, dataset: Dataset | None = None, settings: Settings | None = None) -> JobSpec:
+        return normalize_spec(spec, dataset or make_dataset(), settings or make_settings())
+
+    return run
+
+
+def error_locs(exc: ValidationError, error_type: str | None = None) -> list[str]:
+    """The dotted locations of a validation error's entries (optionally of one pydantic error type)."""
+    return [".".join(str(p) for p in e["loc"]) for e in exc.errors() if error_type in (None, e["type"])]
+
+
+def error_messages(exc: ValidationError) -> str:
+    return " | ".join(e["msg"] for e in exc.errors())
+
+
+# --- the shape of one range ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("range_type, low, high", [(FloatRange, 0.6, 0.2), (IntRange, 3, 1)])
+def test_range_with_min_above_max_is_rejected(range_type: type, low: float, high: float) -> None:
+    with pytest.raises(ValidationError) as exc:
+        range_type(min=low, max=high)
+    assert f"min ({low}) is greater than max ({high})" in error_messages(exc.value)
+
+
+@pytest.mark.parametrize("range_type", [FloatRange, IntRange])
+def test_range_with_both_values_and_bounds_is_rejected(range_type: type) -> None:
+    with pytest.raises(ValidationError) as exc:
+        range_type(min=0, max=1, values=[0, 1])
+    assert "either values or min/max, not both" in error_messages(exc.value)
+
+
+@pytest.mark.parametrize("range_type", [FloatRange, IntRange])
+def test_range_with_empty_values_is_rejected(range_type: type) -> None:
+    with pytest.raises(ValidationError) as exc:
+        range_type(values=[])
+    assert "values must not be empty" in error_messages(exc.value)
+
+
+@pytest.mark.parametrize("range_type, low, high, step", [(FloatRange, 0.1, 0.3, 0.5), (IntRange, 0, 2, 3)])
+def test_linear_step_larger_than_the_range_is_rejected(range_type: type, low: float, high: float, step: float) -> None:
+    with pytest.raises(ValidationError) as exc:
+        range_type(min=low, max=high, step=step)
+    assert f"step {step} is larger than max - min" in error_messages(exc.value)
+
+
+@pytest.mark.parametrize("low", [0.0, -0.001])
+def test_log_sampling_with_non_positive_min_is_rejected(low: float) -> None:
+    with pytest.raises(ValidationError) as exc:
+        FloatRange(min=low, max=0.1, sampling="log")
+    assert "log sampling needs min > 0" in error_messages(exc.value)
+
+
+def test_stepped_float_range_includes_its_max_despite_float_rounding() -> None:
+    rng = FloatRange(min=0.0, max=0.7, step=0.1)
+
+    assert rng.candidate_values() == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+def test_float_values_are_deduplicated_and_sorted() -> None:
+    assert FloatRange(values=[0.5, 0.1, 0.5, 0.3]).values == [0.1, 0.3, 0.5]
+
+
+def test_int_values_are_deduplicated_and_sorted() -> None:
+    assert IntRange(values=[3, 1, 3, 2, 1]).values == [1, 2, 3]
+
+
+def test_nan_dropout_rate_value_is_rejected(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    with pytest.raises((ValidationError, InputError)) as exc:
+        normalize(make_spec(search_space={"dropout_rate": {"values": [0.2, float("nan")]}}))
+    assert "dropout_rate" in str(exc.value)
+
+
+# --- unknown fields -----------------------------------------------------------------------------
+
+
+def test_unknown_key_in_search_space_is_rejected(make_spec: Callable[..., JobSpec]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        make_spec(search_space={"dropout_rat": {"min": 0.0, "max": 0.5}})
+    assert error_locs(exc.value, "extra_forbidden") == ["search_space.dropout_rat"]
+
+
+def test_unknown_top_level_key_is_rejected(make_spec: Callable[..., JobSpec]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        make_spec(max_trial=5)
+    assert error_locs(exc.value, "extra_forbidden") == ["max_trial"]
+
+
+def test_unknown_key_inside_a_range_is_rejected(make_spec: Callable[..., JobSpec]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        make_spec(search_space={"dropout_rate": {"min": 0.0, "max": 0.5, "stpe": 0.1}})
+    assert error_locs(exc.value, "extra_forbidden") == ["search_space.dropout_rate.stpe"]
+
+
+# --- planned trials -----------------------------------------------------------------------------
+
+
+def test_grid_size_is_the_product_of_each_ranges_candidate_count(make_spec: Callable[..., JobSpec]) -> None:
+    spec = make_spec(
+        search_space={
+            "dropout_rate": {"min": 0.0, "max": 0.5, "step": 0.1},  # 6 values
+            "dropout_layers": {"min": 0, "max": 2},  # 3 values
+            "units": {"values": [32, 64]},  # 2 values
+        }
+    )
+
+    assert grid_size(spec.search_space) == 36
+
+
+def test_grid_planned_trials_is_the_grid_size_when_the_grid_is_smaller(make_spec: Callable[..., JobSpec]) -> None:
+    spec = make_spec(
+        algorithm="grid",
+        max_trials=50,
+        search_space={"dropout_rate": {"values": [0.1, 0.3]}, "dropout_layers": {"min": 0, "max": 2}},
+    )
+
+    assert planned_trials(spec) == 6
+
+
+def test_grid_planned_trials_is_max_trials_when_the_grid_is_larger(make_spec: Callable[..., JobSpec]) -> None:
+    spec = make_spec(
+        algorithm="grid",
+        max_trials=4,
+        search_space={"dropout_rate": {"values": [0.1, 0.3]}, "dropout_layers": {"min": 0, "max": 2}},
+    )
+
+    assert planned_trials(spec) == 4
+
+
+def test_random_planned_trials_is_max_trials(make_spec: Callable[..., JobSpec]) -> None:
+    assert planned_trials(make_spec(algorithm="random", max_trials=7)) == 7
+
+
+def test_hyperband_planned_trials_is_capped_by_its_schedule(make_spec: Callable[..., JobSpec]) -> None:
+    spec = make_spec(algorithm="hyperband", max_trials=500, training={"epochs": 10}, hyperband_factor=3)
+
+    assert planned_trials(spec) == hyperband_schedule_size(10, 3)
+
+
+# Checked against the real keras-tuner: this is the ONLY unit test that imports keras_tuner (and with it
+# TensorFlow, a few seconds). It trains nothing: it drives the oracle by hand, completing each trial it
+# hands out, and counts the trials it creates before it says STOPPED.
+@pytest.mark.parametrize("max_epochs, factor", [(3, 3), (10, 3), (20, 3), (9, 2), (1, 3), (27, 3)])
+def test_hyperband_schedule_size_counts_the_trials_keras_tuners_oracle_creates(
+    max_epochs: int, factor: int, tmp_path: Path
+) -> None:
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Float("dropout_rate", 0.0, 0.9)  # continuous, so random values never collide and stop the search early
+    oracle = kt.oracles.HyperbandOracle(
+        objective=kt.Objective("val_loss", "min"), max_epochs=max_epochs, factor=factor, hyperparameters=hp, seed=1
+    )
+    oracle._set_project_dir(str(tmp_path), "schedule")
+    created = 0
+    for _ in range(10_000):
+        trial = oracle.create_trial("tuner0")
+        if trial.status != "RUNNING":
+            break
+        created += 1
+        oracle.update_trial(trial.trial_id, {"val_loss": float(created % 7)})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    assert trial.status == "STOPPED"
+    assert hyperband_schedule_size(max_epochs, factor) == created
+
+
+# --- normalize_spec: the search space -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dropout_rate",
+    [{"min": 0.0, "max": 1.0}, {"min": 0.2, "max": 1.5}, {"values": [-0.1, 0.2]}],
+    ids=["max-equals-1", "max-above-1", "negative-value"],
+)
+def test_dropout_rate_outside_zero_to_one_is_rejected(
+    dropout_rate: dict[str, Any], make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(search_space={"dropout_rate": dropout_rate}))
+    assert exc.value.field == "search_space.dropout_rate"
+    assert "[0, 1)" in exc.value.reason
+
+
+def test_dropout_layers_above_hidden_layers_is_rejected(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    spec = make_spec(model={"hidden_layers": 2}, search_space={"dropout_layers": {"min": 0, "max": 3}})
+
+    with pytest.raises(InputError) as exc:
+        normalize(spec)
+    assert exc.value.field == "search_space.dropout_layers"
+    assert "max 3 is above model.hidden_layers (2)" in exc.value.reason
+
+
+def test_dropout_layers_up_to_hidden_layers_is_accepted(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    spec = make_spec(model={"hidden_layers": 3}, search_space={"dropout_layers": {"min": 0, "max": 3}})
+
+    assert normalize(spec).search_space.dropout_layers.bounds() == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "search_space, field",
+    [
+        ({"dropout_rate": {"min": 0.0, "max": 0.5}}, "search_space.dropout_rate"),
+        (
+            {"dropout_rate": {"values": [0.1, 0.2]}, "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"}},
+            "search_space.learning_rate",
+        ),
+    ],
+    ids=["dropout_rate", "learning_rate"],
+)
+def test_grid_search_over_a_continuous_float_range_is_rejected(
+    search_space: dict[str, Any], field: str, make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(algorithm="grid", search_space=search_space))
+    assert exc.value.field == field
+    assert "grid search needs a step or a list of values" in exc.value.reason
+
+
+def test_grid_search_over_a_stepped_float_range_is_accepted(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    spec = make_spec(algorithm="grid", search_space={"dropout_rate": {"min": 0.0, "max": 0.5, "step": 0.25}})
+
+    assert normalize(spec).algorithm == "grid"
+
+
+# --- normalize_spec: the objective --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task, metric",
+    [("classification", "val_mae"), ("regression", "val_accuracy")],
+    ids=["classification", "regression"],
+)
+def test_metric_the_task_does_not_report_is_rejected(
+    task: str,
+    metric: str,
+    make_spec: Callable[..., JobSpec],
+    make_dataset: Callable[..., Dataset],
+    normalize: Callable[..., JobSpec],
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(objective={"metric": metric}), dataset=make_dataset(task=task))
+    assert exc.value.field == "objective.metric"
+    assert f"{metric!r} is not reported for {task} datasets" in exc.value.reason
+
+
+@pytest.mark.parametrize(
+    "task, metric, direction",
+    [
+        ("classification", "val_accuracy", "max"),
+        ("classification", "val_loss", "min"),
+        ("regression", "val_mae", "min"),
+    ],
+)
+def test_direction_is_inferred_from_the_metric(
+    task: str,
+    metric: str,
+    direction: str,
+    make_spec: Callable[..., JobSpec],
+    make_dataset: Callable[..., Dataset],
+    normalize: Callable[..., JobSpec],
+) -> None:
+    normalized = normalize(make_spec(objective={"metric": metric}), dataset=make_dataset(task=task))
+
+    assert normalized.objective.direction == direction
+
+
+def test_direction_that_contradicts_the_metric_is_rejected(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(objective={"metric": "val_accuracy", "direction": "min"}))
+    assert exc.value.field == "objective.direction"
+    assert "use 'max'" in exc.value.reason
+
+
+# --- normalize_spec: the service's caps ---------------------------------------------------------
+
+CAP_CASES = [
+    ({"max_trials_cap": 5}, {"max_trials": 6}, "max_trials", 5),
+    ({"epochs_cap": 5}, {"training": {"epochs": 6}}, "training.epochs", 5),
+    ({"batch_size_cap": 16}, {"training": {"batch_size": 32}}, "training.batch_size", 16),
+    ({"units_cap": 32}, {"model": {"units": 64}}, "model.units", 32),
+    ({"units_cap": 128}, {"search_space": {"units": {"min": 16, "max": 256}}}, "search_space.units", 128),
+    ({"hidden_layers_cap": 2}, {"model": {"hidden_layers": 3}}, "model.hidden_layers", 2),
+]
+
+
+@pytest.mark.parametrize("caps, spec_fields, field, cap", CAP_CASES, ids=[case[2] for case in CAP_CASES])
+def test_value_above_a_service_cap_is_rejected(
+    caps: dict[str, int],
+    spec_fields: dict[str, Any],
+    field: str,
+    cap: int,
+    make_spec: Callable[..., JobSpec],
+    make_settings: Callable[..., Settings],
+    normalize: Callable[..., JobSpec],
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(**spec_fields), settings=make_settings(**caps))
+    assert exc.value.field == field
+    assert f"above this service's limit of {cap}" in exc.value.reason
+
+
+def test_values_at_the_caps_are_accepted(
+    make_spec: Callable[..., JobSpec], make_settings: Callable[..., Settings], normalize: Callable[..., JobSpec]
+) -> None:
+    settings = make_settings(max_trials_cap=6, epochs_cap=6, batch_size_cap=32, units_cap=64)
+    spec = make_spec(max_trials=6, training={"epochs": 6, "batch_size": 32}, model={"units": 64})
+
+    assert normalize(spec, settings=settings).max_trials == 6
+
+
+# --- normalize_spec: the dataset ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n_samples, validation_split",
+    [(150, 0.01), (12, 0.9)],
+    ids=["validation-too-small", "training-too-small"],
+)
+def test_split_leaving_fewer_samples_than_classes_is_rejected(
+    n_samples: int,
+    validation_split: float,
+    make_spec: Callable[..., JobSpec],
+    make_dataset: Callable[..., Dataset],
+    normalize: Callable[..., JobSpec],
+) -> None:
+    spec = make_spec(training={"validation_split": validation_split})
+
+    with pytest.raises(InputError) as exc:
+        normalize(spec, dataset=make_dataset(n_samples=n_samples, n_classes=3))
+    assert exc.value.field == "training.validation_split"
+    assert "each needs at least 3" in exc.value.reason
+
+
+def test_blank_name_gets_a_default_naming_the_algorithm_and_dataset(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    assert normalize(make_spec(name="  ", algorithm="bayesian")).name == "bayesian search on iris"
+
+
+def test_given_name_is_kept(make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]) -> None:
+    assert normalize(make_spec(name="wide nets")).name == "wide nets"
