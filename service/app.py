@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.routes import datasets, health, jobs
@@ -56,7 +59,25 @@ def _error(code: int, loc: list[str | int] | None, msg: str, kind: str) -> JSONR
     return JSONResponse(status_code=code, content={"detail": [item]})
 
 
+def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors without the echoed input when JSON cannot carry it (NaN, inf)."""
+    out = []
+    for error in errors:
+        item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+        try:
+            json.dumps(error.get("input"), allow_nan=False)
+            item["input"] = error.get("input")
+        except (TypeError, ValueError):
+            pass
+        out.append(item)
+    return out
+
+
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _plain_errors(exc.errors())})
+
     # Domain errors carry what the client needs; map each to one status, in the shape FastAPI
     # uses for its own validation errors so clients parse a single format.
     @app.exception_handler(InputError)
