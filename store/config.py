@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # Worker behaviour.
     poll_interval_s: float = 0.5
     heartbeat_interval_s: float = 10.0
+    heartbeat_grace_s: float = 60.0  # a running job silent this long is handed back to the queue
     cancel_grace_s: float = 30.0
     keep_tuner_dirs: bool = False
 

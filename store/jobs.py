@@ -6,6 +6,7 @@ if it is still in the state the caller expects, and report whether they did.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -179,8 +180,34 @@ def finish_job(session: Session, job_id: str, status: JobStatus, error: str | No
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
         .values(status=status.value, error=error, finished_at=utcnow())
     )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
     stop_running_trials(session, job_id)
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return True
+
+
+def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
+    """Hand back running jobs whose worker stopped beating, so another worker runs them again.
+
+    The search restarts from its first trial; trials recorded before are overwritten by number.
+    """
+    cutoff = utcnow() - dt.timedelta(seconds=grace_s)
+    stale = list(
+        session.scalars(
+            select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
+        )
+    )
+    requeued = []
+    for job_id in stale:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
+            .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None, started_at=None)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            stop_running_trials(session, job_id)
+            requeued.append(job_id)
+    return requeued
 
 
 def delete_job(session: Session, job_id: str) -> None:
@@ -205,7 +232,7 @@ def start_trial(session: Session, job_id: str, number: int, hyperparameters: dic
         existing.status = TrialStatus.RUNNING.value
         existing.hyperparameters = hyperparameters
         existing.score = existing.best_epoch = existing.best_metrics = existing.error = None
-        existing.started_at, existing.finished_at = utcnow(), None
+        existing.started_at, existing.finished_at, existing.duration_s = utcnow(), None, None
         return existing.id
     trial = Trial(
         job_id=job_id, number=number, status=TrialStatus.RUNNING.value, hyperparameters=hyperparameters

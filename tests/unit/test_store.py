@@ -466,11 +466,6 @@ def test_starting_an_existing_trial_number_resets_it_and_deletes_its_epochs(
     assert count(db, Trial, Trial.job_id == job.id) == 1
 
 
-@pytest.mark.xfail(
-    reason="store/jobs.py start_trial resets score, error, started_at and finished_at of a re-run "
-    "trial but not duration_s, so it stays running with the old run's duration",
-    strict=True,
-)
 def test_starting_an_existing_trial_number_clears_its_duration(
     db: Database, make_job: MakeJob, make_trial: MakeTrial
 ) -> None:
@@ -864,3 +859,22 @@ def test_a_naive_timestamp_is_taken_as_utc(db: Database, make_job: MakeJob) -> N
     with db.session() as s:
         stored = q.get_job(s, job.id).created_at
     assert stored == dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_running_job_whose_heartbeat_went_stale_is_handed_back_to_the_queue(
+    db: Database, make_job: MakeJob
+) -> None:
+    stale = make_job(db, status=JobStatus.RUNNING)
+    fresh = make_job(db, status=JobStatus.RUNNING)
+    with db.session() as s:
+        trial_id = q.start_trial(s, stale.id, 0, {"dropout_rate": 0.1, "dropout_layers": 1})
+        # Write the heartbeat back in time rather than waiting for it to age.
+        s.execute(update(Job).where(Job.id == stale.id).values(heartbeat_at=utcnow() - dt.timedelta(seconds=120)))
+    with db.session() as s:
+        assert q.requeue_stale_jobs(s, grace_s=60) == [stale.id]
+    with db.session() as s:
+        requeued, untouched = q.get_job(s, stale.id), q.get_job(s, fresh.id)
+        assert (requeued.status, requeued.worker_id) == (JobStatus.QUEUED.value, None)
+        assert untouched.status == JobStatus.RUNNING.value
+        assert s.get(Trial, trial_id).status == TrialStatus.STOPPED.value  # type: ignore[union-attr]
+        assert q.claim_next_job(s, "next-worker").id == stale.id  # type: ignore[union-attr]
