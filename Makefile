@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run api worker test test-unit test-e2e bench lock migrate clean
+.PHONY: install run api worker test test-unit test-e2e lint bench lock migrate clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-unit: install
 
 test-e2e: install
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy service store tuner models
 
 bench: install
 	$(BIN)/python bench/service_vs_bare.py

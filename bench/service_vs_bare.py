@@ -75,13 +75,10 @@ def main() -> None:
             port = sock.getsockname()[1]
         env = {**os.environ, "DROPTUNE_DATA_DIR": data_dir, "DROPTUNE_PORT": str(port)}
         env.pop("DROPTUNE_DATABASE_URL", None)
+        quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            ),
-            subprocess.Popen(
-                [sys.executable, "-m", "tuner"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            ),
+            subprocess.Popen([sys.executable, "-m", "service"], **quiet),  # type: ignore[call-overload]
+            subprocess.Popen([sys.executable, "-m", "tuner"], **quiet),  # type: ignore[call-overload]
         ]
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         try:

@@ -42,7 +42,7 @@ def normalization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _hp(hp: Any, name: str, default: Any) -> Any:
     # Units and learning rate are searched only when the job asks; otherwise the model's value holds.
-    return hp.values[name] if name in hp.values else default
+    return hp.values.get(name, default)
 
 
 def build(hp: Any, config: ModelConfig) -> keras.Model:

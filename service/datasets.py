@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 from typing import BinaryIO
 
+from service.schemas import DatasetOut
 from store import catalog
 from store.config import Settings
 from store.datasets import parse_upload, save_normalized
 from store.db import Database
 from store.errors import InputError, TooLargeError
-from service.schemas import DatasetOut
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

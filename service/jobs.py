@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from service.schemas import JobOut, Page, TrialDetail, TrialOut
 from store import jobs as q
 from store.catalog import get_dataset
 from store.config import Settings
@@ -13,7 +14,6 @@ from store.errors import InputError, NotFoundError
 from store.spec import TASK_METRICS, FloatRange, IntRange, JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset
-from service.schemas import JobOut, Page, TrialDetail, TrialOut
 
 
 def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSpec:
@@ -29,7 +29,8 @@ def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSp
         )
     natural = metrics[metric]
     if spec.objective.direction is not None and spec.objective.direction != natural:
-        raise InputError("objective.direction", f"{metric} is better when {'lower' if natural == 'min' else 'higher'}; use {natural!r}")
+        better = "lower" if natural == "min" else "higher"
+        raise InputError("objective.direction", f"{metric} is better when {better}; use {natural!r}")
     _check_split(spec, dataset)
     update = {
         "name": spec.name.strip() or f"{spec.algorithm} search on {dataset.id}",

@@ -220,21 +220,26 @@ def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
     with archive:
         missing = [k for k in ("x", "y") if k not in archive.files]
         if missing:
-            raise InputError("file", f"the NPZ has no array named {' or '.join(map(repr, missing))}; it needs 'x' and 'y'")
+            names = " or ".join(map(repr, missing))
+            raise InputError("file", f"the NPZ has no array named {names}; it needs 'x' and 'y'")
         try:
             x = archive["x"]
             y = archive["y"]
         except ValueError:
-            raise InputError("file", "the NPZ holds object arrays, which are not accepted (allow_pickle=False)") from None
+            raise InputError("file", "the NPZ holds object arrays, which are not accepted") from None
     for name, arr in (("x", x), ("y", y)):
         if arr.dtype.hasobject:
             raise InputError("file", f"the NPZ array {name!r} is an object array, which is not accepted")
     if x.ndim not in (2, 3, 4):
-        raise InputError("file", f"the NPZ array 'x' has {x.ndim} dimensions; 2 (tabular), 3 or 4 (images) are accepted")
+        raise InputError(
+            "file", f"the NPZ array 'x' has {x.ndim} dimensions; 2 (tabular), 3 or 4 (images) are accepted"
+        )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise InputError("file", f"the NPZ array 'y' must be one label or value per sample; its shape is {list(y.shape)}")
+        raise InputError(
+            "file", f"the NPZ array 'y' must be one label or value per sample; its shape is {list(y.shape)}"
+        )
     if len(x) != len(y):
         raise InputError("file", f"the NPZ arrays have different lengths: x has {len(x)} samples, y has {len(y)}")
     if len(x) < MIN_ROWS:
@@ -257,7 +262,9 @@ def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
         return ParsedDataset(x=xf, y=yf, task="regression")
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ or y.dtype.kind == "U":
         return _classification(xf, y, None, None, "file")
-    raise InputError("file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression")
+    raise InputError(
+        "file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression"
+    )
 
 
 # --- stored files --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from store.errors import NotFoundError, StateError
@@ -70,7 +70,7 @@ def list_jobs(
 
 
 def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
-    """Trials finished and best trial for each job, in two queries whatever the number of jobs."""
+    """Trials finished and the best trial of each job."""
     if not jobs:
         return []
     ids = [j.id for j in jobs]
@@ -81,25 +81,9 @@ def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
             .group_by(Trial.job_id)
         ).all()
     )
-    best_by_job: dict[str, Trial] = {}
-    completed = session.scalars(
-        select(Trial).where(
-            Trial.job_id.in_(ids), Trial.status == TrialStatus.COMPLETED.value, Trial.score.is_not(None)
-        )
-    )
-    directions = {j.id: objective_direction(j) for j in jobs}
-    for trial in completed:
-        current = best_by_job.get(trial.job_id)
-        if current is None or _better(trial, current, directions[trial.job_id]):
-            best_by_job[trial.job_id] = trial
-    return [JobSummary(j, int(counts.get(j.id, 0)), best_by_job.get(j.id)) for j in jobs]
-
-
-def _better(a: Trial, b: Trial, direction: str) -> bool:
-    assert a.score is not None and b.score is not None
-    if a.score == b.score:
-        return a.number < b.number
-    return a.score < b.score if direction == "min" else a.score > b.score
+    # One indexed query per job for its best trial: a page holds at most a few dozen jobs, and
+    # loading every trial to compare scores in Python would grow with the trials instead.
+    return [JobSummary(j, int(counts.get(j.id, 0)), best_trial(session, j, with_history=False)) for j in jobs]
 
 
 def objective_direction(job: Job) -> Literal["min", "max"]:
@@ -294,6 +278,7 @@ def list_trials(
     if status is not None:
         query = query.where(Trial.status == status.value)
         count = count.where(Trial.status == status.value)
+    order: list[ColumnElement[Any]]
     if sort == "score":
         # Best first by default; trials without a score go last either way.
         best_first = objective_direction(job) == "min"
@@ -318,15 +303,17 @@ def get_trial(session: Session, job_id: str, number: int) -> Trial:
     return trial
 
 
-def best_trial(session: Session, job: Job) -> Trial | None:
+def best_trial(session: Session, job: Job, *, with_history: bool = True) -> Trial | None:
     score_order = Trial.score.asc() if objective_direction(job) == "min" else Trial.score.desc()
-    return session.scalar(
+    query = (
         select(Trial)
         .where(Trial.job_id == job.id, Trial.status == TrialStatus.COMPLETED.value, Trial.score.is_not(None))
         .order_by(score_order, Trial.number)
         .limit(1)
-        .options(selectinload(Trial.epochs))
     )
+    if with_history:
+        query = query.options(selectinload(Trial.epochs))
+    return session.scalar(query)
 
 
 def last_failed_trial_error(session: Session, job_id: str) -> str | None:

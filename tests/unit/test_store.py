@@ -22,7 +22,7 @@ from store.spec import JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset, Epoch, Job, Trial, utcnow
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FINISHED_JOB_STATES = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 ACTIVE_JOB_STATES = [JobStatus.QUEUED, JobStatus.RUNNING]
 
