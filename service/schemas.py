@@ -58,7 +58,6 @@ class TrialOut(BaseModel):
     score: float | None
     best_epoch: int | None
     metrics: dict[str, float] | None
-    epochs_done: int | None = None
     started_at: dt.datetime
     finished_at: dt.datetime | None
     duration_s: float | None
@@ -92,13 +91,13 @@ class EpochOut(BaseModel):
 
 
 class TrialDetail(TrialOut):
+    epochs_done: int
     history: list[EpochOut]
 
     @classmethod
     def of(cls, row: Trial) -> TrialDetail:
         base = TrialOut.of(row).model_dump()
-        base["epochs_done"] = len(row.epochs)
-        return cls(**base, history=[EpochOut.of(e) for e in row.epochs])
+        return cls(**base, epochs_done=len(row.epochs), history=[EpochOut.of(e) for e in row.epochs])
 
 
 class Progress(BaseModel):

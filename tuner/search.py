@@ -70,53 +70,9 @@ def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: 
 
 def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
     """Run the job's search to its end and record the outcome. Returns the final status."""
-    with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id)
-        spec = JobSpec.model_validate(job.spec)
-        dataset = get_dataset(session, spec.dataset_id)
-        file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
-        task, n_classes = dataset.task, dataset.n_classes
     workdir = settings.tuner_dir / job_id
-    recorder = Recorder(
-        db, job_id, spec.objective.metric, spec.objective.direction or "min", spec.hyperparameter_names()
-    )
     try:
-        keras.utils.set_random_seed(spec.seed)
-        x, y = load_arrays(file_path, spec.dataset_id)
-        x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
-        mean, variance = normalization_stats(x_train)
-        config = ModelConfig(
-            input_shape=tuple(int(d) for d in x_train.shape[1:]),
-            task=task,
-            n_classes=n_classes,
-            hidden_layers=spec.model.hidden_layers,
-            units=spec.model.units,
-            activation=spec.model.activation,
-            learning_rate=spec.model.learning_rate,
-            mean=mean,
-            variance=variance,
-        )
-        tuner = make_tuner(spec, config, recorder, workdir)
-        with db.session() as session:
-            q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
-        callbacks = []
-        if spec.training.early_stopping_patience:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=spec.objective.metric,
-                    mode=spec.objective.direction or "min",
-                    patience=spec.training.early_stopping_patience,
-                )
-            )
-        tuner.search(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=spec.training.epochs,
-            batch_size=spec.training.batch_size,
-            callbacks=callbacks,
-            verbose=0,
-        )
+        _search(db, settings, job_id, workdir)
         outcome, cause = JobStatus.SUCCEEDED, None
     except JobCancelled:
         outcome, cause = JobStatus.CANCELLED, "cancelled by request"
@@ -127,9 +83,57 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
         if not settings.keep_tuner_dirs:
             shutil.rmtree(workdir, ignore_errors=True)
     with db.session() as session:
-        q.finish_job(session, job_id, outcome, None if outcome is JobStatus.SUCCEEDED else cause)
+        q.finish_job(session, job_id, outcome, cause)
     log.info("job %s %s", job_id, outcome.value)
     return outcome
+
+
+def _search(db: Database, settings: Settings, job_id: str, workdir: Path) -> None:
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        spec = JobSpec.model_validate(job.spec)
+        dataset = get_dataset(session, spec.dataset_id)
+        file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
+        task, n_classes = dataset.task, dataset.n_classes
+    recorder = Recorder(
+        db, job_id, spec.objective.metric, spec.objective.direction or "min", spec.hyperparameter_names()
+    )
+    keras.utils.set_random_seed(spec.seed)
+    x, y = load_arrays(file_path, spec.dataset_id)
+    x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
+    mean, variance = normalization_stats(x_train)
+    config = ModelConfig(
+        input_shape=tuple(int(d) for d in x_train.shape[1:]),
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.model.hidden_layers,
+        units=spec.model.units,
+        activation=spec.model.activation,
+        learning_rate=spec.model.learning_rate,
+        mean=mean,
+        variance=variance,
+    )
+    tuner = make_tuner(spec, config, recorder, workdir)
+    with db.session() as session:
+        q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+    callbacks = []
+    if spec.training.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=spec.objective.metric,
+                mode=spec.objective.direction or "min",
+                patience=spec.training.early_stopping_patience,
+            )
+        )
+    tuner.search(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=spec.training.epochs,
+        batch_size=spec.training.batch_size,
+        callbacks=callbacks,
+        verbose=0,
+    )
 
 
 def _cause(db: Database, job_id: str, exc: Exception) -> str:
