@@ -29,12 +29,14 @@ migrate: install
 	$(BIN)/python -m store.migrate
 
 test: install
+	./scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test-e2e: install
+	./scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install
@@ -43,6 +45,8 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
+	./scripts/ensure-chromium.sh
+	$(BIN)/python bench/dashboard_1000.py
 
 # Re-pin every dependency from requirements.in in a scratch environment.
 lock:

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from service.routes import datasets, health, jobs
+from service.routes import dashboard, datasets, health, jobs
 from store import catalog, migrate
 from store.config import Settings, get_settings
 from store.db import ConflictError, Database, StoreError
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     _add_error_handlers(app)
     return app
 

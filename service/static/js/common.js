@@ -1,0 +1,115 @@
+// Helpers shared by the dashboard pages: API calls, DOM building, formatting.
+
+export async function api(path, options = {}) {
+  const response = await fetch(path, { headers: { accept: "application/json" }, ...options });
+  let data = null;
+  if (response.status !== 204) {
+    try { data = await response.json(); } catch { data = null; }
+  }
+  return { ok: response.ok, status: response.status, data };
+}
+
+/** h("a", {href: "/"}, "text", child) -> element. `null` children are skipped. */
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+export function badge(status) {
+  return h("span", { class: `badge ${status}`, "data-status": status }, status);
+}
+
+export function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+export function fmtTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+  if (m < 60) return `${m} min ${s} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function fmtValue(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString();
+  return String(v);
+}
+
+/** The first line of an error: the exception and its message. */
+export function errorSummary(error) {
+  return error ? error.split("\n")[0] : "";
+}
+
+export function isActive(status) {
+  return status === "queued" || status === "running";
+}
+
+/** Call `fn` again after `delay()` ms, for as long as `delay()` returns a number; waits while the tab is hidden. */
+export function poll(fn, delay) {
+  let timer = null;
+  const tick = async () => {
+    timer = null;
+    if (!document.hidden) {
+      try { await fn(); } catch (error) { console.error(error); }
+    }
+    const ms = delay();
+    if (ms !== null) timer = setTimeout(tick, ms);
+  };
+  return { start() { const ms = delay(); if (!timer && ms !== null) timer = setTimeout(tick, ms); } };
+}
+
+/** Show a 4xx's field errors beside their inputs (elements with data-loc="a.b.c"). */
+export function showErrors(form, detail, fallback) {
+  clearErrors(form);
+  const items = Array.isArray(detail) ? detail : [{ msg: String(detail || fallback) }];
+  const unplaced = [];
+  for (const item of items) {
+    const loc = (item.loc || []).filter((p) => p !== "body").join(".");
+    const field = findField(form, loc);
+    if (!field) { unplaced.push(loc ? `${loc}: ${item.msg}` : item.msg); continue; }
+    field.classList.add("invalid");
+    const message = h("div", { class: "field-error", id: `${field.dataset.loc}-error`, role: "alert" }, item.msg);
+    field.appendChild(message);
+    const input = field.querySelector("input, select");
+    if (input) { input.setAttribute("aria-invalid", "true"); input.setAttribute("aria-describedby", message.id); }
+  }
+  const box = form.querySelector(".form-error");
+  if (box) box.textContent = unplaced.join("; ");
+  const first = form.querySelector(".invalid input, .invalid select");
+  if (first) first.focus();
+}
+
+function findField(form, loc) {
+  // The most specific field whose data-loc is a prefix of the error's location.
+  let best = null;
+  for (const field of form.querySelectorAll("[data-loc]")) {
+    const key = field.dataset.loc;
+    if ((loc === key || loc.startsWith(key + ".")) && (!best || key.length > best.dataset.loc.length)) best = field;
+  }
+  return best;
+}
+
+export function clearErrors(form) {
+  form.querySelectorAll(".field-error").forEach((n) => n.remove());
+  form.querySelectorAll(".invalid").forEach((n) => n.classList.remove("invalid"));
+  form.querySelectorAll("[aria-invalid]").forEach((n) => { n.removeAttribute("aria-invalid"); n.removeAttribute("aria-describedby"); });
+  const box = form.querySelector(".form-error");
+  if (box) box.textContent = "";
+}

@@ -1,0 +1,89 @@
+// New job and upload forms. The server validates; its errors appear beside their fields.
+import { api, clearErrors, h, showErrors } from "./common.js";
+
+const form = document.getElementById("job-form");
+const datasetSelect = document.getElementById("f-dataset");
+const metricSelect = document.getElementById("f-metric");
+let datasets = [];
+
+async function loadDatasets(selectId) {
+  const { ok, data } = await api("/api/v1/datasets");
+  if (!ok) return;
+  datasets = data;
+  datasetSelect.replaceChildren(...data.map((d) =>
+    h("option", { value: d.id }, `${d.name} — ${d.task}, ${d.n_samples} samples${d.format === "builtin" ? "" : ` (${d.format})`}`)));
+  const wanted = selectId || new URLSearchParams(location.search).get("dataset");
+  if (wanted && data.some((d) => d.id === wanted)) datasetSelect.value = wanted;
+  updateMetrics();
+}
+
+function updateMetrics() {
+  const dataset = datasets.find((d) => d.id === datasetSelect.value);
+  const metrics = dataset ? dataset.metrics : ["val_loss"];
+  const current = metricSelect.value;
+  metricSelect.replaceChildren(...metrics.map((m) => h("option", { value: m }, m)));
+  metricSelect.value = metrics.includes(current) ? current : "val_loss";
+}
+
+const num = (value) => (value === "" ? undefined : Number(value));
+
+function specFromForm() {
+  const f = new FormData(form);
+  const rate = { min: num(f.get("rate_min")), max: num(f.get("rate_max")) };
+  if (f.get("rate_step") !== "") rate.step = num(f.get("rate_step"));
+  const space = {
+    dropout_rate: rate,
+    dropout_layers: { min: num(f.get("layers_min")), max: num(f.get("layers_max")) },
+  };
+  const units = String(f.get("units_values") || "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (units.length) space.units = { values: units.map(Number) };
+  if (f.get("lr_min") !== "" || f.get("lr_max") !== "") {
+    space.learning_rate = { min: num(f.get("lr_min")), max: num(f.get("lr_max")), sampling: "log" };
+  }
+  return {
+    name: String(f.get("name") || ""),
+    dataset_id: String(f.get("dataset_id") || ""),
+    algorithm: f.get("algorithm"),
+    max_trials: num(f.get("max_trials")),
+    objective: { metric: f.get("metric") },
+    search_space: space,
+    model: { hidden_layers: num(f.get("hidden_layers")), units: num(f.get("model_units")) },
+    training: { epochs: num(f.get("epochs")), batch_size: num(f.get("batch_size")), validation_split: num(f.get("validation_split")) },
+    seed: num(f.get("seed")),
+  };
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(form);
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const { ok, data, status } = await api("/api/v1/jobs", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(specFromForm()),
+    });
+    if (ok) { location.href = `/jobs/${data.id}`; return; }
+    showErrors(form, data?.detail, `The server answered ${status}.`);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+datasetSelect.addEventListener("change", updateMetrics);
+
+const upload = document.getElementById("upload-form");
+upload.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(upload);
+  const result = document.getElementById("upload-result");
+  result.textContent = "Uploading…";
+  const body = new FormData(upload);
+  if (!body.get("target")) body.delete("target");
+  const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
+  if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
+  result.textContent = `Uploaded "${data.name}": ${data.task}, ${data.n_samples} samples, input shape ${data.input_shape.join("×")}. It is selected above.`;
+  upload.reset();
+  await loadDatasets(data.id);
+});
+
+await loadDatasets();

@@ -1,0 +1,55 @@
+// One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
+import { api, badge, fmtDuration, fmtTime, fmtValue, h, poll } from "./common.js";
+import { PALETTE, formatNumber, lineChart } from "./charts.js";
+
+const [, , jobId, , number] = location.pathname.split("/").map(decodeURIComponent);
+let trial = null;
+
+async function refresh() {
+  const [t, j] = await Promise.all([api(`/api/v1/jobs/${jobId}/trials/${number}`), api(`/api/v1/jobs/${jobId}`)]);
+  if (!t.ok) { document.getElementById("trial-title").textContent = "Trial not found"; trial = null; return; }
+  trial = t.data;
+  const job = j.ok ? j.data : null;
+  document.title = `Trial ${trial.number} · droptune`;
+  const back = document.getElementById("back-link");
+  back.href = `/jobs/${jobId}`;
+  back.textContent = `← ${job ? job.name : "Job"}`;
+  document.getElementById("trial-title").textContent = `Trial ${trial.number}`;
+  document.getElementById("trial-status").replaceChildren(badge(trial.status));
+  const err = document.getElementById("trial-error");
+  err.hidden = !trial.error;
+  err.textContent = trial.error || "";
+  const facts = (id, rows) => document.getElementById(id).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  facts("trial-hps", Object.entries(trial.hyperparameters).map(([k, v]) => [k.replace("_", " "), fmtValue(v)]));
+  const metric = job?.spec.objective.metric || "score";
+  facts("trial-facts", [
+    [metric, formatNumber(trial.score)], ["Best epoch", trial.best_epoch ?? "–"], ["Epochs run", trial.epochs_done],
+    ["Started", fmtTime(trial.started_at)], ["Finished", fmtTime(trial.finished_at)], ["Duration", fmtDuration(trial.duration_s)],
+  ]);
+  const keys = [...new Set(trial.history.flatMap((e) => Object.keys(e)))].filter((k) => k !== "epoch").sort();
+  const table = document.getElementById("epochs-table");
+  table.tHead.replaceChildren(h("tr", {}, h("th", { scope: "col" }, "epoch"), keys.map((k) => h("th", { scope: "col", class: "num" }, k))));
+  table.tBodies[0].replaceChildren(...trial.history.map((e) => h("tr", { class: e.epoch === trial.best_epoch ? "best" : null },
+    h("td", {}, e.epoch === trial.best_epoch ? `${e.epoch} (best)` : e.epoch), keys.map((k) => h("td", { class: "num" }, formatNumber(e[k]))))));
+  const lossUnit = keys.includes("mae") ? "mean squared error, target units²" : "cross-entropy, nats";
+  lineChart(document.getElementById("loss-chart"), {
+    xLabel: "epoch", yLabel: `loss (${lossUnit})`, title: "loss per epoch",
+    series: [
+      { key: "loss", label: "training loss", color: PALETTE[0], dashed: true, points: trial.history.map((e) => [e.epoch, e.loss]) },
+      { key: "val_loss", label: "validation loss", color: PALETTE[0], points: trial.history.map((e) => [e.epoch, e.val_loss]) },
+    ],
+  });
+  const other = keys.find((k) => !k.startsWith("val_") && k !== "loss");
+  document.getElementById("metric-title").textContent = other ? `${other} per epoch` : "Metric per epoch";
+  const unit = other === "accuracy" ? "fraction correct, 0–1" : "target units";
+  lineChart(document.getElementById("metric-chart"), {
+    xLabel: "epoch", yLabel: other ? `${other} (${unit})` : "", title: `${other} per epoch`,
+    series: other ? [
+      { key: other, label: `training ${other}`, color: PALETTE[2], dashed: true, points: trial.history.map((e) => [e.epoch, e[other]]) },
+      { key: `val_${other}`, label: `validation ${other}`, color: PALETTE[2], points: trial.history.map((e) => [e.epoch, e[`val_${other}`]]) },
+    ] : [],
+  });
+}
+
+await refresh();
+poll(refresh, () => (trial && trial.status === "running" ? 2000 : null)).start();

@@ -1,0 +1,200 @@
+"""The dashboard in real headless Chromium against the running service and workers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import small_job
+from tests.e2e.conftest import ROOT, Service
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("DROPTUNE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"no Chromium at {CHROMIUM} (CI installs it)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, service: Service) -> Iterator[Page]:
+    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def job_total(service: Service) -> int:
+    return int(service.client.get("/api/v1/jobs").json()["total"])
+
+
+def fill_small_search(page: Page, **fields: str) -> None:
+    values = {
+        "#f-name": "browser search",
+        "#f-trials": "3",
+        "#f-rate-min": "0",
+        "#f-rate-max": "0.5",
+        "#f-rate-step": "0.25",
+        "#f-layers-min": "0",
+        "#f-layers-max": "2",
+        "#f-hidden": "2",
+        "#f-model-units": "16",
+        "#f-epochs": "3",
+    }
+    values.update(fields)
+    for selector, value in values.items():
+        page.fill(selector, value)
+
+
+@pytest.fixture(scope="module")
+def form_job(browser: Browser, service: Service) -> dict[str, Any]:
+    """A job submitted through the form on the built-in iris dataset, watched until it succeeds."""
+    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/new")
+    page.select_option("#f-dataset", "iris")
+    fill_small_search(page)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#job-status [data-status]")).to_have_text("succeeded", timeout=180_000)
+    context.close()
+    job: dict[str, Any] = service.client.get(f"/api/v1/jobs/{job_id}").json()
+    return job
+
+
+def test_a_job_submitted_through_the_form_succeeds_and_every_chart_draws_each_trial(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    assert form_job["spec"]["dataset_id"] == "iris" and form_job["status"] == "succeeded"
+    trials = service.trials(form_job["id"])
+    completed = [t for t in trials if t["status"] == "completed"]
+    page.goto(f"/jobs/{form_job['id']}")
+    expect(page.locator("#trials-table tbody tr")).to_have_count(len(trials))
+    # One point per completed trial in the objective and history charts.
+    expect(page.locator("#rate-chart circle[data-trial]")).to_have_count(len(completed))
+    expect(page.locator("#history-chart circle[data-trial]")).to_have_count(len(completed))
+    expect(page.locator('#history-chart [data-series="best-so-far"] path')).to_have_count(1)
+    # One heatmap cell per (dropout rate, dropout layers) pair that a completed trial tried, on axes
+    # that show every value the search space allows (0, 0.25, 0.5 and 0..2 layers).
+    pairs = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in completed}
+    expect(page.locator("#heatmap-chart rect[data-cell]")).to_have_count(len(pairs))
+    for label in ("0.25", "0.5"):
+        expect(page.locator("#heatmap-chart text", has_text=label).first).to_be_visible()
+    expect(page.locator("#cancel-button")).to_be_hidden()
+    expect(page.locator("#delete-button")).to_be_visible()
+    # The best trial's training and validation curves.
+    best = form_job["best"]["number"]
+    expect(page.locator(f'#curves-chart [data-series="{best}:loss"] path')).to_have_count(1)
+    expect(page.locator(f'#curves-chart [data-series="{best}:val_loss"] path')).to_have_count(1)
+    expect(page.locator("#best-card [data-best-trial]")).to_have_attribute("data-best-trial", str(best))
+    # Axes say what they measure.
+    expect(page.locator("#rate-chart")).to_contain_text("dropout rate (fraction of units dropped)")
+    expect(page.locator("#curves-chart")).to_contain_text("epoch")
+
+
+def test_ticking_two_trials_adds_their_curves(page: Page, service: Service, form_job: dict[str, Any]) -> None:
+    best = form_job["best"]["number"]
+    others = [t["number"] for t in service.trials(form_job["id"]) if t["number"] != best][:2]
+    page.goto(f"/jobs/{form_job['id']}")
+    expect(page.locator("#curves-chart g[data-series]")).to_have_count(2)
+    for number in others:
+        page.check(f'#trials-table input.tick[data-number="{number}"]')
+    for number in others:
+        expect(page.locator(f'#curves-chart [data-series="{number}:val_loss"] path')).to_have_count(1)
+        expect(page.locator(f'#curves-chart [data-series="{number}:loss"] path')).to_have_count(1)
+    expect(page.locator("#curves-chart g[data-series]")).to_have_count(6)
+
+
+def test_sorting_the_trials_table_by_score_puts_the_best_first(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    page.goto(f"/jobs/{form_job['id']}")
+    page.click('button.sort[data-sort="score"]')
+    first = page.locator("#trials-table tbody tr").first
+    expect(first).to_have_attribute("data-trial", str(form_job["best"]["number"]))
+    expect(page.locator('button.sort[data-sort="score"]')).to_have_attribute("aria-sort", "ascending")
+
+
+def test_an_invalid_form_shows_the_error_beside_its_field_and_submits_nothing(
+    page: Page, service: Service
+) -> None:
+    before = job_total(service)
+    page.goto("/new")
+    page.select_option("#f-dataset", "wine")
+    fill_small_search(page, **{"#f-rate-min": "0.6", "#f-rate-max": "0.5", "#f-rate-step": ""})
+    page.click("button[type=submit]")
+    error = page.locator('[data-loc="search_space.dropout_rate"] .field-error')
+    expect(error).to_contain_text("min (0.6) is greater than max (0.5)")
+    expect(page.locator("#f-rate-min")).to_have_attribute("aria-invalid", "true")
+    assert page.url.endswith("/new")
+    assert job_total(service) == before
+
+
+def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: Page, service: Service) -> None:
+    job = service.submit(small_job("digits", max_trials=50, training={"epochs": 300, "batch_size": 256}))
+    service.wait(job["id"], {"running"})
+    page.goto(f"/jobs/{job['id']}")
+    expect(page.locator("#job-status [data-status]")).to_have_text("running")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-button")
+    expect(page.locator("#job-status [data-status]")).to_have_text("cancelled", timeout=60_000)
+    expect(page.locator("#delete-button")).to_be_visible()
+
+
+def test_the_jobs_list_shows_status_progress_and_best_score(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    page.goto("/")
+    row = page.locator(f'tr[data-job="{form_job["id"]}"]')
+    expect(row.locator("[data-status]")).to_have_text("succeeded")
+    expect(row.locator("progress")).to_have_attribute("value", "3")
+    expect(row).to_contain_text("3 / 3")
+    expect(row).to_contain_text("val_loss")
+
+
+def test_a_trial_page_shows_its_epochs(page: Page, service: Service, form_job: dict[str, Any]) -> None:
+    best = form_job["best"]["number"]
+    page.goto(f"/jobs/{form_job['id']}/trials/{best}")
+    expect(page.locator("#epochs-table tbody tr")).to_have_count(service.trial(form_job["id"], best)["epochs_done"])
+    expect(page.locator('#loss-chart [data-series="val_loss"] path')).to_have_count(1)
+
+
+def test_screenshots_of_the_jobs_list_and_a_finished_job(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto("/")
+    expect(page.locator(f'tr[data-job="{form_job["id"]}"]')).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "jobs.png"), full_page=True)
+    page.goto(f"/jobs/{form_job['id']}")
+    expect(page.locator("#history-chart circle[data-trial]").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "job.png"), full_page=True)
+    for name in ("jobs.png", "job.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
+    if os.environ.get("DROPTUNE_UPDATE_SCREENSHOTS"):
+        for name in ("jobs.png", "job.png"):
+            shutil.copy(ARTIFACTS / name, ROOT / "docs" / name)
