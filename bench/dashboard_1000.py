@@ -2,7 +2,7 @@
 
 Seeds a fresh SQLite store directly (a finished random search on digits: 1000 completed trials, each
 with a 20-epoch history), starts the real API, opens /jobs/{id} and reports how long the page takes
-until the trials table holds every row and every chart has drawn every trial (performance.now() from
+until the trials table shows its first page (100 rows) and every chart has drawn every trial (performance.now() from
 navigation start), then how long re-sorting the table and ticking a trial take. Target: under 1 s.
 Usage: python bench/dashboard_1000.py [--trials N] [--epochs E] [--runs R]
 """
@@ -67,7 +67,8 @@ def seed(url: str, trials: int, epochs: int) -> str:
             history = []
             for e in range(1, epochs + 1):
                 val = floor + 1.5 / e + rng.uniform(0, 0.02)
-                history.append({"loss": floor * 0.6 + 1.4 / e, "val_loss": val, "accuracy": 1 - val / 3, "val_accuracy": 1 - val / 2.5})
+                train = floor * 0.6 + 1.4 / e
+                history.append({"loss": train, "val_loss": val, "accuracy": 1 - val / 3, "val_accuracy": 1 - val / 2.5})
             best = min(range(epochs), key=lambda i: history[i]["val_loss"])
             trial = Trial(
                 job_id=job_id, number=n, status=TrialStatus.COMPLETED.value,
@@ -122,7 +123,7 @@ def main() -> None:
                     page.goto(f"{base}/jobs/{job_id}")
                     n = args.trials
                     page.wait_for_function(
-                        f"document.querySelectorAll('#trials-table tbody tr').length === {n}"
+                        f"document.querySelectorAll('#trials-table tbody tr').length === {min(n, 100)}"
                         f" && document.querySelectorAll('#history-chart circle[data-trial]').length === {n}"
                         f" && document.querySelectorAll('#rate-chart circle[data-trial]').length === {n}"
                         " && document.querySelectorAll('#heatmap-chart rect[data-cell]').length > 0"
@@ -131,6 +132,12 @@ def main() -> None:
                         timeout=30_000,
                     )
                     ready.append(page.evaluate("performance.now()"))
+                    if os.environ.get("BENCH_VERBOSE"):
+                        print(page.evaluate(
+                            "JSON.stringify(performance.getEntriesByType('resource').map(e => "
+                            "[e.name.split('/').slice(-2).join('/'), Math.round(e.startTime),"
+                            " Math.round(e.responseEnd)]))"
+                        ), "ready", ready[-1])
                     sort.append(page.evaluate(
                         "() => { const t = performance.now();"
                         " document.querySelector('button.sort[data-sort=\"score\"]').click();"
@@ -146,7 +153,7 @@ def main() -> None:
             api.send_signal(signal.SIGTERM)
             api.wait(timeout=30)
     print(f"job page with {args.trials} trials x {args.epochs} epochs, {args.runs} loads in headless Chromium:")
-    print(f"  ready (table + 4 charts drawn): median {statistics.median(ready):.0f} ms, max {max(ready):.0f} ms"
+    print(f"  ready (table page + 4 charts): median {statistics.median(ready):.0f} ms, max {max(ready):.0f} ms"
           f"  (target < 1000 ms)")
     print(f"  re-sort table by score:         median {statistics.median(sort):.0f} ms")
     print(f"  tick a trial, curve drawn:      median {statistics.median(tick):.0f} ms")

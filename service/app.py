@@ -67,6 +67,7 @@ def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for error in errors:
         item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+        item["msg"] = str(item.get("msg", "")).removeprefix("Value error, ")
         try:
             json.dumps(error.get("input"), allow_nan=False)
             item["input"] = error.get("input")

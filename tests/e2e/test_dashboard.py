@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +158,16 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     service.wait(job["id"], {"running"})
     page.goto(f"/jobs/{job['id']}")
     expect(page.locator("#job-status [data-status]")).to_have_text("running")
+    # Without a reload, the running trial appears in the table and its curve grows epoch by epoch.
+    expect(page.locator('#trials-table tr[data-trial="0"] [data-status]')).to_have_text("running", timeout=60_000)
+    curve = page.locator('#curves-chart [data-series="0:val_loss"] circle')
+    expect(curve.first).to_be_attached(timeout=30_000)
+    drawn = curve.count()
+    page.wait_for_function(
+        """n => document.querySelectorAll('#curves-chart [data-series="0:val_loss"] circle').length > n""",
+        arg=drawn,
+        timeout=30_000,
+    )
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel-button")
     expect(page.locator("#job-status [data-status]")).to_have_text("cancelled", timeout=60_000)
@@ -195,6 +204,21 @@ def test_screenshots_of_the_jobs_list_and_a_finished_job(
     page.screenshot(path=str(ARTIFACTS / "job.png"), full_page=True)
     for name in ("jobs.png", "job.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
-    if os.environ.get("DROPTUNE_UPDATE_SCREENSHOTS"):
-        for name in ("jobs.png", "job.png"):
-            shutil.copy(ARTIFACTS / name, ROOT / "docs" / name)
+
+
+def test_the_job_page_fits_a_narrow_window_and_sorts_from_the_keyboard(
+    browser: Browser, service: Service, form_job: dict[str, Any]
+) -> None:
+    context = browser.new_context(base_url=service.base_url, viewport={"width": 390, "height": 800})
+    page = context.new_page()
+    page.goto(f"/jobs/{form_job['id']}")
+    expect(page.locator("#history-chart circle[data-trial]").first).to_be_attached()
+    # Nothing but the trials table (which scrolls in its own box) is wider than the window.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.focus('button.sort[data-sort="score"]')
+    page.keyboard.press("Enter")
+    expect(page.locator("#trials-table tbody tr").first).to_have_attribute(
+        "data-trial", str(form_job["best"]["number"])
+    )
+    page.screenshot(path=str(ARTIFACTS / "job-narrow.png"), full_page=True)
+    context.close()

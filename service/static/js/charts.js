@@ -153,12 +153,11 @@ export function heatmap(container, { xLabels, yLabels, cells, xLabel, yLabel, va
   const pw = width - m.left - m.right, ph = height - m.top - m.bottom;
   const cw = pw / xLabels.length, ch = ph / yLabels.length;
   const lo = Math.min(...values), hi = Math.max(...values);
-  // Darker is better, whichever the direction.
-  const shade = (v) => {
-    const t = hi === lo ? 1 : (better === "min" ? (hi - v) / (hi - lo) : (v - lo) / (hi - lo));
-    const l = 92 - t * 62;
-    return `hsl(214 70% ${l}%)`;
-  };
+  // Darker is better, whichever the direction. Shade by rank, not by value, so that one diverged
+  // trial does not wash every other cell into the same colour.
+  const ranked = [...values].sort((a, b) => (better === "min" ? b - a : a - b));
+  const goodness = (v) => (ranked.length === 1 ? 1 : ranked.indexOf(v) / (ranked.length - 1));
+  const shade = (v) => `hsl(214 70% ${92 - goodness(v) * 62}%)`;
   const g = el("g", { class: "marks" }, svg);
   for (const c of cells) {
     if (!Number.isFinite(c.value)) continue;
@@ -166,7 +165,7 @@ export function heatmap(container, { xLabels, yLabels, cells, xLabel, yLabel, va
     const rect = el("rect", { x: rx + 1, y: ry + 1, width: cw - 2, height: ch - 2, fill: shade(c.value), "data-cell": `${c.xi},${c.yi}` }, g);
     el("title", {}, rect, c.title);
     if (cw > 38 && ch > 18) {
-      const light = (better === "min" ? (hi - c.value) : (c.value - lo)) / ((hi - lo) || 1) > 0.55;
+      const light = goodness(c.value) > 0.55;
       el("text", { x: rx + cw / 2, y: ry + ch / 2 + 4, "text-anchor": "middle", style: `fill:${light ? "#fff" : "#1d2430"}` }, g, formatNumber(c.value));
     }
   }

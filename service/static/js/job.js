@@ -5,8 +5,11 @@ import { PALETTE, formatNumber, heatmap, lineChart, scatterChart } from "./chart
 const jobId = decodeURIComponent(location.pathname.split("/")[2]);
 const state = {
   job: null, dataset: null, trials: [], details: new Map(), ticked: new Set(),
-  sort: { key: "number", dir: "asc" }, filter: "",
+  sort: { key: "number", dir: "asc" }, filter: "", page: 0,
 };
+// Rows per table page: the charts show every trial; the table pages so that a job of thousands of
+// trials still renders in well under a second.
+const PAGE_SIZE = 100;
 const HP_ORDER = ["dropout_rate", "dropout_layers", "units", "learning_rate"];
 
 // --- labels with units -------------------------------------------------------------------------
@@ -72,17 +75,21 @@ function curveTrials() {
 }
 
 async function refresh() {
-  const [{ ok, status, data: job }, trials] = await Promise.all([api(`/api/v1/jobs/${jobId}`), loadTrials()]);
+  const trialsLoaded = loadTrials();
+  const { ok, status, data: job } = await api(`/api/v1/jobs/${jobId}`);
   if (!ok) {
     document.getElementById("job-name").textContent = status === 404 ? "Job not found" : "Could not load the job";
     state.job = null;
     return;
   }
   state.job = job;
+  // While the trials load: the dataset (for axis units) and the best trial's curve.
+  const side = [];
   if (!state.dataset && job.dataset_id) {
-    const ds = await api(`/api/v1/datasets/${job.dataset_id}`);
-    if (ds.ok) state.dataset = ds.data;
+    side.push(api(`/api/v1/datasets/${job.dataset_id}`).then((ds) => { if (ds.ok) state.dataset = ds.data; }));
   }
+  if (job.best) side.push(loadDetail(job.best.number, isActive(job.status)));
+  const [trials] = await Promise.all([trialsLoaded, ...side]);
   if (trials) state.trials = trials;
   const running = new Set(state.trials.filter((t) => t.status === "running").map((t) => t.number));
   await Promise.all(curveTrials().map((n) => loadDetail(n, running.has(n) || !state.details.get(n)?.finished_at)));
@@ -179,7 +186,10 @@ function renderTable() {
     + `<th scope="col" class="num">${sortButton("duration", "Duration")}</th><th scope="col">Error</th></tr>`;
   const table = document.getElementById("trials-table");
   table.tHead.innerHTML = head;
-  const rows = sortedTrials();
+  const all = sortedTrials();
+  const pages = Math.max(1, Math.ceil(all.length / PAGE_SIZE));
+  state.page = Math.min(state.page, pages - 1);
+  const rows = all.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
   const html = rows.map((t) => {
     const checked = state.ticked.has(t.number) ? " checked" : "";
     const error = t.error
@@ -193,17 +203,21 @@ function renderTable() {
       + `<td class="num">${fmtDuration(t.duration_s)}</td><td class="error-cell">${error}</td></tr>`;
   });
   table.tBodies[0].innerHTML = html.join("");
-  document.getElementById("trial-count").textContent = `${rows.length} of ${state.trials.length} trials`;
+  const shown = all.length ? `${state.page * PAGE_SIZE + 1}–${state.page * PAGE_SIZE + rows.length} of ${all.length}` : "0";
+  const filtered = all.length === state.trials.length ? "" : ` (${state.trials.length} in all)`;
+  document.getElementById("trial-count").textContent = `trials ${shown}${filtered}`;
+  document.getElementById("page-prev").disabled = state.page === 0;
+  document.getElementById("page-next").disabled = state.page >= pages - 1;
+  document.getElementById("pager").hidden = pages === 1;
 }
 
 function renderCharts() {
-  const job = state.job;
-  const metric = job.spec.objective.metric;
-  const completed = state.trials.filter((t) => t.status === "completed" && Number.isFinite(t.score));
-  const layerValues = [...new Set(state.trials.map((t) => t.hyperparameters.dropout_layers))].sort((a, b) => a - b);
-  const layerColour = (l) => PALETTE[layerValues.indexOf(l) % PALETTE.length];
+  renderCurves();
+  renderSearchCharts();
+}
 
-  // Learning curves.
+function renderCurves() {
+  const job = state.job;
   const series = [];
   curveTrials().forEach((number, i) => {
     const detail = state.details.get(number);
@@ -217,6 +231,14 @@ function renderCharts() {
   lineChart(document.getElementById("curves-chart"), {
     series, xLabel: "epoch", yLabel: `loss (${metricLabel("loss").split("(")[1]}`, title: "Training and validation loss per epoch",
   });
+}
+
+function renderSearchCharts() {
+  const job = state.job;
+  const metric = job.spec.objective.metric;
+  const completed = state.trials.filter((t) => t.status === "completed" && Number.isFinite(t.score));
+  const layerValues = [...new Set(state.trials.map((t) => t.hyperparameters.dropout_layers))].sort((a, b) => a - b);
+  const layerColour = (l) => PALETTE[layerValues.indexOf(l) % PALETTE.length];
 
   // Objective against dropout rate, one colour per number of dropout layers.
   const rate = job.spec.search_space.dropout_rate;
@@ -295,13 +317,18 @@ document.getElementById("trials-table").addEventListener("change", async (event)
   if (!event.target.classList.contains("tick")) return;
   const number = Number(event.target.dataset.number);
   if (event.target.checked) { state.ticked.add(number); await loadDetail(number, false); } else state.ticked.delete(number);
-  renderCharts();
+  renderCurves();
 });
 
 document.getElementById("trial-filter").addEventListener("change", (event) => {
   state.filter = event.target.value;
+  state.page = 0;
   renderTable();
 });
+
+for (const [id, step] of [["page-prev", -1], ["page-next", 1]]) {
+  document.getElementById(id).addEventListener("click", () => { state.page += step; renderTable(); });
+}
 
 document.getElementById("cancel-button").addEventListener("click", async () => {
   if (!confirm(`Cancel job "${state.job.name}"? Finished trials are kept.`)) return;
