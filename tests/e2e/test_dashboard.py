@@ -222,3 +222,25 @@ def test_the_job_page_fits_a_narrow_window_and_sorts_from_the_keyboard(
     )
     page.screenshot(path=str(ARTIFACTS / "job-narrow.png"), full_page=True)
     context.close()
+
+
+def test_uploading_through_the_form_selects_the_new_dataset_and_a_bad_file_shows_why(
+    page: Page, service: Service, tmp_path: Path
+) -> None:
+    from tests.conftest import classification_csv, csv_bytes
+
+    good = tmp_path / "pets.csv"
+    good.write_bytes(classification_csv())
+    bad = tmp_path / "ragged.csv"
+    bad.write_bytes(csv_bytes([[1, 2, "a"]] * 12, ["f1", "f2", "label"]) + b"1,2\n")
+    page.goto("/new")
+    page.set_input_files("#u-file", str(bad))
+    page.click("#upload-form button[type=submit]")
+    expect(page.locator('#upload-form [data-loc="file"] .field-error')).to_contain_text("has 2 fields")
+    page.set_input_files("#u-file", str(good))
+    page.fill("#u-name", "pets")
+    page.click("#upload-form button[type=submit]")
+    expect(page.locator("#upload-result")).to_contain_text('Uploaded "pets": classification, 60 samples')
+    selected = page.eval_on_selector("#f-dataset", "el => el.options[el.selectedIndex].text")
+    assert selected.startswith("pets")
+    expect(page.locator("#f-metric option")).to_have_text(["loss", "accuracy", "val_loss", "val_accuracy"])
