@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run api worker test test-unit test-e2e lint bench lock migrate clean
+.PHONY: install run api worker test test-unit test-e2e lint bench lock migrate image clean
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +30,7 @@ migrate: install
 
 test: install
 	./scripts/ensure-chromium.sh
+	./scripts/ensure-container-tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -43,18 +44,27 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy service store tuner models
 
+# The Docker image, built with podman and runc from a local Debian base (see scripts/podman-image.sh).
+image:
+	./scripts/ensure-container-tools.sh
+	./scripts/podman-image.sh localhost/droptune:latest
+
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
 	./scripts/ensure-chromium.sh
 	$(BIN)/python bench/dashboard_1000.py
 
-# Re-pin every dependency from requirements.in in a scratch environment.
+# Re-pin every dependency in scratch environments: the run-time set (what the image installs), then
+# the test and lint tools on top of it.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
 	.lock-venv/bin/pip install --quiet -r requirements.in
-	(echo "# Pinned by 'make lock' from requirements.in: the exact versions CI and 'make run' install."; \
+	(echo "# Pinned by 'make lock' from requirements.in: what the service and the worker run on (and the image installs)."; \
 	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==') > requirements.lock
+	.lock-venv/bin/pip install --quiet -r requirements-dev.in -c requirements.lock
+	(echo "# Pinned by 'make lock' from requirements-dev.in: test, browser-test, lint and type tools (with requirements.lock)."; \
+	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==' | grep -vxF -f requirements.lock) > requirements-dev.lock
 	rm -rf .lock-venv
 
 clean:

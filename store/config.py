@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     heartbeat_grace_s: float = 60.0  # a running job silent this long is handed back to the queue
     cancel_grace_s: float = 30.0
     keep_tuner_dirs: bool = False
+    # TensorFlow threads per search process; empty means the CPU quota of the worker's cgroup.
+    worker_threads: int | None = None
 
     @property
     def resolved_database_url(self) -> str:

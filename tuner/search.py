@@ -27,6 +27,7 @@ from store.datasets import load_arrays
 from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
+from tuner.cpus import available_cpus
 from tuner.recording import JobCancelled, Recorder, error_summary, recording
 from tuner.space import to_hyperparameters
 
@@ -147,9 +148,20 @@ def _cause(db: Database, job_id: str, exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def configure_threads(settings: Settings) -> int:
+    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs."""
+    import tensorflow as tf
+
+    threads = available_cpus(settings.worker_threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
     status = run_search(Database(settings.resolved_database_url), settings, argv[1])
     return 0 if status is not JobStatus.FAILED else 3
 

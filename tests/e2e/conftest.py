@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import backend_database
+
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"succeeded", "failed", "cancelled"}
 
@@ -32,6 +34,7 @@ class Service:
     data_dir: Path
     client: httpx.Client
     processes: list[subprocess.Popen[bytes]]
+    database_url: str
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post("/api/v1/jobs", json=spec)
@@ -80,9 +83,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data_dir = tmp_path_factory.mktemp("droptune-data")
+def start_service(data_dir: Path, database_url: str | None, workers: int) -> Service:
+    """The API and `workers` worker processes on one data dir and database, ready to take jobs."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -95,6 +97,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         }
     )
     env.pop("DROPTUNE_DATABASE_URL", None)
+    if database_url:
+        env["DROPTUNE_DATABASE_URL"] = database_url
     api = _start([sys.executable, "-m", "service"], env, data_dir / "api.log")
     base_url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base_url, timeout=30)
@@ -108,14 +112,30 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         if api.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the API did not start: {(data_dir / 'api.log').read_text()}")
         time.sleep(0.2)
-    workers = [
+    started = [
         _start([sys.executable, "-m", "tuner", "--name", f"e2e-{i}"], env, data_dir / f"worker-{i}.log")
-        for i in range(2)
+        for i in range(workers)
     ]
-    svc = Service(base_url, data_dir, client, [api, *workers])
-    try:
-        yield svc
-    finally:
-        for proc in workers + [api]:
-            _stop(proc)
-        client.close()
+    return Service(base_url, data_dir, client, [api, *started], database_url or sqlite_url(data_dir))
+
+
+def stop_service(svc: Service) -> None:
+    for proc in reversed(svc.processes):  # workers first, then the API
+        _stop(proc)
+    svc.client.close()
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'droptune.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The whole service with two workers, once on SQLite and once on PostgreSQL."""
+    data_dir = tmp_path_factory.mktemp(f"droptune-{request.param}")
+    with backend_database(request.param) as url:
+        svc = start_service(data_dir, url, workers=2)
+        try:
+            yield svc
+        finally:
+            stop_service(svc)

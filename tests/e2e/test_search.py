@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -87,13 +88,17 @@ def test_the_job_stores_keras_tuners_search_space_config(
     # Not in the API response: read it the way a user querying the store would.
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(f"sqlite:///{service.data_dir / 'droptune.db'}")
+    engine = create_engine(service.database_url)
     with engine.connect() as conn:
         config = conn.execute(
             text("SELECT hyperparameters_config FROM jobs WHERE id = :id"), {"id": finished_jobs["random"]["id"]}
         ).scalar_one()
     engine.dispose()
-    assert "dropout_rate" in config and "dropout_layers" in config
+    if isinstance(config, str):  # SQLite hands JSON back as text to a raw query
+        config = json.loads(config)
+    declared = {entry["config"]["name"]: entry["class_name"] for entry in config["space"]}
+    # 0..0.5 step 0.25 becomes an explicit Choice; the layers stay an Int range.
+    assert declared == {"dropout_rate": "Choice", "dropout_layers": "Int"}
 
 
 def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:

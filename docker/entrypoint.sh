@@ -1,0 +1,12 @@
+#!/bin/sh
+# Roles: api (default: migrate, then serve), worker, migrate; anything else runs as a command.
+set -e
+role="${1:-api}"
+[ "$#" -gt 0 ] && shift
+echo "$role" > /tmp/droptune-role
+case "$role" in
+  api) python3 -m store.migrate && exec python3 -m service "$@" ;;
+  worker) exec python3 -m tuner "$@" ;;
+  migrate) exec python3 -m store.migrate "$@" ;;
+  *) exec "$role" "$@" ;;
+esac

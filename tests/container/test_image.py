@@ -1,0 +1,132 @@
+"""The Docker image, built and run for real with podman and runc (there is no Docker engine here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import small_job
+from tests.e2e.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.container
+TAG = "localhost/droptune:test"
+RUN = ["--runtime", "/usr/sbin/runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1024:1024"]
+
+if not all(shutil.which(t) for t in ("podman", "runc", "debootstrap")) or os.geteuid() != 0:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI=true but podman, runc or debootstrap is missing (or not root)")
+    pytest.skip("the container test needs podman, runc and debootstrap, as root", allow_module_level=True)
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    build = subprocess.run(
+        [str(ROOT / "scripts" / "podman-image.sh"), TAG], cwd=ROOT, capture_output=True, text=True, timeout=3600
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip())
+    print(f"\nimage {TAG}: {size / 1e6:.0f} MB")
+    return TAG
+
+
+@pytest.fixture
+def volume() -> Iterator[str]:
+    name = f"droptune-test-{uuid.uuid4().hex[:8]}"
+    podman("volume", "create", name)
+    yield name
+    podman("volume", "rm", "-f", name, check=False)
+
+
+class Containers:
+    def __init__(self, image: str, volume: str) -> None:
+        self.image, self.volume = image, volume
+        self.names: list[str] = []
+
+    def run(self, role: str, port: int, *extra: str) -> str:
+        name = f"droptune-{role}-{uuid.uuid4().hex[:8]}"
+        podman(
+            "run", "-d", "--name", name, *RUN, "--network", "host", "-v", f"{self.volume}:/data",
+            "-e", f"DROPTUNE_PORT={port}", "-e", "DROPTUNE_POLL_INTERVAL_S=0.5", *extra, self.image, role,
+        )
+        self.names.append(name)
+        return name
+
+    def remove_all(self) -> None:
+        for name in self.names:
+            podman("rm", "-f", "-t", "5", name, check=False)
+
+
+@pytest.fixture
+def containers(image: str, volume: str) -> Iterator[Containers]:
+    c = Containers(image, volume)
+    yield c
+    c.remove_all()
+
+
+def wait_healthy(port: int, timeout: float = 120) -> httpx.Client:
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/healthz").status_code == 200:
+                return client
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the container's API did not answer /healthz on port {port}")
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_the_image_runs_as_a_non_root_user(image: str) -> None:
+    out = podman("run", "--rm", *RUN, "--entrypoint", "id", image, "-u").stdout.strip()
+    assert out == "10001"
+
+
+def test_a_job_runs_in_containers_and_survives_new_containers_on_the_same_volume(
+    containers: Containers,
+) -> None:
+    port = free_port()
+    api = containers.run("api", port)
+    containers.run("worker", port, "--cpus", "1")
+    client = wait_healthy(port)
+    assert podman("healthcheck", "run", api, check=False).returncode == 0
+    job = client.post("/api/v1/jobs", json=small_job("iris", max_trials=2, training={"epochs": 2})).json()
+    finished = wait_job(client, job["id"])
+    assert finished["status"] == "succeeded", finished["error"]
+    trials = client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]
+    assert [t["status"] for t in trials] == ["completed", "completed"]
+    # The worker's TensorFlow sized its thread pools from the 1-CPU quota, not the host's cores.
+    search_log = podman("exec", api, "sh", "-c", f"cat /data/logs/job-{job['id']}.log").stdout
+    assert "TensorFlow uses 1 thread(s) per pool" in search_log
+    client.close()
+
+    containers.remove_all()
+    port = free_port()
+    containers.run("api", port)
+    client = wait_healthy(port)
+    again = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert again["status"] == "succeeded" and again["progress"]["finished"] == 2
+    trial = client.get(f"/api/v1/jobs/{job['id']}/trials/0").json()
+    assert len(trial["history"]) == 2
+    client.close()
