@@ -46,6 +46,7 @@ def _check_caps(spec: JobSpec, s: Settings) -> None:
         ("training.batch_size", spec.training.batch_size, s.batch_size_cap),
         ("model.units", spec.model.units, s.units_cap),
         ("model.hidden_layers", spec.model.hidden_layers, s.hidden_layers_cap),
+        ("parallel_trials", spec.parallel_trials, s.parallel_trials_cap),
     ]
     if spec.search_space.units is not None:
         caps.append(("search_space.units", spec.search_space.units.bounds()[1], s.units_cap))

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     batch_size_cap: int = 8192
     units_cap: int = 2048
     hidden_layers_cap: int = 16
+    parallel_trials_cap: int = 8
     upload_max_bytes: int = 200 * 1024 * 1024
     dataset_max_rows: int = 2_000_000
     dataset_max_features: int = 100_000
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     heartbeat_grace_s: float = 60.0  # a running job silent this long is handed back to the queue
     cancel_grace_s: float = 30.0
     keep_tuner_dirs: bool = False
+    # Where a parallel job's oracle listens; other hosts' trial processes connect to it, so set it to
+    # an address they can reach (the oracle's address and key are published in the store).
+    oracle_host: str = "127.0.0.1"
     # TensorFlow threads per search process; empty means the CPU quota of the worker's cgroup.
     worker_threads: int | None = None
 

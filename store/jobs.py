@@ -136,6 +136,15 @@ def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, 
     session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
 
 
+def publish_coordinator(session: Session, job_id: str, coordinator: dict[str, str] | None) -> None:
+    """Where a parallel job's oracle listens (None once it stops), for trial processes to join."""
+    session.execute(update(Job).where(Job.id == job_id).values(coordinator=coordinator))
+
+
+def get_coordinator(session: Session, job_id: str) -> dict[str, str] | None:
+    return session.scalar(select(Job.coordinator).where(Job.id == job_id))
+
+
 def cancel_requested(session: Session, job_id: str) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 

@@ -166,6 +166,8 @@ class JobSpec(_Strict):
     training: TrainingSpec = TrainingSpec()
     seed: int = Field(42, ge=0, le=2**31 - 1)
     hyperband_factor: int = Field(3, ge=2, le=10)
+    # Trials run at once: one oracle process hands trials to this many trial processes.
+    parallel_trials: int = Field(1, ge=1)
 
     def hyperparameter_names(self) -> list[str]:
         space = self.search_space

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,34 @@ def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: 
     return tuner
 
 
+@dataclass
+class Prepared:
+    """What every process of one job's search shares: the spec, the model config and the fit args."""
+
+    spec: JobSpec
+    config: ModelConfig
+    fit_args: tuple[Any, ...]
+    fit_kwargs: dict[str, Any]
+
+    def recorder(self, db: Database, job_id: str) -> Recorder:
+        objective = self.spec.objective
+        names = self.spec.hyperparameter_names()
+        return Recorder(db, job_id, objective.metric, objective.direction or "min", names)
+
+
 def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
     """Run the job's search to its end and record the outcome. Returns the final status."""
     workdir = settings.tuner_dir / job_id
     try:
-        _search(db, settings, job_id, workdir)
+        prepared = prepare(db, settings, job_id)
+        if prepared.spec.parallel_trials > 1:
+            from tuner.parallel import coordinate
+
+            coordinate(db, settings, job_id, prepared, workdir)
+        else:
+            tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir)
+            record_space(db, job_id, tuner)
+            tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
         outcome, cause = JobStatus.SUCCEEDED, None
     except JobCancelled:
         outcome, cause = JobStatus.CANCELLED, "cancelled by request"
@@ -89,16 +113,19 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
     return outcome
 
 
-def _search(db: Database, settings: Settings, job_id: str, workdir: Path) -> None:
+def record_space(db: Database, job_id: str, tuner: kt.Tuner) -> None:
+    with db.session() as session:
+        q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+
+
+def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
+    """Load the job's data, split it once by the seed, and work out the model's fixed config."""
     with db.session(readonly=True) as session:
         job = q.get_job(session, job_id)
         spec = JobSpec.model_validate(job.spec)
         dataset = get_dataset(session, spec.dataset_id)
         file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
         task, n_classes = dataset.task, dataset.n_classes
-    recorder = Recorder(
-        db, job_id, spec.objective.metric, spec.objective.direction or "min", spec.hyperparameter_names()
-    )
     keras.utils.set_random_seed(spec.seed)
     x, y = load_arrays(file_path, spec.dataset_id)
     x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
@@ -114,9 +141,6 @@ def _search(db: Database, settings: Settings, job_id: str, workdir: Path) -> Non
         mean=mean,
         variance=variance,
     )
-    tuner = make_tuner(spec, config, recorder, workdir)
-    with db.session() as session:
-        q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
     callbacks = []
     if spec.training.early_stopping_patience:
         callbacks.append(
@@ -126,20 +150,21 @@ def _search(db: Database, settings: Settings, job_id: str, workdir: Path) -> Non
                 patience=spec.training.early_stopping_patience,
             )
         )
-    tuner.search(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=spec.training.epochs,
-        batch_size=spec.training.batch_size,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    fit_kwargs = {
+        "validation_data": (x_val, y_val),
+        "epochs": spec.training.epochs,
+        "batch_size": spec.training.batch_size,
+        "callbacks": callbacks,
+        "verbose": 0,
+    }
+    return Prepared(spec, config, (x_train, y_train), fit_kwargs)
 
 
 def _cause(db: Database, job_id: str, exc: Exception) -> str:
     """The error to show for a failed job: the trials' own error rather than keras-tuner's summary."""
     text = str(exc)
+    if type(exc).__name__ == "SearchFailed":  # already the cause, worked out by a trial process
+        return text
     if "consecutive failures" in text:
         with db.session(readonly=True) as session:
             last = q.last_failed_trial_error(session, job_id)
@@ -148,11 +173,14 @@ def _cause(db: Database, job_id: str, exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def configure_threads(settings: Settings) -> int:
-    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs."""
+def configure_threads(settings: Settings, share: int = 1) -> int:
+    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs.
+
+    `share` processes of one job split the CPUs between them.
+    """
     import tensorflow as tf
 
-    threads = available_cpus(settings.worker_threads)
+    threads = max(1, available_cpus(settings.worker_threads) // share)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     return threads

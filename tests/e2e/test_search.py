@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -205,3 +206,54 @@ def test_a_dataset_in_use_cannot_be_deleted_until_its_job_ends(service: Service)
     service.wait(job["id"], timeout=60)
     assert service.client.delete(f"/api/v1/datasets/{dataset['id']}").status_code == 204
     assert service.client.get(f"/api/v1/datasets/{dataset['id']}").status_code == 404
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+
+
+def test_parallel_trials_run_at_once_and_are_all_recorded(service: Service) -> None:
+    job = service.submit(small_job("iris", max_trials=4, parallel_trials=2, training={"epochs": 3}))
+    job = service.wait(job["id"])
+    assert job["status"] == "succeeded", job["error"]
+    trials = service.trials(job["id"])
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert all(t["status"] == "completed" for t in trials)
+    assert all(len(service.trial(job["id"], t["number"])["history"]) == 3 for t in trials)
+    # Two trial processes: some trials trained at the same time.
+    assert any(_overlap(a, b) for a in trials for b in trials if a["number"] < b["number"])
+
+
+def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service: Service) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, text
+
+    from tests.e2e.conftest import ROOT
+
+    training = {"epochs": 40, "batch_size": 128}
+    job = service.submit(small_job("digits", max_trials=6, parallel_trials=2, training=training))
+    engine = create_engine(service.database_url)
+    deadline = time.monotonic() + 120
+    published = None
+    while published is None and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            published = conn.execute(text("SELECT coordinator FROM jobs WHERE id = :id"), {"id": job["id"]}).scalar()
+        time.sleep(0.3)
+    engine.dispose()
+    assert published, "the job never published its oracle's address"
+    # A third trial process, started by hand as on another host: it finds the oracle through the store.
+    env = {**os.environ, "DROPTUNE_DATA_DIR": str(service.data_dir), "DROPTUNE_DATABASE_URL": service.database_url}
+    env.pop("DROPTUNE_ORACLE_ADDRESS", None)
+    joiner = subprocess.run(
+        [sys.executable, "-m", "tuner.parallel", job["id"], "--tuner-id", "elsewhere"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert joiner.returncode == 0, joiner.stderr[-2000:]
+    ran = re.findall(r"trial (\d+) completed", joiner.stderr)
+    assert ran, "the joining process ran no trial"
+    job = service.wait(job["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert [t["number"] for t in service.trials(job["id"])] == list(range(6))

@@ -1,0 +1,132 @@
+"""Parallel trials: one process serves the job's keras-tuner oracle, k trial processes run trials.
+
+`coordinate` runs inside the job's search process when `parallel_trials > 1`: it builds the tuner
+for the job's algorithm (so the oracle is keras-tuner's own, seeded as usual), serves its oracle,
+publishes the address in the store, starts k trial processes and waits for them. A trial process
+(`python -m tuner.parallel JOB_ID`) builds the same tuner, swaps its oracle for an `OracleProxy`
+and runs keras-tuner's ordinary search loop, recording through the same hooks as a serial search.
+Started by hand on another host (same database and dataset files), it joins a running job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from store import jobs as q
+from store.config import Settings, get_settings
+from store.db import Database
+from tuner.recording import JobCancelled
+from tuner.remote_oracle import OracleProxy, OracleServer
+from tuner.search import Prepared, _cause, configure_threads, make_tuner, prepare, record_space
+
+log = logging.getLogger(__name__)
+FAILED, CANCELLED = 3, 4  # trial process exit codes
+
+
+class SearchFailed(Exception):
+    """A trial process stopped on an error; the message is its cause."""
+
+
+def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared, workdir: Path) -> None:
+    k = prepared.spec.parallel_trials
+    oracle_tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / "oracle")
+    record_space(db, job_id, oracle_tuner)
+    oracle_tuner.oracle.verbose = 0  # keras-tuner's own progress printing; the store has it all
+    authkey = secrets.token_bytes(16)
+    server = OracleServer(oracle_tuner.oracle, settings.oracle_host, authkey)
+    host, port = server.address
+    with db.session() as session:
+        q.publish_coordinator(session, job_id, {"address": f"{host}:{port}", "authkey": authkey.hex()})
+    log.info("job %s: oracle at %s:%d, %d trial processes", job_id, host, port, k)
+    env = {**os.environ, "DROPTUNE_ORACLE_ADDRESS": f"{host}:{port}", "DROPTUNE_ORACLE_AUTHKEY": authkey.hex()}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tuner.parallel", job_id, "--tuner-id", f"tuner{i}", "--share", str(k)],
+            env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+        for i in range(k)
+    ]
+    try:
+        codes = [p.wait() for p in processes]
+        # Trial processes that joined from elsewhere may still be in a trial the oracle handed out.
+        while server.ongoing() and not _cancelled(db, job_id):
+            time.sleep(1)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+        server.close()
+        with db.session() as session:
+            q.publish_coordinator(session, job_id, None)
+    if CANCELLED in codes or _cancelled(db, job_id):
+        raise JobCancelled("cancelled by request")
+    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
+    if failed:
+        i, code = failed[0]
+        error_file = workdir / f"tuner{i}.error"
+        cause = error_file.read_text() if error_file.exists() else f"trial process {i} exited with code {code}"
+        raise SearchFailed(cause)
+
+
+def _cancelled(db: Database, job_id: str) -> bool:
+    with db.session(readonly=True) as session:
+        return q.cancel_requested(session, job_id)
+
+
+def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str, share: int) -> int:
+    """A trial process's life: take trials from the job's oracle until it says stop."""
+    workdir = settings.tuner_dir / job_id
+    try:
+        host, port, authkey = _oracle_address(db, job_id)
+        prepared = prepare(db, settings, job_id)
+        tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / tuner_id)
+        tuner.tuner_id = tuner_id
+        tuner.oracle = OracleProxy(tuner.oracle, host, port, authkey)
+        tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
+        return 0
+    except JobCancelled:
+        return CANCELLED
+    except Exception as exc:
+        log.exception("trial process %s of job %s failed", tuner_id, job_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / f"{tuner_id}.error").write_text(_cause(db, job_id, exc))
+        return FAILED
+
+
+def _oracle_address(db: Database, job_id: str) -> tuple[str, int, bytes]:
+    address, key = os.environ.get("DROPTUNE_ORACLE_ADDRESS"), os.environ.get("DROPTUNE_ORACLE_AUTHKEY")
+    if not (address and key):
+        with db.session(readonly=True) as session:
+            published = q.get_coordinator(session, job_id)
+        if not published:
+            raise SearchFailed(f"job {job_id} has no oracle running (it is not a running parallel job)")
+        address, key = published["address"], published["authkey"]
+    host, port = address.rsplit(":", 1)
+    return host, int(port), bytes.fromhex(key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.parallel", description="run trials of a running parallel job (joins its oracle)"
+    )
+    parser.add_argument("job_id")
+    parser.add_argument("--tuner-id", default=f"{socket.gethostname()}-{os.getpid()}")
+    parser.add_argument("--share", type=int, default=1, help="processes sharing this machine's CPUs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    configure_threads(settings, args.share)
+    return run_trials(Database(settings.resolved_database_url), settings, args.job_id, args.tuner_id, args.share)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

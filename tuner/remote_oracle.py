@@ -1,0 +1,134 @@
+"""keras-tuner's oracle served to trial processes over `multiprocessing.connection` (TCP + authkey).
+
+keras-tuner's own distributed mode (a gRPC chief) cannot run here: importing its protos
+(`keras_tuner.src.protos.get_service()`) breaks every later Keras `fit` in that process with
+"dtype='string' is not a valid dtype for Keras type promotion" (TF 2.21, protobuf 7). So the same
+shape is kept with another transport: one process owns the real oracle, which still decides every
+trial, and each trial process talks to it through `OracleProxy`, a stand-in for keras-tuner's
+`OracleClient`. Pickled Trial objects travel both ways; exceptions raised by the oracle (such as
+its "consecutive failures" stop) are raised again in the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from multiprocessing.connection import Client, Connection, Listener
+from typing import Any
+
+import keras_tuner as kt
+
+log = logging.getLogger(__name__)
+
+# The oracle methods a tuner calls during `search` (those keras-tuner's OracleClient forwards).
+REMOTE_METHODS = frozenset(
+    {"create_trial", "update_trial", "end_trial", "get_trial", "get_space", "update_space", "get_best_trials"}
+)
+
+
+class OracleServer:
+    """Serves one oracle to any number of connections, a thread each; the oracle locks itself."""
+
+    def __init__(self, oracle: kt.Oracle, host: str, authkey: bytes) -> None:
+        self.oracle = oracle
+        self.listener = Listener((host, 0), authkey=authkey)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="oracle-accept", daemon=True).start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.listener.address  # type: ignore[misc]
+        return str(host), int(port)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn = self.listener.accept()
+            except (OSError, EOFError):
+                if self._closed:
+                    return
+                log.warning("a connection to the oracle failed its handshake")
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), name="oracle-conn", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: Connection) -> None:
+        with conn:
+            while True:
+                try:
+                    method, args, kwargs = conn.recv()
+                except (EOFError, OSError):
+                    return
+                if method not in REMOTE_METHODS:
+                    conn.send(("error", AttributeError(f"the oracle does not serve {method!r}")))
+                    continue
+                try:
+                    conn.send(("ok", getattr(self.oracle, method)(*args, **kwargs)))
+                except Exception as exc:  # travels back to the trial process, which raises it
+                    conn.send(("error", exc))
+
+    def ongoing(self) -> int:
+        return len(self.oracle.ongoing_trials)
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+class OracleProxy:
+    """Takes a tuner's local oracle's place and forwards the search calls to the served one."""
+
+    def __init__(self, local: kt.Oracle, host: str, port: int, authkey: bytes) -> None:
+        self._local = local
+        self._conn = Client((host, port), authkey=authkey)
+        self._lock = threading.Lock()
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._conn.send((method, args, kwargs))
+            status, value = self._conn.recv()
+        if status == "error":
+            raise value
+        return value
+
+    def create_trial(self, tuner_id: str) -> Any:
+        return self._call("create_trial", tuner_id)
+
+    def update_trial(self, trial_id: str, metrics: dict[str, float], step: int = 0) -> Any:
+        return self._call("update_trial", trial_id, metrics, step=step)
+
+    def end_trial(self, trial: Any) -> None:
+        try:
+            self._call("end_trial", trial)
+        finally:
+            # The oracle scores the trial on its side; bring the verdict back to the local copy.
+            ended = self._call("get_trial", trial.trial_id)
+            trial.status, trial.score, trial.best_step = ended.status, ended.score, ended.best_step
+            trial.message = ended.message or trial.message
+
+    def get_trial(self, trial_id: str) -> Any:
+        return self._call("get_trial", trial_id)
+
+    def get_space(self) -> Any:
+        return self._call("get_space")
+
+    def update_space(self, hyperparameters: Any) -> None:
+        self._call("update_space", hyperparameters)
+
+    def get_best_trials(self, num_trials: int = 1) -> Any:
+        return self._call("get_best_trials", num_trials)
+
+    def save(self) -> None:
+        """The served oracle keeps the state; a trial process has nothing to save."""
+
+    def reload(self) -> None:
+        """Nothing to reload either."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Read-only settings (objective, max_trials, ...) are the same on both sides.
+        return getattr(self._local, name)
+
+    def close(self) -> None:
+        self._conn.close()
