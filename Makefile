@@ -29,6 +29,7 @@ migrate: install
 	$(BIN)/python -m store.migrate
 
 test: install
+	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-container-tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -51,6 +52,7 @@ image:
 
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
+	$(BIN)/python bench/parallel_trials.py
 	./scripts/ensure-chromium.sh
 	$(BIN)/python bench/dashboard_1000.py
 
