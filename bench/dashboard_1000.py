@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +22,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from local_service import local_service  # noqa: E402
 
 from store import jobs as q  # noqa: E402
 from store.catalog import ensure_builtin_datasets  # noqa: E402
@@ -95,22 +94,8 @@ def main() -> None:
         started = time.perf_counter()
         job_id = seed(url, args.trials, args.epochs)
         print(f"seeded {args.trials} trials x {args.epochs} epochs in {time.perf_counter() - started:.1f} s")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "DROPTUNE_DATA_DIR": data_dir, "DROPTUNE_PORT": str(port)}
-        env.pop("DROPTUNE_DATABASE_URL", None)
-        api = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                try:
-                    httpx.get(f"{base}/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+        with local_service(workers=0, data_dir=data_dir) as client:
+            base = str(client.base_url).rstrip("/")
             size = len(httpx.get(f"{base}/api/v1/jobs/{job_id}/trials?limit=1000").content)
             print(f"trials list response: {size / 1024:.0f} KiB")
             ready, sort, tick = [], [], []
@@ -149,9 +134,6 @@ def main() -> None:
                     tick.append((time.perf_counter() - started) * 1000)
                     page.close()
                 browser.close()
-        finally:
-            api.send_signal(signal.SIGTERM)
-            api.wait(timeout=30)
     print(f"job page with {args.trials} trials x {args.epochs} epochs, {args.runs} loads in headless Chromium:")
     print(f"  ready (table page + 4 charts): median {statistics.median(ready):.0f} ms, max {max(ready):.0f} ms"
           f"  (target < 1000 ms)")

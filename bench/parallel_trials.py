@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
+from local_service import local_service
 
 
 def spec(trials: int, epochs: int, k: int) -> dict[str, object]:
@@ -51,32 +44,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "DROPTUNE_DATA_DIR": data_dir, "DROPTUNE_PORT": str(port)}
-        env.pop("DROPTUNE_DATABASE_URL", None)
-        quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "service"], **quiet),  # type: ignore[call-overload]
-            subprocess.Popen([sys.executable, "-m", "tuner"], **quiet),  # type: ignore[call-overload]
-        ]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        try:
-            for _ in range(100):
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            time.sleep(2)
-            seconds = {k: timed(client, spec(args.trials, args.epochs, k)) for k in (1, 2)}
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=60)
+    with local_service() as client:
+        seconds = {k: timed(client, spec(args.trials, args.epochs, k)) for k in (1, 2)}
     print(f"search: digits, random, {args.trials} trials x {args.epochs} epochs, seed 42, {os.cpu_count()} cores")
     rate = {k: args.trials / s * 3600 for k, s in seconds.items()}
     for k in (1, 2):

@@ -9,19 +9,14 @@ alternate, and each side's median is compared.  Usage: python bench/service_vs_b
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
+from local_service import ROOT, local_service
 
-ROOT = Path(__file__).resolve().parent.parent
 DATASET, TRIALS, EPOCHS, SEED = "digits", 10, 10, 42
 
 SPEC = {
@@ -69,36 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data_dir:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "DROPTUNE_DATA_DIR": data_dir, "DROPTUNE_PORT": str(port)}
-        env.pop("DROPTUNE_DATABASE_URL", None)
-        quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "service"], **quiet),  # type: ignore[call-overload]
-            subprocess.Popen([sys.executable, "-m", "tuner"], **quiet),  # type: ignore[call-overload]
-        ]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        try:
-            for _ in range(100):
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            time.sleep(2)  # let the worker finish migrating and start polling
-            bare, service = [], []
-            for i in range(args.repeats):
-                bare.append(run_bare())
-                service.append(run_service(client))
-                print(f"run {i + 1}: bare {bare[-1]:.2f} s, service {service[-1]:.2f} s", flush=True)
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=30)
+    bare, service = [], []
+    with local_service() as client:
+        for i in range(args.repeats):
+            bare.append(run_bare())
+            service.append(run_service(client))
+            print(f"run {i + 1}: bare {bare[-1]:.2f} s, service {service[-1]:.2f} s", flush=True)
     b, s = statistics.median(bare), statistics.median(service)
     print(f"search: {DATASET}, random, {TRIALS} trials x {EPOCHS} epochs, seed {SEED}, {args.repeats} runs each")
     print(f"bare keras-tuner script: {b:.2f} s (median)")

@@ -7,19 +7,16 @@ form showing a validation error into docs/.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from local_service import local_service  # noqa: E402
+
 DOCS = ROOT / "docs"
 SEARCH = {
     "name": "digits: dropout rate x dropout layers",
@@ -33,59 +30,41 @@ SEARCH = {
 }
 
 
+def capture(base_url: str, job_id: str, best: int) -> None:
+    with sync_playwright() as p:
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, base_url=base_url)
+        page.goto("/")
+        page.wait_for_selector("tr[data-job]")
+        page.screenshot(path=str(DOCS / "jobs.png"), full_page=True)
+        page.goto(f"/jobs/{job_id}")
+        page.wait_for_selector("#history-chart circle[data-trial]")
+        ticks = page.locator("#trials-table input.tick")
+        for i in (2, 5):
+            ticks.nth(i).check()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(DOCS / "job.png"), full_page=True)
+        page.goto(f"/jobs/{job_id}/trials/{best}")
+        page.wait_for_selector("#epochs-table tbody tr")
+        page.screenshot(path=str(DOCS / "trial.png"), full_page=True)
+        page.goto("/new")
+        page.fill("#f-rate-min", "0.6")
+        page.click("button[type=submit]")
+        page.wait_for_selector(".field-error")
+        page.screenshot(path=str(DOCS / "new-job-error.png"))
+        browser.close()
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = {**os.environ, "DROPTUNE_DATA_DIR": data_dir, "DROPTUNE_PORT": str(port)}
-        quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs = [subprocess.Popen([sys.executable, "-m", "service"], **quiet)]  # type: ignore[call-overload]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        try:
-            for _ in range(100):
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            procs.append(subprocess.Popen([sys.executable, "-m", "tuner"], **quiet))  # type: ignore[call-overload]
-            small = dict(SEARCH, name="iris baseline", dataset_id="iris", max_trials=6, algorithm="bayesian")
-            client.post("/api/v1/jobs", json=small)
-            job = client.post("/api/v1/jobs", json=SEARCH).json()
-            while client.get(f"/api/v1/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed"):
-                time.sleep(1)
-            best = client.get(f"/api/v1/jobs/{job['id']}/best").json()["number"]
-            with sync_playwright() as p:
-                browser = p.chromium.launch(
-                    executable_path="/usr/bin/chromium",
-                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-                )
-                page = browser.new_page(viewport={"width": 1280, "height": 900}, base_url=client.base_url.__str__())
-                page.goto("/")
-                page.wait_for_selector("tr[data-job]")
-                page.screenshot(path=str(DOCS / "jobs.png"), full_page=True)
-                page.goto(f"/jobs/{job['id']}")
-                page.wait_for_selector("#history-chart circle[data-trial]")
-                ticks = page.locator("#trials-table input.tick")
-                for i in (2, 5):
-                    ticks.nth(i).check()
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(DOCS / "job.png"), full_page=True)
-                page.goto(f"/jobs/{job['id']}/trials/{best}")
-                page.wait_for_selector("#epochs-table tbody tr")
-                page.screenshot(path=str(DOCS / "trial.png"), full_page=True)
-                page.goto("/new")
-                page.fill("#f-rate-min", "0.6")
-                page.click("button[type=submit]")
-                page.wait_for_selector(".field-error")
-                page.screenshot(path=str(DOCS / "new-job-error.png"))
-                browser.close()
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=30)
+    with local_service() as client:
+        small = dict(SEARCH, name="iris baseline", dataset_id="iris", max_trials=6, algorithm="bayesian")
+        client.post("/api/v1/jobs", json=small)
+        job = client.post("/api/v1/jobs", json=SEARCH).json()
+        while client.get(f"/api/v1/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed"):
+            time.sleep(1)
+        best = client.get(f"/api/v1/jobs/{job['id']}/best").json()["number"]
+        capture(str(client.base_url), job["id"], best)
     print("screenshots written to", DOCS)
 
 

@@ -1,0 +1,52 @@
+"""Run the real API and workers on a scratch data dir, for benchmarks and screenshot scripts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def local_service(workers: int = 1, data_dir: str | None = None) -> Iterator[httpx.Client]:
+    """The API (and `workers` workers) on a fresh SQLite store; yields a client for the API."""
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = data_dir or scratch
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port)}
+        env.pop("DROPTUNE_DATABASE_URL", None)
+        quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        procs = [subprocess.Popen([sys.executable, "-m", "service"], **quiet)]  # type: ignore[call-overload]
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
+            for _ in range(150):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            procs += [
+                subprocess.Popen([sys.executable, "-m", "tuner"], **quiet)  # type: ignore[call-overload]
+                for _ in range(workers)
+            ]
+            time.sleep(2)  # let the workers migrate and start polling
+            yield client
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=60)
+            client.close()
