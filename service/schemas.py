@@ -57,7 +57,7 @@ class TrialOut(BaseModel):
     hyperparameters: dict[str, Any]
     score: float | None
     best_epoch: int | None
-    metrics: dict[str, float] | None
+    metrics: dict[str, float | None] | None
     started_at: dt.datetime
     finished_at: dt.datetime | None
     duration_s: float | None
@@ -110,7 +110,7 @@ class BestTrial(BaseModel):
     score: float | None
     best_epoch: int | None
     hyperparameters: dict[str, Any]
-    metrics: dict[str, float] | None
+    metrics: dict[str, float | None] | None
 
 
 class JobOut(BaseModel):

@@ -235,7 +235,7 @@ def start_trial(session: Session, job_id: str, number: int, hyperparameters: dic
     return trial.id
 
 
-def record_epoch(session: Session, trial_id: int, epoch: int, metrics: dict[str, float]) -> None:
+def record_epoch(session: Session, trial_id: int, epoch: int, metrics: dict[str, float | None]) -> None:
     session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics))
 
 
@@ -245,7 +245,7 @@ def end_trial(
     status: TrialStatus,
     score: float | None = None,
     best_epoch: int | None = None,
-    best_metrics: dict[str, float] | None = None,
+    best_metrics: dict[str, float | None] | None = None,
     error: str | None = None,
 ) -> None:
     trial = session.get(Trial, trial_id)

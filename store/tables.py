@@ -119,7 +119,7 @@ class Trial(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    best_metrics: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    best_metrics: Mapped[dict[str, float | None] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -139,7 +139,7 @@ class Epoch(Base):
 
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    metrics: Mapped[dict[str, float]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, float | None]] = mapped_column(JSON)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="epochs")

@@ -44,7 +44,7 @@ class Recorder:
         self.direction = direction
         self.names = names
         self._rows: dict[str, int] = {}
-        self._history: dict[str, dict[int, dict[str, float]]] = {}
+        self._history: dict[str, dict[int, dict[str, float | None]]] = {}
 
     def check_cancel(self) -> None:
         with self.db.session(readonly=True) as session:
@@ -60,7 +60,9 @@ class Recorder:
         log.info("trial %s began: %s", trial.trial_id, values)
 
     def epoch_ended(self, trial: kt.engine.trial.Trial, epoch: int, logs: dict[str, Any] | None) -> None:
-        metrics = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        raw = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        # JSON (and PostgreSQL's json type) has no NaN or infinity: store them as null.
+        metrics = {k: (v if math.isfinite(v) else None) for k, v in raw.items()}
         number = epoch + 1  # users count epochs from 1
         self._history[trial.trial_id][number] = metrics
         with self.db.session() as session:
@@ -68,7 +70,7 @@ class Recorder:
             cancel = q.cancel_requested(session, self.job_id)
         if cancel:
             raise JobCancelled("cancelled by request")
-        loss = metrics.get("loss")
+        loss = raw.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise FailedTrialError(
                 f"training diverged: loss is {loss} at epoch {number} "
@@ -79,7 +81,8 @@ class Recorder:
         row = self._rows[trial.trial_id]
         history = self._history.get(trial.trial_id, {})
         with self.db.session() as session:
-            if trial.status == kt.engine.trial.TrialStatus.COMPLETED and trial.score is not None:
+            completed = trial.status == kt.engine.trial.TrialStatus.COMPLETED
+            if completed and trial.score is not None and math.isfinite(trial.score):
                 best_epoch = self._best_epoch(history)
                 q.end_trial(
                     session,
@@ -91,7 +94,7 @@ class Recorder:
                 )
                 log.info("trial %s completed: %s=%s", trial.trial_id, self.objective, trial.score)
             else:
-                message = trial.message or f"the objective {self.objective} was not a number (training diverged)"
+                message = trial.message or f"the objective {self.objective} was not a finite number (training diverged)"
                 summary = error_summary(message)
                 error = summary if summary == message.strip() else f"{summary}\n\n{message.strip()}"
                 q.end_trial(session, row, TrialStatus.FAILED, error=error)
@@ -102,8 +105,8 @@ class Recorder:
             with self.db.session() as session:
                 q.end_trial(session, self._rows[trial_id], TrialStatus.STOPPED)
 
-    def _best_epoch(self, history: dict[int, dict[str, float]]) -> int | None:
-        scored = [(m[self.objective], e) for e, m in history.items() if self.objective in m]
+    def _best_epoch(self, history: dict[int, dict[str, float | None]]) -> int | None:
+        scored = [(v, e) for e, m in history.items() if (v := m.get(self.objective)) is not None]
         if not scored:
             return None
         # Ties go to the earliest epoch.

@@ -151,6 +151,8 @@ def test_diverging_trials_are_recorded_and_the_job_fails_with_their_real_error(s
     # The search went on after the first failure, until keras-tuner's limit of 3 in a row.
     assert [t["status"] for t in trials] == ["failed", "failed", "failed"]
     assert all(t["error"].startswith("FailedTrialError: training diverged") for t in trials)
+    # The infinite loss is kept as null: JSON, and PostgreSQL's json type, have no infinity.
+    assert service.trial(job["id"], 0)["history"][0]["loss"] is None
 
 
 def test_a_running_trial_shows_its_epochs_and_cancel_keeps_finished_trials(service: Service) -> None:

@@ -81,9 +81,9 @@ upload.addEventListener("submit", async (event) => {
   if (!body.get("target")) body.delete("target");
   const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
   if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
-  result.textContent = `Uploaded "${data.name}": ${data.task}, ${data.n_samples} samples, input shape ${data.input_shape.join("×")}. It is selected above.`;
   upload.reset();
   await loadDatasets(data.id);
+  result.textContent = `Uploaded "${data.name}": ${data.task}, ${data.n_samples} samples, input shape ${data.input_shape.join("×")}. It is selected above.`;
 });
 
 await loadDatasets();
