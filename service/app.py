@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.routes import dashboard, datasets, health, jobs
 from store import catalog, migrate
+from store import jobs as jobs_queries
 from store.config import Settings, get_settings
 from store.db import ConflictError, Database, StoreError
 from store.errors import InputError, NotFoundError, StateError, TooLargeError
@@ -30,13 +32,32 @@ def prepare_database(settings: Settings) -> None:
         catalog.ensure_builtin_datasets(session)
 
 
+async def reap_stale_jobs(settings: Settings) -> None:
+    """Hand back jobs whose worker stopped beating, even while no worker is alive to notice."""
+    db = Database(settings.resolved_database_url)
+
+    def reap() -> list[str]:
+        with db.session() as session:
+            return jobs_queries.requeue_stale_jobs(session, settings.heartbeat_grace_s)
+
+    while True:
+        await asyncio.sleep(settings.heartbeat_interval_s)
+        try:
+            for job_id in await asyncio.to_thread(reap):
+                log.warning("job %s: its worker stopped beating; handed back to the queue", job_id)
+        except StoreError as exc:
+            log.warning("could not look for stale jobs: %s", exc)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     app_settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         prepare_database(app_settings)
+        reaper = asyncio.create_task(reap_stale_jobs(app_settings))
         yield
+        reaper.cancel()
 
     app = FastAPI(
         title="droptune",

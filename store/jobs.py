@@ -179,10 +179,24 @@ def finish_job(session: Session, job_id: str, status: JobStatus, error: str | No
     return True
 
 
+def hand_back(session: Session, job_id: str, worker_id: str) -> bool:
+    """Return a running job to the queue (its worker is stopping); its trial in progress is stopped."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id)
+        .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    stop_running_trials(session, job_id)
+    return True
+
+
 def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
     """Hand back running jobs whose worker stopped beating, so another worker runs them again.
 
-    The search restarts from its first trial; trials recorded before are overwritten by number.
+    The next worker resumes the search from keras-tuner's saved state when it can read it (same
+    data directory): finished trials are kept and the interrupted one runs again.
     """
     cutoff = utcnow() - dt.timedelta(seconds=grace_s)
     stale = list(
@@ -195,7 +209,7 @@ def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
-            .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None, started_at=None)
+            .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             stop_running_trials(session, job_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 from typing import Any
 
 import keras_tuner as kt
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 
 class JobCancelled(FatalError):
     """The user cancelled the job; raised at an epoch boundary to stop the search."""
+
+
+class JobHandedBack(FatalError):
+    """The worker is stopping; raised at an epoch boundary so the job can go back to the queue."""
+
+
+STOP_REQUESTED = threading.Event()  # set by the search process's SIGTERM handler
 
 
 def error_summary(message: str | None) -> str:
@@ -47,6 +55,8 @@ class Recorder:
         self._history: dict[str, dict[int, dict[str, float | None]]] = {}
 
     def check_cancel(self) -> None:
+        if STOP_REQUESTED.is_set():
+            raise JobHandedBack("the worker is stopping")
         with self.db.session(readonly=True) as session:
             if q.cancel_requested(session, self.job_id):
                 raise JobCancelled("cancelled by request")
@@ -70,6 +80,8 @@ class Recorder:
             cancel = q.cancel_requested(session, self.job_id)
         if cancel:
             raise JobCancelled("cancelled by request")
+        if STOP_REQUESTED.is_set():
+            raise JobHandedBack("the worker is stopping")
         loss = raw.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise FailedTrialError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +30,7 @@ from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
 from tuner.cpus import available_cpus
-from tuner.recording import JobCancelled, Recorder, error_summary, recording
+from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, Recorder, error_summary, recording
 from tuner.space import to_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -
 
 
 def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: Path) -> kt.Tuner:
+    """The job's keras-tuner tuner. Over a work dir left by an interrupted run it reloads that run's
+    state (keras-tuner's own `overwrite=False`): finished trials stay done, the interrupted one runs again."""
     base = TUNERS[spec.algorithm]
     objective = kt.Objective(spec.objective.metric, direction=spec.objective.direction or "min")
     common: dict[str, Any] = {
@@ -58,7 +61,7 @@ def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: 
         "seed": spec.seed,
         "directory": str(workdir),
         "project_name": "search",
-        "overwrite": True,
+        "overwrite": not (workdir / "search" / "oracle.json").exists(),
         "max_consecutive_failed_trials": 3,
     }
     if spec.algorithm == "hyperband":
@@ -99,14 +102,16 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
             record_space(db, job_id, tuner)
             tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
         outcome, cause = JobStatus.SUCCEEDED, None
+    except JobHandedBack:
+        log.info("job %s: stopped at an epoch boundary; the worker hands it back", job_id)
+        return JobStatus.QUEUED  # keras-tuner's state stays in the work dir for the next run
     except JobCancelled:
         outcome, cause = JobStatus.CANCELLED, "cancelled by request"
     except Exception as exc:  # the job fails with its real cause, whatever raised
         log.exception("job %s failed", job_id)
         outcome, cause = JobStatus.FAILED, _cause(db, job_id, exc)
-    finally:
-        if not settings.keep_tuner_dirs:
-            shutil.rmtree(workdir, ignore_errors=True)
+    if not settings.keep_tuner_dirs:
+        shutil.rmtree(workdir, ignore_errors=True)
     with db.session() as session:
         q.finish_job(session, job_id, outcome, cause)
     log.info("job %s %s", job_id, outcome.value)
@@ -189,6 +194,8 @@ def configure_threads(settings: Settings, share: int = 1) -> int:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    # SIGTERM from the worker: finish the current epoch, then hand the job back.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
     status = run_search(Database(settings.resolved_database_url), settings, argv[1])
     return 0 if status is not JobStatus.FAILED else 3

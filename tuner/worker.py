@@ -98,11 +98,23 @@ class Worker:
             if now >= next_beat:
                 next_beat = now + self.settings.heartbeat_interval_s
                 cancel_seen_at = self._beat(job_id, cancel_seen_at, now)
-            overdue = cancel_seen_at is not None and now - cancel_seen_at > self.settings.cancel_grace_s
-            if overdue or self._stopping:
-                log.warning("job %s: stopping its search process (%s)", job_id, "cancel" if overdue else "shutdown")
+            if self._stopping:
+                return self._stop_child(job_id, child)
+            if cancel_seen_at is not None and now - cancel_seen_at > self.settings.cancel_grace_s:
+                log.warning("job %s: its search did not obey the cancel in time; killing it", job_id)
                 child.kill()
                 return child.wait()
+
+    def _stop_child(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
+        """Ask the search to stop at its next epoch boundary; kill it if that takes too long."""
+        log.info("job %s: asking its search process to stop at the next epoch boundary", job_id)
+        child.send_signal(signal.SIGTERM)
+        try:
+            return child.wait(timeout=self.settings.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning("job %s: the search did not stop in %ss; killing it", job_id, self.settings.stop_grace_s)
+            child.kill()
+            return child.wait()
 
     def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> float | None:
         try:
@@ -125,7 +137,8 @@ class Worker:
             if job.cancel_requested:
                 q.finish_job(session, job_id, JobStatus.CANCELLED, "cancelled by request")
             elif self._stopping:
-                q.finish_job(session, job_id, JobStatus.FAILED, "the worker was stopped while the job ran")
+                q.hand_back(session, job_id, self.id)
+                log.info("job %s handed back to the queue", job_id)
             else:
                 tail = _last_error_line(log_path)
                 cause = f"the search process exited with code {code}" + (f": {tail}" if tail else "")

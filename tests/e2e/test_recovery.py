@@ -1,0 +1,120 @@
+"""Workers die and stop; jobs are not lost, and finished trials are not run again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import small_job
+from tests.e2e.conftest import Service, _start, start_service, stop_service
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def lone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The API and one worker on SQLite."""
+    svc = start_service(tmp_path_factory.mktemp("droptune-recovery"), None, workers=1)
+    try:
+        yield svc
+    finally:
+        stop_service(svc)
+
+
+def worker_env(svc: Service) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"DROPTUNE_DATA_DIR": str(svc.data_dir), "DROPTUNE_HEARTBEAT_INTERVAL_S": "1"})
+    env.pop("DROPTUNE_DATABASE_URL", None)
+    return env
+
+
+def wait_for_trial(svc: Service, job_id: str, number: int, epochs: int = 1) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trials = svc.trials(job_id)
+        running = len(trials) > number and trials[number]["status"] == "running"
+        if running and len(svc.trial(job_id, number)["history"]) >= epochs:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"trial {number} of job {job_id} never ran")
+
+
+def completed_before(svc: Service, job_id: str) -> dict[int, dict[str, Any]]:
+    return {t["number"]: t for t in svc.trials(job_id) if t["status"] == "completed"}
+
+
+SPEC = small_job("digits", max_trials=4, training={"epochs": 25, "batch_size": 64})
+
+
+def test_a_job_whose_worker_is_killed_is_resumed_by_another_without_losing_or_repeating_trials(
+    lone_worker: Service,
+) -> None:
+    svc = lone_worker
+    job = svc.submit(SPEC)
+    wait_for_trial(svc, job["id"], 1, epochs=2)
+    done = completed_before(svc, job["id"])
+    assert 0 in done
+    worker = svc.processes[1]
+    family = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+    for proc in family:
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(family, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family)
+    # Age the dead worker's heartbeat in the database instead of waiting out the grace period.
+    engine = create_engine(f"sqlite:///{svc.data_dir / 'droptune.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET heartbeat_at = :old WHERE id = :id"),
+            {"old": "2000-01-01 00:00:00.000000", "id": job["id"]},
+        )
+    engine.dispose()
+    svc.processes.append(
+        _start([sys.executable, "-m", "tuner", "--name", "rescuer"], worker_env(svc), svc.data_dir / "rescuer.log")
+    )
+    final = svc.wait(job["id"], timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    trials = svc.trials(job["id"])
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert all(t["status"] == "completed" for t in trials)
+    # The trials finished before the crash were kept as they were, not run again.
+    for number, before in done.items():
+        after = next(t for t in trials if t["number"] == number)
+        assert (after["started_at"], after["score"]) == (before["started_at"], before["score"])
+
+
+def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finishes_it(
+    lone_worker: Service,
+) -> None:
+    svc = lone_worker
+    job = svc.submit(SPEC)
+    wait_for_trial(svc, job["id"], 1, epochs=2)
+    done = completed_before(svc, job["id"])
+    worker = svc.processes[1]
+    children = psutil.Process(worker.pid).children(recursive=True)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+    assert time.monotonic() - started < 10
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+    handed_back = svc.client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert handed_back["status"] == "queued"
+    assert next(t for t in svc.trials(job["id"]) if t["number"] == 1)["status"] == "stopped"
+    svc.processes.append(
+        _start([sys.executable, "-m", "tuner", "--name", "next"], worker_env(svc), svc.data_dir / "next.log")
+    )
+    final = svc.wait(job["id"], timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    trials = svc.trials(job["id"])
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert all(t["status"] == "completed" for t in trials)
+    for number, before in done.items():
+        after = next(t for t in trials if t["number"] == number)
+        assert after["started_at"] == before["started_at"]
