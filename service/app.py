@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from service.routes import dashboard, datasets, health, jobs
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
+    _refuse_oversized_uploads(app, app_settings.upload_max_bytes)
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
@@ -74,6 +75,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     _add_error_handlers(app)
     return app
+
+
+# Room for the multipart envelope (boundaries, the name and target fields) around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _refuse_oversized_uploads(app: FastAPI, limit: int) -> None:
+    """Answer 413 from the Content-Length alone, before any of the body is read or spooled."""
+
+    @app.middleware("http")
+    async def check_length(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "")
+        if request.method == "POST" and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+            msg = f"the upload is larger than this service's limit of {limit} bytes"
+            return _error(status.HTTP_413_CONTENT_TOO_LARGE, ["body", "file"], msg, "value_error")
+        return await call_next(request)
 
 
 def _error(code: int, loc: list[str | int] | None, msg: str, kind: str) -> JSONResponse:

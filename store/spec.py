@@ -168,6 +168,10 @@ class JobSpec(_Strict):
     hyperband_factor: int = Field(3, ge=2, le=10)
     # Trials run at once: one oracle process hands trials to this many trial processes.
     parallel_trials: int = Field(1, ge=1)
+    # The search stops after this many failed trials in a row (keras-tuner's own limit).
+    max_failed_trials: int = Field(3, ge=1, le=1000)
+    # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.
+    timeout_s: float | None = Field(None, gt=0)
 
     def hyperparameter_names(self) -> list[str]:
         space = self.search_space

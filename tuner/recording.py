@@ -7,6 +7,7 @@ keep doing the searching.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import re
@@ -19,12 +20,17 @@ from keras_tuner.errors import FailedTrialError, FatalError
 from store import jobs as q
 from store.db import Database
 from store.states import TrialStatus
+from store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
 
 class JobCancelled(FatalError):
     """The user cancelled the job; raised at an epoch boundary to stop the search."""
+
+
+class JobTimedOut(FatalError):
+    """The job ran past its `timeout_s`; raised at an epoch boundary."""
 
 
 class JobHandedBack(FatalError):
@@ -45,8 +51,17 @@ def error_summary(message: str | None) -> str:
 class Recorder:
     """Writes one job's trials and epochs to the store as keras-tuner reports them."""
 
-    def __init__(self, db: Database, job_id: str, objective: str, direction: str, names: list[str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        job_id: str,
+        objective: str,
+        direction: str,
+        names: list[str],
+        deadline: dt.datetime | None = None,
+    ) -> None:
         self.db = db
+        self.deadline = deadline
         self.job_id = job_id
         self.objective = objective
         self.direction = direction
@@ -54,9 +69,14 @@ class Recorder:
         self._rows: dict[str, int] = {}
         self._history: dict[str, dict[int, dict[str, float | None]]] = {}
 
-    def check_cancel(self) -> None:
+    def check_limits(self) -> None:
         if STOP_REQUESTED.is_set():
             raise JobHandedBack("the worker is stopping")
+        if self.deadline is not None and utcnow() >= self.deadline:
+            raise JobTimedOut(f"stopped at its time limit (timeout_s) at {self.deadline:%Y-%m-%d %H:%M:%S} UTC")
+
+    def check_cancel(self) -> None:
+        self.check_limits()
         with self.db.session(readonly=True) as session:
             if q.cancel_requested(session, self.job_id):
                 raise JobCancelled("cancelled by request")
@@ -80,8 +100,7 @@ class Recorder:
             cancel = q.cancel_requested(session, self.job_id)
         if cancel:
             raise JobCancelled("cancelled by request")
-        if STOP_REQUESTED.is_set():
-            raise JobHandedBack("the worker is stopping")
+        self.check_limits()
         loss = raw.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise FailedTrialError(

@@ -7,6 +7,7 @@ the job itself: succeeded, cancelled, or failed with the real cause.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import signal
@@ -29,8 +30,17 @@ from store.datasets import load_arrays
 from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
+from store.tables import utcnow
 from tuner.cpus import available_cpus
-from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, Recorder, error_summary, recording
+from tuner.recording import (
+    STOP_REQUESTED,
+    JobCancelled,
+    JobHandedBack,
+    JobTimedOut,
+    Recorder,
+    error_summary,
+    recording,
+)
 from tuner.space import to_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -62,7 +72,7 @@ def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: 
         "directory": str(workdir),
         "project_name": "search",
         "overwrite": not (workdir / "search" / "oracle.json").exists(),
-        "max_consecutive_failed_trials": 3,
+        "max_consecutive_failed_trials": spec.max_failed_trials,
     }
     if spec.algorithm == "hyperband":
         tuner = recording(base)(max_epochs=spec.training.epochs, factor=spec.hyperband_factor, **common)
@@ -81,11 +91,12 @@ class Prepared:
     config: ModelConfig
     fit_args: tuple[Any, ...]
     fit_kwargs: dict[str, Any]
+    deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
 
     def recorder(self, db: Database, job_id: str) -> Recorder:
         objective = self.spec.objective
         names = self.spec.hyperparameter_names()
-        return Recorder(db, job_id, objective.metric, objective.direction or "min", names)
+        return Recorder(db, job_id, objective.metric, objective.direction or "min", names, self.deadline)
 
 
 def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
@@ -107,6 +118,8 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
         return JobStatus.QUEUED  # keras-tuner's state stays in the work dir for the next run
     except JobCancelled:
         outcome, cause = JobStatus.CANCELLED, "cancelled by request"
+    except JobTimedOut as exc:
+        outcome, cause = JobStatus.FAILED, f"{exc}; its finished trials are kept"
     except Exception as exc:  # the job fails with its real cause, whatever raised
         log.exception("job %s failed", job_id)
         outcome, cause = JobStatus.FAILED, _cause(db, job_id, exc)
@@ -131,6 +144,8 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         dataset = get_dataset(session, spec.dataset_id)
         file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
         task, n_classes = dataset.task, dataset.n_classes
+        started = job.started_at or utcnow()
+    deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
     keras.utils.set_random_seed(spec.seed)
     x, y = load_arrays(file_path, spec.dataset_id)
     x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
@@ -162,7 +177,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         "callbacks": callbacks,
         "verbose": 0,
     }
-    return Prepared(spec, config, (x_train, y_train), fit_kwargs)
+    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline)
 
 
 def _cause(db: Database, job_id: str, exc: Exception) -> str:

@@ -259,3 +259,25 @@ def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service:
     job = service.wait(job["id"])
     assert job["status"] == "succeeded", job["error"]
     assert [t["number"] for t in service.trials(job["id"])] == list(range(6))
+
+
+def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(service: Service) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    data = npz_bytes(x=rng.normal(size=(40, 3)).astype("float32"), y=(rng.normal(size=40) * 1e30).astype("float32"))
+    dataset = service.upload("overflow again", "overflow2.npz", data)
+    job = service.wait(service.submit(small_job(dataset["id"], max_trials=5, max_failed_trials=2))["id"])
+    assert job["status"] == "failed" and "training diverged" in job["error"]
+    assert [t["status"] for t in service.trials(job["id"])] == ["failed", "failed"]
+
+
+def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Service) -> None:
+    spec = small_job("digits", max_trials=50, timeout_s=12, training={"epochs": 15, "batch_size": 128})
+    job = service.wait(service.submit(spec)["id"], timeout=120)
+    assert job["status"] == "failed"
+    assert "time limit (timeout_s)" in job["error"] and "finished trials are kept" in job["error"]
+    trials = service.trials(job["id"])
+    assert trials[-1]["status"] == "stopped"
+    assert all(t["status"] == "completed" for t in trials[:-1])
+    assert 1 <= len(trials) < 50

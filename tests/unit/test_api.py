@@ -744,3 +744,26 @@ def test_api_process_never_imports_tensorflow(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_an_upload_declaring_a_body_above_the_limit_is_refused_before_its_body_is_read(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = make_client(upload_max_bytes=1000)
+    sent: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        for i in range(1000):
+            sent.append(i)
+            yield b"x" * 1024
+
+    response = client.post(
+        "/api/v1/datasets",
+        content=body(),
+        headers={"content-type": "multipart/form-data; boundary=b", "content-length": str(1024 * 1024 * 1024)},
+    )
+
+    assert response.status_code == 413
+    assert error_at(response, "file")["msg"] == "the upload is larger than this service's limit of 1000 bytes"
+    assert len(sent) < 1000  # the service answered without waiting for the whole body
+    assert_rejected_upload(client, tmp_path, response, ("file",), "larger than this service's limit", 413)

@@ -431,3 +431,18 @@ def test_blank_name_gets_a_default_naming_the_algorithm_and_dataset(
 
 def test_given_name_is_kept(make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]) -> None:
     assert normalize(make_spec(name="wide nets")).name == "wide nets"
+
+
+def test_max_failed_trials_defaults_to_keras_tuners_three_and_timeout_to_none() -> None:
+    spec = JobSpec.model_validate({"dataset_id": "iris", "search_space": {
+        "dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}})
+    assert (spec.max_failed_trials, spec.timeout_s) == (3, None)
+
+
+@pytest.mark.parametrize("field, value", [("max_failed_trials", 0), ("timeout_s", 0), ("timeout_s", -5)])
+def test_non_positive_failure_limits_and_timeouts_are_rejected(field: str, value: float) -> None:
+    raw = {"dataset_id": "iris", "search_space": {
+        "dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}, field: value}
+    with pytest.raises(ValidationError) as info:
+        JobSpec.model_validate(raw)
+    assert info.value.errors()[0]["loc"] == (field,)
