@@ -37,7 +37,9 @@ def register_upload(
     if len(title) > 200:
         raise InputError("name", "at most 200 characters")
     target = (target or "").strip() or None
-    fmt, parsed = parse_upload(data, target, settings.dataset_max_rows, settings.dataset_max_features)
+    fmt, parsed = parse_upload(
+        data, target, settings.dataset_max_rows, settings.dataset_max_features, settings.dataset_max_bytes
+    )
     if fmt == "npz" and target is not None:
         raise InputError("target", "only CSV uploads take a target column; an NPZ's target is its 'y' array")
     dataset_id = catalog.new_dataset_id()

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 200 * 1024 * 1024
     dataset_max_rows: int = 2_000_000
     dataset_max_features: int = 100_000
+    dataset_max_bytes: int = 512 * 1024 * 1024  # an upload's arrays, once decompressed
 
     # Worker behaviour.
     poll_interval_s: float = 0.5

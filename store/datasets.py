@@ -96,12 +96,17 @@ def sniff_format(data: bytes) -> str:
     return "csv"
 
 
-def parse_upload(data: bytes, target: str | None, max_rows: int, max_features: int) -> tuple[str, ParsedDataset]:
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+
+def parse_upload(
+    data: bytes, target: str | None, max_rows: int, max_features: int, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[str, ParsedDataset]:
     if not data:
         raise InputError("file", "the file is empty")
     fmt = sniff_format(data)
     if fmt == "npz":
-        return fmt, parse_npz(data, max_rows, max_features)
+        return fmt, parse_npz(data, max_rows, max_features, max_bytes)
     return fmt, parse_csv(data, target, max_rows, max_features)
 
 
@@ -212,7 +217,44 @@ def _classification(
     )
 
 
-def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
+def _check_npz_members(data: bytes, max_rows: int, max_features: int, max_bytes: int) -> None:
+    """Read each .npy header (shape, dtype) and refuse oversized arrays before any is decompressed,
+    so a small compressed file cannot expand into gigabytes (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(member)
+                rows = shape[0] if shape else 1
+                features = math.prod(shape[1:]) if len(shape) > 1 else 1
+                name = info.filename.removesuffix(".npy")
+                if rows > max_rows:
+                    raise InputError("file", f"the NPZ array {name!r} has {rows} samples; the limit is {max_rows}")
+                if features > max_features:
+                    raise InputError(
+                        "file", f"the NPZ array {name!r} has {features} features; the limit is {max_features}"
+                    )
+                if dtype.hasobject:
+                    raise InputError("file", f"the NPZ holds object arrays ({name!r}), which are not accepted")
+                size = math.prod(shape) * dtype.itemsize
+                if size > max_bytes:
+                    raise InputError(
+                        "file", f"the NPZ array {name!r} would take {size} bytes in memory; the limit is {max_bytes}"
+                    )
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError("file", f"not a readable NPZ archive ({exc})") from None
+
+
+def parse_npz(data: bytes, max_rows: int, max_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDataset:
+    _check_npz_members(data, max_rows, max_features, max_bytes)
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -225,8 +267,8 @@ def parse_npz(data: bytes, max_rows: int, max_features: int) -> ParsedDataset:
         try:
             x = archive["x"]
             y = archive["y"]
-        except ValueError:
-            raise InputError("file", "the NPZ holds object arrays, which are not accepted") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError("file", f"the NPZ arrays could not be read ({exc})") from None
     for name, arr in (("x", x), ("y", y)):
         if arr.dtype.hasobject:
             raise InputError("file", f"the NPZ array {name!r} is an object array, which is not accepted")

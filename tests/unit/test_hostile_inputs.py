@@ -1,0 +1,122 @@
+"""A table of hostile inputs: each gets a 4xx, nothing is stored, and the service keeps serving."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from store.config import Settings
+from tests.conftest import small_job
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), raise_server_exceptions=False) as c:
+        yield c
+
+
+BOMB_ROWS, BOMB_FEATURES = 64_000, 1000  # 256 MB of float32 zeros, deflated to a few hundred KB
+
+
+def zip_bomb_npz() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        header = io.BytesIO()
+        shape = {"descr": "<f4", "fortran_order": False, "shape": (BOMB_ROWS, BOMB_FEATURES)}
+        np.lib.format.write_array_header_1_0(header, shape)
+        with zf.open("x.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            row_block = bytes(4 * BOMB_FEATURES * 1000)
+            for _ in range(BOMB_ROWS // 1000):
+                member.write(row_block)
+        np_y = io.BytesIO()
+        np.save(np_y, np.zeros(BOMB_ROWS, dtype=np.int64))
+        zf.writestr("y.npy", np_y.getvalue())
+    return buf.getvalue()
+
+
+UPLOADS: list[tuple[str, str, bytes, dict[str, str]]] = [
+    ("path-like file name", "../../etc/passwd", b"a,b\n1,2\n", {}),
+    ("a million columns", "wide.csv", (",".join(f"c{i}" for i in range(1_000_000)) + "\n").encode(), {}),
+    ("huge numbers", "huge.csv", b"a,b\n" + b"1e999,1\n" * 20, {}),
+    ("path-like target", "t.csv", b"a,b\n1,x\n2,y\n" * 10, {"target": "../../etc/passwd"}),
+]
+
+
+@pytest.mark.parametrize("case, filename, data, form", UPLOADS, ids=[u[0] for u in UPLOADS])
+def test_hostile_uploads_are_refused_and_nothing_is_stored(
+    client: TestClient, tmp_path: Path, case: str, filename: str, data: bytes, form: dict[str, str]
+) -> None:
+    response = client.post("/api/v1/datasets", files={"file": (filename, data)}, data=form)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"][0]["msg"]
+    assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_zip_bomb_posing_as_npz_is_refused_from_its_headers(tmp_path: Path) -> None:
+    bomb = zip_bomb_npz()
+    assert len(bomb) < 2_000_000
+    settings = Settings(data_dir=tmp_path, dataset_max_bytes=64 * 1024 * 1024)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/v1/datasets", files={"file": ("bomb.npz", bomb)})
+        assert response.status_code == 422
+        msg = response.json()["detail"][0]["msg"]
+        size = BOMB_ROWS * BOMB_FEATURES * 4
+        assert msg == f"the NPZ array 'x' would take {size} bytes in memory; the limit is 67108864"
+        assert client.get("/api/v1/datasets").json()[-1]["format"] == "builtin"
+
+
+def test_a_unicode_name_is_kept_as_given(client: TestClient) -> None:
+    data = b"a,b\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(20))
+    response = client.post("/api/v1/datasets", files={"file": ("données.csv", data)}, data={"name": "données ✓ 数据"})
+    assert response.status_code == 201
+    assert client.get(f"/api/v1/datasets/{response.json()['id']}").json()["name"] == "données ✓ 数据"
+
+
+def spec_with(**overrides: Any) -> dict[str, Any]:
+    spec = small_job("iris")
+    spec.update(overrides)
+    return spec
+
+
+JOBS: list[tuple[str, Any]] = [
+    ("huge integer", spec_with(max_trials=10**100)),
+    ("negative epochs", spec_with(training={"epochs": -5})),
+    ("float where an int belongs", spec_with(max_trials=3.5)),
+    ("huge float as an int", spec_with(max_trials=1e308)),
+    ("negative seed", spec_with(seed=-1)),
+    ("path-like dataset id", spec_with(dataset_id="../../etc/passwd")),
+    ("string for a number", spec_with(max_trials="ten")),
+    ("list for an object", spec_with(search_space=[1, 2, 3])),
+]
+
+
+@pytest.mark.parametrize("case, spec", JOBS, ids=[j[0] for j in JOBS])
+def test_hostile_job_specs_get_a_4xx_and_store_nothing(client: TestClient, case: str, spec: Any) -> None:
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert client.get("/api/v1/jobs").json()["total"] == 0
+
+
+def test_json_nested_deep_gets_a_4xx(client: TestClient) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/jobs", content=deep, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs/..%2F..%2Fetc%2Fpasswd", "/api/v1/datasets/..%2F..%2Fetc%2Fpasswd"])
+def test_path_like_ids_are_simply_not_found(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "Traceback" not in response.text and str(Path.cwd()) not in response.text
