@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 10.0
     heartbeat_grace_s: float = 60.0  # a running job silent this long is handed back to the queue
     cancel_grace_s: float = 30.0
-    stop_grace_s: float = 8.0  # on SIGTERM, how long the search may take to reach an epoch boundary
+    stop_grace_s: float = 8.0
+    # TensorFlow leaks a little memory per trial even with clear_session: a search process hands over
+    # to a fresh one (which reloads keras-tuner's state) after this many trials; 0 never recycles.
+    recycle_after_trials: int = 20  # on SIGTERM, how long the search may take to reach an epoch boundary
     keep_tuner_dirs: bool = False
     # Where a parallel job's oracle listens; other hosts' trial processes connect to it, so set it to
     # an address they can reach (the oracle's address and key are published in the store).

@@ -88,6 +88,7 @@ def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str, sha
     try:
         host, port, authkey = _oracle_address(db, job_id)
         prepared = prepare(db, settings, job_id)
+        prepared.recycle_after = 0  # trial processes live as long as the job's oracle (not recycled)
         tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / tuner_id)
         tuner.tuner_id = tuner_id
         tuner.oracle = OracleProxy(tuner.oracle, host, port, authkey)

@@ -33,6 +33,10 @@ class JobTimedOut(FatalError):
     """The job ran past its `timeout_s`; raised at an epoch boundary."""
 
 
+class ProcessRecycled(FatalError):
+    """This search process has run its share of trials; a fresh one continues the search."""
+
+
 class JobHandedBack(FatalError):
     """The worker is stopping; raised at an epoch boundary so the job can go back to the queue."""
 
@@ -59,9 +63,12 @@ class Recorder:
         direction: str,
         names: list[str],
         deadline: dt.datetime | None = None,
+        recycle_after: int = 0,
     ) -> None:
         self.db = db
         self.deadline = deadline
+        self.recycle_after = recycle_after
+        self.trials_ended = 0
         self.job_id = job_id
         self.objective = objective
         self.direction = direction
@@ -76,7 +83,10 @@ class Recorder:
             raise JobTimedOut(f"stopped at its time limit (timeout_s) at {self.deadline:%Y-%m-%d %H:%M:%S} UTC")
 
     def check_cancel(self) -> None:
+        """Before a new trial: stop for a cancel, a limit, or this process's trial quota."""
         self.check_limits()
+        if self.recycle_after and self.trials_ended >= self.recycle_after:
+            raise ProcessRecycled(f"{self.trials_ended} trials run in this process")
         with self.db.session(readonly=True) as session:
             if q.cancel_requested(session, self.job_id):
                 raise JobCancelled("cancelled by request")
@@ -109,6 +119,7 @@ class Recorder:
             )
 
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
+        self.trials_ended += 1
         row = self._rows[trial.trial_id]
         history = self._history.get(trial.trial_id, {})
         with self.db.session() as session:

@@ -31,12 +31,14 @@ from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
 from store.tables import utcnow
+from tuner import exit_codes
 from tuner.cpus import available_cpus
 from tuner.recording import (
     STOP_REQUESTED,
     JobCancelled,
     JobHandedBack,
     JobTimedOut,
+    ProcessRecycled,
     Recorder,
     error_summary,
     recording,
@@ -92,11 +94,13 @@ class Prepared:
     fit_args: tuple[Any, ...]
     fit_kwargs: dict[str, Any]
     deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
+    recycle_after: int = 0
 
     def recorder(self, db: Database, job_id: str) -> Recorder:
         objective = self.spec.objective
         names = self.spec.hyperparameter_names()
-        return Recorder(db, job_id, objective.metric, objective.direction or "min", names, self.deadline)
+        direction = objective.direction or "min"
+        return Recorder(db, job_id, objective.metric, direction, names, self.deadline, self.recycle_after)
 
 
 def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
@@ -113,6 +117,9 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
             record_space(db, job_id, tuner)
             tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
         outcome, cause = JobStatus.SUCCEEDED, None
+    except ProcessRecycled as exc:
+        log.info("job %s: %s; a fresh process continues the search", job_id, exc)
+        return JobStatus.RUNNING  # keras-tuner's state stays in the work dir for the next process
     except JobHandedBack:
         log.info("job %s: stopped at an epoch boundary; the worker hands it back", job_id)
         return JobStatus.QUEUED  # keras-tuner's state stays in the work dir for the next run
@@ -177,7 +184,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         "callbacks": callbacks,
         "verbose": 0,
     }
-    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline)
+    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials)
 
 
 def _cause(db: Database, job_id: str, exc: Exception) -> str:
@@ -213,7 +220,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
     status = run_search(Database(settings.resolved_database_url), settings, argv[1])
-    return 0 if status is not JobStatus.FAILED else 3
+    if status is JobStatus.RUNNING:
+        return exit_codes.RECYCLE
+    return exit_codes.FAILED if status is JobStatus.FAILED else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from store.db import Database, StoreError
 from store.migrate import upgrade
 from store.states import JobStatus
 from store.tables import Job
+from tuner import exit_codes
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,20 @@ class Worker:
         env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
         with open(log_path, "ab") as log_file:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "tuner.search", job.id],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(Path(__file__).resolve().parent.parent),
-            )
-            code = self._supervise(job.id, child)
+            while True:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "tuner.search", job.id],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=str(Path(__file__).resolve().parent.parent),
+                )
+                code = self._supervise(job.id, child)
+                # A search process that ran its share of trials hands over to a fresh one, which
+                # reloads keras-tuner's state: TensorFlow's per-trial leaks go back to the OS.
+                if code != exit_codes.RECYCLE or self._stopping:
+                    break
+                log.info("job %s: search process recycled; starting a fresh one", job.id)
         self._settle(job.id, code, log_path)
 
     def _supervise(self, job_id: str, child: subprocess.Popen[bytes]) -> int:

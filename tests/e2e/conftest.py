@@ -83,7 +83,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def start_service(data_dir: Path, database_url: str | None, workers: int) -> Service:
+def start_service(
+    data_dir: Path, database_url: str | None, workers: int, extra_env: dict[str, str] | None = None
+) -> Service:
     """The API and `workers` worker processes on one data dir and database, ready to take jobs."""
     port = free_port()
     env = dict(os.environ)
@@ -97,6 +99,7 @@ def start_service(data_dir: Path, database_url: str | None, workers: int) -> Ser
         }
     )
     env.pop("DROPTUNE_DATABASE_URL", None)
+    env.update(extra_env or {})
     if database_url:
         env["DROPTUNE_DATABASE_URL"] = database_url
     api = _start([sys.executable, "-m", "service"], env, data_dir / "api.log")

@@ -118,3 +118,25 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     for number, before in done.items():
         after = next(t for t in trials if t["number"] == number)
         assert after["started_at"] == before["started_at"]
+
+
+def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    svc = start_service(
+        tmp_path_factory.mktemp("droptune-recycle"), None, workers=1, extra_env={"DROPTUNE_RECYCLE_AFTER_TRIALS": "2"}
+    )
+    try:
+        job = svc.wait(svc.submit(small_job("iris", max_trials=5, training={"epochs": 2}))["id"], timeout=300)
+        assert job["status"] == "succeeded", job["error"]
+        trials = svc.trials(job["id"])
+        assert [t["number"] for t in trials] == [0, 1, 2, 3, 4]
+        assert all(t["status"] == "completed" for t in trials)
+        # 5 trials, 2 per process: three search processes, each starting TensorFlow afresh.
+        search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+        assert search_log.count("TensorFlow uses") == 3
+        assert search_log.count("a fresh process continues the search") == 2
+        combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
+        assert len(combos) == len(trials)  # the reloaded oracle remembered what it had tried
+    finally:
+        stop_service(svc)

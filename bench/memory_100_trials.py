@@ -1,0 +1,74 @@
+"""Benchmark: peak memory of the search over a 100-trial job, with and without process recycling.
+
+Runs the same job (iris, random, 100 trials x 2 epochs) on a fresh service twice: the search process
+recycled every 20 trials (the default), then never (DROPTUNE_RECYCLE_AFTER_TRIALS=0). Samples the
+RSS of the worker's search processes every 0.2 s and prints the peak and the RSS at each 20th
+trial. Usage: python bench/memory_100_trials.py [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import httpx
+import psutil
+from local_service import local_service
+
+SPEC = {
+    "name": "memory",
+    "dataset_id": "iris",
+    "algorithm": "random",
+    "search_space": {"dropout_rate": {"min": 0.0, "max": 0.7}, "dropout_layers": {"min": 0, "max": 2}},
+    "model": {"hidden_layers": 2, "units": 32},
+    "training": {"epochs": 2, "batch_size": 32},
+    "seed": 3,
+}
+
+
+def search_rss() -> int:
+    """RSS of every `tuner.search` process on this machine (the benchmark's worker runs one)."""
+    total = 0
+    for proc in psutil.process_iter(["cmdline", "memory_info"]):
+        cmd = proc.info["cmdline"] or []
+        if "tuner.search" in cmd:
+            total += proc.info["memory_info"].rss
+    return total
+
+
+def run(client: httpx.Client, trials: int) -> tuple[int, list[int]]:
+    job = client.post("/api/v1/jobs", json={**SPEC, "max_trials": trials}).json()
+    peak, marks, seen = 0, [], 0
+    while (status := client.get(f"/api/v1/jobs/{job['id']}").json())["status"] not in ("succeeded", "failed"):
+        rss = search_rss()
+        peak = max(peak, rss)
+        done = status["progress"]["finished"]
+        if done >= seen + 20:
+            seen = done - done % 20
+            marks.append(rss)
+        time.sleep(0.2)
+    if status["status"] != "succeeded":
+        raise RuntimeError(status["error"])
+    return peak, marks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=100)
+    args = parser.parse_args()
+    results = {}
+    for recycle in ("20", "0"):
+        os.environ["DROPTUNE_RECYCLE_AFTER_TRIALS"] = recycle
+        started = time.perf_counter()
+        with local_service() as client:
+            results[recycle] = run(client, args.trials), time.perf_counter() - started
+    print(f"{args.trials}-trial job (iris, random, 2 epochs each), RSS of the search process:")
+    for recycle, ((peak, marks), seconds) in results.items():
+        label = f"recycled every {recycle} trials" if recycle != "0" else "never recycled"
+        steps = ", ".join(f"{m / 2**20:.0f}" for m in marks)
+        print(f"  {label:27s} peak {peak / 2**20:.0f} MiB; at each 20 trials: {steps} MiB; {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
