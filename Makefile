@@ -53,6 +53,7 @@ image:
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
 	$(BIN)/python bench/parallel_trials.py
+	$(BIN)/python bench/memory_100_trials.py
 	./scripts/ensure-chromium.sh
 	$(BIN)/python bench/dashboard_1000.py
 
