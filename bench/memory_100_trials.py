@@ -37,7 +37,7 @@ def search_rss() -> int:
     return total
 
 
-def run(client: httpx.Client, trials: int) -> tuple[int, list[int]]:
+def run(client: httpx.Client, trials: int) -> tuple[int, list[int], float, float]:
     job = client.post("/api/v1/jobs", json={**SPEC, "max_trials": trials}).json()
     peak, marks, seen = 0, [], 0
     while (status := client.get(f"/api/v1/jobs/{job['id']}").json())["status"] not in ("succeeded", "failed"):
@@ -50,24 +50,25 @@ def run(client: httpx.Client, trials: int) -> tuple[int, list[int]]:
         time.sleep(0.2)
     if status["status"] != "succeeded":
         raise RuntimeError(status["error"])
-    return peak, marks
+    durations = [t["duration_s"] for t in client.get(f"/api/v1/jobs/{job['id']}/trials?limit=1000").json()["items"]]
+    return peak, marks, sum(durations[:20]) / 20, sum(durations[-20:]) / 20
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=100)
     args = parser.parse_args()
-    results = {}
+    print(f"{args.trials}-trial job (iris, random, 2 epochs each), RSS of the search process:", flush=True)
     for recycle in ("20", "0"):
         os.environ["DROPTUNE_RECYCLE_AFTER_TRIALS"] = recycle
         started = time.perf_counter()
         with local_service() as client:
-            results[recycle] = run(client, args.trials), time.perf_counter() - started
-    print(f"{args.trials}-trial job (iris, random, 2 epochs each), RSS of the search process:")
-    for recycle, ((peak, marks), seconds) in results.items():
+            peak, marks, first, last = run(client, args.trials)
         label = f"recycled every {recycle} trials" if recycle != "0" else "never recycled"
         steps = ", ".join(f"{m / 2**20:.0f}" for m in marks)
-        print(f"  {label:27s} peak {peak / 2**20:.0f} MiB; at each 20 trials: {steps} MiB; {seconds:.0f} s")
+        seconds = time.perf_counter() - started
+        print(f"  {label:27s} peak {peak / 2**20:.0f} MiB; at each 20 trials: {steps} MiB; {seconds:.0f} s;"
+              f" mean trial {first:.2f} s (first 20) -> {last:.2f} s (last 20)", flush=True)
 
 
 if __name__ == "__main__":
