@@ -120,10 +120,17 @@ def _is_number(text: str) -> bool:
 
 def parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int) -> ParsedDataset:
     try:
+        return _parse_csv(data, target, max_rows, max_features)
+    except csv.Error as exc:  # malformed quoting or line ends that the csv module cannot read
+        raise InputError("file", f"the CSV could not be read: {exc}") from None
+
+
+def _parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int) -> ParsedDataset:
+    try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError("file", f"the CSV is not valid UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:

@@ -382,3 +382,14 @@ def test_builtin_loads_with_its_known_shape(dataset_id: str, shape: tuple[int, i
     assert parsed.n_classes == n_classes
     assert sorted(set(parsed.y.tolist())) == list(range(n_classes))
     assert len(parsed.feature_names or []) == shape[1]
+
+
+ODD_CSVS = [b"\r0", b'a,b\n"1,2\n', b"a,b\r1,2\r" * 3]
+
+
+@pytest.mark.parametrize("data", ODD_CSVS, ids=["lone CR", "open quote", "CR line ends"])
+def test_csv_with_odd_line_ends_or_quotes_gets_an_input_error_not_a_crash(data: bytes) -> None:
+    # Found by schemathesis: a lone carriage return made the csv module raise and the API answer 500.
+    with pytest.raises(InputError) as info:
+        parse_upload(data, None, 1000, 1000)
+    assert info.value.field == "file" and info.value.reason
