@@ -171,7 +171,7 @@ class JobSpec(_Strict):
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: int = Field(3, ge=1, le=1000)
     # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.
-    timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0, le=10_000_000)
 
     def hyperparameter_names(self) -> list[str]:
         space = self.search_space

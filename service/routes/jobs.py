@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from service import jobs as logic
 from service.deps import DatabaseDep, SettingsDep
@@ -12,8 +12,10 @@ from store.states import JobStatus, TrialStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
+# Bounds keep numbers inside what SQLite's 64-bit integers (and PostgreSQL's) can hold.
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+TrialNumber = Annotated[int, Path(ge=0, le=1_000_000_000)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -57,7 +59,7 @@ def list_trials(
 
 
 @router.get("/{job_id}/trials/{number}")
-def get_trial(db: DatabaseDep, job_id: str, number: int) -> TrialDetail:
+def get_trial(db: DatabaseDep, job_id: str, number: TrialNumber) -> TrialDetail:
     return logic.read_trial(db, job_id, number)
 
 
