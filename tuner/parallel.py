@@ -23,16 +23,12 @@ from pathlib import Path
 from store import jobs as q
 from store.config import Settings, get_settings
 from store.db import Database
-from tuner.recording import JobCancelled
+from tuner.recording import JobCancelled, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
 from tuner.search import Prepared, _cause, configure_threads, make_tuner, prepare, record_space
 
 log = logging.getLogger(__name__)
 FAILED, CANCELLED = 3, 4  # trial process exit codes
-
-
-class SearchFailed(Exception):
-    """A trial process stopped on an error; the message is its cause."""
 
 
 def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared, workdir: Path) -> None:

@@ -29,6 +29,10 @@ class JobCancelled(FatalError):
     """The user cancelled the job; raised at an epoch boundary to stop the search."""
 
 
+class SearchFailed(Exception):
+    """A search (or one of its trial processes) stopped on an error; the message is its cause."""
+
+
 class JobTimedOut(FatalError):
     """The job ran past its `timeout_s`; raised at an epoch boundary."""
 

@@ -40,6 +40,7 @@ from tuner.recording import (
     JobTimedOut,
     ProcessRecycled,
     Recorder,
+    SearchFailed,
     error_summary,
     recording,
 )
@@ -190,7 +191,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
 def _cause(db: Database, job_id: str, exc: Exception) -> str:
     """The error to show for a failed job: the trials' own error rather than keras-tuner's summary."""
     text = str(exc)
-    if type(exc).__name__ == "SearchFailed":  # already the cause, worked out by a trial process
+    if isinstance(exc, SearchFailed):  # already the cause, worked out by a trial process
         return text
     if "consecutive failures" in text:
         with db.session(readonly=True) as session:

@@ -51,6 +51,21 @@ def completed_before(svc: Service, job_id: str) -> dict[int, dict[str, Any]]:
     return {t["number"]: t for t in svc.trials(job_id) if t["status"] == "completed"}
 
 
+def finish_elsewhere(svc: Service, job_id: str, name: str, done: dict[int, dict[str, Any]]) -> None:
+    """Start another worker; it finishes the job, and the trials done before are kept as they were."""
+    svc.processes.append(
+        _start([sys.executable, "-m", "tuner", "--name", name], worker_env(svc), svc.data_dir / f"{name}.log")
+    )
+    final = svc.wait(job_id, timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    trials = svc.trials(job_id)
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    assert all(t["status"] == "completed" for t in trials)
+    for number, before in done.items():
+        after = next(t for t in trials if t["number"] == number)
+        assert (after["started_at"], after["score"]) == (before["started_at"], before["score"])
+
+
 SPEC = small_job("digits", max_trials=4, training={"epochs": 25, "batch_size": 64})
 
 
@@ -76,18 +91,7 @@ def test_a_job_whose_worker_is_killed_is_resumed_by_another_without_losing_or_re
             {"old": "2000-01-01 00:00:00.000000", "id": job["id"]},
         )
     engine.dispose()
-    svc.processes.append(
-        _start([sys.executable, "-m", "tuner", "--name", "rescuer"], worker_env(svc), svc.data_dir / "rescuer.log")
-    )
-    final = svc.wait(job["id"], timeout=300)
-    assert final["status"] == "succeeded", final["error"]
-    trials = svc.trials(job["id"])
-    assert [t["number"] for t in trials] == [0, 1, 2, 3]
-    assert all(t["status"] == "completed" for t in trials)
-    # The trials finished before the crash were kept as they were, not run again.
-    for number, before in done.items():
-        after = next(t for t in trials if t["number"] == number)
-        assert (after["started_at"], after["score"]) == (before["started_at"], before["score"])
+    finish_elsewhere(svc, job["id"], "rescuer", done)
 
 
 def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finishes_it(
@@ -107,17 +111,7 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     handed_back = svc.client.get(f"/api/v1/jobs/{job['id']}").json()
     assert handed_back["status"] == "queued"
     assert next(t for t in svc.trials(job["id"]) if t["number"] == 1)["status"] == "stopped"
-    svc.processes.append(
-        _start([sys.executable, "-m", "tuner", "--name", "next"], worker_env(svc), svc.data_dir / "next.log")
-    )
-    final = svc.wait(job["id"], timeout=300)
-    assert final["status"] == "succeeded", final["error"]
-    trials = svc.trials(job["id"])
-    assert [t["number"] for t in trials] == [0, 1, 2, 3]
-    assert all(t["status"] == "completed" for t in trials)
-    for number, before in done.items():
-        after = next(t for t in trials if t["number"] == number)
-        assert after["started_at"] == before["started_at"]
+    finish_elsewhere(svc, job["id"], "next", done)
 
 
 def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
