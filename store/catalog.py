@@ -20,10 +20,12 @@ def ensure_builtin_datasets(session: Session) -> None:
         if dataset_id in present:
             continue
         parsed = load_builtin(dataset_id)
-        session.add(dataset_row(dataset_id, title, "builtin", parsed, file_name=None))
+        session.add(dataset_row(dataset_id, title, "builtin", parsed, file_name=None, owner=None))
 
 
-def dataset_row(dataset_id: str, name: str, fmt: str, parsed: ParsedDataset, file_name: str | None) -> Dataset:
+def dataset_row(
+    dataset_id: str, name: str, fmt: str, parsed: ParsedDataset, file_name: str | None, owner: str | None
+) -> Dataset:
     return Dataset(
         id=dataset_id,
         name=name,
@@ -36,6 +38,7 @@ def dataset_row(dataset_id: str, name: str, fmt: str, parsed: ParsedDataset, fil
         target=parsed.target,
         feature_names=parsed.feature_names,
         file_name=file_name,
+        owner=owner,
     )
 
 
@@ -43,20 +46,28 @@ def new_dataset_id() -> str:
     return "ds_" + uuid.uuid4().hex[:16]
 
 
-def list_datasets(session: Session) -> list[Dataset]:
-    return list(session.scalars(select(Dataset).order_by(Dataset.format != "builtin", Dataset.created_at)))
+# `owner` scopes a query to what that owner may see: their own uploads and the built-ins (whose owner
+# is None). None as the argument means no scoping, for the worker and for a service without auth.
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
+def list_datasets(session: Session, owner: str | None = None) -> list[Dataset]:
+    query = select(Dataset)
+    if owner is not None:
+        query = query.where((Dataset.owner == owner) | Dataset.owner.is_(None))
+    return list(session.scalars(query.order_by(Dataset.format != "builtin", Dataset.created_at)))
+
+
+def get_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
     row = session.get(Dataset, dataset_id)
-    if row is None:
+    # Another owner's dataset answers exactly like a missing one, so ids cannot be probed.
+    if row is None or (owner is not None and row.owner not in (owner, None)):
         raise NotFoundError("dataset", dataset_id)
     return row
 
 
-def delete_dataset(session: Session, dataset_id: str) -> Dataset:
+def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
     """Remove a dataset row; the caller removes its file after the commit."""
-    row = get_dataset(session, dataset_id)
+    row = get_dataset(session, dataset_id, owner)
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")
     active = session.scalar(

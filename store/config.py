@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/droptune.db.")
     host: str = "127.0.0.1"
     port: int = 8000
+    # Every /api route needs `Authorization: Bearer <token>` (tokens: `python -m service.tokens`).
+    # Turning it off is for one user on this machine: the service then refuses a non-loopback host.
+    auth: bool = True
 
     # Caps on what one job may ask for.
     max_trials_cap: int = 500
@@ -30,16 +33,24 @@ class Settings(BaseSettings):
     dataset_max_rows: int = 2_000_000
     dataset_max_features: int = 100_000
     dataset_max_bytes: int = 512 * 1024 * 1024  # an upload's arrays, once decompressed
+    # Queued plus running jobs one owner may have; past it, submitting answers 429 with Retry-After.
+    max_active_jobs_per_owner: int = 10
+    retry_after_s: int = 30
 
     # Worker behaviour.
     poll_interval_s: float = 0.5
     heartbeat_interval_s: float = 10.0
     heartbeat_grace_s: float = 60.0  # a running job silent this long is handed back to the queue
     cancel_grace_s: float = 30.0
-    stop_grace_s: float = 8.0
+    stop_grace_s: float = 8.0  # on SIGTERM, how long the search may take to reach an epoch boundary
     # TensorFlow leaks a little memory per trial even with clear_session: a search process hands over
     # to a fresh one (which reloads keras-tuner's state) after this many trials; 0 never recycles.
-    recycle_after_trials: int = 20  # on SIGTERM, how long the search may take to reach an epoch boundary
+    recycle_after_trials: int = 20
+    # A job whose search process dies (crash, kill, lost worker) more often than this ends `failed`.
+    max_job_crashes: int = 3
+    # A trial running longer than this (a hung one whose worker still beats) is killed; None: no limit.
+    # A job's own `trial_timeout_s` overrides it.
+    trial_timeout_s: float | None = 3600.0
     keep_tuner_dirs: bool = False
     # Where a parallel job's oracle listens; other hosts' trial processes connect to it, so set it to
     # an address they can reach (the oracle's address and key are published in the store).

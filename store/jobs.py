@@ -19,6 +19,9 @@ from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from store.tables import Epoch, Job, Trial, utcnow
 
+# Who owns what is made while authentication is off (and what existed before owners did).
+LOCAL_OWNER = "local"
+
 FINISHED_TRIAL_STATES = [TrialStatus.COMPLETED.value, TrialStatus.FAILED.value]
 
 
@@ -34,10 +37,11 @@ class JobSummary:
 # --- jobs ----------------------------------------------------------------------------------------
 
 
-def create_job(session: Session, spec: JobSpec, trials_planned: int) -> Job:
+def create_job(session: Session, spec: JobSpec, trials_planned: int, owner: str = LOCAL_OWNER) -> Job:
     job = Job(
         id=uuid.uuid4().hex,
         name=spec.name,
+        owner=owner,
         dataset_id=spec.dataset_id,
         algorithm=spec.algorithm,
         status=JobStatus.QUEUED.value,
@@ -50,18 +54,25 @@ def create_job(session: Session, spec: JobSpec, trials_planned: int) -> Job:
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
+# `owner` scopes a query to that owner's jobs; None means every job (the worker, or no auth).
+
+
+def get_job(session: Session, job_id: str, owner: str | None = None) -> Job:
     job = session.get(Job, job_id)
-    if job is None:
+    # Another owner's job answers exactly like a missing one, so ids cannot be probed.
+    if job is None or (owner is not None and job.owner != owner):
         raise NotFoundError("job", job_id)
     return job
 
 
 def list_jobs(
-    session: Session, status: JobStatus | None, limit: int, offset: int
+    session: Session, status: JobStatus | None, limit: int, offset: int, owner: str | None = None
 ) -> tuple[list[Job], int]:
     query = select(Job)
     count = select(func.count()).select_from(Job)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+        count = count.where(Job.owner == owner)
     if status is not None:
         query = query.where(Job.status == status.value)
         count = count.where(Job.status == status.value)
@@ -84,6 +95,13 @@ def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
     # One indexed query per job for its best trial: a page holds at most a few dozen jobs, and
     # loading every trial to compare scores in Python would grow with the trials instead.
     return [JobSummary(j, int(counts.get(j.id, 0)), best_trial(session, j, with_history=False)) for j in jobs]
+
+
+def count_active_jobs(session: Session, owner: str) -> int:
+    """The owner's queued and running jobs, for the per-owner limit."""
+    active = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+    count = select(func.count()).select_from(Job).where(Job.owner == owner, Job.status.in_(active))
+    return int(session.scalar(count) or 0)
 
 
 def objective_direction(job: Job) -> Literal["min", "max"]:
@@ -149,9 +167,9 @@ def cancel_requested(session: Session, job_id: str) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def request_cancel(session: Session, job_id: str) -> Job:
+def request_cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
     """Cancel a queued job at once; ask a running one to stop at its next epoch boundary."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, owner)
     if JobStatus(job.status).is_finished():
         raise StateError(f"job {job_id} is already {job.status}")
     queued = session.execute(
@@ -217,8 +235,8 @@ def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
     return requeued
 
 
-def delete_job(session: Session, job_id: str) -> None:
-    job = get_job(session, job_id)
+def delete_job(session: Session, job_id: str, owner: str | None = None) -> None:
+    job = get_job(session, job_id, owner)
     if not JobStatus(job.status).is_finished():
         raise StateError(f"job {job_id} is {job.status}; cancel it and wait for it to end before deleting")
     # Delete children explicitly as well, for databases opened without foreign keys enforced.

@@ -74,6 +74,8 @@ class Dataset(Base):
     feature_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # File name inside the datasets directory; chosen by the service, never by the uploader.
     file_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Who uploaded it; None for the built-ins, which every owner sees.
+    owner: Mapped[str | None] = mapped_column(String(100), index=True, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -83,6 +85,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100), index=True)
     # SET NULL: deleting a dataset keeps the finished jobs that used it (their spec still names it).
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True, nullable=True
@@ -96,6 +99,9 @@ class Job(Base):
     # A parallel job's oracle: {"address": "host:port", "authkey": hex}, for trial processes to join.
     coordinator: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How many times a search process died under this job (killed, crashed, lost its worker); a job
+    # that keeps killing its process fails once this passes the retry budget.
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -143,3 +149,17 @@ class Epoch(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="epochs")
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is kept; the token itself is shown once, when created."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
