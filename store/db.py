@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +82,22 @@ def session_scope(url: str, *, readonly: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def db_now(session: Session) -> dt.datetime:
+    """What time it is on the database's clock, in UTC: heartbeats and time limits are compared on it.
+
+    PostgreSQL may serve workers on other machines whose clocks drift, so its own clock is the one
+    they share. SQLite is a file on this machine, so this machine's clock is the database's; Python's
+    UTC now is used there rather than CURRENT_TIMESTAMP, whose text form differs from how SQLAlchemy
+    stores datetimes (and would compare wrongly as text).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        # now() is the transaction's start: our transactions are short, and one call reads one time.
+        value = session.scalar(select(func.now()))
+        assert value is not None
+        return value.astimezone(dt.UTC)
+    return dt.datetime.now(dt.UTC)
 
 
 class Database:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from store.db import db_now
 from store.errors import NotFoundError, StateError
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
@@ -126,7 +127,7 @@ def claim_next_job(session: Session, worker_id: str) -> Job | None:
     job_id = session.scalar(candidate)
     if job_id is None:
         return None
-    now = utcnow()
+    now = db_now(session)
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
@@ -145,7 +146,7 @@ def beat(session: Session, job_id: str, worker_id: str) -> bool:
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.RUNNING.value)
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=db_now(session))
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
@@ -189,7 +190,7 @@ def finish_job(session: Session, job_id: str, status: JobStatus, error: str | No
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-        .values(status=status.value, error=error, finished_at=utcnow())
+        .values(status=status.value, error=error, finished_at=db_now(session))
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
@@ -216,7 +217,7 @@ def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
     The next worker resumes the search from keras-tuner's saved state when it can read it (same
     data directory): finished trials are kept and the interrupted one runs again.
     """
-    cutoff = utcnow() - dt.timedelta(seconds=grace_s)
+    cutoff = db_now(session) - dt.timedelta(seconds=grace_s)  # the database's clock, which every worker shares
     stale = list(
         session.scalars(
             select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
@@ -257,10 +258,14 @@ def start_trial(session: Session, job_id: str, number: int, hyperparameters: dic
         existing.status = TrialStatus.RUNNING.value
         existing.hyperparameters = hyperparameters
         existing.score = existing.best_epoch = existing.best_metrics = existing.error = None
-        existing.started_at, existing.finished_at, existing.duration_s = utcnow(), None, None
+        existing.started_at, existing.finished_at, existing.duration_s = db_now(session), None, None
         return existing.id
     trial = Trial(
-        job_id=job_id, number=number, status=TrialStatus.RUNNING.value, hyperparameters=hyperparameters
+        job_id=job_id,
+        number=number,
+        status=TrialStatus.RUNNING.value,
+        hyperparameters=hyperparameters,
+        started_at=db_now(session),  # the worker compares it with the database's clock (trial time limit)
     )
     session.add(trial)
     session.flush()
@@ -285,11 +290,11 @@ def end_trial(
         raise NotFoundError("trial", str(trial_id))
     trial.status = status.value
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
-    _close(trial)
+    _close(session, trial)
 
 
-def _close(trial: Trial) -> None:
-    trial.finished_at = utcnow()
+def _close(session: Session, trial: Trial) -> None:
+    trial.finished_at = db_now(session)
     trial.duration_s = round((trial.finished_at - trial.started_at).total_seconds(), 3)
 
 
@@ -299,7 +304,7 @@ def stop_running_trials(session: Session, job_id: str) -> None:
     )
     for trial in running:
         trial.status = TrialStatus.STOPPED.value
-        _close(trial)
+        _close(session, trial)
 
 
 TrialSort = Literal["number", "score", "duration"]

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text, update
 
 from store import jobs as q
 from store.catalog import delete_dataset, ensure_builtin_datasets, get_dataset, new_dataset_id
-from store.db import ConflictError, Database, StoreError
+from store.db import ConflictError, Database, StoreError, db_now
 from store.errors import NotFoundError, StateError
 from store.spec import JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
@@ -313,6 +313,94 @@ def test_beat_returns_false_for_a_finished_job(db: Database, make_job: MakeJob) 
         assert q.finish_job(s, job.id, JobStatus.SUCCEEDED) is True
     with db.session() as s:
         assert q.beat(s, job.id, "w1") is False
+
+
+# --- the database's clock -------------------------------------------------------------------------
+
+HOUR = dt.timedelta(hours=1)
+
+
+def is_postgres(db: Database) -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def server_now(db: Database) -> dt.datetime:
+    """The database server's clock, read in a transaction of its own."""
+    with db.session() as s:
+        return db_now(s)
+
+
+def skew_worker_clock(monkeypatch: pytest.MonkeyPatch, by: dt.timedelta) -> None:
+    """This process's (the worker's) clock runs `by` off the database's, as on another machine."""
+    monkeypatch.setattr(q, "utcnow", lambda: utcnow() + by)
+
+
+def age_heartbeat(db: Database, job_id: str, seconds: float) -> None:
+    """Set the job's heartbeat `seconds` before the database's now, computed by the database itself."""
+    with db.session() as s:
+        if is_postgres(db):
+            s.execute(
+                text("UPDATE jobs SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                {"s": seconds, "id": job_id},
+            )
+        else:  # SQLite's clock is this machine's
+            s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - dt.timedelta(seconds=seconds)))
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["worker-fast", "worker-slow"])
+def test_claim_and_beat_write_the_database_servers_time_not_the_workers(
+    db: Database, make_job: MakeJob, monkeypatch: pytest.MonkeyPatch, skew: dt.timedelta
+) -> None:
+    if not is_postgres(db):
+        pytest.skip("SQLite runs on the worker's machine: its clock is the worker's")
+    make_job(db)
+    skew_worker_clock(monkeypatch, skew)
+    before = server_now(db)
+    with db.session() as s:
+        job = q.claim_next_job(s, "w1")
+        assert job is not None
+    with db.session() as s:
+        assert q.beat(s, job.id, "w1") is True
+    after = server_now(db)
+    with db.session() as s:
+        stored = q.get_job(s, job.id)
+    assert stored.started_at is not None and stored.heartbeat_at is not None
+    assert before <= stored.started_at <= stored.heartbeat_at <= after
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["worker-fast", "worker-slow"])
+def test_requeue_compares_heartbeats_with_the_database_clock(
+    db: Database, make_job: MakeJob, monkeypatch: pytest.MonkeyPatch, skew: dt.timedelta
+) -> None:
+    stale = make_job(db, status=JobStatus.RUNNING)
+    fresh = make_job(db, status=JobStatus.RUNNING)
+    age_heartbeat(db, stale.id, 120)
+    age_heartbeat(db, fresh.id, 5)
+    if is_postgres(db):  # a worker an hour off must neither reap the fresh job nor spare the stale one
+        skew_worker_clock(monkeypatch, skew)
+    with db.session() as s:
+        assert q.requeue_stale_jobs(s, grace_s=60) == [stale.id]
+    assert (job_status(db, stale.id), job_status(db, fresh.id)) == (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def test_trial_times_are_the_database_clock_and_read_back_in_utc(
+    db: Database, make_job: MakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    if is_postgres(db):
+        skew_worker_clock(monkeypatch, HOUR)
+    before = server_now(db)
+    with db.session() as s:
+        trial_id = q.start_trial(s, job.id, 0, {"dropout_rate": 0.1, "dropout_layers": 1})
+    with db.session() as s:
+        q.end_trial(s, trial_id, TrialStatus.COMPLETED, score=0.5)
+    after = server_now(db)
+    with db.session() as s:
+        trial = q.get_trial(s, job.id, 0)
+    assert trial.finished_at is not None and trial.duration_s is not None
+    assert before <= trial.started_at <= trial.finished_at <= after
+    assert trial.started_at.utcoffset() == dt.timedelta(0)
+    assert 0 <= trial.duration_s <= (after - before).total_seconds()
 
 
 # --- cancelling and finishing -------------------------------------------------------------------
