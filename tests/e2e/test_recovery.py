@@ -18,11 +18,14 @@ from tests.e2e.conftest import Service, _start, start_service, stop_service
 
 pytestmark = pytest.mark.e2e
 
+# These tests are about workers; authentication has tests of its own.
+NO_AUTH = {"DROPTUNE_AUTH": "false"}
+
 
 @pytest.fixture
 def lone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API and one worker on SQLite."""
-    svc = start_service(tmp_path_factory.mktemp("droptune-recovery"), None, workers=1)
+    svc = start_service(tmp_path_factory.mktemp("droptune-recovery"), None, workers=1, extra_env=NO_AUTH)
     try:
         yield svc
     finally:
@@ -118,7 +121,10 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     svc = start_service(
-        tmp_path_factory.mktemp("droptune-recycle"), None, workers=1, extra_env={"DROPTUNE_RECYCLE_AFTER_TRIALS": "2"}
+        tmp_path_factory.mktemp("droptune-recycle"),
+        None,
+        workers=1,
+        extra_env={**NO_AUTH, "DROPTUNE_RECYCLE_AFTER_TRIALS": "2"},
     )
     try:
         job = svc.wait(svc.submit(small_job("iris", max_trials=5, training={"epochs": 2}))["id"], timeout=300)
