@@ -26,7 +26,8 @@ def local_service(workers: int = 1, data_dir: str | None = None) -> Iterator[htt
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port)}
+        # One local user on loopback: authentication off, as the README's single-user switch has it.
+        env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port), "DROPTUNE_AUTH": "false"}
         env.pop("DROPTUNE_DATABASE_URL", None)
         quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         procs = [subprocess.Popen([sys.executable, "-m", "service"], **quiet)]  # type: ignore[call-overload]

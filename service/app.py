@@ -14,12 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.routes import dashboard, datasets, health, jobs
+from service.auth import resolve_caller
+from service.routes import account, dashboard, datasets, health, jobs
 from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
 from store.db import ConflictError, Database, StoreError
-from store.errors import InputError, NotFoundError, StateError, TooLargeError
+from store.errors import AuthError, InputError, LimitError, NotFoundError, StateError, TooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     _refuse_oversized_uploads(app, app_settings.upload_max_bytes)
+    _authenticate_api_calls(app, app_settings)  # added last, so it runs first
     app.include_router(health.router)
+    app.include_router(account.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(dashboard.router)
@@ -93,11 +96,40 @@ def _refuse_oversized_uploads(app: FastAPI, limit: int) -> None:
         return await call_next(request)
 
 
-def _error(code: int, loc: list[str | int] | None, msg: str, kind: str) -> JSONResponse:
+def _authenticate_api_calls(app: FastAPI, settings: Settings) -> None:
+    """Every /api call is checked here, before its body is read, so no route can forget it and a
+    stranger's upload or malformed body gets 401, not a parse of it."""
+    db = Database(settings.resolved_database_url)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not request.url.path.startswith("/api/"):
+            return await call_next(request)
+        try:
+            request.state.caller = await asyncio.to_thread(
+                resolve_caller, settings, db, request.headers.get("authorization")
+            )
+        except AuthError as exc:
+            return _unauthorized(str(exc))
+        except StoreError as exc:
+            log.error("database error while checking a token: %s", exc)
+            return _error(503, None, "the database is unavailable; retry later", "unavailable")
+        return await call_next(request)
+
+
+def _unauthorized(msg: str) -> JSONResponse:
+    response = _error(401, ["header", "authorization"], msg, "unauthorized")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="droptune"'
+    return response
+
+
+def _error(
+    code: int, loc: list[str | int] | None, msg: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     item: dict[str, object] = {"type": kind, "msg": msg}
     if loc is not None:
         item["loc"] = loc
-    return JSONResponse(status_code=code, content={"detail": [item]})
+    return JSONResponse(status_code=code, content={"detail": [item]}, headers=headers)
 
 
 def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -136,6 +168,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: StateError) -> JSONResponse:
         return _error(409, None, str(exc), "conflict")
 
+    @app.exception_handler(LimitError)
+    async def over_limit(_: Request, exc: LimitError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(429, None, exc.reason, "too_many_jobs", headers)
+
+    @app.exception_handler(AuthError)
+    async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
+        return _unauthorized(str(exc))
+
     @app.exception_handler(ConflictError)
     async def store_conflict(_: Request, exc: ConflictError) -> JSONResponse:
         log.warning("integrity conflict: %s", exc)
@@ -145,3 +186,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
         log.error("database error: %s", exc)
         return _error(503, None, "the database is unavailable; retry later", "unavailable")
+
+    # Anything else is our bug: the log gets the traceback, the client a plain message and no paths.
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, None, "internal error; it has been logged", "internal_error")

@@ -30,7 +30,13 @@ def read_limited(stream: BinaryIO, limit: int) -> bytes:
 
 
 def register_upload(
-    db: Database, settings: Settings, data: bytes, name: str | None, filename: str | None, target: str | None
+    db: Database,
+    settings: Settings,
+    owner: str,
+    data: bytes,
+    name: str | None,
+    filename: str | None,
+    target: str | None,
 ) -> DatasetOut:
     """Parse, check and store an upload; nothing is kept unless all of it succeeds."""
     title = (name or "").strip() or Path(filename or "").stem.strip() or "uploaded dataset"
@@ -48,7 +54,7 @@ def register_upload(
     save_normalized(parsed, path)
     try:
         with db.session() as session:
-            row = catalog.dataset_row(dataset_id, title, fmt, parsed, file_name)
+            row = catalog.dataset_row(dataset_id, title, fmt, parsed, file_name, owner)
             session.add(row)
             session.flush()
             return DatasetOut.of(row)
@@ -57,19 +63,22 @@ def register_upload(
         raise
 
 
-def read_datasets(db: Database) -> list[DatasetOut]:
+# `scope`: whose uploads the caller sees (the built-ins are everyone's); None: everyone's.
+
+
+def read_datasets(db: Database, scope: str | None) -> list[DatasetOut]:
     with db.session(readonly=True) as session:
-        return [DatasetOut.of(r) for r in catalog.list_datasets(session)]
+        return [DatasetOut.of(r) for r in catalog.list_datasets(session, scope)]
 
 
-def read_dataset(db: Database, dataset_id: str) -> DatasetOut:
+def read_dataset(db: Database, dataset_id: str, scope: str | None) -> DatasetOut:
     with db.session(readonly=True) as session:
-        return DatasetOut.of(catalog.get_dataset(session, dataset_id))
+        return DatasetOut.of(catalog.get_dataset(session, dataset_id, scope))
 
 
-def remove_dataset(db: Database, settings: Settings, dataset_id: str) -> None:
+def remove_dataset(db: Database, settings: Settings, dataset_id: str, scope: str | None) -> None:
     with db.session() as session:
-        row = catalog.delete_dataset(session, dataset_id)
+        row = catalog.delete_dataset(session, dataset_id, scope)
         file_name = row.file_name
     # Only after the commit: a failed delete keeps both row and file.
     if file_name:

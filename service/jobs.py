@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+from sqlalchemy.orm import Session
+
 from service.schemas import JobOut, Page, TrialDetail, TrialOut
 from store import jobs as q
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
-from store.errors import InputError, NotFoundError
+from store.errors import InputError, LimitError, NotFoundError
 from store.spec import TASK_METRICS, FloatRange, IntRange, JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset
@@ -97,43 +99,61 @@ def _check_split(spec: JobSpec, dataset: Dataset) -> None:
         )
 
 
-def submit_job(db: Database, spec: JobSpec, settings: Settings) -> JobOut:
+# Each function below takes `owner` and `scope` as resolved by service.auth: `owner` is who a new job
+# belongs to, `scope` whose jobs may be read or changed (None: everyone's).
+
+
+def submit_job(db: Database, spec: JobSpec, settings: Settings, owner: str, scope: str | None) -> JobOut:
     with db.session() as session:
         try:
-            dataset = get_dataset(session, spec.dataset_id)
+            dataset = get_dataset(session, spec.dataset_id, scope)
         except NotFoundError:
             raise InputError("dataset_id", f"no dataset with id {spec.dataset_id!r}") from None
         normalized = normalize_spec(spec, dataset, settings)
-        job = q.create_job(session, normalized, planned_trials(normalized))
+        _check_active_limit(session, owner, settings)
+        job = q.create_job(session, normalized, planned_trials(normalized), owner)
         return JobOut.of(q.summarize(session, [job])[0])
 
 
-def read_job(db: Database, job_id: str) -> JobOut:
-    with db.session(readonly=True) as session:
-        return JobOut.of(q.summarize(session, [q.get_job(session, job_id)])[0])
+def _check_active_limit(session: Session, owner: str, settings: Settings) -> None:
+    q.lock_owner(session, owner)  # two submits at once must not both slip under the limit
+    active = q.count_active_jobs(session, owner)
+    limit = settings.max_active_jobs_per_owner
+    if active >= limit:
+        raise LimitError(
+            f"{owner!r} already has {active} queued or running job(s), the most this service allows "
+            f"({limit}); wait for one to finish or cancel one",
+            settings.retry_after_s,
+        )
 
 
-def read_jobs(db: Database, status: JobStatus | None, limit: int, offset: int) -> Page[JobOut]:
+def read_job(db: Database, job_id: str, scope: str | None) -> JobOut:
     with db.session(readonly=True) as session:
-        rows, total = q.list_jobs(session, status, limit, offset)
+        return JobOut.of(q.summarize(session, [q.get_job(session, job_id, scope)])[0])
+
+
+def read_jobs(db: Database, status: JobStatus | None, limit: int, offset: int, scope: str | None) -> Page[JobOut]:
+    with db.session(readonly=True) as session:
+        rows, total = q.list_jobs(session, status, limit, offset, scope)
         items = [JobOut.of(s) for s in q.summarize(session, rows)]
         return Page[JobOut](items=items, total=total, limit=limit, offset=offset)
 
 
-def cancel_job(db: Database, job_id: str) -> JobOut:
+def cancel_job(db: Database, job_id: str, scope: str | None) -> JobOut:
     with db.session() as session:
-        job = q.request_cancel(session, job_id)
+        job = q.request_cancel(session, job_id, scope)
         return JobOut.of(q.summarize(session, [job])[0])
 
 
-def remove_job(db: Database, job_id: str) -> None:
+def remove_job(db: Database, job_id: str, scope: str | None) -> None:
     with db.session() as session:
-        q.delete_job(session, job_id)
+        q.delete_job(session, job_id, scope)
 
 
 def read_trials(
     db: Database,
     job_id: str,
+    scope: str | None,
     status: TrialStatus | None,
     sort: q.TrialSort,
     descending: bool,
@@ -141,20 +161,20 @@ def read_trials(
     offset: int,
 ) -> Page[TrialOut]:
     with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id)
+        job = q.get_job(session, job_id, scope)
         rows, total = q.list_trials(session, job, status, sort, descending, limit, offset)
         return Page[TrialOut](items=[TrialOut.of(t) for t in rows], total=total, limit=limit, offset=offset)
 
 
-def read_trial(db: Database, job_id: str, number: int) -> TrialDetail:
+def read_trial(db: Database, job_id: str, number: int, scope: str | None) -> TrialDetail:
     with db.session(readonly=True) as session:
-        q.get_job(session, job_id)
+        q.get_job(session, job_id, scope)
         return TrialDetail.of(q.get_trial(session, job_id, number))
 
 
-def read_best_trial(db: Database, job_id: str) -> TrialDetail:
+def read_best_trial(db: Database, job_id: str, scope: str | None) -> TrialDetail:
     with db.session(readonly=True) as session:
-        best = q.best_trial(session, q.get_job(session, job_id))
+        best = q.best_trial(session, q.get_job(session, job_id, scope))
         if best is None:
             raise NotFoundError("completed trial of job", job_id)
         return TrialDetail.of(best)

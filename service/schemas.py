@@ -166,3 +166,8 @@ class Page(BaseModel, Generic[T]):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class Me(BaseModel):
+    owner: str  # who new datasets and jobs belong to
+    auth: bool  # False: authentication is off and every caller is the local owner

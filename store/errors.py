@@ -27,3 +27,16 @@ class StateError(Exception):
 
 class TooLargeError(InputError):
     """The input is bigger than a configured limit (maps to 413)."""
+
+
+class LimitError(Exception):
+    """The caller has as much running as they may have; they may try again later (maps to 429)."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class AuthError(Exception):
+    """No token, or one that is not valid (maps to 401)."""

@@ -105,6 +105,15 @@ def count_active_jobs(session: Session, owner: str) -> int:
     return int(session.scalar(count) or 0)
 
 
+def lock_owner(session: Session, owner: str) -> None:
+    """Serialize one owner's submissions until the transaction ends, so a limit check holds.
+
+    SQLite needs nothing: its writing transactions begin IMMEDIATE and so already run one at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext("droptune-owner:" + owner))))
+
+
 def objective_direction(job: Job) -> Literal["min", "max"]:
     direction = job.spec["objective"]["direction"]
     return "max" if direction == "max" else "min"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,6 +88,22 @@ def database_url(empty_database_url: str) -> str:
 
 
 # --- data ---------------------------------------------------------------------------------------
+
+
+def issue_token(database_url: str, owner: str, name: str = "test") -> str:
+    """A fresh API token for `owner`, made the way `python -m service.tokens create` makes one."""
+    from store.auth import create_token
+    from store.db import Database
+
+    upgrade(database_url)
+    with Database(database_url).session() as session:
+        return create_token(session, owner, name).token
+
+
+def sign_in(client: Any, database_url: str, owner: str = "alice") -> Any:
+    """Give a test client (TestClient or httpx.Client) a fresh token of `owner`; returns the client."""
+    client.headers["Authorization"] = f"Bearer {issue_token(database_url, owner)}"
+    return client
 
 
 def csv_bytes(rows: list[list[object]], header: list[str]) -> bytes:

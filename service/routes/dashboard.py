@@ -20,6 +20,11 @@ def jobs_page() -> FileResponse:
     return _page("index.html")
 
 
+@router.get("/signin")
+def signin_page() -> FileResponse:
+    return _page("signin.html")
+
+
 @router.get("/new")
 def new_job_page() -> FileResponse:
     return _page("new.html")

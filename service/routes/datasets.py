@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from service import datasets as logic
+from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
 from service.schemas import DatasetOut
 
@@ -15,24 +16,25 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 def upload_dataset(
     db: DatabaseDep,
     settings: SettingsDep,
+    caller: CallerDep,
     file: Annotated[UploadFile, File(description="CSV with a header row, or NPZ with arrays x and y")],
     name: Annotated[str | None, Form(max_length=200)] = None,
     target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
 ) -> DatasetOut:
     data = logic.read_limited(file.file, settings.upload_max_bytes)
-    return logic.register_upload(db, settings, data, name, file.filename, target)
+    return logic.register_upload(db, settings, caller.owner, data, name, file.filename, target)
 
 
 @router.get("")
-def list_datasets(db: DatabaseDep) -> list[DatasetOut]:
-    return logic.read_datasets(db)
+def list_datasets(db: DatabaseDep, caller: CallerDep) -> list[DatasetOut]:
+    return logic.read_datasets(db, caller.scope)
 
 
 @router.get("/{dataset_id}")
-def get_dataset(db: DatabaseDep, dataset_id: str) -> DatasetOut:
-    return logic.read_dataset(db, dataset_id)
+def get_dataset(db: DatabaseDep, caller: CallerDep, dataset_id: str) -> DatasetOut:
+    return logic.read_dataset(db, dataset_id, caller.scope)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(db: DatabaseDep, settings: SettingsDep, dataset_id: str) -> None:
-    logic.remove_dataset(db, settings, dataset_id)
+def delete_dataset(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, dataset_id: str) -> None:
+    logic.remove_dataset(db, settings, dataset_id, caller.scope)

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 
 from service import jobs as logic
+from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
 from service.schemas import JobOut, Page, TrialDetail, TrialOut
 from store.spec import JobSpec
@@ -19,35 +20,36 @@ TrialNumber = Annotated[int, Path(ge=0, le=1_000_000_000)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def submit_job(db: DatabaseDep, settings: SettingsDep, spec: JobSpec) -> JobOut:
-    return logic.submit_job(db, spec, settings)
+def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobOut:
+    return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
 
 
 @router.get("")
 def list_jobs(
-    db: DatabaseDep, status: JobStatus | None = None, limit: Limit = 50, offset: Offset = 0
+    db: DatabaseDep, caller: CallerDep, status: JobStatus | None = None, limit: Limit = 50, offset: Offset = 0
 ) -> Page[JobOut]:
-    return logic.read_jobs(db, status, limit, offset)
+    return logic.read_jobs(db, status, limit, offset, caller.scope)
 
 
 @router.get("/{job_id}")
-def get_job(db: DatabaseDep, job_id: str) -> JobOut:
-    return logic.read_job(db, job_id)
+def get_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> JobOut:
+    return logic.read_job(db, job_id, caller.scope)
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(db: DatabaseDep, job_id: str) -> JobOut:
-    return logic.cancel_job(db, job_id)
+def cancel_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> JobOut:
+    return logic.cancel_job(db, job_id, caller.scope)
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_job(db: DatabaseDep, job_id: str) -> None:
-    logic.remove_job(db, job_id)
+def delete_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> None:
+    logic.remove_job(db, job_id, caller.scope)
 
 
 @router.get("/{job_id}/trials")
 def list_trials(
     db: DatabaseDep,
+    caller: CallerDep,
     job_id: str,
     status: TrialStatus | None = None,
     sort: Literal["number", "score", "duration"] = "number",
@@ -55,14 +57,14 @@ def list_trials(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[TrialOut]:
-    return logic.read_trials(db, job_id, status, sort, order == "desc", limit, offset)
+    return logic.read_trials(db, job_id, caller.scope, status, sort, order == "desc", limit, offset)
 
 
 @router.get("/{job_id}/trials/{number}")
-def get_trial(db: DatabaseDep, job_id: str, number: TrialNumber) -> TrialDetail:
-    return logic.read_trial(db, job_id, number)
+def get_trial(db: DatabaseDep, caller: CallerDep, job_id: str, number: TrialNumber) -> TrialDetail:
+    return logic.read_trial(db, job_id, number, caller.scope)
 
 
 @router.get("/{job_id}/best")
-def get_best_trial(db: DatabaseDep, job_id: str) -> TrialDetail:
-    return logic.read_best_trial(db, job_id)
+def get_best_trial(db: DatabaseDep, caller: CallerDep, job_id: str) -> TrialDetail:
+    return logic.read_best_trial(db, job_id, caller.scope)

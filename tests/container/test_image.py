@@ -111,6 +111,10 @@ def test_a_job_runs_in_containers_and_survives_new_containers_on_the_same_volume
     containers.run("worker", port, "--cpus", "1")
     client = wait_healthy(port)
     assert podman("healthcheck", "run", api, check=False).returncode == 0
+    # The API listens on 0.0.0.0 in its container, so authentication is on: make a token in there.
+    assert client.get("/api/v1/jobs").status_code == 401
+    token = podman("exec", api, "python3", "-m", "service.tokens", "create", "--owner", "ci", "--quiet").stdout.strip()
+    client.headers["Authorization"] = f"Bearer {token}"
     job = client.post("/api/v1/jobs", json=small_job("iris", max_trials=2, training={"epochs": 2})).json()
     finished = wait_job(client, job["id"])
     assert finished["status"] == "succeeded", finished["error"]
@@ -125,6 +129,7 @@ def test_a_job_runs_in_containers_and_survives_new_containers_on_the_same_volume
     port = free_port()
     containers.run("api", port)
     client = wait_healthy(port)
+    client.headers["Authorization"] = f"Bearer {token}"  # tokens live in the volume's database too
     again = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert again["status"] == "succeeded" and again["progress"]["finished"] == 2
     trial = client.get(f"/api/v1/jobs/{job['id']}/trials/0").json()

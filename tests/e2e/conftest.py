@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import backend_database
+from tests.conftest import backend_database, issue_token
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -35,6 +35,7 @@ class Service:
     client: httpx.Client
     processes: list[subprocess.Popen[bytes]]
     database_url: str
+    token: str  # the client's, for owner "e2e"; the browser tests sign in with it
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post("/api/v1/jobs", json=spec)
@@ -119,7 +120,10 @@ def start_service(
         _start([sys.executable, "-m", "tuner", "--name", f"e2e-{i}"], env, data_dir / f"worker-{i}.log")
         for i in range(workers)
     ]
-    return Service(base_url, data_dir, client, [api, *started], database_url or sqlite_url(data_dir))
+    url = database_url or sqlite_url(data_dir)
+    token = issue_token(url, "e2e")
+    client.headers["Authorization"] = f"Bearer {token}"
+    return Service(base_url, data_dir, client, [api, *started], url, token)
 
 
 def stop_service(svc: Service) -> None:

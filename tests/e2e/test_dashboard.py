@@ -21,7 +21,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"no Chromium at {CHROMIUM} (CI installs it)", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,16 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+def signed_in(browser: Browser, service: Service, width: int = 1280, height: int = 900) -> BrowserContext:
+    """A browser context holding the e2e owner's token, as the sign-in page leaves it."""
+    context = browser.new_context(base_url=service.base_url, viewport={"width": width, "height": height})
+    context.add_init_script(f"localStorage.setItem('droptune.token', {service.token!r})")
+    return context
+
+
 @pytest.fixture
 def page(browser: Browser, service: Service) -> Iterator[Page]:
-    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    context = signed_in(browser, service)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -71,7 +78,7 @@ def fill_small_search(page: Page, **fields: str) -> None:
 @pytest.fixture(scope="module")
 def form_job(browser: Browser, service: Service) -> dict[str, Any]:
     """A job submitted through the form on the built-in iris dataset, watched until it succeeds."""
-    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    context = signed_in(browser, service)
     page = context.new_page()
     page.goto("/new")
     page.select_option("#f-dataset", "iris")
@@ -209,7 +216,7 @@ def test_screenshots_of_the_jobs_list_and_a_finished_job(
 def test_the_job_page_fits_a_narrow_window_and_sorts_from_the_keyboard(
     browser: Browser, service: Service, form_job: dict[str, Any]
 ) -> None:
-    context = browser.new_context(base_url=service.base_url, viewport={"width": 390, "height": 800})
+    context = signed_in(browser, service, width=390, height=800)
     page = context.new_page()
     page.goto(f"/jobs/{form_job['id']}")
     expect(page.locator("#history-chart circle[data-trial]").first).to_be_attached()
@@ -244,3 +251,37 @@ def test_uploading_through_the_form_selects_the_new_dataset_and_a_bad_file_shows
     selected = page.eval_on_selector("#f-dataset", "el => el.options[el.selectedIndex].text")
     assert selected.startswith("pets")
     expect(page.locator("#f-metric option")).to_have_text(["loss", "accuracy", "val_loss", "val_accuracy"])
+
+
+def test_a_stranger_is_sent_to_sign_in_and_comes_back_signed_in(browser: Browser, service: Service) -> None:
+    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/new")
+    page.wait_for_url(re.compile(r"/signin\?next=%2Fnew$"))
+    page.fill("#f-token", service.token[:-2] + "xx")
+    page.click("button[type=submit]")
+    expect(page.locator('[data-loc="token"] .field-error')).to_have_text("this token is not valid, or was revoked")
+    assert page.evaluate("localStorage.getItem('droptune.token')") is None
+
+    page.fill("#f-token", service.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/new$"))
+    expect(page.locator('header [data-testid="owner"]')).to_have_text("e2e")
+    expect(page.locator("#f-dataset option[value=iris]")).to_be_attached()  # the API answers it now
+
+    page.click("header .account button")
+    page.wait_for_url(re.compile(r"/signin$"))
+    assert page.evaluate("localStorage.getItem('droptune.token')") is None
+    page.goto("/")
+    page.wait_for_url(re.compile(r"/signin\?next=%2F$"))
+    context.close()
+
+
+def test_sign_in_never_sends_the_user_off_site(browser: Browser, service: Service) -> None:
+    context = browser.new_context(base_url=service.base_url)
+    page = context.new_page()
+    page.goto("/signin?next=//evil.example/x")
+    page.fill("#f-token", service.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{service.base_url}/")
+    context.close()

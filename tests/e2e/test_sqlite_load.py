@@ -29,11 +29,11 @@ def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
         stop_service(svc)
 
 
-def read_like_a_dashboard(base_url: str, job_id: str, until: float, codes: Counter[int]) -> None:
+def read_like_a_dashboard(base_url: str, token: str, job_id: str, until: float, codes: Counter[int]) -> None:
     """What a job page polls, as fast as one client can; status codes counted into `codes`."""
     job = f"/api/v1/jobs/{job_id}"
     paths = ["/api/v1/jobs", job, f"{job}/trials", f"{job}/trials/0"]
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         while time.monotonic() < until:
             for path in paths:
                 codes[client.get(path).status_code] += 1
@@ -61,7 +61,7 @@ def test_reads_beside_a_writing_job_never_lock_fail_or_corrupt(sqlite_service: S
     per_reader: list[Counter[int]] = [Counter() for _ in range(READERS)]
     until = time.monotonic() + SECONDS
     readers = [
-        threading.Thread(target=read_like_a_dashboard, args=(svc.base_url, job["id"], until, counts))
+        threading.Thread(target=read_like_a_dashboard, args=(svc.base_url, svc.token, job["id"], until, counts))
         for counts in per_reader
     ]
     epochs_before = svc.trial(job["id"], 0)["epochs_done"]

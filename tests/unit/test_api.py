@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from store.config import Settings
-from tests.conftest import classification_csv, csv_bytes, image_npz, npz_bytes, regression_csv, small_job
+from tests.conftest import classification_csv, csv_bytes, image_npz, npz_bytes, regression_csv, sign_in, small_job
 
 BUILTINS = ["digits", "iris", "wine", "breast_cancer"]
 CLASSIFICATION_METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
@@ -42,9 +42,12 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     """A started app on a fresh data dir under tmp_path; keyword arguments override its Settings."""
     with ExitStack() as stack:
 
-        def make(**settings: Any) -> TestClient:
-            app = create_app(Settings(data_dir=tmp_path, **settings))
-            return stack.enter_context(TestClient(app))
+        def make(owner: str = "alice", **settings: Any) -> TestClient:
+            config = Settings(data_dir=tmp_path, **settings)
+            client = stack.enter_context(TestClient(create_app(config)))
+            if config.auth:  # signed in as `owner`, as every caller must be
+                sign_in(client, config.resolved_database_url, owner)
+            return client
 
         yield make
 
@@ -726,8 +729,11 @@ def test_api_process_never_imports_tensorflow(tmp_path: Path) -> None:
         import sys
         from fastapi.testclient import TestClient
         from service.app import create_app
+        from tests.conftest import sign_in
+        from store.config import get_settings
 
         with TestClient(create_app()) as client:
+            sign_in(client, get_settings().resolved_database_url)
             assert client.get("/api/v1/datasets").status_code == 200
             spec = {"dataset_id": "iris", "search_space": {
                 "dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}}

@@ -1,5 +1,6 @@
-"""schemathesis against the app's own OpenAPI schema: generated requests to every operation never
-get a 5xx, and every response matches its documented schema and content type."""
+"""schemathesis against the app's own OpenAPI schema, signed in and not: generated requests to every
+operation never get a 5xx, every response matches its documented schema and content type, and
+without a valid token every /api call is refused with 401 before anything else is looked at."""
 
 from __future__ import annotations
 
@@ -12,14 +13,46 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 
 from service.app import create_app, prepare_database
 from store.config import Settings
+from tests.conftest import issue_token
 
 CONFIG = Settings(data_dir=Path(tempfile.mkdtemp(prefix="droptune-fuzz-")))
 prepare_database(CONFIG)
+TOKEN = issue_token(CONFIG.resolved_database_url, "fuzzer")
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(CONFIG))
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+# derandomize: the same examples on every run, so CI is deterministic; raise max_examples to explore.
+FUZZ = settings(
+    max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+
+
+def with_authorization(case: schemathesis.Case, authorization: str | None) -> dict[str, str]:
+    """The case's headers with its generated Authorization (if any) replaced by ours (or dropped)."""
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+    case.headers = headers  # schemathesis would otherwise send its own generated credentials
+    if authorization is not None:
+        headers = {**headers, "Authorization": authorization}
+    return headers
 
 
 @schema.parametrize()
-# derandomize: the same examples on every run, so CI is deterministic; raise max_examples to explore.
-@settings(max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_generated_requests_get_no_5xx_and_documented_responses(case: schemathesis.Case) -> None:
-    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance, content_type_conformance])
+@FUZZ
+def test_signed_in_requests_get_no_5xx_and_documented_responses(case: schemathesis.Case) -> None:
+    response = case.call(headers=with_authorization(case, f"Bearer {TOKEN}"))
+    case.validate_response(response, checks=CHECKS)
+    # schemathesis's negative cases that leave out the Authorization header on purpose must be refused.
+    sent = {k.lower() for k in response.request.headers}
+    if case.path.startswith("/api/"):
+        assert (response.status_code == 401) == ("authorization" not in sent), (case.method, case.path)
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_requests_without_a_valid_token_are_refused(case: schemathesis.Case) -> None:
+    for authorization in (None, "Bearer dtk_000000000000_" + "x" * 43, f"Basic {TOKEN}"):
+        response = case.call(headers=with_authorization(case, authorization))
+        case.validate_response(response, checks=CHECKS)
+        if case.path.startswith("/api/"):
+            assert response.status_code == 401, (case.method, case.path, response.text)
+            assert response.headers["www-authenticate"][0].startswith("Bearer")
+            assert response.json()["detail"][0]["loc"] == ["header", "authorization"]

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from store.config import Settings
-from tests.conftest import small_job
+from tests.conftest import sign_in, small_job
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path)), raise_server_exceptions=False) as c:
-        yield c
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield sign_in(c, settings.resolved_database_url)
 
 
 BOMB_ROWS, BOMB_FEATURES = 64_000, 1000  # 256 MB of float32 zeros, deflated to a few hundred KB
@@ -67,6 +68,7 @@ def test_a_zip_bomb_posing_as_npz_is_refused_from_its_headers(tmp_path: Path) ->
     assert len(bomb) < 2_000_000
     settings = Settings(data_dir=tmp_path, dataset_max_bytes=64 * 1024 * 1024)
     with TestClient(create_app(settings)) as client:
+        sign_in(client, settings.resolved_database_url)
         response = client.post("/api/v1/datasets", files={"file": ("bomb.npz", bomb)})
         assert response.status_code == 422
         msg = response.json()["detail"][0]["msg"]

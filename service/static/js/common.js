@@ -1,7 +1,29 @@
-// Helpers shared by the dashboard pages: API calls, DOM building, formatting.
+// Helpers shared by the dashboard pages: API calls, sign-in, DOM building, formatting.
+
+// The API token lives in this browser's localStorage; every API call sends it. A 401 (no token, or
+// one revoked meanwhile) sends the user to the sign-in page, which brings them back afterwards.
+const TOKEN_KEY = "droptune.token";
+
+export function getToken() { return localStorage.getItem(TOKEN_KEY); }
+export function setToken(token) { localStorage.setItem(TOKEN_KEY, token); }
+export function signOut() { localStorage.removeItem(TOKEN_KEY); location.assign("/signin"); }
+
+export function authHeaders(token = getToken()) {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+function toSignIn() {
+  const next = location.pathname + location.search;
+  location.assign(`/signin?next=${encodeURIComponent(next)}`);
+}
 
 export async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { accept: "application/json" }, ...options });
+  const headers = { accept: "application/json", ...authHeaders(), ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && location.pathname !== "/signin") {
+    toSignIn();
+    return new Promise(() => {}); // the page is going away; nothing after this should run
+  }
   let data = null;
   if (response.status !== 204) {
     try { data = await response.json(); } catch { data = null; }
@@ -113,3 +135,16 @@ export function clearErrors(form) {
   const box = form.querySelector(".form-error");
   if (box) box.textContent = "";
 }
+
+/** Who is signed in, shown in the page header with a way to sign out (nothing when auth is off). */
+async function showAccount() {
+  const header = document.querySelector("header.top");
+  if (!header || location.pathname === "/signin") return;
+  const { ok, data } = await api("/api/v1/me");
+  if (!ok || !data.auth) return;
+  header.append(h("div", { class: "account" },
+    h("span", { "data-testid": "owner", title: "Signed in as" }, data.owner),
+    h("button", { type: "button", class: "link", onclick: signOut }, "Sign out")));
+}
+
+showAccount();

@@ -1,0 +1,85 @@
+"""Who is calling: the bearer token checked against the store, as one FastAPI dependency.
+
+With authentication off (a single user on this machine) every caller is the local owner and sees
+everything; with it on, a caller is their token's owner and sees only their own datasets and jobs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.deps import DatabaseDep, SettingsDep
+from store import auth
+from store.config import Settings
+from store.db import Database, StoreError
+from store.errors import AuthError
+from store.jobs import LOCAL_OWNER
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `python -m service.tokens create --owner NAME`.",
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    owner: str  # who new datasets and jobs belong to
+    scope: str | None  # whose objects the caller sees; None: everyone's (authentication off)
+
+
+def resolve_caller(settings: Settings, db: Database, authorization: str | None) -> Caller:
+    """The caller an `Authorization` header stands for; AuthError if it stands for no one."""
+    if not settings.auth:
+        return Caller(owner=LOCAL_OWNER, scope=None)
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise AuthError("send an API token as 'Authorization: Bearer <token>'")
+    with db.session(readonly=True) as session:
+        token = auth.authenticate(session, presented.strip())
+    if token is None:
+        raise AuthError("the token is not valid, or was revoked")
+    try:
+        with db.session() as session:
+            auth.touch(session, token)
+    except StoreError:
+        pass  # a busy database must not refuse a valid caller over a bookkeeping write
+    return Caller(owner=token.owner, scope=token.owner)
+
+
+def get_caller(
+    request: Request,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],  # declares the scheme
+) -> Caller:
+    """The caller the app's middleware resolved before the request was read (see service.app)."""
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Caller):
+        return caller
+    return resolve_caller(settings, db, request.headers.get("authorization"))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_exposure(host: str, auth_on: bool) -> None:
+    """Refuse to serve without authentication on an address other people can reach."""
+    if not auth_on and not is_loopback(host):
+        raise SystemExit(
+            f"refusing to serve on {host} with authentication off: anyone who can reach it could read and "
+            "run jobs. Turn authentication on (DROPTUNE_AUTH=true, the default) or serve on 127.0.0.1."
+        )

@@ -1,0 +1,36 @@
+// The sign-in page: check the pasted token against /api/v1/me, keep it, and go back where we came from.
+import { authHeaders, setToken, showErrors, clearErrors } from "./common.js";
+
+const form = document.getElementById("signin-form");
+
+/** Only a path on this site: never an absolute URL or a protocol-relative "//host". */
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next") || "/";
+  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+async function me(token) {
+  const response = await fetch("/api/v1/me", { headers: { accept: "application/json", ...authHeaders(token) } });
+  return { status: response.status, data: response.ok ? await response.json() : null };
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(form);
+  const token = form.token.value.trim();
+  if (!token) { showErrors(form, [{ loc: ["token"], msg: "paste your API token" }]); return; }
+  const { status, data } = await me(token);
+  if (status === 200 && data) {
+    setToken(token);
+    location.assign(nextPage());
+  } else if (status === 401) {
+    showErrors(form, [{ loc: ["token"], msg: "this token is not valid, or was revoked" }]);
+  } else {
+    showErrors(form, [{ msg: `the service answered ${status}; try again` }]);
+  }
+});
+
+// With authentication off there is nothing to sign in to.
+me(null).then(({ status, data }) => {
+  if (status === 200 && data && !data.auth) document.getElementById("auth-off").hidden = false;
+});
