@@ -34,6 +34,7 @@ def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSp
         better = "lower" if natural == "min" else "higher"
         raise InputError("objective.direction", f"{metric} is better when {better}; use {natural!r}")
     _check_split(spec, dataset)
+    _check_model_size(spec, dataset, settings)
     update = {
         "name": spec.name.strip() or f"{spec.algorithm} search on {dataset.id}",
         "objective": spec.objective.model_copy(update={"direction": natural}),
@@ -84,6 +85,31 @@ def _check_space(spec: JobSpec) -> None:
                 raise InputError(
                     f"search_space.{name}", "grid search needs a step or a list of values for a float range"
                 )
+
+
+def estimated_parameters(dataset: Dataset, hidden_layers: int, units: int) -> int:
+    """Weights of models/dropout_net.py's network for this dataset, counted without TensorFlow."""
+    shape = dataset.input_shape
+    if len(shape) == 3:  # images: the conv stem (3x3 convs of 16 and 32 filters) pools down to 32 features
+        stem = (9 * shape[-1] * 16 + 16) + (9 * 16 * 32 + 32)
+        features = 32
+    else:
+        stem, features = 0, math.prod(shape)
+    outputs = dataset.n_classes if dataset.n_classes and dataset.n_classes > 2 else 1
+    dense = features * units + units + (hidden_layers - 1) * (units * units + units) + units * outputs + outputs
+    return stem + dense
+
+
+def _check_model_size(spec: JobSpec, dataset: Dataset, settings: Settings) -> None:
+    units = spec.search_space.units.bounds()[1] if spec.search_space.units is not None else spec.model.units
+    field = "search_space.units" if spec.search_space.units is not None else "model.units"
+    params = estimated_parameters(dataset, spec.model.hidden_layers, int(units))
+    if params > settings.max_model_parameters:
+        raise InputError(
+            field,
+            f"the largest model of this search would have {params:,} weights on this dataset; this service's "
+            f"limit is {settings.max_model_parameters:,}: use fewer units or hidden layers",
+        )
 
 
 def _check_split(spec: JobSpec, dataset: Dataset) -> None:

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     units_cap: int = 2048
     hidden_layers_cap: int = 16
     parallel_trials_cap: int = 8
+    max_model_parameters: int = 20_000_000  # weights of the largest model a job's search may build
     upload_max_bytes: int = 200 * 1024 * 1024
     dataset_max_rows: int = 2_000_000
     dataset_max_features: int = 100_000
