@@ -7,6 +7,7 @@ if it is still in the state the caller expects, and report whether they did.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,11 +15,14 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from store.config import get_settings
 from store.db import db_now
 from store.errors import NotFoundError, StateError
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from store.tables import Epoch, Job, Trial, utcnow
+
+log = logging.getLogger(__name__)
 
 # Who owns what is made while authentication is off (and what existed before owners did).
 LOCAL_OWNER = "local"
@@ -220,12 +224,54 @@ def hand_back(session: Session, job_id: str, worker_id: str) -> bool:
     return True
 
 
-def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
+def count_crash(
+    session: Session,
+    job_id: str,
+    budget: int,
+    last: str,
+    *,
+    worker_id: str | None = None,
+    beat_before: dt.datetime | None = None,
+) -> JobStatus | None:
+    """Count a death of the job's search process (crash, kill, lost worker): back to the queue while
+    `crashes <= budget`, `failed` once past it, so a job that keeps killing its process stops.
+
+    Guarded on the job still running (for `worker_id`, or silent since `beat_before`): None if it was
+    not. `last` says how this death looked; it ends the cause of a job failed over budget. Back in the
+    queue, the search resumes from keras-tuner's saved state and the trial that was running runs again.
+    """
+    guards = [Job.id == job_id, Job.status == JobStatus.RUNNING.value]
+    if worker_id is not None:
+        guards.append(Job.worker_id == worker_id)
+    if beat_before is not None:
+        guards.append(Job.heartbeat_at < beat_before)
+    crashes = session.scalar(update(Job).where(*guards).values(crashes=Job.crashes + 1).returning(Job.crashes))
+    if crashes is None:
+        return None
+    # The guarded update holds the row (PostgreSQL's row lock, SQLite's one writer) until commit.
+    if crashes > budget:
+        cause = f"the search process crashed {crashes} times (budget {budget}); last: {last}"
+        finish_job(session, job_id, JobStatus.FAILED, cause)
+        return JobStatus.FAILED
+    session.execute(
+        update(Job).where(Job.id == job_id).values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None)
+    )
+    stop_running_trials(session, job_id)
+    return JobStatus.QUEUED
+
+
+LOST_WORKER = "its worker stopped beating (the worker died or lost the database)"
+
+
+def requeue_stale_jobs(session: Session, grace_s: float, max_crashes: int | None = None) -> list[str]:
     """Hand back running jobs whose worker stopped beating, so another worker runs them again.
 
+    Each counts as a crash of the job (`count_crash`, budget `max_crashes`, by default the setting
+    `max_job_crashes`): past the budget the job ends `failed` instead. Returns the jobs handed back.
     The next worker resumes the search from keras-tuner's saved state when it can read it (same
     data directory): finished trials are kept and the interrupted one runs again.
     """
+    budget = get_settings().max_job_crashes if max_crashes is None else max_crashes
     cutoff = db_now(session) - dt.timedelta(seconds=grace_s)  # the database's clock, which every worker shares
     stale = list(
         session.scalars(
@@ -234,14 +280,11 @@ def requeue_stale_jobs(session: Session, grace_s: float) -> list[str]:
     )
     requeued = []
     for job_id in stale:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
-            .values(status=JobStatus.QUEUED.value, worker_id=None, heartbeat_at=None)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            stop_running_trials(session, job_id)
+        outcome = count_crash(session, job_id, budget, LOST_WORKER, beat_before=cutoff)
+        if outcome is JobStatus.QUEUED:
             requeued.append(job_id)
+        elif outcome is JobStatus.FAILED:
+            log.warning("job %s: its worker stopped beating once too often; failed (crash budget %d)", job_id, budget)
     return requeued
 
 

@@ -6,8 +6,10 @@ memory goes back to the OS when the job ends and a cancel that does not land in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,20 +79,25 @@ class Worker:
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
         with open(log_path, "ab") as log_file:
             while True:
+                log_start = log_path.stat().st_size  # where this process's own output begins
                 child = subprocess.Popen(
                     [sys.executable, "-m", "tuner.search", job.id],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     env=env,
                     cwd=str(Path(__file__).resolve().parent.parent),
+                    # Its own process group, so the processes it starts (a parallel job's trial
+                    # processes) can be killed with it, even once it has died and left them orphaned.
+                    start_new_session=True,
                 )
                 code = self._supervise(job.id, child)
+                _kill_group(child)
                 # A search process that ran its share of trials hands over to a fresh one, which
                 # reloads keras-tuner's state: TensorFlow's per-trial leaks go back to the OS.
                 if code != exit_codes.RECYCLE or self._stopping:
                     break
                 log.info("job %s: search process recycled; starting a fresh one", job.id)
-        self._settle(job.id, code, log_path)
+        self._settle(job.id, code, log_path, log_start)
 
     def _supervise(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
         """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed."""
@@ -109,8 +116,7 @@ class Worker:
                 return self._stop_child(job_id, child)
             if cancel_seen_at is not None and now - cancel_seen_at > self.settings.cancel_grace_s:
                 log.warning("job %s: its search did not obey the cancel in time; killing it", job_id)
-                child.kill()
-                return child.wait()
+                return _kill_group(child)
 
     def _stop_child(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
         """Ask the search to stop at its next epoch boundary; kill it if that takes too long."""
@@ -120,8 +126,7 @@ class Worker:
             return child.wait(timeout=self.settings.stop_grace_s)
         except subprocess.TimeoutExpired:
             log.warning("job %s: the search did not stop in %ss; killing it", job_id, self.settings.stop_grace_s)
-            child.kill()
-            return child.wait()
+            return _kill_group(child)
 
     def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> float | None:
         try:
@@ -135,21 +140,26 @@ class Worker:
             return now
         return cancel_seen_at
 
-    def _settle(self, job_id: str, code: int, log_path: Path) -> None:
-        """The child ends its job itself; if it died first, end the job here with what it printed."""
+    def _settle(self, job_id: str, code: int, log_path: Path, log_start: int) -> None:
+        """The child ends its job itself. If it died first, that is a crash: the job goes back to the
+        queue (its search resumes), or fails once it has crashed more often than the budget allows."""
         with self.db.session() as session:
             job = q.get_job(session, job_id)
             if job.status != JobStatus.RUNNING.value:
                 return
             if job.cancel_requested:
                 q.finish_job(session, job_id, JobStatus.CANCELLED, "cancelled by request")
-            elif self._stopping:
+                return
+            if self._stopping:
                 q.hand_back(session, job_id, self.id)
                 log.info("job %s handed back to the queue", job_id)
-            else:
-                tail = _last_error_line(log_path)
-                cause = f"the search process exited with code {code}" + (f": {tail}" if tail else "")
-                q.finish_job(session, job_id, JobStatus.FAILED, cause)
+                return
+            tail = _last_error_line(log_path, log_start)
+            last = _describe_exit(code) + (f": {tail}" if tail else "")
+            outcome = q.count_crash(session, job_id, self.settings.max_job_crashes, last, worker_id=self.id)
+        log.warning("job %s: its search process died (%s); the job is now %s", job_id, last, outcome and outcome.value)
+        if outcome is JobStatus.FAILED and not self.settings.keep_tuner_dirs:
+            shutil.rmtree(self.settings.tuner_dir / job_id, ignore_errors=True)
 
     def _log_path(self, job_id: str) -> Path:
         logs = self.settings.data_dir / "logs"
@@ -165,9 +175,29 @@ class Worker:
         signal.signal(signal.SIGINT, stop)
 
 
-def _last_error_line(path: Path) -> str:
+def _kill_group(child: subprocess.Popen[bytes]) -> int:
+    """SIGKILL the search's process group (it, and what it started; stopped processes too); its exit code."""
+    with contextlib.suppress(ProcessLookupError):  # ProcessLookupError: all of them had ended already
+        os.killpg(child.pid, signal.SIGKILL)
+    return child.wait()
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-code} ({name})"
+    return f"exited with code {code}"
+
+
+def _last_error_line(path: Path, start: int = 0) -> str:
+    """The last line of the log from `start` on that names an error (else its last line)."""
     try:
-        lines = path.read_text(errors="replace").strip().splitlines()
+        with open(path, "rb") as log_file:
+            log_file.seek(start)
+            lines = log_file.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
     for line in reversed(lines):

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import small_job
-from tests.e2e.conftest import Service, _start, start_service, stop_service
+from tests.conftest import backend_database, small_job
+from tests.e2e.conftest import FINISHED, Service, _start, start_service, stop_service
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +140,71 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
         assert len(combos) == len(trials)  # the reloaded oracle remembered what it had tried
     finally:
         stop_service(svc)
+
+
+# --- search processes that die or hang under a living worker --------------------------------------
+
+CRASH_BUDGET = 2
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def watched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The API and one worker, on each backend, with a crash budget of 2."""
+    env = {**NO_AUTH, "DROPTUNE_MAX_JOB_CRASHES": str(CRASH_BUDGET)}
+    with backend_database(request.param) as url:
+        svc = start_service(tmp_path_factory.mktemp(f"droptune-watched-{request.param}"), url, 1, extra_env=env)
+        try:
+            yield svc
+        finally:
+            stop_service(svc)
+
+
+def search_processes(svc: Service) -> list[psutil.Process]:
+    """The worker's live search processes (`python -m tuner.search JOB_ID`)."""
+    worker = psutil.Process(svc.processes[1].pid)
+    found = []
+    for proc in worker.children():
+        try:
+            if "tuner.search" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def job_row(svc: Service, job_id: str) -> dict[str, Any]:
+    engine = create_engine(svc.database_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}).mappings().one())
+    finally:
+        engine.dispose()
+
+
+def test_a_job_whose_search_process_keeps_dying_fails_once_past_its_crash_budget_and_the_worker_runs_on(
+    watched: Service,
+) -> None:
+    svc = watched
+    job = svc.submit(small_job("iris", max_trials=3, training={"epochs": 300}))
+    killed: list[int] = []
+    deadline = time.monotonic() + 240
+    # Each time a search process of the job has a trial running, kill it as a segfault or the OOM killer would.
+    while svc.client.get(f"/api/v1/jobs/{job['id']}").json()["status"] not in FINISHED:
+        assert time.monotonic() < deadline, f"the job never ended; killed {len(killed)} search processes"
+        fresh = [p for p in search_processes(svc) if p.pid not in killed]
+        if fresh and any(t["status"] == "running" for t in svc.trials(job["id"])):
+            fresh[0].send_signal(signal.SIGKILL)
+            killed.append(fresh[0].pid)
+        time.sleep(0.1)
+    final = svc.client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert final["status"] == "failed"
+    assert len(killed) == CRASH_BUDGET + 1
+    crashed = f"the search process crashed {CRASH_BUDGET + 1} times (budget {CRASH_BUDGET})"
+    assert final["error"].startswith(f"{crashed}; last: killed by signal 9 (SIGKILL)")
+    assert job_row(svc, job["id"])["crashes"] == CRASH_BUDGET + 1
+    assert {t["status"] for t in svc.trials(job["id"])} == {"stopped"}  # trial 0, cut short each time
+    # The worker lived through all of it and runs the next job as usual.
+    assert svc.processes[1].poll() is None
+    after = svc.wait(svc.submit(small_job("iris", max_trials=2, training={"epochs": 2}))["id"])
+    assert after["status"] == "succeeded", after["error"]
+    assert [t["status"] for t in svc.trials(after["id"])] == ["completed", "completed"]

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text, update
 
 from store import jobs as q
 from store.catalog import delete_dataset, ensure_builtin_datasets, get_dataset, new_dataset_id
+from store.config import get_settings
 from store.db import ConflictError, Database, StoreError, db_now
 from store.errors import NotFoundError, StateError
 from store.spec import JobSpec, planned_trials
@@ -966,3 +967,88 @@ def test_a_running_job_whose_heartbeat_went_stale_is_handed_back_to_the_queue(
         assert untouched.status == JobStatus.RUNNING.value
         assert s.get(Trial, trial_id).status == TrialStatus.STOPPED.value  # type: ignore[union-attr]
         assert q.claim_next_job(s, "next-worker").id == stale.id  # type: ignore[union-attr]
+
+
+# --- crashes and the retry budget ---------------------------------------------------------------
+
+
+def set_crashes(db: Database, job_id: str, crashes: int) -> None:
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(crashes=crashes))
+
+
+def test_a_crash_within_the_budget_puts_the_job_back_in_the_queue_and_counts_it(
+    db: Database, make_job: MakeJob, make_trial: MakeTrial
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    make_trial(db, job, 0, score=0.5)
+    make_trial(db, job, 1, status=TrialStatus.RUNNING)
+    with db.session() as s:
+        assert q.count_crash(s, job.id, 2, "killed by signal 9 (SIGKILL)", worker_id="setup-worker") is JobStatus.QUEUED
+    with db.session() as s:
+        stored = q.get_job(s, job.id)
+        assert (stored.status, stored.crashes, stored.worker_id, stored.error) == ("queued", 1, None, None)
+        assert [q.get_trial(s, job.id, n).status for n in (0, 1)] == ["completed", "stopped"]
+        assert q.claim_next_job(s, "next-worker").id == job.id  # type: ignore[union-attr]
+
+
+def test_a_crash_past_the_budget_fails_the_job_naming_the_count_and_the_last_death(
+    db: Database, make_job: MakeJob, make_trial: MakeTrial
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    make_trial(db, job, 0, status=TrialStatus.RUNNING)
+    set_crashes(db, job.id, 2)
+    with db.session() as s:
+        assert q.count_crash(s, job.id, 2, "killed by signal 9 (SIGKILL)", worker_id="setup-worker") is JobStatus.FAILED
+    with db.session() as s:
+        stored = q.get_job(s, job.id)
+        assert (stored.status, stored.crashes) == ("failed", 3)
+        assert stored.error == "the search process crashed 3 times (budget 2); last: killed by signal 9 (SIGKILL)"
+        assert stored.finished_at is not None
+        assert q.get_trial(s, job.id, 0).status == "stopped"
+
+
+def test_a_crash_is_counted_only_for_a_job_still_running_for_that_worker(db: Database, make_job: MakeJob) -> None:
+    running = make_job(db, status=JobStatus.RUNNING)
+    finished = make_job(db, status=JobStatus.SUCCEEDED)
+    with db.session() as s:
+        assert q.count_crash(s, running.id, 3, "gone", worker_id="another-worker") is None
+        assert q.count_crash(s, finished.id, 3, "gone", worker_id="setup-worker") is None
+        assert q.count_crash(s, finished.id, 3, "gone") is None
+    with db.session() as s:
+        assert [(j.status, j.crashes) for j in (q.get_job(s, running.id), q.get_job(s, finished.id))] == [
+            ("running", 0),
+            ("succeeded", 0),
+        ]
+
+
+def test_a_job_that_lost_its_worker_counts_a_crash_and_fails_once_past_the_budget(
+    db: Database, make_job: MakeJob
+) -> None:
+    first_time = make_job(db, status=JobStatus.RUNNING)
+    once_too_often = make_job(db, status=JobStatus.RUNNING)
+    set_crashes(db, once_too_often.id, 2)
+    for job in (first_time, once_too_often):
+        age_heartbeat(db, job.id, 120)
+    with db.session() as s:
+        assert q.requeue_stale_jobs(s, grace_s=60, max_crashes=2) == [first_time.id]
+    with db.session() as s:
+        requeued, failed = q.get_job(s, first_time.id), q.get_job(s, once_too_often.id)
+    assert (requeued.status, requeued.crashes) == ("queued", 1)
+    assert (failed.status, failed.crashes) == ("failed", 3)
+    assert failed.error == f"the search process crashed 3 times (budget 2); last: {q.LOST_WORKER}"
+
+
+def test_the_reaper_takes_its_crash_budget_from_the_settings_by_default(
+    db: Database, make_job: MakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    age_heartbeat(db, job.id, 120)
+    monkeypatch.setenv("DROPTUNE_MAX_JOB_CRASHES", "0")
+    get_settings.cache_clear()
+    try:
+        with db.session() as s:
+            assert q.requeue_stale_jobs(s, grace_s=60) == []
+    finally:
+        get_settings.cache_clear()
+    assert job_status(db, job.id) == JobStatus.FAILED.value
