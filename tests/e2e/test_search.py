@@ -278,6 +278,8 @@ def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Ser
     assert job["status"] == "failed"
     assert "time limit (timeout_s)" in job["error"] and "finished trials are kept" in job["error"]
     trials = service.trials(job["id"])
-    assert trials[-1]["status"] == "stopped"
+    # The limit is checked at each epoch end and before each trial: it stops the trial in progress,
+    # or, when it passes between two trials, lets the next one never start.
+    assert trials[-1]["status"] in ("stopped", "completed")
     assert all(t["status"] == "completed" for t in trials[:-1])
     assert 1 <= len(trials) < 50
