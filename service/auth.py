@@ -1,4 +1,7 @@
-"""Who is calling: the bearer token checked against the store, as one FastAPI dependency.
+"""Who is calling: the bearer token checked against the store.
+
+`resolve_caller` does the checking; service.app's middleware calls it for every /api request before
+the body is read, and routes receive the result through `CallerDep`.
 
 With authentication off (a single user on this machine) every caller is the local owner and sees
 everything; with it on, a caller is their token's owner and sees only their own datasets and jobs.
