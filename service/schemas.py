@@ -120,6 +120,7 @@ class JobOut(BaseModel):
     algorithm: str
     status: str
     cancel_requested: bool
+    crashes: int  # times its search process died and the job was resumed (or failed, past the budget)
     progress: Progress
     best: BestTrial | None
     error: str | None
@@ -138,6 +139,7 @@ class JobOut(BaseModel):
             algorithm=job.algorithm,
             status=job.status,
             cancel_requested=job.cancel_requested,
+            crashes=job.crashes,
             progress=Progress(finished=summary.trials_finished, planned=job.trials_planned),
             best=None
             if best is None

@@ -139,6 +139,7 @@ function renderSpec() {
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
   ];
+  if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
   document.getElementById("spec").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
