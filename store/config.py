@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     recycle_after_trials: int = 20
     # A job whose search process dies (crash, kill, lost worker) more often than this ends `failed`.
     max_job_crashes: int = 3
-    # A trial running longer than this (a hung one whose worker still beats) is killed; None: no limit.
-    # A job's own `trial_timeout_s` overrides it.
+    # A trial running longer than this (a hung one whose worker still beats) is killed and recorded
+    # failed, and the search moves on; None: no limit. A job may ask for less (its own `trial_timeout_s`),
+    # not for more.
     trial_timeout_s: float | None = 3600.0
     keep_tuner_dirs: bool = False
     # Where a parallel job's oracle listens; other hosts' trial processes connect to it, so set it to

@@ -359,6 +359,40 @@ def stop_running_trials(session: Session, job_id: str) -> None:
         _close(session, trial)
 
 
+def overdue_trials(session: Session, job_id: str, limit_s: float) -> list[int]:
+    """The job's running trials that started more than `limit_s` ago, by the database's clock."""
+    cutoff = db_now(session) - dt.timedelta(seconds=limit_s)
+    running = (Trial.job_id == job_id, Trial.status == TrialStatus.RUNNING.value, Trial.started_at < cutoff)
+    return list(session.scalars(select(Trial.number).where(*running).order_by(Trial.number)))
+
+
+def fail_hung_trials(session: Session, job_id: str, numbers: list[int], error: str) -> list[int]:
+    """Record trials killed at their time limit as failed (those still running), and stop the job's
+    other running trials, whose processes died with them and run again. Returns the trials failed."""
+    hung = session.scalars(
+        select(Trial)
+        .where(Trial.job_id == job_id, Trial.number.in_(numbers), Trial.status == TrialStatus.RUNNING.value)
+        .with_for_update()
+    )
+    failed = []
+    for trial in hung:
+        trial.status, trial.error = TrialStatus.FAILED.value, error
+        _close(session, trial)
+        failed.append(trial.number)
+    stop_running_trials(session, job_id)
+    return failed
+
+
+def failed_trial_errors(session: Session, job_id: str, numbers: list[int]) -> dict[int, str]:
+    """Which of these trials the store holds as failed, with their errors."""
+    rows = session.execute(
+        select(Trial.number, Trial.error).where(
+            Trial.job_id == job_id, Trial.number.in_(numbers), Trial.status == TrialStatus.FAILED.value
+        )
+    )
+    return {number: error or "failed" for number, error in rows}
+
+
 TrialSort = Literal["number", "score", "duration"]
 
 

@@ -172,6 +172,9 @@ class JobSpec(_Strict):
     max_failed_trials: int = Field(3, ge=1, le=1000)
     # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.
     timeout_s: float | None = Field(None, gt=0, le=10_000_000)
+    # A trial running longer than this is taken for hung: killed, recorded failed, and the search
+    # moves on to the next trial. The worker's own `trial_timeout_s` setting caps it.
+    trial_timeout_s: float | None = Field(None, gt=0, le=10_000_000)
 
     def hyperparameter_names(self) -> list[str]:
         space = self.search_space

@@ -25,7 +25,7 @@ from store.config import Settings, get_settings
 from store.db import Database
 from tuner.recording import JobCancelled, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
-from tuner.search import Prepared, _cause, configure_threads, make_tuner, prepare, record_space
+from tuner.search import Prepared, _cause, configure_threads, end_failed_retries, make_tuner, prepare, record_space
 
 log = logging.getLogger(__name__)
 FAILED, CANCELLED = 3, 4  # trial process exit codes
@@ -34,7 +34,11 @@ FAILED, CANCELLED = 3, 4  # trial process exit codes
 def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared, workdir: Path) -> None:
     k = prepared.spec.parallel_trials
     oracle_tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / "oracle")
+    # keras-tuner reloads a work dir only where the tuner's own file exists, and this tuner runs no
+    # trials, so it never writes one: without it a restarted search would begin again from scratch.
+    oracle_tuner.save()
     record_space(db, job_id, oracle_tuner)
+    end_failed_retries(db, job_id, oracle_tuner.oracle)
     oracle_tuner.oracle.verbose = 0  # keras-tuner's own progress printing; the store has it all
     authkey = secrets.token_bytes(16)
     server = OracleServer(oracle_tuner.oracle, settings.oracle_host, authkey)

@@ -32,6 +32,7 @@ class OracleServer:
     def __init__(self, oracle: kt.Oracle, host: str, authkey: bytes) -> None:
         self.oracle = oracle
         self.listener = Listener((host, 0), authkey=authkey)
+        self._lock = threading.Lock()  # one call at a time, so a save never sees the state mid-change
         self._threads: list[threading.Thread] = []
         self._closed = False
         threading.Thread(target=self._accept, name="oracle-accept", daemon=True).start()
@@ -65,9 +66,19 @@ class OracleServer:
                     conn.send(("error", AttributeError(f"the oracle does not serve {method!r}")))
                     continue
                 try:
-                    conn.send(("ok", getattr(self.oracle, method)(*args, **kwargs)))
+                    conn.send(("ok", self._call(method, args, kwargs)))
                 except Exception as exc:  # travels back to the trial process, which raises it
                     conn.send(("error", exc))
+
+    def _call(self, method: str, args: Any, kwargs: Any) -> Any:
+        with self._lock:
+            result = getattr(self.oracle, method)(*args, **kwargs)
+            if method == "end_trial":
+                # keras-tuner's end_trial saves before it drops the trial from the ongoing ones, and
+                # counts on the tuner saving after it; a trial process's tuner saves nothing here.
+                # Without this, a search reloaded from the work dir would run the last trial again.
+                self.oracle.save()
+            return result
 
     def ongoing(self) -> int:
         return len(self.oracle.ongoing_trials)

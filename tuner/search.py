@@ -116,6 +116,7 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
         else:
             tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir)
             record_space(db, job_id, tuner)
+            end_failed_retries(db, job_id, tuner.oracle)
             tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
         outcome, cause = JobStatus.SUCCEEDED, None
     except ProcessRecycled as exc:
@@ -142,6 +143,33 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
 def record_space(db: Database, job_id: str, tuner: kt.Tuner) -> None:
     with db.session() as session:
         q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+
+
+def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
+    """End as FAILED, in a reloaded oracle, the interrupted trials the store already holds as failed.
+
+    keras-tuner's reload queues every trial that was running for a retry. One the worker killed at
+    its time limit (recorded failed) would hang again: the oracle is told it failed instead, so the
+    search moves on to the next trial, and it counts toward `max_failed_trials` like any failure.
+    """
+    retries = list(oracle._retry_queue)  # keras-tuner has no public view of it
+    if not retries:
+        return
+    with db.session(readonly=True) as session:
+        failed = q.failed_trial_errors(session, job_id, [int(trial_id) for trial_id in retries])
+    for trial_id in retries:
+        if int(trial_id) not in failed:
+            continue
+        oracle._retry_queue.remove(trial_id)
+        trial = oracle.trials[trial_id]
+        trial.status, trial.message = kt.engine.trial.TrialStatus.FAILED, failed[int(trial_id)]
+        log.info("job %s: trial %s is recorded failed (%s); it is not run again", job_id, trial_id, trial.message)
+        # keras-tuner's progress display never saved this trial's start, so it cannot show its end.
+        verbose, oracle.verbose = oracle.verbose, 0
+        try:
+            oracle.end_trial(trial)  # may raise keras-tuner's "consecutive failures" stop, as for any failure
+        finally:
+            oracle.verbose = verbose
 
 
 def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:

@@ -77,6 +77,7 @@ class Worker:
         env = dict(os.environ)
         env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        trial_limit = trial_time_limit(job.spec.get("trial_timeout_s"), self.settings.trial_timeout_s)
         with open(log_path, "ab") as log_file:
             while True:
                 log_start = log_path.stat().st_size  # where this process's own output begins
@@ -90,17 +91,26 @@ class Worker:
                     # processes) can be killed with it, even once it has died and left them orphaned.
                     start_new_session=True,
                 )
-                code = self._supervise(job.id, child)
+                hung = self._supervise(job.id, child, trial_limit) is None
                 _kill_group(child)
-                # A search process that ran its share of trials hands over to a fresh one, which
-                # reloads keras-tuner's state: TensorFlow's per-trial leaks go back to the OS.
-                if code != exit_codes.RECYCLE or self._stopping:
+                if self._stopping:
                     break
-                log.info("job %s: search process recycled; starting a fresh one", job.id)
-        self._settle(job.id, code, log_path, log_start)
+                # A search process that ran its share of trials hands over to a fresh one, which
+                # reloads keras-tuner's state: TensorFlow's per-trial leaks go back to the OS. One
+                # killed over a hung trial is replaced too; the fresh one moves on to the next trial.
+                if hung:
+                    log.info("job %s: starting a fresh search process past the hung trial", job.id)
+                elif child.returncode == exit_codes.RECYCLE:
+                    log.info("job %s: search process recycled; starting a fresh one", job.id)
+                else:
+                    break
+        self._settle(job.id, child.returncode, log_path, log_start)
 
-    def _supervise(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
-        """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed."""
+    def _supervise(self, job_id: str, child: subprocess.Popen[bytes], trial_limit: float | None) -> int | None:
+        """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed.
+
+        Returns its exit code, or None when it was killed over a trial past `trial_limit`.
+        """
         next_beat = 0.0
         cancel_seen_at: float | None = None
         while True:
@@ -111,6 +121,9 @@ class Worker:
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + self.settings.heartbeat_interval_s
+                # Before the beat: a frozen search may hold SQLite's write lock, which only its death frees.
+                if trial_limit is not None and self._kill_hung_trials(job_id, child, trial_limit):
+                    return None
                 cancel_seen_at = self._beat(job_id, cancel_seen_at, now)
             if self._stopping:
                 return self._stop_child(job_id, child)
@@ -127,6 +140,26 @@ class Worker:
         except subprocess.TimeoutExpired:
             log.warning("job %s: the search did not stop in %ss; killing it", job_id, self.settings.stop_grace_s)
             return _kill_group(child)
+
+    def _kill_hung_trials(self, job_id: str, child: subprocess.Popen[bytes], limit: float) -> bool:
+        """If a trial has run past its time limit (hung, or stuck far past what a trial takes), kill
+        the search's processes and record the trial failed. True if it did."""
+        try:
+            with self.db.session(readonly=True) as session:
+                hung = q.overdue_trials(session, job_id, limit)
+        except StoreError as exc:
+            log.warning("could not check job %s for hung trials: %s", job_id, exc)
+            return False
+        if not hung:
+            return False
+        log.warning("job %s: trial %s ran past its time limit of %g s; killing the search", job_id, hung, limit)
+        _kill_group(child)
+        try:
+            with self.db.session() as session:
+                q.fail_hung_trials(session, job_id, hung, f"exceeded its time limit of {limit:g} s (trial_timeout_s)")
+        except StoreError as exc:  # then the fresh search runs that trial again
+            log.warning("could not record job %s's hung trials %s as failed: %s", job_id, hung, exc)
+        return True
 
     def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> float | None:
         try:
@@ -173,6 +206,12 @@ class Worker:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def trial_time_limit(asked: float | None, setting: float | None) -> float | None:
+    """A trial's time limit: a job may ask for less than the worker's setting, not for more."""
+    limits = [limit for limit in (asked, setting) if limit is not None]
+    return min(limits) if limits else None
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> int:

@@ -208,3 +208,59 @@ def test_a_job_whose_search_process_keeps_dying_fails_once_past_its_crash_budget
     after = svc.wait(svc.submit(small_job("iris", max_trials=2, training={"epochs": 2}))["id"])
     assert after["status"] == "succeeded", after["error"]
     assert [t["status"] for t in svc.trials(after["id"])] == ["completed", "completed"]
+
+
+def test_a_hung_trial_is_killed_at_its_time_limit_recorded_failed_and_the_search_moves_on(watched: Service) -> None:
+    svc = watched
+    limit = 20  # several times what one of these trials takes (about 4 s)
+    spec = small_job("iris", max_trials=4, training={"epochs": 40}, trial_timeout_s=limit)
+    job = svc.submit(spec)
+    wait_for_trial(svc, job["id"], 1, epochs=2)
+    [search] = search_processes(svc)
+    family = [search, *search.children(recursive=True)]
+    for proc in family:
+        proc.send_signal(signal.SIGSTOP)  # frozen mid-trial, while its worker beats on
+    final = svc.wait(job["id"], timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    trials = svc.trials(job["id"])
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    hung = trials[1]
+    assert hung["status"] == "failed"
+    assert hung["error"].startswith(f"exceeded its time limit of {limit} s")
+    assert hung["duration_s"] >= limit
+    assert [t["status"] for t in trials if t["number"] != 1] == ["completed"] * 3
+    combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
+    assert len(combos) == 4  # the hung trial was not run again under another number
+    # Nothing of the killed search is left, stopped or not.
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+    assert search_log.count("TensorFlow uses") == 2  # the frozen search, then one fresh one
+    assert [search_log.count(f"trial {n} began:") for n in range(4)] == [1, 1, 1, 1]  # none run twice
+
+
+def test_a_hung_trial_process_of_a_parallel_job_is_killed_with_its_whole_search_and_no_process_is_left(
+    watched: Service,
+) -> None:
+    svc = watched
+    limit = 25  # meanwhile the other trial process runs the rest of the trials (about 4 s each)
+    spec = small_job("iris", max_trials=4, parallel_trials=2, training={"epochs": 40}, trial_timeout_s=limit)
+    job = svc.submit(spec)
+    wait_for_trial(svc, job["id"], 0, epochs=2)
+    [search] = search_processes(svc)
+    family = [search, *search.children(recursive=True)]
+    trial_processes = [p for p in family if "tuner.parallel" in p.cmdline()]
+    assert len(trial_processes) == 2
+    trial_processes[0].send_signal(signal.SIGSTOP)  # one trial process freezes; the other goes on
+    final = svc.wait(job["id"], timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    trials = svc.trials(job["id"])
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"].startswith(f"exceeded its time limit of {limit} s")
+    assert sum(t["status"] == "completed" for t in trials) == 3
+    search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+    assert search_log.count("TensorFlow uses") == 2  # the search with its frozen trial, then one fresh one
+    assert [search_log.count(f"trial {n} began:") for n in range(4)] == [1] * 4  # the oracle resumed, none run twice
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []

@@ -1052,3 +1052,53 @@ def test_the_reaper_takes_its_crash_budget_from_the_settings_by_default(
     finally:
         get_settings.cache_clear()
     assert job_status(db, job.id) == JobStatus.FAILED.value
+
+
+# --- trial time limits --------------------------------------------------------------------------
+
+
+def age_trial(db: Database, job_id: str, number: int, seconds: float) -> None:
+    """Start the trial `seconds` before the database's now, computed by the database itself."""
+    with db.session() as s:
+        if is_postgres(db):
+            back = "UPDATE trials SET started_at = now() - make_interval(secs => :s) WHERE job_id = :id AND number = :n"
+            s.execute(text(back), {"s": seconds, "id": job_id, "n": number})
+        else:  # SQLite's clock is this machine's
+            started = utcnow() - dt.timedelta(seconds=seconds)
+            s.execute(update(Trial).where(Trial.job_id == job_id, Trial.number == number).values(started_at=started))
+
+
+def test_overdue_trials_are_the_running_ones_past_the_limit_by_the_database_clock(
+    db: Database, make_job: MakeJob, make_trial: MakeTrial, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    other_job = make_job(db, status=JobStatus.RUNNING)
+    for number, age in [(0, 30), (1, 5)]:
+        make_trial(db, job, number, status=TrialStatus.RUNNING)
+        age_trial(db, job.id, number, age)
+    make_trial(db, job, 2, score=0.5, duration_s=100)
+    make_trial(db, other_job, 0, status=TrialStatus.RUNNING)
+    age_trial(db, other_job.id, 0, 30)
+    if is_postgres(db):
+        skew_worker_clock(monkeypatch, HOUR)
+    with db.session() as s:
+        assert q.overdue_trials(s, job.id, 20) == [0]
+        assert q.overdue_trials(s, job.id, 60) == []
+
+
+def test_hung_trials_are_failed_with_their_error_and_the_job_s_other_running_trials_stopped(
+    db: Database, make_job: MakeJob, make_trial: MakeTrial
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    make_trial(db, job, 0, status=TrialStatus.RUNNING, duration_s=25)  # hung
+    make_trial(db, job, 1, status=TrialStatus.RUNNING)  # beside it, in a process killed with it
+    make_trial(db, job, 2, score=0.5)
+    with db.session() as s:
+        assert q.fail_hung_trials(s, job.id, [0, 2], "exceeded its time limit of 20 s") == [0]
+    with db.session() as s:
+        hung, beside, done = (q.get_trial(s, job.id, n) for n in range(3))
+        assert q.failed_trial_errors(s, job.id, [0, 1, 2]) == {0: "exceeded its time limit of 20 s"}
+    assert (hung.status, hung.error) == ("failed", "exceeded its time limit of 20 s")
+    assert hung.duration_s is not None and hung.duration_s >= 25
+    assert beside.status == "stopped"
+    assert (done.status, done.score) == ("completed", 0.5)

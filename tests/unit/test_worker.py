@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from tuner.worker import _describe_exit, _kill_group, _last_error_line
+from tuner.worker import _describe_exit, _kill_group, _last_error_line, trial_time_limit
 
 
 def test_a_search_killed_by_a_signal_is_described_by_its_number_and_name() -> None:
@@ -46,3 +46,11 @@ def test_killing_a_search_kills_its_whole_process_group_even_stopped_and_orphane
     assert _kill_group(search) == -signal.SIGKILL
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_job_may_ask_for_a_shorter_trial_time_limit_than_the_worker_s_not_a_longer_one() -> None:
+    assert trial_time_limit(None, 3600.0) == 3600.0
+    assert trial_time_limit(20.0, 3600.0) == 20.0
+    assert trial_time_limit(7200.0, 3600.0) == 3600.0
+    assert trial_time_limit(20.0, None) == 20.0
+    assert trial_time_limit(None, None) is None
