@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from store.config import get_settings
 from store.db import db_now
 from store.errors import NotFoundError, StateError
+from store.redact import redact_paths
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from store.tables import Epoch, Job, Trial, utcnow
@@ -198,8 +199,12 @@ def request_cancel(session: Session, job_id: str, owner: str | None = None) -> J
 
 
 def finish_job(session: Session, job_id: str, status: JobStatus, error: str | None = None) -> bool:
-    """Move a running job to a final state and stop any trial left running. Guarded on `running`."""
+    """Move a running job to a final state and stop any trial left running. Guarded on `running`.
+
+    The error is stored without the server's paths (`redact_paths`): users see it.
+    """
     assert status.is_finished()
+    error = redact_paths(error) if error else error
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
@@ -341,6 +346,7 @@ def end_trial(
     if trial is None:
         raise NotFoundError("trial", str(trial_id))
     trial.status = status.value
+    error = redact_paths(error) if error else error  # users see it: without the server's paths
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
     _close(session, trial)
 

@@ -19,6 +19,7 @@ from store.catalog import delete_dataset, ensure_builtin_datasets, get_dataset, 
 from store.config import get_settings
 from store.db import ConflictError, Database, StoreError, db_now
 from store.errors import NotFoundError, StateError
+from store.redact import CODE_DIR
 from store.spec import JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset, Epoch, Job, Trial, utcnow
@@ -1102,3 +1103,22 @@ def test_hung_trials_are_failed_with_their_error_and_the_job_s_other_running_tri
     assert hung.duration_s is not None and hung.duration_s >= 25
     assert beside.status == "stopped"
     assert (done.status, done.score) == ("completed", 0.5)
+
+
+# --- errors users see ---------------------------------------------------------------------------
+
+
+def test_job_and_trial_errors_are_stored_without_the_server_s_paths(
+    db: Database, make_job: MakeJob, make_trial: MakeTrial
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial = make_trial(db, job, 0, status=TrialStatus.RUNNING)
+    traceback = f'  File "{CODE_DIR}/tuner/search.py", line 3\nFileNotFoundError: /srv/droptune/var/datasets/ds_1.npz'
+    with db.session() as s:
+        q.end_trial(s, trial.id, TrialStatus.FAILED, error=traceback)
+        q.finish_job(s, job.id, JobStatus.FAILED, f"the search process exited with code 1: {traceback}")
+    with db.session() as s:
+        stored_trial, stored_job = q.get_trial(s, job.id, 0), q.get_job(s, job.id)
+    shown = '  File "<app>/tuner/search.py", line 3\nFileNotFoundError: .../ds_1.npz'
+    assert stored_trial.error == shown
+    assert stored_job.error == f"the search process exited with code 1: {shown}"
