@@ -18,14 +18,11 @@ from tests.e2e.conftest import FINISHED, Service, _start, start_service, stop_se
 
 pytestmark = pytest.mark.e2e
 
-# These tests are about workers; authentication has tests of its own.
-NO_AUTH = {"DROPTUNE_AUTH": "false"}
-
 
 @pytest.fixture
 def lone_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API and one worker on SQLite."""
-    svc = start_service(tmp_path_factory.mktemp("droptune-recovery"), None, workers=1, extra_env=NO_AUTH)
+    svc = start_service(tmp_path_factory.mktemp("droptune-recovery"), None, workers=1)
     try:
         yield svc
     finally:
@@ -124,7 +121,7 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
         tmp_path_factory.mktemp("droptune-recycle"),
         None,
         workers=1,
-        extra_env={**NO_AUTH, "DROPTUNE_RECYCLE_AFTER_TRIALS": "2"},
+        extra_env={"DROPTUNE_RECYCLE_AFTER_TRIALS": "2"},
     )
     try:
         job = svc.wait(svc.submit(small_job("iris", max_trials=5, training={"epochs": 2}))["id"], timeout=300)
@@ -150,7 +147,7 @@ CRASH_BUDGET = 2
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def watched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API and one worker, on each backend, with a crash budget of 2."""
-    env = {**NO_AUTH, "DROPTUNE_MAX_JOB_CRASHES": str(CRASH_BUDGET)}
+    env = {"DROPTUNE_MAX_JOB_CRASHES": str(CRASH_BUDGET)}
     with backend_database(request.param) as url:
         svc = start_service(tmp_path_factory.mktemp(f"droptune-watched-{request.param}"), url, 1, extra_env=env)
         try:
