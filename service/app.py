@@ -39,7 +39,7 @@ async def reap_stale_jobs(settings: Settings) -> None:
 
     def reap() -> list[str]:
         with db.session() as session:
-            return jobs_queries.requeue_stale_jobs(session, settings.heartbeat_grace_s)
+            return jobs_queries.requeue_stale_jobs(session, settings.heartbeat_grace_s, settings.max_job_crashes)
 
     while True:
         await asyncio.sleep(settings.heartbeat_interval_s)

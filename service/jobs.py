@@ -43,7 +43,7 @@ def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSp
 
 
 def _check_caps(spec: JobSpec, s: Settings) -> None:
-    caps = [
+    caps: list[tuple[str, float, float]] = [
         ("max_trials", spec.max_trials, s.max_trials_cap),
         ("training.epochs", spec.training.epochs, s.epochs_cap),
         ("training.batch_size", spec.training.batch_size, s.batch_size_cap),
@@ -53,9 +53,15 @@ def _check_caps(spec: JobSpec, s: Settings) -> None:
     ]
     if spec.search_space.units is not None:
         caps.append(("search_space.units", spec.search_space.units.bounds()[1], s.units_cap))
+    if spec.trial_timeout_s is not None and s.trial_timeout_s is not None:
+        caps.append(("trial_timeout_s", spec.trial_timeout_s, s.trial_timeout_s))
     for field, value, cap in caps:
         if value > cap:
-            raise InputError(field, f"{value} is above this service's limit of {cap}")
+            raise InputError(field, f"{_number(value)} is above this service's limit of {_number(cap)}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _check_space(spec: JobSpec) -> None:

@@ -15,13 +15,12 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from store.config import get_settings
 from store.db import db_now
 from store.errors import NotFoundError, StateError
 from store.redact import redact_paths
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
-from store.tables import Epoch, Job, Trial, utcnow
+from store.tables import Epoch, Job, Trial
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,13 @@ def claim_next_job(session: Session, worker_id: str) -> Job | None:
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.RUNNING.value, worker_id=worker_id, started_at=now, heartbeat_at=now)
+        # started_at stays the first start's: a job's timeout_s counts from it across requeues.
+        .values(
+            status=JobStatus.RUNNING.value,
+            worker_id=worker_id,
+            started_at=func.coalesce(Job.started_at, now),
+            heartbeat_at=now,
+        )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
@@ -190,7 +195,7 @@ def request_cancel(session: Session, job_id: str, owner: str | None = None) -> J
     queued = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=utcnow())
+        .values(status=JobStatus.CANCELLED.value, cancel_requested=True, finished_at=db_now(session))
     )
     if queued.rowcount != 1:  # type: ignore[attr-defined]
         session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
@@ -268,15 +273,15 @@ def count_crash(
 LOST_WORKER = "its worker stopped beating (the worker died or lost the database)"
 
 
-def requeue_stale_jobs(session: Session, grace_s: float, max_crashes: int | None = None) -> list[str]:
+def requeue_stale_jobs(session: Session, grace_s: float, max_crashes: int) -> list[str]:
     """Hand back running jobs whose worker stopped beating, so another worker runs them again.
 
-    Each counts as a crash of the job (`count_crash`, budget `max_crashes`, by default the setting
-    `max_job_crashes`): past the budget the job ends `failed` instead. Returns the jobs handed back.
+    Each counts as a crash of the job (`count_crash`, budget `max_crashes`): past the budget the job
+    ends `failed` instead. Returns the jobs handed back.
     The next worker resumes the search from keras-tuner's saved state when it can read it (same
     data directory): finished trials are kept and the interrupted one runs again.
     """
-    budget = get_settings().max_job_crashes if max_crashes is None else max_crashes
+    budget = max_crashes
     cutoff = db_now(session) - dt.timedelta(seconds=grace_s)  # the database's clock, which every worker shares
     stale = list(
         session.scalars(

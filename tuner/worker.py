@@ -64,7 +64,9 @@ class Worker:
     def _claim(self) -> Job | None:
         try:
             with self.db.session() as session:
-                for job_id in q.requeue_stale_jobs(session, self.settings.heartbeat_grace_s):
+                for job_id in q.requeue_stale_jobs(
+                    session, self.settings.heartbeat_grace_s, self.settings.max_job_crashes
+                ):
                     log.warning("job %s: its worker stopped beating; handed back to the queue", job_id)
                 return q.claim_next_job(session, self.id)
         except StoreError as exc:  # a busy or restarting database: try again on the next poll

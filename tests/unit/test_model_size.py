@@ -1,5 +1,6 @@
-"""The model-size cap: the API counts the weights of the largest model a search could build, without
-TensorFlow, and refuses a search past `max_model_parameters` naming the field to shrink."""
+"""Caps checked against the service's settings: the model-size cap (the API counts the weights of the
+largest model a search could build, without TensorFlow, and refuses one past `max_model_parameters`,
+naming the field to shrink) and the trial time limit."""
 
 from __future__ import annotations
 
@@ -59,3 +60,16 @@ def test_a_search_whose_largest_model_is_too_big_gets_a_422(tmp_path: Path) -> N
 
         spec["search_space"]["units"] = {"values": [16, 64]}
         assert client.post("/api/v1/jobs", json=spec).status_code == 201
+
+
+def test_a_trial_time_limit_above_the_services_gets_a_422(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, trial_timeout_s=600)
+    with TestClient(create_app(settings)) as client:
+        sign_in(client, settings.resolved_database_url)
+        response = client.post("/api/v1/jobs", json=small_job(trial_timeout_s=601.5))
+        assert response.status_code == 422
+        assert response.json()["detail"][0] == {
+            "type": "value_error", "loc": ["body", "trial_timeout_s"],
+            "msg": "601.5 is above this service's limit of 600",
+        }
+        assert client.post("/api/v1/jobs", json=small_job(trial_timeout_s=600)).status_code == 201
