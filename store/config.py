@@ -12,7 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob droptune has. Validated once, when first asked for."""
 
-    model_config = SettingsConfigDict(env_prefix="DROPTUNE_", extra="ignore")
+    # An empty variable means the default; `none` clears an optional limit (DROPTUNE_TRIAL_TIMEOUT_S=none).
+    model_config = SettingsConfigDict(
+        env_prefix="DROPTUNE_", extra="ignore", env_ignore_empty=True, env_parse_none_str="none"
+    )
 
     data_dir: Path = Field(Path("var"), description="Uploaded datasets, keras-tuner work dirs, SQLite file.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/droptune.db.")
