@@ -19,15 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def local_service(workers: int = 1, data_dir: str | None = None) -> Iterator[httpx.Client]:
-    """The API (and `workers` workers) on a fresh SQLite store; yields a client for the API."""
+def local_service(workers: int = 1, data_dir: str | None = None, auth: bool = False) -> Iterator[httpx.Client]:
+    """The API (and `workers` workers) on a fresh SQLite store; yields a client for the API.
+
+    With `auth`, the service checks tokens and the client carries one for the owner `local`."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = data_dir or scratch
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         # One local user on loopback: authentication off, as the README's single-user switch has it.
-        env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port), "DROPTUNE_AUTH": "false"}
+        env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port), "DROPTUNE_AUTH": str(auth)}
         env.pop("DROPTUNE_DATABASE_URL", None)
         quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         procs = [subprocess.Popen([sys.executable, "-m", "service"], **quiet)]  # type: ignore[call-overload]
@@ -39,6 +41,12 @@ def local_service(workers: int = 1, data_dir: str | None = None) -> Iterator[htt
                         break
                 except httpx.TransportError:
                     time.sleep(0.2)
+            if auth:
+                made = subprocess.run(
+                    [sys.executable, "-m", "service.tokens", "create", "--owner", "local", "--quiet"],
+                    cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+                )
+                client.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
             procs += [
                 subprocess.Popen([sys.executable, "-m", "tuner"], **quiet)  # type: ignore[call-overload]
                 for _ in range(workers)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.auth import resolve_caller
+from service.guard import RequestGuard
 from service.routes import account, dashboard, datasets, health, jobs
 from store import catalog, migrate
 from store import jobs as jobs_queries
@@ -68,8 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
-    _refuse_oversized_uploads(app, app_settings.upload_max_bytes)
-    _authenticate_api_calls(app, app_settings)  # added last, so it runs first
+    app.add_middleware(RequestGuard, settings=app_settings)
     app.include_router(health.router)
     app.include_router(account.router)
     app.include_router(datasets.router)
@@ -78,43 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     _add_error_handlers(app)
     return app
-
-
-# Room for the multipart envelope (boundaries, the name and target fields) around the file itself.
-MULTIPART_OVERHEAD = 64 * 1024
-
-
-def _refuse_oversized_uploads(app: FastAPI, limit: int) -> None:
-    """Answer 413 from the Content-Length alone, before any of the body is read or spooled."""
-
-    @app.middleware("http")
-    async def check_length(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length", "")
-        if request.method == "POST" and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
-            msg = f"the upload is larger than this service's limit of {limit} bytes"
-            return _error(status.HTTP_413_CONTENT_TOO_LARGE, ["body", "file"], msg, "value_error")
-        return await call_next(request)
-
-
-def _authenticate_api_calls(app: FastAPI, settings: Settings) -> None:
-    """Every /api call is checked here, before its body is read, so no route can forget it and a
-    stranger's upload or malformed body gets 401, not a parse of it."""
-    db = Database(settings.resolved_database_url)
-
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not request.url.path.startswith("/api/"):
-            return await call_next(request)
-        try:
-            request.state.caller = await asyncio.to_thread(
-                resolve_caller, settings, db, request.headers.get("authorization")
-            )
-        except AuthError as exc:
-            return _unauthorized(str(exc))
-        except StoreError as exc:
-            log.error("database error while checking a token: %s", exc)
-            return _error(503, None, "the database is unavailable; retry later", "unavailable")
-        return await call_next(request)
 
 
 def _unauthorized(msg: str) -> JSONResponse:
