@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/service_vs_bare.py
 	$(BIN)/python bench/parallel_trials.py
 	$(BIN)/python bench/memory_100_trials.py
+	$(BIN)/python bench/api_throughput.py
 	./scripts/ensure-chromium.sh
 	$(BIN)/python bench/dashboard_1000.py
 
