@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.guard import RequestGuard
 from service.routes import account, dashboard, datasets, health, jobs
@@ -110,6 +111,14 @@ def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    # Starlette's own errors (an unknown path, a wrong method, a body that is not text) in our shape.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        response = _error(exc.status_code, None, str(exc.detail), kinds.get(exc.status_code, "http_error"))
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain_errors(exc.errors())})

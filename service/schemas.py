@@ -173,3 +173,31 @@ class Health(BaseModel):
 class Me(BaseModel):
     owner: str  # who new datasets and jobs belong to
     auth: bool  # False: authentication is off and every caller is the local owner
+
+
+class ErrorItem(BaseModel):
+    type: str  # value_error, not_found, conflict, unauthorized, too_many_jobs, ...
+    loc: list[str | int] | None = None  # the field at fault, e.g. ["body", "search_space", "units"]
+    msg: str
+    input: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers, in the shape of FastAPI's own validation errors."""
+
+    detail: list[ErrorItem]
+
+
+def errors(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses: `errors(e404="no such job")`."""
+    return {int(code[1:]): {"model": ErrorOut, "description": text} for code, text in described.items()}
+
+
+# What any /api call may answer besides its own errors.
+API_ERRORS = errors(
+    e400="a body that cannot be read as text",
+    e401="no token, or one that is not valid or was revoked",
+    e413="a body larger than the upload limit",
+    e422="invalid input; `loc` names the field",
+    e503="the database is unavailable",
+)

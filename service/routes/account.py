@@ -4,9 +4,9 @@ from fastapi import APIRouter
 
 from service.auth import CallerDep
 from service.deps import SettingsDep
-from service.schemas import Me
+from service.schemas import API_ERRORS, Me
 
-router = APIRouter(prefix="/api/v1", tags=["account"])
+router = APIRouter(prefix="/api/v1", tags=["account"], responses=API_ERRORS)
 
 
 @router.get("/me")

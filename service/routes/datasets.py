@@ -7,9 +7,9 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from service import datasets as logic
 from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
-from service.schemas import DatasetOut
+from service.schemas import API_ERRORS, DatasetOut, errors
 
-router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=API_ERRORS)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -30,11 +30,15 @@ def list_datasets(db: DatabaseDep, caller: CallerDep) -> list[DatasetOut]:
     return logic.read_datasets(db, caller.scope)
 
 
-@router.get("/{dataset_id}")
+@router.get("/{dataset_id}", responses=errors(e404="no such dataset (or another owner's)"))
 def get_dataset(db: DatabaseDep, caller: CallerDep, dataset_id: str) -> DatasetOut:
     return logic.read_dataset(db, dataset_id, caller.scope)
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(e404="no such dataset (or another owner's)", e409="built in, or used by an active job"),
+)
 def delete_dataset(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, dataset_id: str) -> None:
     logic.remove_dataset(db, settings, dataset_id, caller.scope)

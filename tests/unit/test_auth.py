@@ -343,3 +343,14 @@ def test_an_unexpected_error_answers_500_without_trace_or_paths(svc: Service) ->
     assert response.status_code == 500
     assert response.json() == {"detail": [{"type": "internal_error", "msg": "internal error; it has been logged"}]}
     assert "Traceback" not in response.text and str(PROJECT_ROOT) not in response.text
+
+
+def test_starlettes_own_errors_come_in_the_apis_error_shape(svc: Service) -> None:
+    alice = svc.client("alice")
+    unknown = alice.get("/api/v1/nothing-here")
+    assert unknown.status_code == 404 and unknown.json()["detail"][0]["type"] == "not_found"
+    wrong_method = alice.put("/api/v1/jobs")
+    assert wrong_method.status_code == 405 and wrong_method.json()["detail"][0]["type"] == "method_not_allowed"
+    assert "allow" in wrong_method.headers
+    not_text = alice.post("/api/v1/jobs", content=b"\xff\xfe\x00", headers={"content-type": "application/json"})
+    assert not_text.status_code in (400, 422) and isinstance(not_text.json()["detail"], list)

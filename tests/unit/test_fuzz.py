@@ -1,6 +1,7 @@
 """schemathesis against the app's own OpenAPI schema, signed in and not: generated requests to every
-operation never get a 5xx, every response matches its documented schema and content type, and
-without a valid token every /api call is refused with 401 before anything else is looked at."""
+operation never get a 5xx, every response has a documented status code and matches its documented
+schema and content type, and without a valid token every /api call is refused with 401 before
+anything else is looked at."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from pathlib import Path
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from service.app import create_app, prepare_database
 from store.config import Settings
@@ -19,7 +25,7 @@ CONFIG = Settings(data_dir=Path(tempfile.mkdtemp(prefix="droptune-fuzz-")))
 prepare_database(CONFIG)
 TOKEN = issue_token(CONFIG.resolved_database_url, "fuzzer")
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(CONFIG))
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
 # derandomize: the same examples on every run, so CI is deterministic; raise max_examples to explore.
 FUZZ = settings(
     max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
