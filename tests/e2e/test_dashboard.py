@@ -262,6 +262,7 @@ def test_a_stranger_is_sent_to_sign_in_and_comes_back_signed_in(browser: Browser
     page.click("button[type=submit]")
     expect(page.locator('[data-loc="token"] .field-error')).to_have_text("this token is not valid, or was revoked")
     assert page.evaluate("localStorage.getItem('droptune.token')") is None
+    page.screenshot(path=str(ARTIFACTS / "signin.png"))
 
     page.fill("#f-token", service.token)
     page.click("button[type=submit]")
