@@ -8,5 +8,11 @@ BIN=.venv/bin
 "$BIN/python" -m service.tokens first
 "$BIN/python" -m tuner &
 worker=$!
-trap 'kill -TERM "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
-"$BIN/python" -m service
+"$BIN/python" -m service &
+api=$!
+# Both run in the background so that a signal to this script (Ctrl-C, or a TERM from a supervisor)
+# is handled at once: `wait` returns on a trapped signal, a foreground child would hold it back.
+trap 'kill -TERM "$worker" "$api" 2>/dev/null; wait 2>/dev/null; exit 0' INT TERM
+wait -n "$worker" "$api"  # one of them ended on its own: stop the other too
+kill -TERM "$worker" "$api" 2>/dev/null
+wait
