@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -23,12 +24,12 @@ from pathlib import Path
 from store import jobs as q
 from store.config import Settings, get_settings
 from store.db import Database
-from tuner.recording import JobCancelled, SearchFailed
+from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
 from tuner.search import Prepared, _cause, configure_threads, end_failed_retries, make_tuner, prepare, record_space
 
 log = logging.getLogger(__name__)
-FAILED, CANCELLED = 3, 4  # trial process exit codes
+FAILED, CANCELLED, HANDED_BACK = 3, 4, 6  # trial process exit codes
 
 
 def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared, workdir: Path) -> None:
@@ -58,7 +59,7 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
     try:
         codes = [p.wait() for p in processes]
         # Trial processes that joined from elsewhere may still be in a trial the oracle handed out.
-        while server.ongoing() and not _cancelled(db, job_id):
+        while server.ongoing() and not _cancelled(db, job_id) and not STOP_REQUESTED.is_set():
             time.sleep(1)
     finally:
         for p in processes:
@@ -69,6 +70,10 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
             q.publish_coordinator(session, job_id, None)
     if CANCELLED in codes or _cancelled(db, job_id):
         raise JobCancelled("cancelled by request")
+    if HANDED_BACK in codes or STOP_REQUESTED.is_set():
+        # Each trial process stopped at an epoch boundary; the oracle's saved state has their trials
+        # as ongoing, so the next search runs them again.
+        raise JobHandedBack("the worker is stopping")
     failed = [(i, code) for i, code in enumerate(codes) if code != 0]
     if failed:
         i, code = failed[0]
@@ -96,6 +101,9 @@ def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str, sha
         return 0
     except JobCancelled:
         return CANCELLED
+    except JobHandedBack:
+        log.info("trial process %s of job %s stopped at an epoch boundary", tuner_id, job_id)
+        return HANDED_BACK
     except Exception as exc:
         log.exception("trial process %s of job %s failed", tuner_id, job_id)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    # SIGTERM (the worker stopping signals the search's whole process group): end at the next epoch.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     configure_threads(settings, args.share)
     return run_trials(Database(settings.resolved_database_url), settings, args.job_id, args.tuner_id, args.share)
 

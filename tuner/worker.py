@@ -136,7 +136,9 @@ class Worker:
     def _stop_child(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
         """Ask the search to stop at its next epoch boundary; kill it if that takes too long."""
         log.info("job %s: asking its search process to stop at the next epoch boundary", job_id)
-        child.send_signal(signal.SIGTERM)
+        # The whole group: a parallel job's trial processes stop at their own epoch boundaries.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
         try:
             return child.wait(timeout=self.settings.stop_grace_s)
         except subprocess.TimeoutExpired:

@@ -114,6 +114,31 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     finish_elsewhere(svc, job["id"], "next", done)
 
 
+def test_sigterm_stops_a_parallel_jobs_trial_processes_at_an_epoch_boundary_and_the_next_worker_finishes_it(
+    lone_worker: Service,
+) -> None:
+    svc = lone_worker
+    job = svc.submit({**SPEC, "parallel_trials": 2})
+    wait_for_trial(svc, job["id"], 1, epochs=2)
+    done = completed_before(svc, job["id"])
+    worker = svc.processes[1]
+    family = psutil.Process(worker.pid).children(recursive=True)
+    assert sum("tuner.parallel" in " ".join(p.cmdline()) for p in family) == 2
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=10)
+    assert time.monotonic() - started < 10
+    _, alive = psutil.wait_procs(family, timeout=5)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert svc.client.get(f"/api/v1/jobs/{job['id']}").json()["status"] == "queued"
+    # Stopped, not killed: every trial process ended at an epoch boundary of its own accord.
+    worker_log = (svc.data_dir / "worker-0.log").read_text()
+    assert "killing it" not in worker_log
+    search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+    assert search_log.count("stopped at an epoch boundary") >= 2
+    finish_elsewhere(svc, job["id"], "next", done)
+
+
 def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
