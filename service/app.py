@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.guard import RequestGuard
+from service.responses import database_unavailable, error_response, unauthorized
 from service.routes import account, dashboard, datasets, health, jobs
 from store import catalog, migrate
 from store import jobs as jobs_queries
@@ -80,21 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _unauthorized(msg: str) -> JSONResponse:
-    response = _error(401, ["header", "authorization"], msg, "unauthorized")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="droptune"'
-    return response
-
-
-def _error(
-    code: int, loc: list[str | int] | None, msg: str, kind: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    item: dict[str, object] = {"type": kind, "msg": msg}
-    if loc is not None:
-        item["loc"] = loc
-    return JSONResponse(status_code=code, content={"detail": [item]}, headers=headers)
-
-
 def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """FastAPI's validation errors without the echoed input when JSON cannot carry it (NaN, inf)."""
     out = []
@@ -115,7 +101,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
-        response = _error(exc.status_code, None, str(exc.detail), kinds.get(exc.status_code, "http_error"))
+        response = error_response(exc.status_code, None, str(exc.detail), kinds.get(exc.status_code, "http_error"))
         response.headers.update(exc.headers or {})
         return response
 
@@ -129,37 +115,37 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
         code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, TooLargeError) else 422
         loc: list[str | int] = ["body", *exc.field.split(".")]
-        return _error(code, loc, exc.reason, "value_error")
+        return error_response(code, loc, exc.reason, "value_error")
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return _error(404, None, str(exc), "not_found")
+        return error_response(404, None, str(exc), "not_found")
 
     @app.exception_handler(StateError)
     async def conflict(_: Request, exc: StateError) -> JSONResponse:
-        return _error(409, None, str(exc), "conflict")
+        return error_response(409, None, str(exc), "conflict")
 
     @app.exception_handler(LimitError)
     async def over_limit(_: Request, exc: LimitError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)}
-        return _error(429, None, exc.reason, "too_many_jobs", headers)
+        return error_response(429, None, exc.reason, "too_many_jobs", headers)
 
     @app.exception_handler(AuthError)
-    async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
-        return _unauthorized(str(exc))
+    async def no_valid_token(_: Request, exc: AuthError) -> JSONResponse:
+        return unauthorized(str(exc))
 
     @app.exception_handler(ConflictError)
     async def store_conflict(_: Request, exc: ConflictError) -> JSONResponse:
         log.warning("integrity conflict: %s", exc)
-        return _error(409, None, "the change conflicts with data stored meanwhile; retry", "conflict")
+        return error_response(409, None, "the change conflicts with data stored meanwhile; retry", "conflict")
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
         log.error("database error: %s", exc)
-        return _error(503, None, "the database is unavailable; retry later", "unavailable")
+        return database_unavailable()
 
     # Anything else is our bug: the log gets the traceback, the client a plain message and no paths.
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, None, "internal error; it has been logged", "internal_error")
+        return error_response(500, None, "internal error; it has been logged", "internal_error")

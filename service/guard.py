@@ -6,13 +6,13 @@ stream per request; this runs on every dashboard poll.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import Caller, resolve_caller
+from service.responses import database_unavailable, error_response, unauthorized
 from store.config import Settings
 from store.db import Database, StoreError
 from store.errors import AuthError
@@ -21,14 +21,6 @@ log = logging.getLogger(__name__)
 
 # Room for the multipart envelope (boundaries, the name and target fields) around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-def error_body(loc: list[str] | None, msg: str, kind: str) -> bytes:
-    """One error in FastAPI's own shape, as every other 4xx of the API has it."""
-    item: dict[str, object] = {"type": kind, "msg": msg}
-    if loc is not None:
-        item["loc"] = loc
-    return json.dumps({"detail": [item]}).encode()
 
 
 class RequestGuard:
@@ -50,18 +42,17 @@ class RequestGuard:
             try:
                 scope.setdefault("state", {})["caller"] = await self._caller(headers.get("authorization"))
             except AuthError as exc:
-                challenge = [(b"www-authenticate", b'Bearer realm="droptune"')]
-                await _respond(send, 401, error_body(["header", "authorization"], str(exc), "unauthorized"), challenge)
+                await unauthorized(str(exc))(scope, receive, send)
                 return
             except StoreError as exc:
                 log.error("database error while checking a token: %s", exc)
-                await _respond(send, 503, error_body(None, "the database is unavailable; retry later", "unavailable"))
+                await database_unavailable()(scope, receive, send)
                 return
         limit = self.settings.upload_max_bytes
         length = headers.get("content-length", "")
         if scope["method"] == "POST" and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
             msg = f"the upload is larger than this service's limit of {limit} bytes"
-            await _respond(send, 413, error_body(["body", "file"], msg, "value_error"))
+            await error_response(413, ["body", "file"], msg, "value_error")(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -69,9 +60,3 @@ class RequestGuard:
         if not self.settings.auth:  # nothing to look up: no thread hop
             return resolve_caller(self.settings, self.db, authorization)
         return await asyncio.to_thread(resolve_caller, self.settings, self.db, authorization)
-
-
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})

@@ -90,6 +90,18 @@ def database_url(empty_database_url: str) -> str:
 # --- data ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def db(database_url: str) -> Any:
+    """A migrated database (each backend) holding the built-in datasets, which jobs point at."""
+    from store.catalog import ensure_builtin_datasets
+    from store.db import Database
+
+    database = Database(database_url)
+    with database.session() as s:
+        ensure_builtin_datasets(s)
+    return database
+
+
 def issue_token(database_url: str, owner: str, name: str = "test") -> str:
     """A fresh API token for `owner`, made the way `python -m service.tokens create` makes one."""
     from store.auth import create_token

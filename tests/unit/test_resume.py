@@ -12,7 +12,6 @@ import keras_tuner as kt
 import pytest
 
 from store import jobs as q
-from store.catalog import ensure_builtin_datasets
 from store.db import Database
 from store.spec import JobSpec
 from store.states import TrialStatus
@@ -35,14 +34,6 @@ def make_oracle(workdir: Path, max_failed: int = 3) -> kt.Oracle:
     oracle.verbose = 0
     oracle._set_project_dir(str(workdir), "search")
     return oracle
-
-
-@pytest.fixture
-def db(database_url: str) -> Database:
-    database = Database(database_url)
-    with database.session() as s:
-        ensure_builtin_datasets(s)
-    return database
 
 
 def interrupted_search(db: Database, workdir: Path, end_in_store: TrialStatus) -> tuple[str, str, str]:

@@ -43,15 +43,6 @@ MAXIMIZE = {"objective": {"metric": "val_accuracy", "direction": "max"}}
 # --- factories ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def db(database_url: str) -> Database:
-    """A migrated database holding the built-in datasets (jobs need one to point at)."""
-    database = Database(database_url)
-    with database.session() as s:
-        ensure_builtin_datasets(s)
-    return database
-
-
 def make_spec(**overrides: Any) -> JobSpec:
     return JobSpec.model_validate({**BASE_SPEC, **overrides})
 
