@@ -14,14 +14,16 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from store.config import Settings
-from tests.conftest import sign_in, small_job
+from tests.conftest import backend_database, sign_in, small_job
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield sign_in(c, settings.resolved_database_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """A signed-in client of a service on each backend."""
+    with backend_database(request.param) as url:
+        settings = Settings(data_dir=tmp_path, database_url=url or "")
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            yield sign_in(c, settings.resolved_database_url)
 
 
 BOMB_ROWS, BOMB_FEATURES = 64_000, 1000  # 256 MB of float32 zeros, deflated to a few hundred KB
