@@ -81,17 +81,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# An error echoes at most this much of the input it refuses: a huge value sent back whole would make
+# the error as big as the request.
+ECHOED_INPUT_CHARS = 200
+
+
 def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """FastAPI's validation errors without the echoed input when JSON cannot carry it (NaN, inf)."""
+    """FastAPI's validation errors, echoing the input only when JSON can carry it (not NaN, inf) and
+    cut to its first ECHOED_INPUT_CHARS characters when longer (then as text, marked as cut)."""
     out = []
     for error in errors:
         item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
         item["msg"] = str(item.get("msg", "")).removeprefix("Value error, ")
         try:
-            json.dumps(error.get("input"), allow_nan=False)
-            item["input"] = error.get("input")
+            text = json.dumps(error.get("input"), allow_nan=False)
         except (TypeError, ValueError):
-            pass
+            out.append(item)
+            continue
+        if len(text) <= ECHOED_INPUT_CHARS:
+            item["input"] = error.get("input")
+        else:
+            item["input"] = f"{text[:ECHOED_INPUT_CHARS]}… (cut; {len(text):,} characters)"
         out.append(item)
     return out
 

@@ -61,7 +61,9 @@ def _check_caps(spec: JobSpec, s: Settings) -> None:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _check_space(spec: JobSpec) -> None:
@@ -136,15 +138,25 @@ def _check_split(spec: JobSpec, dataset: Dataset) -> None:
 
 
 def submit_job(db: Database, spec: JobSpec, settings: Settings, owner: str, scope: str | None) -> JobOut:
+    # Validation only reads, so it runs before the writing transaction: SQLite's write lock (taken
+    # at BEGIN) is then held just for the few rows written, never for checking a spec.
+    with db.session(readonly=True) as session:
+        normalized = normalize_spec(spec, _dataset_of(session, spec, scope), settings)
+    planned = planned_trials(normalized)
     with db.session() as session:
-        try:
-            dataset = get_dataset(session, spec.dataset_id, scope)
-        except NotFoundError:
-            raise InputError("dataset_id", f"no dataset with id {spec.dataset_id!r}") from None
-        normalized = normalize_spec(spec, dataset, settings)
+        # Held shared until commit: a delete of the dataset meanwhile either waits and then sees
+        # this job (409), or went first and this submit finds no dataset (422).
+        _dataset_of(session, spec, scope, lock=True)
         _check_active_limit(session, owner, settings)
-        job = q.create_job(session, normalized, planned_trials(normalized), owner)
+        job = q.create_job(session, normalized, planned, owner)
         return JobOut.of(q.summarize(session, [job])[0])
+
+
+def _dataset_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool = False) -> Dataset:
+    try:
+        return get_dataset(session, spec.dataset_id, scope, lock="share" if lock else None)
+    except NotFoundError:
+        raise InputError("dataset_id", f"no dataset with id {spec.dataset_id!r}") from None
 
 
 def _check_active_limit(session: Session, owner: str, settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -57,8 +58,13 @@ def list_datasets(session: Session, owner: str | None = None) -> list[Dataset]:
     return list(session.scalars(query.order_by(Dataset.format != "builtin", Dataset.created_at)))
 
 
-def get_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
-    row = session.get(Dataset, dataset_id)
+def get_dataset(
+    session: Session, dataset_id: str, owner: str | None = None, *, lock: Literal["share", "update"] | None = None
+) -> Dataset:
+    """The dataset, or NotFoundError. `lock` holds its row until the transaction ends (PostgreSQL's FOR
+    SHARE or FOR UPDATE; SQLite's writers already run one at a time): a job submitted with the
+    dataset holds it shared, a delete exclusively, so one of the two waits and then sees the other."""
+    row = session.get(Dataset, dataset_id, with_for_update={"read": lock == "share"} if lock else None)
     # Another owner's dataset answers exactly like a missing one, so ids cannot be probed.
     if row is None or (owner is not None and row.owner not in (owner, None)):
         raise NotFoundError("dataset", dataset_id)
@@ -67,7 +73,7 @@ def get_dataset(session: Session, dataset_id: str, owner: str | None = None) -> 
 
 def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
     """Remove a dataset row; the caller removes its file after the commit."""
-    row = get_dataset(session, dataset_id, owner)
+    row = get_dataset(session, dataset_id, owner, lock="update")
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")
     active = session.scalar(

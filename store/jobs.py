@@ -62,8 +62,10 @@ def create_job(session: Session, spec: JobSpec, trials_planned: int, owner: str 
 # `owner` scopes a query to that owner's jobs; None means every job (the worker, or no auth).
 
 
-def get_job(session: Session, job_id: str, owner: str | None = None) -> Job:
-    job = session.get(Job, job_id)
+def get_job(session: Session, job_id: str, owner: str | None = None, *, lock: bool = False) -> Job:
+    """The job, or NotFoundError. `lock` holds its row until the transaction ends (PostgreSQL's FOR
+    UPDATE; SQLite's writers already run one at a time), so a change decided on what was read holds."""
+    job = session.get(Job, job_id, with_for_update=lock or None)
     # Another owner's job answers exactly like a missing one, so ids cannot be probed.
     if job is None or (owner is not None and job.owner != owner):
         raise NotFoundError("job", job_id)
@@ -188,8 +190,11 @@ def cancel_requested(session: Session, job_id: str) -> bool:
 
 
 def request_cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
-    """Cancel a queued job at once; ask a running one to stop at its next epoch boundary."""
-    job = get_job(session, job_id, owner)
+    """Cancel a queued job at once; ask a running one to stop at its next epoch boundary.
+
+    The row is locked first, so of two cancels (or a cancel and a delete) at once the second sees
+    what the first did: a cancelled job (409) or none (404)."""
+    job = get_job(session, job_id, owner, lock=True)
     if JobStatus(job.status).is_finished():
         raise StateError(f"job {job_id} is already {job.status}")
     queued = session.execute(
@@ -299,7 +304,7 @@ def requeue_stale_jobs(session: Session, grace_s: float, max_crashes: int) -> li
 
 
 def delete_job(session: Session, job_id: str, owner: str | None = None) -> None:
-    job = get_job(session, job_id, owner)
+    job = get_job(session, job_id, owner, lock=True)  # a second delete at once waits, then finds none
     if not JobStatus(job.status).is_finished():
         raise StateError(f"job {job_id} is {job.status}; cancel it and wait for it to end before deleting")
     # Delete children explicitly as well, for databases opened without foreign keys enforced.

@@ -101,6 +101,20 @@ JOBS: list[tuple[str, Any]] = [
     ("path-like dataset id", spec_with(dataset_id="../../etc/passwd")),
     ("string for a number", spec_with(max_trials="ten")),
     ("list for an object", spec_with(search_space=[1, 2, 3])),
+    # Found by the security review and stateful fuzzing (issue 9).
+    ("huge grid", spec_with(algorithm="grid", search_space={
+        "dropout_rate": {"min": 0.0, "max": 0.9, "step": 1e-9}, "dropout_layers": {"min": 0, "max": 1}})),
+    ("step below the float's resolution", spec_with(search_space={
+        "dropout_rate": {"min": 0.5, "max": 0.6, "step": 1e-17}, "dropout_layers": {"min": 0, "max": 1}})),
+    ("huge values list", spec_with(search_space={
+        "dropout_rate": {"values": [i / 1e5 for i in range(50_000)]}, "dropout_layers": {"min": 0, "max": 1}})),
+    ("boolean for an integer", spec_with(max_trials=True)),
+    ("integer of 10^309", spec_with(max_trials=10**309)),
+    ("10^309 units", spec_with(model={"hidden_layers": 2, "units": 10**309})),
+    ("10^309 unit values", spec_with(search_space={
+        "dropout_rate": {"values": [0.1]}, "dropout_layers": {"min": 0, "max": 1}, "units": {"values": [8, 10**309]}})),
+    ("NUL in the name", spec_with(name="a\x00b")),
+    ("NUL in the dataset id", spec_with(dataset_id="iris\x00")),
 ]
 
 
@@ -110,6 +124,15 @@ def test_hostile_job_specs_get_a_4xx_and_store_nothing(client: TestClient, case:
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][0] == "body"
     assert client.get("/api/v1/jobs").json()["total"] == 0
+
+
+def test_an_error_echoes_at_most_a_little_of_a_huge_input(client: TestClient) -> None:
+    values = [i / 1e5 for i in range(50_000)]
+    spec = spec_with(search_space={"dropout_rate": {"values": values}, "dropout_layers": {"min": 0, "max": 1}})
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 422
+    assert len(response.content) < 2000, len(response.content)
+    assert "(cut; " in response.json()["detail"][0]["input"]
 
 
 def test_json_nested_deep_gets_a_4xx(client: TestClient) -> None:

@@ -114,7 +114,7 @@ def test_range_with_both_values_and_bounds_is_rejected(range_type: type) -> None
 def test_range_with_empty_values_is_rejected(range_type: type) -> None:
     with pytest.raises(ValidationError) as exc:
         range_type(values=[])
-    assert "values must not be empty" in error_messages(exc.value)
+    assert "at least 1 item" in error_messages(exc.value)
 
 
 @pytest.mark.parametrize("range_type, low, high, step", [(FloatRange, 0.1, 0.3, 0.5), (IntRange, 0, 2, 3)])
@@ -446,3 +446,128 @@ def test_non_positive_failure_limits_and_timeouts_are_rejected(field: str, value
     with pytest.raises(ValidationError) as info:
         JobSpec.model_validate(raw)
     assert info.value.errors()[0]["loc"] == (field,)
+
+
+# --- size bounds, found by a security review (issue 9) -------------------------------------------
+
+
+@pytest.mark.parametrize("step", [1e-7, 1e-9, 1e-17, 1e-320])
+def test_a_step_giving_too_many_values_is_refused_by_arithmetic_not_by_listing(step: float) -> None:
+    # 0.5..0.6 step 1e-17 used to loop forever (min + step == min); 1e-7 took seconds and 200 MB.
+    with pytest.raises(ValidationError) as exc:
+        FloatRange(min=0.5, max=0.6, step=step)
+    assert "a range may hold at most 1,000" in error_messages(exc.value)
+
+
+def test_a_log_step_giving_too_many_values_is_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        FloatRange(min=1e-300, max=1.0, step=1.0000001, sampling="log")
+    assert "a range may hold at most 1,000" in error_messages(exc.value)
+
+
+def test_a_step_below_the_resolution_of_its_values_is_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        FloatRange(min=1e16, max=1e16 + 8, step=0.5)
+    assert "below the resolution" in error_messages(exc.value)
+
+
+def test_a_range_of_exactly_the_most_values_is_accepted() -> None:
+    rng = FloatRange(min=0.0, max=0.999, step=0.001)
+    assert rng.count() == len(rng.candidate_values()) == 1000
+    assert rng.candidate_values()[-1] == 0.999
+
+
+def test_count_agrees_with_the_listed_values_across_steps() -> None:
+    for low, high, step in [(0.0, 0.7, 0.1), (0.1, 0.5, 0.15), (0.0, 0.9, 0.3), (0.05, 0.95, 0.05)]:
+        rng = FloatRange(min=low, max=high, step=step)
+        values = rng.candidate_values()
+        assert rng.count() == len(values) and values[-1] <= high and values == sorted(set(values))
+    log = FloatRange(min=1e-4, max=1e-1, step=10, sampling="log")
+    assert log.count() == 4 and log.candidate_values() == [0.0001, 0.001, 0.01, 0.1]
+
+
+def test_a_huge_int_range_is_counted_without_listing_it() -> None:
+    assert IntRange(min=1, max=2_000_000_000).count() == 2_000_000_000
+    spec = JobSpec.model_validate(
+        {**BASE_SPEC, "algorithm": "grid", "search_space": {
+            "dropout_rate": {"values": [0.1, 0.2]}, "dropout_layers": {"min": 0, "max": 2_000_000_000}}}
+    )
+    assert grid_size(spec.search_space) == 4_000_000_002
+
+
+@pytest.mark.parametrize("range_type", [FloatRange, IntRange])
+def test_a_values_list_over_the_bound_is_refused(range_type: type) -> None:
+    with pytest.raises(ValidationError) as exc:
+        range_type(values=list(range(1001)))
+    assert "at most 1000 items" in error_messages(exc.value)
+
+
+def test_values_with_a_step_are_refused_rather_than_the_step_ignored() -> None:
+    with pytest.raises(ValidationError) as exc:
+        FloatRange(values=[0.1, 0.2], step=0.1)
+    assert "drop step" in error_messages(exc.value)
+
+
+@pytest.mark.parametrize(
+    "section, field",
+    [(None, "max_trials"), (None, "seed"), ("training", "epochs"), ("training", "batch_size"),
+     ("model", "units"), ("model", "hidden_layers"), (None, "parallel_trials")],
+)
+@pytest.mark.parametrize("value", [True, 10**309, "3"])
+def test_booleans_huge_integers_and_strings_are_not_integers(section: str | None, field: str, value: Any) -> None:
+    data: dict[str, Any] = {**BASE_SPEC}
+    if section:
+        data[section] = {field: value}
+    else:
+        data[field] = value
+    with pytest.raises(ValidationError) as exc:
+        JobSpec.model_validate(data)
+    assert exc.value.errors()[0]["loc"][-1] == field
+
+
+@pytest.mark.parametrize("value", [True, 10**309])
+def test_booleans_and_huge_integers_are_refused_in_int_ranges(value: Any) -> None:
+    with pytest.raises(ValidationError):
+        IntRange(values=[1, value])
+    with pytest.raises(ValidationError):
+        IntRange(min=0, max=value)
+
+
+@pytest.mark.parametrize("field", ["name", "dataset_id"])
+@pytest.mark.parametrize("text", ["a\x00b", "\x00", "tab\tbell\x07"])
+def test_control_characters_in_names_are_refused(field: str, text: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        JobSpec.model_validate({**BASE_SPEC, field: text})
+    assert "control characters" in error_messages(exc.value)
+
+
+def test_the_objective_metric_is_bounded_and_free_of_nul() -> None:
+    for metric in ["val_loss\x00", "m" * 65]:
+        with pytest.raises(ValidationError):
+            JobSpec.model_validate({**BASE_SPEC, "objective": {"metric": metric}})
+
+
+def test_the_schema_says_a_range_needs_min_and_max_or_values() -> None:
+    schema = FloatRange.model_json_schema()
+    shapes = [set(s["required"]) for s in schema["oneOf"]]
+    assert shapes == [{"min", "max"}, {"values"}]
+    assert IntRange.model_json_schema()["oneOf"] == schema["oneOf"]
+    # No explicit null where the server wants a number or leaves the key out.
+    assert schema["properties"]["min"]["type"] == "number"
+    assert schema["properties"]["values"]["maxItems"] == 1000
+
+
+def test_the_schema_bounds_every_integer_field() -> None:
+    schema = JobSpec.model_json_schema()
+    defs = schema["$defs"]
+    ints = [schema["properties"]["max_trials"], defs["TrainingSpec"]["properties"]["epochs"],
+            defs["ModelSpec"]["properties"]["units"]]
+    assert all(field["maximum"] == 2**31 - 1 and field["minimum"] == 1 for field in ints)
+
+
+def test_a_huge_integer_over_a_cap_is_a_clear_input_error(
+    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+) -> None:
+    with pytest.raises(InputError) as exc:
+        normalize(make_spec(max_trials=2**31 - 1))
+    assert exc.value.field == "max_trials" and "2147483647 is above" in exc.value.reason
