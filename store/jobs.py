@@ -208,17 +208,21 @@ def request_cancel(session: Session, job_id: str, owner: str | None = None) -> J
     return job
 
 
-def finish_job(session: Session, job_id: str, status: JobStatus, error: str | None = None) -> bool:
-    """Move a running job to a final state and stop any trial left running. Guarded on `running`.
+def finish_job(
+    session: Session, job_id: str, status: JobStatus, error: str | None = None, *, worker_id: str | None = None
+) -> bool:
+    """Move a running job to a final state and stop any trial left running. Guarded on `running`, and
+    on `worker_id` still holding the job when given (a worker that lost the job settles nothing).
 
     The error is stored without the server's paths (`redact_paths`): users see it.
     """
     assert status.is_finished()
     error = redact_paths(error) if error else error
+    guards = [Job.id == job_id, Job.status == JobStatus.RUNNING.value]
+    if worker_id is not None:
+        guards.append(Job.worker_id == worker_id)
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-        .values(status=status.value, error=error, finished_at=db_now(session))
+        update(Job).where(*guards).values(status=status.value, error=error, finished_at=db_now(session))
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
@@ -317,8 +321,31 @@ def delete_job(session: Session, job_id: str, owner: str | None = None) -> None:
 # --- trials --------------------------------------------------------------------------------------
 
 
-def start_trial(session: Session, job_id: str, number: int, hyperparameters: dict[str, Any]) -> int:
-    """Record a trial as running and return its row id; a re-run of the same number starts afresh."""
+def holds_job(session: Session, job_id: str, worker_id: str | None) -> bool:
+    """Whether `worker_id` still runs the job (running, claimed by it); True for None (no worker to check).
+
+    The job's row stays locked against updates until commit (FOR SHARE on PostgreSQL; SQLite's writer
+    runs alone), so a requeue cannot slip in between this check and the caller's write.
+    """
+    if worker_id is None:
+        return True
+    held = session.scalar(
+        select(Job.id)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id)
+        .with_for_update(read=True)
+    )
+    return held is not None
+
+
+def start_trial(
+    session: Session, job_id: str, number: int, hyperparameters: dict[str, Any], *, worker_id: str | None = None
+) -> int | None:
+    """Record a trial as running and return its row id; a re-run of the same number starts afresh.
+
+    With `worker_id`, only while that worker holds the job: None (nothing written) once it lost it.
+    """
+    if not holds_job(session, job_id, worker_id):
+        return None
     existing = session.scalar(select(Trial).where(Trial.job_id == job_id, Trial.number == number))
     if existing is not None:
         session.execute(delete(Epoch).where(Epoch.trial_id == existing.id))
@@ -339,8 +366,14 @@ def start_trial(session: Session, job_id: str, number: int, hyperparameters: dic
     return trial.id
 
 
-def record_epoch(session: Session, trial_id: int, epoch: int, metrics: dict[str, float | None]) -> None:
+def record_epoch(
+    session: Session, trial_id: int, epoch: int, metrics: dict[str, float | None], *, worker_id: str | None = None
+) -> bool:
+    """Record an epoch's metrics; with `worker_id`, only while that worker holds the trial's job."""
+    if worker_id is not None and not holds_job(session, _job_of(session, trial_id), worker_id):
+        return False
     session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics))
+    return True
 
 
 def end_trial(
@@ -351,14 +384,29 @@ def end_trial(
     best_epoch: int | None = None,
     best_metrics: dict[str, float | None] | None = None,
     error: str | None = None,
-) -> None:
-    trial = session.get(Trial, trial_id)
-    if trial is None:
-        raise NotFoundError("trial", str(trial_id))
+    *,
+    worker_id: str | None = None,
+) -> bool:
+    """End a running trial. Guarded: False (nothing written) if the trial is no longer running, or
+    `worker_id`, when given, no longer holds its job."""
+    if not holds_job(session, _job_of(session, trial_id), worker_id):
+        return False
+    locked = select(Trial).where(Trial.id == trial_id).with_for_update()
+    trial = session.scalar(locked.execution_options(populate_existing=True))
+    if trial is None or trial.status != TrialStatus.RUNNING.value:
+        return False
     trial.status = status.value
     error = redact_paths(error) if error else error  # users see it: without the server's paths
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
     _close(session, trial)
+    return True
+
+
+def _job_of(session: Session, trial_id: int) -> str:
+    job_id = session.scalar(select(Trial.job_id).where(Trial.id == trial_id))
+    if job_id is None:
+        raise NotFoundError("trial", str(trial_id))
+    return job_id
 
 
 def _close(session: Session, trial: Trial) -> None:

@@ -45,6 +45,11 @@ class JobHandedBack(FatalError):
     """The worker is stopping; raised at an epoch boundary so the job can go back to the queue."""
 
 
+class JobLost(FatalError):
+    """The job is no longer this search's worker's (requeued after it stalled, maybe run by another
+    worker now): the store refused a write. The search stops and settles nothing."""
+
+
 STOP_REQUESTED = threading.Event()  # set by the search process's SIGTERM handler
 
 
@@ -68,8 +73,10 @@ class Recorder:
         names: list[str],
         deadline: dt.datetime | None = None,
         recycle_after: int = 0,
+        worker_id: str | None = None,
     ) -> None:
         self.db = db
+        self.worker_id = worker_id  # every write is refused once this worker no longer holds the job
         self.deadline = deadline
         self.recycle_after = recycle_after
         self.trials_ended = 0
@@ -92,14 +99,29 @@ class Recorder:
         if self.recycle_after and self.trials_ended >= self.recycle_after:
             raise ProcessRecycled(f"{self.trials_ended} trials run in this process")
         with self.db.session(readonly=True) as session:
-            if q.cancel_requested(session, self.job_id):
-                raise JobCancelled("cancelled by request")
+            held = q.holds_job(session, self.job_id, self.worker_id)
+            cancelled = q.cancel_requested(session, self.job_id)
+        if not held:
+            raise self._lost()
+        if cancelled:
+            raise JobCancelled("cancelled by request")
+
+    def check_held(self) -> None:
+        with self.db.session(readonly=True) as session:
+            if not q.holds_job(session, self.job_id, self.worker_id):
+                raise self._lost()
+
+    def _lost(self) -> JobLost:
+        return JobLost(f"job {self.job_id} is no longer worker {self.worker_id}'s; stopping without writing")
 
     def trial_began(self, trial: kt.engine.trial.Trial) -> None:
         # keras-tuner's internal `tuner/...` entries (Hyperband's bookkeeping) are not shown to users.
         values = {k: _plain(v) for k, v in trial.hyperparameters.values.items() if k in self.names}
         with self.db.session() as session:
-            self._rows[trial.trial_id] = q.start_trial(session, self.job_id, int(trial.trial_id), values)
+            row = q.start_trial(session, self.job_id, int(trial.trial_id), values, worker_id=self.worker_id)
+        if row is None:
+            raise self._lost()
+        self._rows[trial.trial_id] = row
         self._history[trial.trial_id] = {}
         log.info("trial %s began: %s", trial.trial_id, values)
 
@@ -110,8 +132,10 @@ class Recorder:
         number = epoch + 1  # users count epochs from 1
         self._history[trial.trial_id][number] = metrics
         with self.db.session() as session:
-            q.record_epoch(session, self._rows[trial.trial_id], number, metrics)
+            recorded = q.record_epoch(session, self._rows[trial.trial_id], number, metrics, worker_id=self.worker_id)
             cancel = q.cancel_requested(session, self.job_id)
+        if not recorded:
+            raise self._lost()
         if cancel:
             raise JobCancelled("cancelled by request")
         self.check_limits()
@@ -130,26 +154,30 @@ class Recorder:
             completed = trial.status == kt.engine.trial.TrialStatus.COMPLETED
             if completed and trial.score is not None and math.isfinite(trial.score):
                 best_epoch = self._best_epoch(history)
-                q.end_trial(
+                ended = q.end_trial(
                     session,
                     row,
                     TrialStatus.COMPLETED,
                     score=float(trial.score),
                     best_epoch=best_epoch,
                     best_metrics=history.get(best_epoch) if best_epoch else None,
+                    worker_id=self.worker_id,
                 )
-                log.info("trial %s completed: %s=%s", trial.trial_id, self.objective, trial.score)
+                level, outcome = logging.INFO, f"completed: {self.objective}={trial.score}"
             else:
                 message = trial.message or f"the objective {self.objective} was not a finite number (training diverged)"
                 summary = error_summary(message)
                 error = summary if summary == message.strip() else f"{summary}\n\n{message.strip()}"
-                q.end_trial(session, row, TrialStatus.FAILED, error=error)
-                log.warning("trial %s failed: %s", trial.trial_id, summary)
+                ended = q.end_trial(session, row, TrialStatus.FAILED, error=error, worker_id=self.worker_id)
+                level, outcome = logging.WARNING, f"failed: {summary}"
+        if not ended:
+            raise self._lost()
+        log.log(level, "trial %s %s", trial.trial_id, outcome)
 
     def trial_stopped(self, trial_id: str) -> None:
         if trial_id in self._rows:
             with self.db.session() as session:
-                q.end_trial(session, self._rows[trial_id], TrialStatus.STOPPED)
+                q.end_trial(session, self._rows[trial_id], TrialStatus.STOPPED, worker_id=self.worker_id)
 
     def _best_epoch(self, history: dict[int, dict[str, float | None]]) -> int | None:
         scored = [(v, e) for e, m in history.items() if (v := m.get(self.objective)) is not None]
@@ -192,6 +220,8 @@ class _RecordingMixin:
         self.recorder.epoch_ended(trial, epoch, logs)
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        # A lost job's keras-tuner state (which `oracle.end_trial` saves) is its new worker's now.
+        self.recorder.check_held()
         # keras-tuner scores the trial in `oracle.end_trial` (called by super) and may raise there
         # when too many trials failed in a row; record the trial whatever happens.
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -30,13 +31,15 @@ from store.datasets import load_arrays
 from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
-from store.tables import utcnow
+from store.tables import Job, utcnow
 from tuner import exit_codes
 from tuner.cpus import available_cpus
+from tuner.exit_codes import WORKER_ID_ENV
 from tuner.recording import (
     STOP_REQUESTED,
     JobCancelled,
     JobHandedBack,
+    JobLost,
     JobTimedOut,
     ProcessRecycled,
     Recorder,
@@ -96,17 +99,30 @@ class Prepared:
     fit_kwargs: dict[str, Any]
     deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
     recycle_after: int = 0
+    worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
 
     def recorder(self, db: Database, job_id: str) -> Recorder:
         objective = self.spec.objective
         names = self.spec.hyperparameter_names()
         direction = objective.direction or "min"
-        return Recorder(db, job_id, objective.metric, direction, names, self.deadline, self.recycle_after)
+        return Recorder(
+            db, job_id, objective.metric, direction, names, self.deadline, self.recycle_after, self.worker_id
+        )
 
 
-def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
-    """Run the job's search to its end and record the outcome. Returns the final status."""
+def worker_id_for(job: Job) -> str | None:
+    """The worker this search writes for: the one that started it (it says so in the environment,
+    which a parallel job's trial processes inherit), else, for a process started by hand, the job's
+    worker as it joins."""
+    return os.environ.get(WORKER_ID_ENV) or job.worker_id
+
+
+def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus | None:
+    """Run the job's search to its end and record the outcome. Returns the final status, or None when
+    the job was lost to another worker (nothing settled, its keras-tuner state left to that worker)."""
     workdir = settings.tuner_dir / job_id
+    with db.session(readonly=True) as session:
+        worker_id = worker_id_for(q.get_job(session, job_id))
     try:
         prepared = prepare(db, settings, job_id)
         if prepared.spec.parallel_trials > 1:
@@ -125,6 +141,9 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
     except JobHandedBack:
         log.info("job %s: stopped at an epoch boundary; the worker hands it back", job_id)
         return JobStatus.QUEUED  # keras-tuner's state stays in the work dir for the next run
+    except JobLost as exc:
+        log.warning("%s", exc)
+        return None
     except JobCancelled:
         outcome, cause = JobStatus.CANCELLED, "cancelled by request"
     except JobTimedOut as exc:
@@ -132,10 +151,13 @@ def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus:
     except Exception as exc:  # the job fails with its real cause, whatever raised
         log.exception("job %s failed", job_id)
         outcome, cause = JobStatus.FAILED, _cause(db, job_id, exc)
+    with db.session() as session:
+        settled = q.finish_job(session, job_id, outcome, cause, worker_id=worker_id)
+    if not settled:  # e.g. a parallel job's trial process found it lost; its state is another worker's
+        log.warning("job %s is no longer worker %s's; its outcome is not recorded", job_id, worker_id)
+        return None
     if not settings.keep_tuner_dirs:
         shutil.rmtree(workdir, ignore_errors=True)
-    with db.session() as session:
-        q.finish_job(session, job_id, outcome, cause)
     log.info("job %s %s", job_id, outcome.value)
     return outcome
 
@@ -181,6 +203,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
         task, n_classes = dataset.task, dataset.n_classes
         started = job.started_at or utcnow()
+        worker_id = worker_id_for(job)
     deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
     keras.utils.set_random_seed(spec.seed)
     x, y = load_arrays(file_path, spec.dataset_id)
@@ -213,7 +236,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         "callbacks": callbacks,
         "verbose": 0,
     }
-    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials)
+    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id)
 
 
 def _cause(db: Database, job_id: str, exc: Exception) -> str:
@@ -249,6 +272,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
     status = run_search(Database(settings.resolved_database_url), settings, argv[1])
+    if status is None:
+        return exit_codes.LOST
     if status is JobStatus.RUNNING:
         return exit_codes.RECYCLE
     return exit_codes.FAILED if status is JobStatus.FAILED else 0

@@ -7,6 +7,7 @@ memory goes back to the OS when the job ends and a cancel that does not land in 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import shutil
@@ -19,15 +20,26 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.orm import Session
+
 from store import jobs as q
+from store import workers as live
 from store.config import Settings
 from store.db import Database, StoreError
+from store.errors import NotFoundError
 from store.migrate import upgrade
 from store.states import JobStatus
 from store.tables import Job
 from tuner import exit_codes
 
 log = logging.getLogger(__name__)
+
+
+class Ended(enum.Enum):
+    """Why the worker ended a search process itself (else it exited on its own, with a code)."""
+
+    HUNG = "hung"  # killed over a trial past its time limit; a fresh search moves on
+    LOST = "lost"  # killed because the job is no longer this worker's (its beat failed)
 
 
 class Worker:
@@ -40,6 +52,7 @@ class Worker:
         self.max_jobs = max_jobs
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stopping = False
+        self._next_worker_beat = 0.0
 
     def work(self) -> int:
         """Run jobs until stopped (or, in burst mode, until the queue is empty). Returns jobs run."""
@@ -48,6 +61,7 @@ class Worker:
         done = 0
         log.info("worker %s started (burst=%s, max_jobs=%s)", self.id, self.burst, self.max_jobs)
         while not self._stopping:
+            self._beat_worker()
             job = self._claim()
             if job is None:
                 if self.burst:
@@ -58,8 +72,30 @@ class Worker:
             done += 1
             if self.max_jobs is not None and done >= self.max_jobs:
                 break
+        self._forget_worker()
         log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
+
+    def _beat_worker(self) -> None:
+        """While idle: say this worker is alive, once per heartbeat interval (a busy one says so in `_beat`)."""
+        if time.monotonic() < self._next_worker_beat:
+            return
+        try:
+            with self.db.session() as session:
+                self._record_alive(session)
+        except StoreError as exc:
+            log.warning("worker %s: could not record its heartbeat: %s", self.id, exc)
+
+    def _record_alive(self, session: Session) -> None:
+        live.beat_worker(session, self.id, self.settings.heartbeat_grace_s)
+        self._next_worker_beat = time.monotonic() + self.settings.heartbeat_interval_s
+
+    def _forget_worker(self) -> None:
+        try:
+            with self.db.session() as session:
+                live.remove_worker(session, self.id)
+        except StoreError as exc:  # its row goes stale and stops counting as alive
+            log.warning("worker %s: could not remove its heartbeat: %s", self.id, exc)
 
     def _claim(self) -> Job | None:
         try:
@@ -79,6 +115,7 @@ class Worker:
         env = dict(os.environ)
         env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        env[exit_codes.WORKER_ID_ENV] = self.id  # the search writes only while this worker holds the job
         trial_limit = trial_time_limit(job.spec.get("trial_timeout_s"), self.settings.trial_timeout_s)
         with open(log_path, "ab") as log_file:
             while True:
@@ -93,14 +130,19 @@ class Worker:
                     # processes) can be killed with it, even once it has died and left them orphaned.
                     start_new_session=True,
                 )
-                hung = self._supervise(job.id, child, trial_limit) is None
+                ended = self._supervise(job.id, child, trial_limit)
                 _kill_group(child)
+                if ended is Ended.LOST or child.returncode == exit_codes.LOST:
+                    # Requeued while this worker stalled, maybe run by another now: settling it here
+                    # would undo that, so the job is left alone.
+                    log.warning("job %s is no longer this worker's; its search was stopped", job.id)
+                    return
                 if self._stopping:
                     break
                 # A search process that ran its share of trials hands over to a fresh one, which
                 # reloads keras-tuner's state: TensorFlow's per-trial leaks go back to the OS. One
                 # killed over a hung trial is replaced too; the fresh one moves on to the next trial.
-                if hung:
+                if ended is Ended.HUNG:
                     log.info("job %s: starting a fresh search process past the hung trial", job.id)
                 elif child.returncode == exit_codes.RECYCLE:
                     log.info("job %s: search process recycled; starting a fresh one", job.id)
@@ -108,10 +150,11 @@ class Worker:
                     break
         self._settle(job.id, child.returncode, log_path, log_start)
 
-    def _supervise(self, job_id: str, child: subprocess.Popen[bytes], trial_limit: float | None) -> int | None:
+    def _supervise(self, job_id: str, child: subprocess.Popen[bytes], trial_limit: float | None) -> int | Ended:
         """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed.
 
-        Returns its exit code, or None when it was killed over a trial past `trial_limit`.
+        Returns its exit code, or why it was killed: a trial past `trial_limit`, or the job lost
+        (requeued after this worker stalled, and maybe taken by another) as the beat found.
         """
         next_beat = 0.0
         cancel_seen_at: float | None = None
@@ -125,8 +168,11 @@ class Worker:
                 next_beat = now + self.settings.heartbeat_interval_s
                 # Before the beat: a frozen search may hold SQLite's write lock, which only its death frees.
                 if trial_limit is not None and self._kill_hung_trials(job_id, child, trial_limit):
-                    return None
-                cancel_seen_at = self._beat(job_id, cancel_seen_at, now)
+                    return Ended.HUNG
+                held, cancel_seen_at = self._beat(job_id, cancel_seen_at, now)
+                if not held:
+                    _kill_group(child)
+                    return Ended.LOST
             if self._stopping:
                 return self._stop_child(job_id, child)
             if cancel_seen_at is not None and now - cancel_seen_at > self.settings.cancel_grace_s:
@@ -165,27 +211,31 @@ class Worker:
             log.warning("could not record job %s's hung trials %s as failed: %s", job_id, hung, exc)
         return True
 
-    def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> float | None:
+    def _beat(self, job_id: str, cancel_seen_at: float | None, now: float) -> tuple[bool, float | None]:
+        """Beat the job's heartbeat (and this worker's). Returns whether the job is still this
+        worker's (a database error is no news: True), and when a cancel was first seen."""
         try:
             with self.db.session() as session:
-                q.beat(session, job_id, self.id)
+                # A job its search has just finished (or that is gone) is not lost: the search is ending.
+                held = q.beat(session, job_id, self.id) or _settled(session, job_id)
                 cancel = q.cancel_requested(session, job_id)
+                self._record_alive(session)
         except StoreError as exc:
             log.warning("heartbeat for job %s failed: %s", job_id, exc)
-            return cancel_seen_at
+            return True, cancel_seen_at
         if cancel and cancel_seen_at is None:
-            return now
-        return cancel_seen_at
+            return held, now
+        return held, cancel_seen_at
 
     def _settle(self, job_id: str, code: int, log_path: Path, log_start: int) -> None:
         """The child ends its job itself. If it died first, that is a crash: the job goes back to the
         queue (its search resumes), or fails once it has crashed more often than the budget allows."""
         with self.db.session() as session:
             job = q.get_job(session, job_id)
-            if job.status != JobStatus.RUNNING.value:
-                return
+            if job.status != JobStatus.RUNNING.value or job.worker_id != self.id:
+                return  # settled by its search, or no longer this worker's to settle
             if job.cancel_requested:
-                q.finish_job(session, job_id, JobStatus.CANCELLED, "cancelled by request")
+                q.finish_job(session, job_id, JobStatus.CANCELLED, "cancelled by request", worker_id=self.id)
                 return
             if self._stopping:
                 q.hand_back(session, job_id, self.id)
@@ -210,6 +260,13 @@ class Worker:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def _settled(session: Session, job_id: str) -> bool:
+    try:
+        return JobStatus(q.get_job(session, job_id).status).is_finished()
+    except NotFoundError:
+        return True
 
 
 def trial_time_limit(asked: float | None, setting: float | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -286,3 +287,67 @@ def test_a_hung_trial_process_of_a_parallel_job_is_killed_with_its_whole_search_
     assert [search_log.count(f"trial {n} began:") for n in range(4)] == [1] * 4  # the oracle resumed, none run twice
     _, alive = psutil.wait_procs(family, timeout=10)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+# --- a worker that stalls and loses its job -------------------------------------------------------
+
+STALL = {"DROPTUNE_HEARTBEAT_INTERVAL_S": "1", "DROPTUNE_HEARTBEAT_GRACE_S": "4"}
+
+
+def pause_until_requeued(svc: Service, worker: psutil.Process, job_id: str) -> None:
+    """SIGSTOP the worker (not its search) until the job goes back to the queue. Should it be frozen
+    inside a transaction, holding the database's lock, it is let go for a moment and paused again."""
+    for _ in range(5):
+        worker.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if job_row(svc, job_id)["status"] == "queued":
+                return
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} was never requeued while its worker was paused")
+
+
+def test_a_worker_paused_past_the_grace_period_leaves_its_job_to_the_worker_that_took_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    epochs = 40
+    svc = start_service(tmp_path_factory.mktemp("droptune-stall"), None, workers=1, extra_env=STALL)
+    try:
+        job = svc.submit(small_job("iris", max_trials=4, training={"epochs": epochs}))
+        wait_for_trial(svc, job["id"], 1, epochs=2)
+        stalled = psutil.Process(svc.processes[1].pid)
+        pause_until_requeued(svc, stalled, job["id"])
+        # Its search runs on meanwhile; another worker takes the job, then the paused one wakes up.
+        svc.processes.append(
+            _start(
+                [sys.executable, "-m", "tuner", "--name", "rescuer"],
+                {**worker_env(svc), **STALL},
+                svc.data_dir / "rescuer.log",
+            )
+        )
+        svc.wait(job["id"], {"running"}, timeout=60)
+        assert job_row(svc, job["id"])["worker_id"] == "rescuer"
+        stalled.send_signal(signal.SIGCONT)
+
+        final = svc.wait(job["id"], timeout=300)
+        assert final["status"] == "succeeded", final["error"]
+        assert job_row(svc, job["id"])["crashes"] == 1  # the one requeue; the stalled worker settled nothing
+        trials = svc.trials(job["id"])
+        assert [t["number"] for t in trials] == [0, 1, 2, 3]
+        assert all(t["status"] == "completed" for t in trials)
+        for number in range(4):  # each trial's curve is one run's: every epoch once, none from the other
+            assert [e["epoch"] for e in svc.trial(job["id"], number)["history"]] == list(range(1, epochs + 1))
+        combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
+        assert len(combos) == 4
+        # The stalled worker's search stopped at its first refused write; the worker left the job alone.
+        search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+        assert "is no longer worker e2e-0's" in search_log
+        assert "is no longer this worker's" in (svc.data_dir / "worker-0.log").read_text()
+        assert svc.processes[1].poll() is None  # and lives on, ready for the next job
+    finally:
+        for proc in svc.processes[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(proc.pid).send_signal(signal.SIGCONT)
+        stop_service(svc)

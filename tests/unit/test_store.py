@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from store import jobs as q
+from store import workers as live
 from store.catalog import delete_dataset, ensure_builtin_datasets, get_dataset, new_dataset_id
 from store.db import ConflictError, Database, StoreError, db_now
 from store.errors import NotFoundError, StateError
 from store.redact import CODE_DIR
 from store.spec import JobSpec, planned_trials
 from store.states import JobStatus, TrialStatus
-from store.tables import Dataset, Epoch, Job, Trial, utcnow
+from store.tables import Dataset, Epoch, Job, Trial, WorkerBeat, utcnow
 
 UTC = dt.UTC
 FINISHED_JOB_STATES = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
@@ -279,12 +280,15 @@ def test_beat_refreshes_the_heartbeat_of_the_owner(db: Database, make_job: MakeJ
     with db.session() as s:
         job = q.claim_next_job(s, "w1")
         assert job is not None
-    assert job.heartbeat_at is not None
+    age_heartbeat(db, job.id, 120)  # so that a beat which writes nothing cannot pass
+    with db.session() as s:
+        aged = q.get_job(s, job.id).heartbeat_at
     with db.session() as s:
         assert q.beat(s, job.id, "w1") is True
     with db.session() as s:
         beaten = q.get_job(s, job.id).heartbeat_at
-    assert beaten is not None and beaten >= job.heartbeat_at
+    assert aged is not None and beaten is not None
+    assert beaten - aged >= dt.timedelta(seconds=100)
 
 
 def test_beat_returns_false_for_another_worker(db: Database, make_job: MakeJob) -> None:
@@ -559,6 +563,180 @@ def test_starting_an_existing_trial_number_clears_its_duration(
         q.start_trial(s, job.id, 0, {"dropout_rate": 0.0, "dropout_layers": 0})
     with db.session() as s:
         assert q.get_trial(s, job.id, 0).duration_s is None
+
+
+# --- writes by a worker that lost its job ---------------------------------------------------------
+# A worker that stalled past the grace period has its job requeued and maybe claimed by another; its
+# search may still be running. Every write it makes for the job must be refused, and write nothing.
+
+TRIAL_VALUES = {"dropout_rate": 0.1, "dropout_layers": 1}
+
+
+def take_over(db: Database, job: Job, by: str | None) -> None:
+    """The job's worker stalls: the job is requeued (its running trial stopped), then claimed by `by`."""
+    age_heartbeat(db, job.id, 120)
+    with db.session() as s:
+        assert q.requeue_stale_jobs(s, grace_s=60, max_crashes=3) == [job.id]
+    if by is not None:
+        with db.session() as s:
+            claimed = q.claim_next_job(s, by)
+            assert claimed is not None and claimed.id == job.id
+
+
+def started_by(db: Database, job: Job, worker_id: str, number: int = 0) -> int:
+    with db.session() as s:
+        trial_id = q.start_trial(s, job.id, number, TRIAL_VALUES, worker_id=worker_id)
+    assert trial_id is not None
+    return trial_id
+
+
+def test_the_worker_holding_a_job_records_its_trials(db: Database, make_job: MakeJob) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial_id = started_by(db, job, "setup-worker")
+    with db.session() as s:
+        assert q.record_epoch(s, trial_id, 1, {"val_loss": 0.5}, worker_id="setup-worker") is True
+        assert q.end_trial(s, trial_id, TrialStatus.COMPLETED, score=0.5, worker_id="setup-worker") is True
+    with db.session() as s:
+        trial = q.get_trial(s, job.id, 0)
+        assert (trial.status, trial.score, len(trial.epochs)) == (TrialStatus.COMPLETED.value, 0.5, 1)
+        assert q.finish_job(s, job.id, JobStatus.SUCCEEDED, worker_id="setup-worker") is True
+
+
+@pytest.mark.parametrize("new_worker", ["w2", None], ids=["claimed-by-another", "requeued"])
+def test_a_worker_that_lost_its_job_cannot_start_a_trial(
+    db: Database, make_job: MakeJob, new_worker: str | None
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    take_over(db, job, new_worker)
+    with db.session() as s:
+        assert q.start_trial(s, job.id, 0, TRIAL_VALUES, worker_id="setup-worker") is None
+    assert count(db, Trial, Trial.job_id == job.id) == 0
+
+
+@pytest.mark.parametrize("new_worker", ["w2", None], ids=["claimed-by-another", "requeued"])
+def test_a_worker_that_lost_its_job_cannot_record_an_epoch(
+    db: Database, make_job: MakeJob, new_worker: str | None
+) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial_id = started_by(db, job, "setup-worker")
+    take_over(db, job, new_worker)
+    with db.session() as s:
+        assert q.record_epoch(s, trial_id, 1, {"val_loss": 0.5}, worker_id="setup-worker") is False
+    assert count(db, Epoch, Epoch.trial_id == trial_id) == 0
+
+
+def test_a_worker_that_lost_its_job_cannot_end_the_trial_its_successor_runs(db: Database, make_job: MakeJob) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial_id = started_by(db, job, "setup-worker")
+    take_over(db, job, "w2")
+    assert started_by(db, job, "w2") == trial_id  # the successor runs the interrupted trial again
+    with db.session() as s:
+        assert q.end_trial(s, trial_id, TrialStatus.COMPLETED, score=0.1, worker_id="setup-worker") is False
+    with db.session() as s:
+        trial = q.get_trial(s, job.id, 0)
+    assert (trial.status, trial.score, trial.finished_at) == (TrialStatus.RUNNING.value, None, None)
+    with db.session() as s:
+        assert q.end_trial(s, trial_id, TrialStatus.COMPLETED, score=0.2, worker_id="w2") is True
+
+
+def test_a_worker_that_lost_its_job_cannot_end_a_trial_of_the_requeued_job(db: Database, make_job: MakeJob) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial_id = started_by(db, job, "setup-worker")
+    take_over(db, job, None)
+    with db.session() as s:
+        assert q.end_trial(s, trial_id, TrialStatus.COMPLETED, score=0.1, worker_id="setup-worker") is False
+    with db.session() as s:
+        trial = q.get_trial(s, job.id, 0)
+    assert (trial.status, trial.score) == (TrialStatus.STOPPED.value, None)  # as the requeue left it
+
+
+def test_a_worker_that_lost_its_job_cannot_finish_it(db: Database, make_job: MakeJob) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    take_over(db, job, "w2")
+    with db.session() as s:
+        assert q.finish_job(s, job.id, JobStatus.SUCCEEDED, worker_id="setup-worker") is False
+    with db.session() as s:
+        stored = q.get_job(s, job.id)
+    assert (stored.status, stored.worker_id, stored.finished_at) == (JobStatus.RUNNING.value, "w2", None)
+
+
+def test_a_trial_no_longer_running_is_not_ended_again(db: Database, make_job: MakeJob, make_trial: MakeTrial) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    trial = make_trial(db, job, 0, status=TrialStatus.FAILED)
+    with db.session() as s:
+        assert q.end_trial(s, trial.id, TrialStatus.COMPLETED, score=0.3) is False
+    with db.session() as s:
+        assert (q.get_trial(s, job.id, 0).status, q.get_trial(s, job.id, 0).error) == (TrialStatus.FAILED.value, "boom")
+
+
+# --- live workers -------------------------------------------------------------------------------
+
+
+def age_worker(db: Database, worker_id: str, seconds: float) -> None:
+    """Set the worker's heartbeat `seconds` before the database's now."""
+    with db.session() as s:
+        if is_postgres(db):
+            s.execute(
+                text("UPDATE workers SET heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                {"s": seconds, "id": worker_id},
+            )
+        else:
+            old = utcnow() - dt.timedelta(seconds=seconds)
+            s.execute(update(WorkerBeat).where(WorkerBeat.id == worker_id).values(heartbeat_at=old))
+
+
+def live_workers(db: Database, grace_s: float = 60) -> int:
+    with db.session(readonly=True) as s:
+        return live.count_live_workers(s, grace_s)
+
+
+def test_a_worker_counts_as_alive_from_its_first_beat_idle_or_not(db: Database) -> None:
+    assert live_workers(db) == 0
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)
+        live.beat_worker(s, "w2", grace_s=60)
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)  # a second beat is the same worker
+    assert live_workers(db) == 2
+
+
+def test_a_worker_silent_past_the_grace_period_is_not_counted(db: Database) -> None:
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)
+        live.beat_worker(s, "w2", grace_s=60)
+    age_worker(db, "w1", 120)
+    assert live_workers(db) == 1
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)  # it came back
+    assert live_workers(db) == 2
+
+
+def test_a_long_dead_worker_is_forgotten_when_another_beats(db: Database) -> None:
+    with db.session() as s:
+        live.beat_worker(s, "dead", grace_s=60)
+        live.beat_worker(s, "stale", grace_s=60)
+    age_worker(db, "dead", 60 * live.FORGET_AFTER_GRACE_PERIODS + 60)
+    age_worker(db, "stale", 120)
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)
+    with db.session() as s:
+        assert set(s.scalars(select(WorkerBeat.id))) == {"stale", "w1"}
+
+
+def test_a_stopping_worker_removes_itself(db: Database) -> None:
+    with db.session() as s:
+        live.beat_worker(s, "w1", grace_s=60)
+    with db.session() as s:
+        live.remove_worker(s, "w1")
+    assert live_workers(db) == 0
+
+
+def test_queued_jobs_are_counted_for_the_no_worker_warning(db: Database, make_job: MakeJob) -> None:
+    make_job(db)
+    make_job(db)
+    make_job(db, status=JobStatus.RUNNING)
+    with db.session(readonly=True) as s:
+        assert live.count_queued_jobs(s) == 2
 
 
 # --- listing trials and picking the best ---------------------------------------------------------
