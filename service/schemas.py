@@ -168,6 +168,10 @@ class Page(BaseModel, Generic[T]):
 class Health(BaseModel):
     status: str
     database: str
+    # Workers that beat within DROPTUNE_HEARTBEAT_GRACE_S, idle ones included; None if the database is down.
+    workers: int | None = None
+    jobs_queued: int | None = None
+    warning: str | None = None  # set while jobs are queued and no worker is alive to run them
 
 
 class Me(BaseModel):

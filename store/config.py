@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     oracle_host: str = "127.0.0.1"
     # TensorFlow threads per search process; empty means the CPU quota of the worker's cgroup.
     worker_threads: int | None = None
+    # Workers `make run` (`python -m tuner.supervise`) keeps alive; empty means one per 4 CPUs of the
+    # quota, each worker's searches then using their share of the CPUs.
+    workers: int | None = None
 
     @property
     def resolved_database_url(self) -> str:

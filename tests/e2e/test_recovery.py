@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import backend_database, small_job
-from tests.e2e.conftest import FINISHED, Service, _start, start_service, stop_service
+from tests.conftest import backend_database, issue_token, small_job
+from tests.e2e.conftest import FINISHED, ROOT, Service, _start, free_port, sqlite_url, start_service, stop_service
 
 pytestmark = pytest.mark.e2e
 
@@ -351,3 +353,95 @@ def test_a_worker_paused_past_the_grace_period_leaves_its_job_to_the_worker_that
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(proc.pid).send_signal(signal.SIGCONT)
         stop_service(svc)
+
+
+# --- make run keeps its workers alive --------------------------------------------------------------
+
+
+def run_script_processes(script: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
+    """What `scripts/run.sh` runs, by role: the API, the supervisor, its workers (not their searches)."""
+    roles: dict[str, list[psutil.Process]] = {"api": [], "supervisor": [], "worker": []}
+    for proc in psutil.Process(script.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            args = proc.cmdline()[1:]
+            role = {"service": "api", "tuner.supervise": "supervisor", "tuner": "worker"}.get(
+                args[1] if args[:1] == ["-m"] else ""
+            )
+            if role:
+                roles[role].append(proc)
+    return roles
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_make_run_restarts_a_killed_worker_and_a_term_stops_everything(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("droptune-run")
+    port = free_port()
+    env = {
+        **os.environ,
+        **STALL,
+        "DROPTUNE_DATA_DIR": str(data_dir),
+        "DROPTUNE_PORT": str(port),
+        "DROPTUNE_WORKERS": "1",
+    }
+    env.pop("DROPTUNE_DATABASE_URL", None)
+    with open(data_dir / "run.log", "ab") as log:
+        script = subprocess.Popen(
+            [str(ROOT / "scripts" / "run.sh")],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so that whatever is left at the end can be killed as a group
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+
+        def health() -> dict[str, Any]:
+            try:
+                return client.get("/healthz").json()  # type: ignore[no-any-return]
+            except httpx.TransportError:
+                return {}
+
+        wait_for("the API and one worker up", lambda: health().get("workers") == 1, timeout=90)
+        client.headers["Authorization"] = f"Bearer {issue_token(sqlite_url(data_dir), 'e2e')}"
+        svc = Service(str(client.base_url), data_dir, client, [], sqlite_url(data_dir), "")
+        job = svc.submit(small_job("iris", max_trials=2, training={"epochs": 40}))
+        wait_for_trial(svc, job["id"], 0, epochs=2)
+
+        [worker] = run_script_processes(script)["worker"]
+        family = [worker, *worker.children(recursive=True)]
+        for proc in family:  # killed as the OOM killer would, search and all
+            proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(family, timeout=10)
+
+        wait_for(
+            "the worker restarted",
+            lambda: [p.pid for p in run_script_processes(script)["worker"]] not in ([], [worker.pid]),
+        )
+        final = svc.wait(job["id"], timeout=240)  # requeued after the grace period, run by the new worker
+        assert final["status"] == "succeeded", final["error"]
+        assert [t["status"] for t in svc.trials(job["id"])] == ["completed", "completed"]
+        wait_for("one worker alive", lambda: health().get("workers") == 1)
+        assert health()["warning"] is None
+
+        everything = [p for procs in run_script_processes(script).values() for p in procs]
+        assert len(everything) == 3  # the API, the supervisor, one worker
+        script.send_signal(signal.SIGTERM)
+        assert script.wait(timeout=30) == 0
+        _, alive = psutil.wait_procs(everything, timeout=10)
+        assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    finally:
+        client.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(script.pid, signal.SIGKILL)
+        script.wait()

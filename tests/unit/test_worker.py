@@ -1,15 +1,20 @@
-"""The worker's own helpers (no TensorFlow): how a dead search is described, and killing its processes."""
+"""The worker's own helpers (no TensorFlow): how a dead search is described, killing its processes, and
+the supervisor that keeps workers running."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 
+from tuner.supervise import backoff, default_workers
 from tuner.worker import _describe_exit, _kill_group, _last_error_line, trial_time_limit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_search_killed_by_a_signal_is_described_by_its_number_and_name() -> None:
@@ -54,3 +59,68 @@ def test_a_job_may_ask_for_a_shorter_trial_time_limit_than_the_worker_s_not_a_lo
     assert trial_time_limit(7200.0, 3600.0) == 3600.0
     assert trial_time_limit(20.0, None) == 20.0
     assert trial_time_limit(None, None) is None
+
+
+# --- the supervisor (`python -m tuner.supervise`, what `make run` starts) --------------------------
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]  # a stand-in worker
+
+
+def supervise(count: int, *extra: str) -> subprocess.Popen[bytes]:
+    code = f"from tuner.supervise import Supervisor; Supervisor({SLEEPER!r}, {count}, stop_timeout_s=5).run()"
+    return subprocess.Popen([sys.executable, "-c", code, *extra], cwd=ROOT)
+
+
+def workers_of(supervisor: subprocess.Popen[bytes], count: int, timeout: float = 10) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [p for p in psutil.Process(supervisor.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        if len(children) == count:
+            return children
+        time.sleep(0.1)
+    raise AssertionError(f"the supervisor did not keep {count} workers running")
+
+
+def test_the_supervisor_restarts_a_killed_worker_and_stops_them_all_on_sigterm() -> None:
+    supervisor = supervise(2)
+    try:
+        first = workers_of(supervisor, 2)
+        first[0].send_signal(signal.SIGKILL)  # as the OOM killer would
+        psutil.wait_procs([first[0]], timeout=5)
+        deadline = time.monotonic() + 10
+        while {p.pid for p in workers_of(supervisor, 2)} == {p.pid for p in first}:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        now = workers_of(supervisor, 2)
+        assert first[1].pid in {p.pid for p in now}  # the other one was left alone
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=10) == 0
+        _, alive = psutil.wait_procs(now, timeout=5)
+        assert alive == []
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def test_a_worker_stopped_on_its_own_is_restarted_too() -> None:
+    supervisor = supervise(1)
+    try:
+        [worker] = workers_of(supervisor, 1)
+        worker.terminate()  # a TERM to the worker alone: the service is still meant to have one
+        psutil.wait_procs([worker], timeout=5)
+        deadline = time.monotonic() + 10
+        while [p.pid for p in workers_of(supervisor, 1)] == [worker.pid]:
+            assert time.monotonic() < deadline, "the stopped worker was not replaced"
+            time.sleep(0.1)
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=10)
+
+
+def test_workers_that_keep_dying_young_are_restarted_ever_more_slowly_up_to_a_cap() -> None:
+    assert [backoff(n) for n in range(7)] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert backoff(100) == 30.0
+
+
+def test_one_worker_per_four_cpus_by_default_and_at_least_one() -> None:
+    assert [default_workers(cpus) for cpus in (1, 2, 4, 7, 8, 16, 64)] == [1, 1, 1, 1, 2, 4, 16]

@@ -23,7 +23,18 @@ function row(job) {
   );
 }
 
+// Workers alive (by heartbeat) and, when jobs are queued with none alive, a warning saying why nothing runs.
+async function refreshHealth() {
+  const { data } = await api("/healthz");
+  const workers = data?.workers;
+  document.getElementById("workers-note").textContent =
+    workers === null || workers === undefined ? "" : `${workers} worker${workers === 1 ? "" : "s"} alive`;
+  const banner = data?.warning ? [h("p", { class: "banner warning" }, `Warning: ${data.warning}`)] : [];
+  document.getElementById("health-banner").replaceChildren(...banner);
+}
+
 async function refresh() {
+  refreshHealth().catch(() => {}); // the jobs list is what matters; health shows on the next refresh
   const params = new URLSearchParams({ limit: "200" });
   if (filter.value) params.set("status", filter.value);
   const { ok, data } = await api(`/api/v1/jobs?${params}`);
