@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+# What store/jobs.py makes job ids of, and trial numbers; common.js checks the same before using one.
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+TRIAL_NUMBER = re.compile(r"[0-9]{1,10}")
 router = APIRouter(include_in_schema=False)
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(STATIC / name, media_type="text/html")
+def _page(name: str, found: bool = True) -> FileResponse:
+    # A malformed id still gets the page (it says "not found"), with the status saying so too.
+    code = status.HTTP_200_OK if found else status.HTTP_404_NOT_FOUND
+    return FileResponse(STATIC / name, media_type="text/html", status_code=code)
 
 
 @router.get("/")
@@ -32,9 +38,9 @@ def new_job_page() -> FileResponse:
 
 @router.get("/jobs/{job_id}")
 def job_page(job_id: str) -> FileResponse:
-    return _page("job.html")
+    return _page("job.html", JOB_ID.fullmatch(job_id) is not None)
 
 
 @router.get("/jobs/{job_id}/trials/{number}")
-def trial_page(job_id: str, number: int) -> FileResponse:
-    return _page("trial.html")
+def trial_page(job_id: str, number: str) -> FileResponse:
+    return _page("trial.html", JOB_ID.fullmatch(job_id) is not None and TRIAL_NUMBER.fullmatch(number) is not None)

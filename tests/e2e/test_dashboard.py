@@ -21,7 +21,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"no Chromium at {CHROMIUM} (CI installs it)", allow_module_level=True)
 
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -278,11 +278,56 @@ def test_a_stranger_is_sent_to_sign_in_and_comes_back_signed_in(browser: Browser
     context.close()
 
 
-def test_sign_in_never_sends_the_user_off_site(browser: Browser, service: Service) -> None:
+@pytest.mark.parametrize(
+    "next_page",
+    [
+        "//evil.example/x",
+        "/%5Cevil.example/x",  # a backslash: browsers read "/\\host" as "//host"
+        "/%09/evil.example/x",  # a tab, which URL parsing drops
+        "/.//evil.example/x",
+        "https://evil.example/x",
+        "javascript:alert(1)",
+    ],
+)
+def test_sign_in_never_sends_the_user_off_site(browser: Browser, service: Service, next_page: str) -> None:
     context = browser.new_context(base_url=service.base_url)
     page = context.new_page()
-    page.goto("/signin?next=//evil.example/x")
+    page.goto(f"/signin?next={next_page}")
     page.fill("#f-token", service.token)
     page.click("button[type=submit]")
     page.wait_for_url(f"{service.base_url}/")
     context.close()
+
+
+# --- the browser side of the security review (issue 9) -------------------------------------------
+
+XSS_PAYLOAD = "x%22%3E%3Cimg%20src%3Dx%20onerror%3D{}%3E%5C..%5C"
+
+
+def test_the_reflected_xss_url_of_the_job_page_runs_no_script(page: Page, service: Service) -> None:
+    job = service.submit(small_job("iris", max_trials=1, training={"epochs": 1}))
+    service.wait(job["id"])  # the old page wrote the id into the trials table's markup
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    api_calls: list[str] = []
+    page.on("request", lambda r: api_calls.append(r.url) if "/api/v1/jobs" in r.url else None)
+    # The URL from the issue (it showed the victim's token), and one whose script would leave a mark.
+    for script in ("alert(localStorage.getItem('droptune.token'))", "window.__pwned%3D1"):
+        response = page.goto(f"/jobs/{XSS_PAYLOAD.format(script)}{job['id']}")
+        page.wait_for_timeout(1000)  # time for an injected image to fail and fire its handler
+        assert dialogs == []
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("img").count() == 0
+        expect(page.locator("#job-name")).to_have_text("Job not found")
+        assert response is not None and response.status == 404
+    assert api_calls == []  # a malformed id is never sent to the API either
+    for trial_page in (f"/jobs/{XSS_PAYLOAD.format('alert(1)')}{job['id']}/trials/0", f"/jobs/{job['id']}/trials/0x"):
+        response = page.goto(trial_page)
+        assert response is not None and response.status == 404
+        expect(page.locator("#trial-title")).to_have_text("Trial not found")
+    assert dialogs == [] and api_calls == []

@@ -180,7 +180,8 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(svc: Servi
 
 
 def test_the_dashboard_pages_and_health_need_no_token(svc: Service) -> None:
-    for path in ["/", "/new", "/signin", "/jobs/abc", "/healthz", "/static/js/common.js", "/openapi.json"]:
+    job_page = "/jobs/0123456789abcdef0123456789abcdef"
+    for path in ["/", "/new", "/signin", job_page, "/docs", "/healthz", "/static/js/common.js", "/openapi.json"]:
         assert svc.anonymous.get(path).status_code == 200, path
 
 

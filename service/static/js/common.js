@@ -51,8 +51,18 @@ export function badge(status) {
   return h("span", { class: `badge ${status}`, "data-status": status }, status);
 }
 
-export function escapeHtml(text) {
-  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+// Ids taken from the page's URL are checked before any use: a job id is 32 hex digits (as
+// store/jobs.py makes them), a trial number a plain integer. Anything else is "not found".
+const JOB_ID = /^[0-9a-f]{32}$/;
+const TRIAL_NUMBER = /^[0-9]{1,10}$/;
+
+/** The job id and trial number in a /jobs/{id}[/trials/{n}] path; null for each that is malformed. */
+export function idsFromPath(pathname = location.pathname) {
+  const [, , jobId = "", , number = ""] = pathname.split("/");
+  return {
+    jobId: JOB_ID.test(jobId) ? jobId : null,
+    number: TRIAL_NUMBER.test(number) ? Number(number) : null,
+  };
 }
 
 export function fmtTime(iso) {

@@ -1,8 +1,8 @@
 // Job page: spec, best trial, trials table and four charts; live while the job runs.
-import { api, badge, errorSummary, escapeHtml, fmtDuration, fmtTime, fmtValue, h, isActive, poll } from "./common.js";
+import { api, badge, errorSummary, fmtDuration, fmtTime, fmtValue, h, idsFromPath, isActive, poll } from "./common.js";
 import { PALETTE, formatNumber, heatmap, lineChart, scatterChart } from "./charts.js";
 
-const jobId = decodeURIComponent(location.pathname.split("/")[2]);
+const { jobId } = idsFromPath(); // null when the URL holds no well-formed job id
 const state = {
   job: null, dataset: null, trials: [], details: new Map(), ticked: new Set(),
   sort: { key: "number", dir: "asc" }, filter: "", page: 0,
@@ -78,8 +78,7 @@ async function refresh() {
   const trialsLoaded = loadTrials();
   const { ok, status, data: job } = await api(`/api/v1/jobs/${jobId}`);
   if (!ok) {
-    document.getElementById("job-name").textContent = status === 404 ? "Job not found" : "Could not load the job";
-    state.job = null;
+    showMissing(status === 404 ? "Job not found" : "Could not load the job");
     return;
   }
   state.job = job;
@@ -95,6 +94,14 @@ async function refresh() {
   await Promise.all(curveTrials().map((n) => loadDetail(n, running.has(n) || !state.details.get(n)?.finished_at)));
   render();
 }
+
+function showMissing(message) {
+  document.getElementById("job-name").textContent = message;
+  document.title = `${message} · droptune`;
+  state.job = null;
+}
+
+const trialHref = (number) => `/jobs/${jobId}/trials/${number}`;
 
 // --- rendering -----------------------------------------------------------------------------------
 
@@ -149,7 +156,7 @@ function renderBest() {
   if (!best) { box.replaceChildren(h("p", { class: "muted" }, "No completed trial yet.")); return; }
   const metric = state.job.spec.objective.metric;
   const rows = [
-    ["Trial", h("a", { href: `/jobs/${jobId}/trials/${best.number}` }, `#${best.number}`)],
+    ["Trial", h("a", { href: trialHref(best.number) }, `#${best.number}`)],
     ["Dropout rate", fmtValue(best.hyperparameters.dropout_rate)],
     ["Dropout layers", fmtValue(best.hyperparameters.dropout_layers)],
     ...hpNames().filter((n) => !n.startsWith("dropout")).map((n) => [n.replace("_", " "), fmtValue(best.hyperparameters[n])]),
@@ -179,37 +186,46 @@ function renderTable() {
   const sortButton = (key, label) => {
     const active = state.sort.key === key;
     const aria = active ? (state.sort.dir === "asc" ? "ascending" : "descending") : "none";
-    return `<button class="sort" data-sort="${key}" aria-sort="${aria}" aria-label="Sort by ${label}">${label}</button>`;
+    return h("button", { class: "sort", "data-sort": key, "aria-sort": aria, "aria-label": `Sort by ${label}` }, label);
   };
-  const head = `<tr><th scope="col"><span class="muted">Curve</span></th><th scope="col">${sortButton("number", "#")}</th><th scope="col">Status</th>`
-    + names.map((n) => `<th scope="col">${n.replace("_", " ")}</th>`).join("")
-    + `<th scope="col" class="num">${sortButton("score", escapeHtml(metric))}</th><th scope="col" class="num">Best epoch</th>`
-    + `<th scope="col" class="num">${sortButton("duration", "Duration")}</th><th scope="col">Error</th></tr>`;
+  const th = (attrs, ...children) => h("th", { scope: "col", ...attrs }, ...children);
   const table = document.getElementById("trials-table");
-  table.tHead.innerHTML = head;
+  table.tHead.replaceChildren(h("tr", {},
+    th({}, h("span", { class: "muted" }, "Curve")), th({}, sortButton("number", "#")), th({}, "Status"),
+    names.map((n) => th({}, n.replace("_", " "))),
+    th({ class: "num" }, sortButton("score", metric)), th({ class: "num" }, "Best epoch"),
+    th({ class: "num" }, sortButton("duration", "Duration")), th({}, "Error")));
   const all = sortedTrials();
   const pages = Math.max(1, Math.ceil(all.length / PAGE_SIZE));
   state.page = Math.min(state.page, pages - 1);
   const rows = all.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
-  const html = rows.map((t) => {
-    const checked = state.ticked.has(t.number) ? " checked" : "";
-    const error = t.error
-      ? `<details><summary>${escapeHtml(errorSummary(t.error))}</summary><pre class="error">${escapeHtml(t.error)}</pre></details>`
-      : "";
-    return `<tr data-trial="${t.number}"><td><input type="checkbox" class="tick" data-number="${t.number}"${checked} aria-label="Show trial ${t.number} in the learning curves"></td>`
-      + `<td><a href="/jobs/${jobId}/trials/${t.number}">${t.number}</a></td>`
-      + `<td><span class="badge ${t.status}" data-status="${t.status}">${t.status}</span></td>`
-      + names.map((n) => `<td class="num">${t.hyperparameters[n] === undefined ? "–" : escapeHtml(fmtValue(t.hyperparameters[n]))}</td>`).join("")
-      + `<td class="num">${formatNumber(t.score)}</td><td class="num">${t.best_epoch ?? "–"}</td>`
-      + `<td class="num">${fmtDuration(t.duration_s)}</td><td class="error-cell">${error}</td></tr>`;
-  });
-  table.tBodies[0].innerHTML = html.join("");
+  table.tBodies[0].replaceChildren(...rows.map((t) => trialRow(t, names)));
   const shown = all.length ? `${state.page * PAGE_SIZE + 1}–${state.page * PAGE_SIZE + rows.length} of ${all.length}` : "0";
   const filtered = all.length === state.trials.length ? "" : ` (${state.trials.length} in all)`;
   document.getElementById("trial-count").textContent = `trials ${shown}${filtered}`;
   document.getElementById("page-prev").disabled = state.page === 0;
   document.getElementById("page-next").disabled = state.page >= pages - 1;
   document.getElementById("pager").hidden = pages === 1;
+}
+
+/** One row of the trials table, built as nodes: errors and values are text, never markup. */
+function trialRow(t, names) {
+  const error = t.error
+    ? h("details", {}, h("summary", {}, errorSummary(t.error)), h("pre", { class: "error" }, t.error))
+    : null;
+  const tick = h("input", {
+    type: "checkbox", class: "tick", "data-number": t.number, checked: state.ticked.has(t.number),
+    "aria-label": `Show trial ${t.number} in the learning curves`,
+  });
+  return h("tr", { "data-trial": t.number },
+    h("td", {}, tick),
+    h("td", {}, h("a", { href: trialHref(t.number) }, t.number)),
+    h("td", {}, badge(t.status)),
+    names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
+    h("td", { class: "num" }, formatNumber(t.score)),
+    h("td", { class: "num" }, t.best_epoch ?? "–"),
+    h("td", { class: "num" }, fmtDuration(t.duration_s)),
+    h("td", { class: "error-cell" }, error));
 }
 
 function renderCharts() {
@@ -248,7 +264,7 @@ function renderSearchCharts() {
   scatterChart(document.getElementById("rate-chart"), {
     points: completed.map((t) => ({
       key: t.number, x: t.hyperparameters.dropout_rate, y: t.score, color: layerColour(t.hyperparameters.dropout_layers),
-      href: `/jobs/${jobId}/trials/${t.number}`,
+      href: trialHref(t.number),
       title: `trial ${t.number}: dropout rate ${fmtValue(t.hyperparameters.dropout_rate)}, ${t.hyperparameters.dropout_layers} dropout layers, ${metric} ${formatNumber(t.score)}`,
     })),
     xDomain: [rateBounds[0] - pad, rateBounds[1] + pad],
@@ -293,7 +309,7 @@ function renderSearchCharts() {
     bestSoFar.push([t.number, best]);
   }
   scatterChart(document.getElementById("history-chart"), {
-    points: byNumber.map((t) => ({ key: t.number, x: t.number, y: t.score, color: PALETTE[5], href: `/jobs/${jobId}/trials/${t.number}`, title: `trial ${t.number}: ${metric} ${formatNumber(t.score)}` })),
+    points: byNumber.map((t) => ({ key: t.number, x: t.number, y: t.score, color: PALETTE[5], href: trialHref(t.number), title: `trial ${t.number}: ${metric} ${formatNumber(t.score)}` })),
     lines: [{ key: "best-so-far", label: "best so far", color: PALETTE[4], points: bestSoFar, step: true }],
     legendItems: [{ label: `${metric} of a trial`, color: PALETTE[5] }],
     xLabel: "trial number", yLabel: metricLabel(metric), title: `${metric} by trial number`, integerX: true,
@@ -345,5 +361,9 @@ document.getElementById("delete-button").addEventListener("click", async () => {
   else alert(data?.detail?.[0]?.msg || "Could not delete the job.");
 });
 
-await refresh();
-poll(refresh, () => (state.job && isActive(state.job.status) ? 2000 : null)).start();
+if (jobId === null) {
+  showMissing("Job not found");
+} else {
+  await refresh();
+  poll(refresh, () => (state.job && isActive(state.job.status) ? 2000 : null)).start();
+}

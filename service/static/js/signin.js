@@ -3,10 +3,15 @@ import { authHeaders, setToken, showErrors, clearErrors } from "./common.js";
 
 const form = document.getElementById("signin-form");
 
-/** Only a path on this site: never an absolute URL or a protocol-relative "//host". */
+/** Where to go after signing in: `next` only if it is a path on this site, else the jobs. It is
+ * resolved as the browser would resolve it, since "/\\host" and "/<tab>/host" look like paths but
+ * lead off-site; the resolved URL is what we go to, so it is not parsed twice. */
 function nextPage() {
   const next = new URLSearchParams(location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+  let url;
+  try { url = new URL(next, location.origin); } catch { return "/"; }
+  const onSite = url.origin === location.origin && next.startsWith("/") && !url.pathname.startsWith("//");
+  return onSite ? url.href : "/";
 }
 
 async function me(token) {

@@ -1,13 +1,13 @@
 // One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
-import { api, badge, fmtDuration, fmtTime, fmtValue, h, poll } from "./common.js";
+import { api, badge, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll } from "./common.js";
 import { PALETTE, formatNumber, lineChart } from "./charts.js";
 
-const [, , jobId, , number] = location.pathname.split("/").map(decodeURIComponent);
+const { jobId, number } = idsFromPath(); // each null when malformed
 let trial = null;
 
 async function refresh() {
   const [t, j] = await Promise.all([api(`/api/v1/jobs/${jobId}/trials/${number}`), api(`/api/v1/jobs/${jobId}`)]);
-  if (!t.ok) { document.getElementById("trial-title").textContent = "Trial not found"; trial = null; return; }
+  if (!t.ok) { showMissing(); return; }
   trial = t.data;
   const job = j.ok ? j.data : null;
   document.title = `Trial ${trial.number} · droptune`;
@@ -51,5 +51,15 @@ async function refresh() {
   });
 }
 
-await refresh();
-poll(refresh, () => (trial && trial.status === "running" ? 2000 : null)).start();
+function showMissing() {
+  document.getElementById("trial-title").textContent = "Trial not found";
+  document.title = "Trial not found · droptune";
+  trial = null;
+}
+
+if (jobId === null || number === null) {
+  showMissing();
+} else {
+  await refresh();
+  poll(refresh, () => (trial && trial.status === "running" ? 2000 : null)).start();
+}
