@@ -10,7 +10,6 @@ import codecs
 import csv
 import io
 import math
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from store import npz
 from store.errors import InputError
 
 MIN_ROWS = 10
@@ -224,96 +224,75 @@ def _classification(
     )
 
 
-def _check_npz_members(data: bytes, max_rows: int, max_features: int, max_bytes: int) -> None:
-    """Read each .npy header (shape, dtype) and refuse oversized arrays before any is decompressed,
-    so a small compressed file cannot expand into gigabytes (a zip bomb)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                with zf.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read_header(member)
-                rows = shape[0] if shape else 1
-                features = math.prod(shape[1:]) if len(shape) > 1 else 1
-                name = info.filename.removesuffix(".npy")
-                if rows > max_rows:
-                    raise InputError("file", f"the NPZ array {name!r} has {rows} samples; the limit is {max_rows}")
-                if features > max_features:
-                    raise InputError(
-                        "file", f"the NPZ array {name!r} has {features} features; the limit is {max_features}"
-                    )
-                if dtype.hasobject:
-                    raise InputError("file", f"the NPZ holds object arrays ({name!r}), which are not accepted")
-                size = math.prod(shape) * dtype.itemsize
-                if size > max_bytes:
-                    raise InputError(
-                        "file", f"the NPZ array {name!r} would take {size} bytes in memory; the limit is {max_bytes}"
-                    )
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InputError("file", f"not a readable NPZ archive ({exc})") from None
-
-
 def parse_npz(data: bytes, max_rows: int, max_features: int, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedDataset:
-    _check_npz_members(data, max_rows, max_features, max_bytes)
-    try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError("file", f"not a readable NPZ archive ({exc})") from None
-    with archive:
-        missing = [k for k in ("x", "y") if k not in archive.files]
+    """Arrays `x` and `y` as numpy would load them, checked from their headers before either is read,
+    so a small compressed file cannot expand into gigabytes (a zip bomb)."""
+    with npz.open_archive(data) as archive:
+        found = {key: npz.find(archive, key) for key in ("x", "y")}
+        missing = [key for key, info in found.items() if info is None]
         if missing:
             names = " or ".join(map(repr, missing))
             raise InputError("file", f"the NPZ has no array named {names}; it needs 'x' and 'y'")
-        try:
-            x = archive["x"]
-            y = archive["y"]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError("file", f"the NPZ arrays could not be read ({exc})") from None
-    for name, arr in (("x", x), ("y", y)):
-        if arr.dtype.hasobject:
-            raise InputError("file", f"the NPZ array {name!r} is an object array, which is not accepted")
-    if x.ndim not in (2, 3, 4):
-        raise InputError(
-            "file", f"the NPZ array 'x' has {x.ndim} dimensions; 2 (tabular), 3 or 4 (images) are accepted"
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise InputError(
-            "file", f"the NPZ array 'y' must be one label or value per sample; its shape is {list(y.shape)}"
-        )
-    if len(x) != len(y):
-        raise InputError("file", f"the NPZ arrays have different lengths: x has {len(x)} samples, y has {len(y)}")
-    if len(x) < MIN_ROWS:
-        raise InputError("file", f"the NPZ has {len(x)} samples; at least {MIN_ROWS} are needed to split")
-    if len(x) > max_rows:
-        raise InputError("file", f"the NPZ has {len(x)} samples; the limit is {max_rows}")
-    if math.prod(x.shape[1:]) > max_features:
-        raise InputError("file", f"the NPZ samples have {math.prod(x.shape[1:])} features; the limit is {max_features}")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise InputError("file", f"the NPZ array 'x' has dtype {x.dtype}; it must be numeric")
-    xf = x.astype(np.float32)
+        x_head, y_head = (npz.read_header(archive, key, info) for key, info in found.items() if info is not None)
+        _check_npz_headers(x_head, y_head, max_rows, max_features, max_bytes)
+        x = npz.read_array(archive, x_head)
+        y = npz.read_array(archive, y_head).reshape(-1)  # (n, 1) labels become (n,)
+    xf = x.astype(np.float32, copy=False)
+    del x
     if not np.isfinite(xf).all():
         raise InputError("file", "the NPZ array 'x' has NaN, infinite or too large values")
-    if x.ndim == 3:
+    if xf.ndim == 3:
         xf = xf[..., np.newaxis]  # grey images get a channel axis
-    if np.issubdtype(y.dtype, np.floating):
+    if y.dtype.kind == "f":
         yf = y.astype(np.float32)
         if not np.isfinite(yf).all():
             raise InputError("file", "the NPZ array 'y' has NaN, infinite or too large values")
         return ParsedDataset(x=xf, y=yf, task="regression")
-    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ or y.dtype.kind == "U":
-        return _classification(xf, y, None, None, "file")
-    raise InputError(
-        "file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression"
-    )
+    return _classification(xf, y, None, None, "file")
+
+
+def _check_npz_headers(x: npz.Member, y: npz.Member, max_rows: int, max_features: int, max_bytes: int) -> None:
+    """Everything about `x` and `y` that their headers tell, checked before their data is read."""
+    for member in (x, y):
+        if member.dtype.hasobject:
+            raise InputError("file", f"the NPZ holds object arrays ({member.key!r}), which are not accepted")
+    if x.dtype.kind not in "biuf":
+        raise InputError("file", f"the NPZ array 'x' has dtype {x.dtype}; it must be numeric")
+    if y.dtype.kind not in "biufU":
+        raise InputError(
+            "file", f"the NPZ array 'y' has dtype {y.dtype}; use integers or strings for classes, floats for regression"
+        )
+    if len(x.shape) not in (2, 3, 4):
+        raise InputError(
+            "file", f"the NPZ array 'x' has {len(x.shape)} dimensions; 2 (tabular), 3 or 4 (images) are accepted"
+        )
+    if len(y.shape) != 1 and y.shape[1:] != (1,):
+        raise InputError(
+            "file", f"the NPZ array 'y' must be one label or value per sample; its shape is {list(y.shape)}"
+        )
+    rows, features = x.shape[0], math.prod(x.shape[1:])
+    if rows != y.shape[0]:
+        raise InputError("file", f"the NPZ arrays have different lengths: x has {rows} samples, y has {y.shape[0]}")
+    if rows < MIN_ROWS:
+        raise InputError("file", f"the NPZ has {rows} samples; at least {MIN_ROWS} are needed to split")
+    if rows > max_rows:
+        raise InputError("file", f"the NPZ has {rows} samples; the limit is {max_rows}")
+    if features == 0:
+        raise InputError("file", f"the NPZ array 'x' has shape {list(x.shape)}: its samples have no values")
+    if features > max_features:
+        raise InputError("file", f"the NPZ samples have {features} features; the limit is {max_features}")
+    # Unless x is float32 already, it is held twice for a moment: as read, and as float32 for training.
+    copy = 0 if x.dtype == np.float32 else x.count * 4
+    sizes = {"x": x.count * x.dtype.itemsize + copy, "y": y.count * y.dtype.itemsize}
+    for key, size in sizes.items():
+        if size > max_bytes:
+            raise InputError(
+                "file", f"the NPZ array {key!r} would take {size} bytes in memory; the limit is {max_bytes}"
+            )
+    if sum(sizes.values()) > max_bytes:
+        raise InputError(
+            "file", f"the NPZ arrays would take {sum(sizes.values())} bytes in memory; the limit is {max_bytes}"
+        )
 
 
 # --- stored files --------------------------------------------------------------------------------

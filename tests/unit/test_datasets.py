@@ -4,6 +4,8 @@ loads, and the scikit-learn built-ins. Every rejection names the field and says 
 from __future__ import annotations
 
 import io
+import tracemalloc
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from store.datasets import (
     sniff_format,
 )
 from store.errors import InputError
+from tests.npz_files import corrupt_deflate, deflated_zeros, hand_zip, labels, npy, npy_header, stored, zip_of
 
 TWO_CLASSES = ("a", "b") * 6  # 12 rows, 6 per class
 
@@ -29,9 +32,11 @@ def upload(data: bytes, target: str | None = None, max_rows: int = 1000, max_fea
     return parse_upload(data, target, max_rows, max_features)[1]
 
 
-def rejection(data: bytes, target: str | None = None, max_rows: int = 1000, max_features: int = 100) -> InputError:
+def rejection(
+    data: bytes, target: str | None = None, max_rows: int = 1000, max_features: int = 100, **limits: int
+) -> InputError:
     with pytest.raises(InputError) as exc:
-        parse_upload(data, target, max_rows, max_features)
+        parse_upload(data, target, max_rows, max_features, **limits)
     return exc.value
 
 
@@ -310,6 +315,161 @@ def test_npz_over_the_feature_limit_counts_every_pixel(make_npz: Callable[..., b
 
     assert error.field == "file"
     assert "64 features; the limit is 63" in error.reason
+
+
+# --- NPZ: members as numpy names them, and hostile files ----------------------------------------
+
+X12 = np.arange(36.0).reshape(12, 3)
+
+
+def test_npz_members_without_the_npy_suffix_load_as_numpy_loads_them() -> None:
+    parsed = upload(zip_of([("x", npy(X12)), ("y", labels())]))
+
+    assert parsed.x.tolist() == X12.tolist()
+    assert parsed.class_labels == ["0", "1"]
+
+
+def test_npz_suffixless_member_declaring_a_huge_shape_is_refused_from_its_header() -> None:
+    # Headers only: loading them as numpy does would allocate 7.3 TiB.
+    data = zip_of([("x", npy_header((10**12, 1))), ("y", npy_header((10**12,), "<i8"))])
+
+    error = rejection(data, max_rows=10**13)
+
+    assert error.field == "file"
+    # 8 TB as declared, and 4 TB more as the float32 copy that training would use
+    assert error.reason == "the NPZ array 'x' would take 12000000000000 bytes in memory; the limit is 536870912"
+
+
+def test_a_gigabyte_of_zeros_under_a_suffixless_name_is_refused_without_decompressing_it() -> None:
+    rows = 262_144
+    y = npy((np.arange(rows) % 2).astype(np.int8))
+    bomb = hand_zip([deflated_zeros("x", (rows, 1024)), stored("y", y)])  # 1 GiB of float32 zeros in 1.3 MB
+    assert len(bomb) < 1_400_000
+    tracemalloc.start()
+    try:
+        error = rejection(bomb, max_rows=10**6, max_features=10**4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert error.reason == "the NPZ array 'x' would take 1073741824 bytes in memory; the limit is 536870912"
+    assert peak < 16 * 1024 * 1024
+
+
+def test_npz_member_holding_raw_bytes_is_refused() -> None:
+    error = rejection(zip_of([("x", b"not an array, just bytes"), ("y", labels())]))
+
+    assert error.field == "file"
+    assert error.reason == "the NPZ member 'x' is not a numpy array (.npy data); write the file with np.savez"
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((12, 0), "the NPZ array 'x' has shape [12, 0]: its samples have no values"),
+        ((12, 8, 0), "the NPZ array 'x' has shape [12, 8, 0]: its samples have no values"),
+        ((0, 3), "the NPZ has 0 samples; at least 10 are needed to split"),
+    ],
+    ids=["no features", "empty images", "no rows"],
+)
+def test_npz_x_without_features_or_rows_is_refused(shape: tuple[int, ...], message: str) -> None:
+    y = npy(np.array([0, 1] * (shape[0] // 2)))
+
+    error = rejection(zip_of([("x.npy", npy(np.zeros(shape))), ("y.npy", y)]))
+
+    assert (error.field, error.reason) == ("file", message)
+
+
+def test_npz_with_a_corrupt_deflate_stream_is_refused_naming_the_problem() -> None:
+    data = hand_zip([corrupt_deflate("x.npy", X12), stored("y.npy", labels())])
+
+    error = rejection(data)
+
+    assert error.field == "file"
+    assert error.reason.startswith("the NPZ array 'x' could not be read: ")
+    assert "invalid block type" in error.reason
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    ["complex128", "S4", "datetime64[s]", "V8", [("a", "<f4"), ("b", "<f4")]],
+    ids=["complex", "bytes", "datetime", "void", "structured"],
+)
+def test_npz_x_that_is_not_plain_numbers_is_refused_from_its_header(dtype: Any) -> None:
+    error = rejection(zip_of([("x.npy", npy_header((12, 3), np.dtype(dtype).descr)), ("y.npy", labels())]))
+
+    assert error.field == "file"
+    assert error.reason.startswith("the NPZ array 'x' has dtype ")
+    assert error.reason.endswith("; it must be numeric")
+
+
+def test_npz_with_both_x_and_x_npy_is_refused_as_ambiguous() -> None:
+    error = rejection(zip_of([("x", npy(X12)), ("x.npy", npy(X12 + 1)), ("y.npy", labels())]))
+
+    assert error.reason == "the NPZ has both 'x' and 'x.npy'; it needs one array named x"
+
+
+def test_npz_with_two_members_of_one_name_is_refused() -> None:
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        data = zip_of([("x.npy", npy(X12)), ("x.npy", npy(X12 + 1)), ("y.npy", labels())])
+
+    error = rejection(data)
+
+    assert error.reason == "the NPZ has more than one member named 'x.npy'"
+
+
+def test_npz_member_compressed_other_than_numpy_does_is_refused() -> None:
+    data = zip_of([("x.npy", npy(X12)), ("y.npy", labels())], compression=zipfile.ZIP_BZIP2)
+
+    error = rejection(data)
+
+    assert error.reason == "the NPZ member 'x.npy' is compressed with method 12; numpy writes 0 (stored) or 8 (deflate)"
+
+
+def test_npz_with_a_huge_zip_directory_is_refused_before_it_is_read() -> None:
+    # Python's zipfile spends ~7x a directory's size in memory: 200 MB of empty members would take GBs.
+    members = [("x.npy", npy(X12)), ("y.npy", labels())] + [(f"{i:05}", b"") for i in range(25_000)]
+
+    error = rejection(zip_of(members))
+
+    assert error.reason.startswith("the NPZ's zip directory takes ")
+    assert error.reason.endswith(" bytes (too many members); the limit is 1048576")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        zip_of([("x.npy", npy(X12)), ("y.npy", labels())])[:150],
+        zip_of([("x.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n"), ("y.npy", labels())]),
+        zip_of([("x.npy", b"\x93NUMPY\x07\x00" + npy(X12)[8:]), ("y.npy", labels())]),
+        zip_of([("x.npy", b"\x93NUMPY\x02\x00\xff\xff\xff\x7f{"), ("y.npy", labels())]),
+        zip_of([("x.npy", npy(X12)[:-5]), ("y.npy", labels())]),
+        zip_of([("x.npy", npy_header((12, -3))), ("y.npy", labels())]),
+        b"PK\x03\x04" + bytes(100),
+    ],
+    ids=[
+        "truncated archive",
+        "bad header",
+        "unknown npy version",
+        "header length of 2 GB",
+        "truncated array",
+        "negative dimension",
+        "no zip directory",
+    ],
+)
+def test_malformed_npz_is_an_input_error_naming_the_file(data: bytes) -> None:
+    error = rejection(data)
+
+    assert error.field == "file"
+    assert "NPZ" in error.reason
+
+
+def test_npz_labels_of_the_wrong_length_are_refused_from_the_headers() -> None:
+    data = zip_of([("x", npy_header((10**6, 3))), ("y", labels())])
+
+    error = rejection(data, max_rows=10**6)
+
+    assert error.reason == "the NPZ arrays have different lengths: x has 1000000 samples, y has 12"
 
 
 # --- neither CSV nor NPZ ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from store.config import Settings
 from tests.conftest import backend_database, sign_in, small_job
+from tests.npz_files import corrupt_deflate, deflated_zeros, hand_zip, labels, npy, npy_header, stored, zip_of
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,11 +47,20 @@ def zip_bomb_npz() -> bytes:
     return buf.getvalue()
 
 
+GOOD_CSV = b"a,b\n" + b"1,x\n2,y\n" * 10
+X12, Y12 = npy(np.ones((12, 2))), labels()
+Y_BIG = npy(np.arange(262_144, dtype=np.int8) % 2)
 UPLOADS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("path-like file name", "../../etc/passwd", b"a,b\n1,2\n", {}),
     ("a million columns", "wide.csv", (",".join(f"c{i}" for i in range(1_000_000)) + "\n").encode(), {}),
     ("huge numbers", "huge.csv", b"a,b\n" + b"1e999,1\n" * 20, {}),
     ("path-like target", "t.csv", b"a,b\n1,x\n2,y\n" * 10, {"target": "../../etc/passwd"}),
+    ("suffix-less member of a huge shape", "h.npz", zip_of([("x", npy_header((10**12,))), ("y", Y12)]), {}),
+    ("raw-bytes member", "r.npz", zip_of([("x", b"\x00" * 100), ("y", Y12)]), {}),
+    ("zero-feature member", "z.npz", zip_of([("x", npy(np.zeros((12, 0)))), ("y", Y12)]), {}),
+    ("corrupt deflate", "c.npz", hand_zip([corrupt_deflate("x.npy", np.zeros((12, 3))), stored("y", Y12)]), {}),
+    ("1 GiB of zeros, suffix-less", "g.npz", hand_zip([deflated_zeros("x", (262_144, 1024)), stored("y", Y_BIG)]), {}),
+    ("x and x.npy both", "d.npz", zip_of([("x", X12), ("x.npy", X12), ("y", Y12)]), {}),
 ]
 
 
