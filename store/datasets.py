@@ -6,11 +6,12 @@ name the service picks; the worker only ever loads those files.
 
 from __future__ import annotations
 
+import array
 import codecs
 import csv
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from store import npz
 from store.errors import InputError
 
 MIN_ROWS = 10
+MAX_TARGET_NAME = 200  # the datasets table's `target` column
+TEXT_SLICE = 64 * 1024  # decoded only to be checked: small slices, small garbage
 
 
 @dataclass
@@ -126,11 +129,38 @@ def parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int)
 
 
 def _parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int) -> ParsedDataset:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError("file", f"the CSV is not valid UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    """Read row by row straight into a float32 array, so memory stays near the file's size: the
+    text is decoded a few kilobytes at a time and only one row's strings exist at once."""
+    _check_text(data)
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
+    header, t_idx = _read_header(reader, target, max_features)
+    feature_names = [h for i, h in enumerate(header) if i != t_idx]
+    x, raw_y, line_numbers = _read_rows(reader, header, t_idx, _row_bound(data, len(header)), max_rows)
+    if not np.isfinite(x).all():
+        r, c = np.argwhere(~np.isfinite(x))[0]
+        raise InputError(
+            "file", f"CSV row {line_numbers[r]}, column {feature_names[c]!r} is NaN, infinite or too large"
+        )
+    return _with_target(x, raw_y, feature_names, header[t_idx])
+
+
+def _check_text(data: bytes) -> None:
+    """UTF-8 text without NUL throughout, checked a slice at a time, not decoded whole."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputError("file", f"the CSV holds a NUL character (byte {nul}); it must be text")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), TEXT_SLICE):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut at the last slice's end
+        try:
+            decoder.decode(view[start : start + TEXT_SLICE], final=start + TEXT_SLICE >= len(data))
+        except UnicodeDecodeError as exc:
+            raise InputError("file", f"the CSV is not valid UTF-8 text (byte {start - pending + exc.start})") from None
+
+
+def _read_header(reader: Iterator[list[str]], target: str | None, max_features: int) -> tuple[list[str], int]:
+    """The column names and the target's index among them."""
     try:
         header = next(reader)
     except StopIteration:
@@ -147,39 +177,51 @@ def _parse_csv(data: bytes, target: str | None, max_rows: int, max_features: int
     target_name = target if target else header[-1]
     if target_name not in header:
         raise InputError("target", f"column {target_name!r} is not in the CSV header")
-    t_idx = header.index(target_name)
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []  # file row of each data row, for messages (blank rows are skipped)
+    if len(target_name) > MAX_TARGET_NAME:
+        raise InputError("file", f"the target column's name is over {MAX_TARGET_NAME} characters long")
+    return header, header.index(target_name)
+
+
+def _row_bound(data: bytes, columns: int) -> int:
+    """At most how many data rows the CSV holds. A row ends at a line end (but the last), and has
+    `columns - 1` commas: `rows * columns <= len(data) + 1`. So the array allocated for them takes
+    under four bytes a byte of file, and only the rows filled take memory."""
+    line_ends = data.count(b"\n") + data.count(b"\r")
+    return min(line_ends, (len(data) + 1) // columns)
+
+
+def _read_rows(
+    reader: Iterator[list[str]], header: list[str], t_idx: int, bound: int, max_rows: int
+) -> tuple[np.ndarray, list[str], array.array[int]]:
+    """The feature values as float32, the raw target values and each row's line in the file."""
+    names = [h for i, h in enumerate(header) if i != t_idx]
+    x = np.empty((min(bound, max_rows), len(names)), dtype=np.float32)
+    raw_y: list[str] = []
+    labels: dict[str, str] = {}  # one string per distinct target value, however many rows repeat it
+    line_numbers = array.array("q")  # file row of each data row, for messages (blank rows are skipped)
     for line_no, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
             raise InputError("file", f"CSV row {line_no} has {len(row)} fields; the header has {len(header)}")
-        rows.append(row)
-        line_numbers.append(line_no)
-        if len(rows) > max_rows:
+        if len(raw_y) == max_rows:
             raise InputError("file", f"the CSV has more than {max_rows} rows")
-    if len(rows) < MIN_ROWS:
-        raise InputError("file", f"the CSV has {len(rows)} data rows; at least {MIN_ROWS} are needed to split")
-    feature_idx = [i for i in range(len(header)) if i != t_idx]
-    x = np.empty((len(rows), len(feature_idx)), dtype=np.float64)
-    for r, row in enumerate(rows):
-        for c, i in enumerate(feature_idx):
-            try:
-                x[r, c] = float(row[i])
-            except ValueError:
-                raise InputError(
-                    "file", f"CSV row {line_numbers[r]}, column {header[i]!r}: {row[i]!r} is not a number"
-                ) from None
-    x32 = x.astype(np.float32)  # checked after the cast: 1e300 is finite in float64, not in float32
-    if not np.isfinite(x32).all():
-        r, c = np.argwhere(~np.isfinite(x32))[0]
-        raise InputError(
-            "file", f"CSV row {line_numbers[r]}, column {header[feature_idx[c]]!r} is NaN, infinite or too large"
-        )
-    raw_y = [row[t_idx].strip() for row in rows]
-    feature_names = [header[i] for i in feature_idx]
-    return _with_target(x32, raw_y, feature_names, target_name)
+        value = row.pop(t_idx).strip()
+        try:
+            # float64 first, as float() reads it: 1e300 becomes inf in float32, found by the caller.
+            x[len(raw_y)] = np.array(row, dtype=np.float64)
+        except ValueError:
+            raise _not_a_number(row, names, line_no) from None
+        raw_y.append(labels.setdefault(value, value))
+        line_numbers.append(line_no)
+    if len(raw_y) < MIN_ROWS:
+        raise InputError("file", f"the CSV has {len(raw_y)} data rows; at least {MIN_ROWS} are needed to split")
+    return x[: len(raw_y)], raw_y, line_numbers
+
+
+def _not_a_number(row: list[str], names: list[str], line_no: int) -> InputError:
+    bad = next(c for c, cell in enumerate(row) if not _is_number(cell))
+    return InputError("file", f"CSV row {line_no}, column {names[bad]!r}: {row[bad]!r} is not a number")
 
 
 def _with_target(x: np.ndarray, raw_y: list[str], feature_names: list[str], target: str) -> ParsedDataset:
@@ -189,7 +231,7 @@ def _with_target(x: np.ndarray, raw_y: list[str], feature_names: list[str], targ
     if all(_is_int(v) for v in raw_y):
         return _classification(x, np.array([int(v) for v in raw_y]), feature_names, target, "target")
     if all(_is_number(v) for v in raw_y):
-        y = np.array([float(v) for v in raw_y], dtype=np.float64).astype(np.float32)
+        y = np.array(raw_y, dtype=np.float64).astype(np.float32)
         if not np.isfinite(y).all():
             raise InputError("file", f"the target column {target!r} has NaN, infinite or too large values")
         return ParsedDataset(x=x, y=y, task="regression", feature_names=feature_names, target=target)

@@ -208,6 +208,49 @@ def test_csv_over_the_feature_limit_is_rejected(make_csv: Callable[..., bytes]) 
     assert "2 feature columns; the limit is 1" in error.reason
 
 
+def test_csv_with_a_nul_past_the_sniffed_start_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    # The format is sniffed from the first 64 KiB; a NUL further on would reach the database.
+    data = make_csv(extra_rows=[f"{i}.5,1,a" for i in range(8000)] + ["1,2,a\x00"])
+
+    error = rejection(data, max_rows=10_000)
+
+    nul = data.index(b"\x00")
+    assert error.field == "file"
+    assert error.reason == f"the CSV holds a NUL character (byte {nul}); it must be text"
+
+
+def test_csv_invalid_utf8_past_the_sniffed_start_is_rejected_naming_its_byte(make_csv: Callable[..., bytes]) -> None:
+    data = make_csv(extra_rows=[f"{i}.5,1,a" for i in range(8000)]) + b"1,2,\xff\n"
+
+    error = rejection(data, max_rows=10_000)
+
+    assert error.reason == f"the CSV is not valid UTF-8 text (byte {len(data) - 2})"
+
+
+def test_csv_target_column_with_a_name_too_long_to_store_is_rejected(make_csv: Callable[..., bytes]) -> None:
+    error = rejection(make_csv(header="x1,x2," + "t" * 201))
+
+    assert error.reason == "the target column's name is over 200 characters long"
+
+
+@pytest.mark.parametrize("rows, columns", [(100, 2000), (20_000, 10)], ids=["wide", "tall"])
+def test_csv_parsing_takes_memory_near_the_files_size(rows: int, columns: int) -> None:
+    # A 20 MB CSV used to take 480 MB: every cell a Python string before any became a number.
+    rng = np.random.default_rng(0)
+    header = ",".join(f"c{i}" for i in range(columns)) + ",label\n"
+    lines = (",".join(f"{v:.1f}" for v in rng.random(columns) * 10) + f",{'ab'[r % 2]}\n" for r in range(rows))
+    data = (header + "".join(lines)).encode()
+    tracemalloc.start()
+    try:
+        parsed = upload(data, max_rows=rows, max_features=columns)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert parsed.x.shape == (rows, columns)
+    assert peak < 3 * len(data), f"{peak / len(data):.1f} times the file's size"
+
+
 # --- NPZ: what is accepted ----------------------------------------------------------------------
 
 

@@ -61,6 +61,8 @@ UPLOADS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("corrupt deflate", "c.npz", hand_zip([corrupt_deflate("x.npy", np.zeros((12, 3))), stored("y", Y12)]), {}),
     ("1 GiB of zeros, suffix-less", "g.npz", hand_zip([deflated_zeros("x", (262_144, 1024)), stored("y", Y_BIG)]), {}),
     ("x and x.npy both", "d.npz", zip_of([("x", X12), ("x.npy", X12), ("y", Y12)]), {}),
+    ("NUL in a label past 64 KiB", "n.csv", GOOD_CSV + b"1,x\n2,y\n" * 8000 + b"3,z\x00\n4,z\x00\n", {}),
+    ("a 300-character target column", "l.csv", b"a," + b"b" * 300 + b"\n" + b"1,x\n2,y\n" * 10, {}),
 ]
 
 
