@@ -176,9 +176,18 @@ def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, 
     session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
 
 
-def publish_coordinator(session: Session, job_id: str, coordinator: dict[str, str] | None) -> None:
-    """Where a parallel job's oracle listens (None once it stops), for trial processes to join."""
-    session.execute(update(Job).where(Job.id == job_id).values(coordinator=coordinator))
+def publish_coordinator(
+    session: Session, job_id: str, coordinator: dict[str, str] | None, *, worker_id: str | None = None
+) -> bool:
+    """Where a parallel job's oracle listens (None once it stops), for trial processes to join.
+
+    Guarded on `worker_id` when given: a search that lost its job must not unpublish (or replace)
+    the address of the oracle that the job's new worker runs."""
+    guards = [Job.id == job_id]
+    if worker_id is not None:
+        guards += [Job.status == JobStatus.RUNNING.value, Job.worker_id == worker_id]
+    result = session.execute(update(Job).where(*guards).values(coordinator=coordinator))
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def get_coordinator(session: Session, job_id: str) -> dict[str, str] | None:

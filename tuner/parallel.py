@@ -45,7 +45,8 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
     server = OracleServer(oracle_tuner.oracle, settings.oracle_host, authkey)
     host, port = server.address
     with db.session() as session:
-        q.publish_coordinator(session, job_id, {"address": f"{host}:{port}", "authkey": authkey.hex()})
+        address = {"address": f"{host}:{port}", "authkey": authkey.hex()}
+        q.publish_coordinator(session, job_id, address, worker_id=prepared.worker_id)
     log.info("job %s: oracle at %s:%d, %d trial processes", job_id, host, port, k)
     env = {**os.environ, "DROPTUNE_ORACLE_ADDRESS": f"{host}:{port}", "DROPTUNE_ORACLE_AUTHKEY": authkey.hex()}
     processes = [
@@ -67,7 +68,7 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
                 p.kill()
         server.close()
         with db.session() as session:
-            q.publish_coordinator(session, job_id, None)
+            q.publish_coordinator(session, job_id, None, worker_id=prepared.worker_id)
     if CANCELLED in codes or _cancelled(db, job_id):
         raise JobCancelled("cancelled by request")
     if HANDED_BACK in codes or STOP_REQUESTED.is_set():

@@ -660,6 +660,19 @@ def test_a_worker_that_lost_its_job_cannot_finish_it(db: Database, make_job: Mak
     assert (stored.status, stored.worker_id, stored.finished_at) == (JobStatus.RUNNING.value, "w2", None)
 
 
+def test_a_worker_that_lost_its_job_cannot_unpublish_its_successors_oracle(db: Database, make_job: MakeJob) -> None:
+    job = make_job(db, status=JobStatus.RUNNING)
+    take_over(db, job, "w2")
+    ours = {"address": "127.0.0.1:2", "authkey": "22"}
+    with db.session() as s:
+        assert q.publish_coordinator(s, job.id, ours, worker_id="w2") is True
+    with db.session() as s:
+        assert q.publish_coordinator(s, job.id, None, worker_id="setup-worker") is False
+        assert q.publish_coordinator(s, job.id, {"address": "x:1", "authkey": "11"}, worker_id="setup-worker") is False
+    with db.session() as s:
+        assert q.get_coordinator(s, job.id) == ours
+
+
 def test_a_trial_no_longer_running_is_not_ended_again(db: Database, make_job: MakeJob, make_trial: MakeTrial) -> None:
     job = make_job(db, status=JobStatus.RUNNING)
     trial = make_trial(db, job, 0, status=TrialStatus.FAILED)
