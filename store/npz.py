@@ -63,8 +63,10 @@ def open_archive(data: bytes) -> zipfile.ZipFile:
         raise InputError(
             "file", f"the NPZ's zip directory takes {size} bytes (too many members); the limit is {MAX_DIRECTORY_BYTES}"
         )
-    with malformed("the NPZ archive"):
+    try:
         archive = zipfile.ZipFile(io.BytesIO(data))
+    except _MALFORMED as exc:
+        raise InputError("file", f"not a readable NPZ archive ({exc})") from None
     repeated = [name for name, n in Counter(archive.namelist()).items() if n > 1]
     if repeated:
         archive.close()
@@ -78,7 +80,7 @@ def _directory_size(data: bytes) -> int:
     if data[end : end + 4] != b"PK\x05\x06" or data[-2:] != b"\x00\x00":  # not at the end: a comment follows
         end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
     if end < 0 or len(data) - end < 22:
-        raise InputError("file", "the NPZ archive could not be read: it has no zip end record")
+        raise InputError("file", "not a readable NPZ archive (it has no zip end record)")
     size: int = struct.unpack_from("<L", data, end + 12)[0]
     # zipfile prefers a zip64 end record, which a locator right before the end record announces.
     if end >= 76 and data[end - 20 : end - 16] == b"PK\x06\x07" and data[end - 76 : end - 72] == b"PK\x06\x06":
