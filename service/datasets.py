@@ -39,6 +39,11 @@ def register_upload(
     target: str | None,
 ) -> DatasetOut:
     """Parse, check and store an upload; nothing is kept unless all of it succeeds."""
+    # PostgreSQL cannot store NUL in text; no backend gets one, so every backend answers alike.
+    for field, value in (("name", name), ("target", target), ("file", filename)):
+        if value and "\x00" in value:
+            what = "the file's name" if field == "file" else "it"
+            raise InputError(field, f"{what} must not contain a NUL character")
     title = (name or "").strip() or Path(filename or "").stem.strip() or "uploaded dataset"
     if len(title) > 200:
         raise InputError("name", "at most 200 characters")

@@ -63,6 +63,8 @@ UPLOADS: list[tuple[str, str, bytes, dict[str, str]]] = [
     ("x and x.npy both", "d.npz", zip_of([("x", X12), ("x.npy", X12), ("y", Y12)]), {}),
     ("NUL in a label past 64 KiB", "n.csv", GOOD_CSV + b"1,x\n2,y\n" * 8000 + b"3,z\x00\n4,z\x00\n", {}),
     ("a 300-character target column", "l.csv", b"a," + b"b" * 300 + b"\n" + b"1,x\n2,y\n" * 10, {}),
+    ("NUL in the name", "t.csv", GOOD_CSV, {"name": "a\x00b"}),
+    ("NUL in the target", "t.csv", GOOD_CSV, {"target": "b\x00"}),
 ]
 
 
@@ -89,6 +91,44 @@ def test_a_zip_bomb_posing_as_npz_is_refused_from_its_headers(tmp_path: Path) ->
         size = BOMB_ROWS * BOMB_FEATURES * 4
         assert msg == f"the NPZ array 'x' would take {size} bytes in memory; the limit is 67108864"
         assert client.get("/api/v1/datasets").json()[-1]["format"] == "builtin"
+
+
+@pytest.mark.parametrize("field", ["name", "target"])
+def test_a_nul_in_a_form_field_is_a_422_naming_the_field(client: TestClient, field: str) -> None:
+    response = client.post("/api/v1/datasets", files={"file": ("t.csv", GOOD_CSV)}, data={field: "b\x00"})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", field]
+
+
+def test_a_nul_in_the_file_name_is_a_422_naming_the_file(client: TestClient) -> None:
+    # Written by hand: httpx would percent-encode the NUL; a raw one reaches the service as such.
+    head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.csv"\r\n\r\n'
+    body = head + GOOD_CSV + b"\r\n--B--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=B"}
+
+    response = client.post("/api/v1/datasets", content=body, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+@pytest.mark.parametrize("field", ["file", "name", "target"])
+def test_an_upload_that_repeats_a_field_is_refused_naming_it(client: TestClient, field: str) -> None:
+    files = [("file", ("t.csv", GOOD_CSV))]
+    form = {"name": "houses", "target": "b"}
+    if field == "file":
+        files.append(("file", ("u.csv", GOOD_CSV)))
+    else:
+        files += [(field, (None, form.pop(field))), (field, (None, "other"))]  # plain form fields
+
+    response = client.post("/api/v1/datasets", files=files, data=form)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0] == {
+        "type": "value_error", "loc": ["body", field], "msg": f"the form has 2 {field!r} fields; send one"
+    }
+    assert [d["format"] for d in client.get("/api/v1/datasets").json()] == ["builtin"] * 4
 
 
 def test_a_unicode_name_is_kept_as_given(client: TestClient) -> None:
