@@ -14,9 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from service.guard import RequestGuard
-from service.responses import database_unavailable, error_response, unauthorized
+from service.responses import SECURITY_HEADERS, database_unavailable, error_response, unauthorized
 from service.routes import account, dashboard, datasets, health, jobs
 from store import catalog, migrate
 from store import jobs as jobs_queries
@@ -25,6 +26,7 @@ from store.db import ConflictError, Database, StoreError
 from store.errors import AuthError, InputError, LimitError, NotFoundError, StateError, TooLargeError
 
 log = logging.getLogger(__name__)
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def prepare_database(settings: Settings) -> None:
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Search dropout rate and dropout layers of Keras models with keras-tuner, as a service.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by routes.dashboard, with its assets from this service rather than a CDN
+        redoc_url=None,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
@@ -77,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.mount("/vendor", StaticFiles(directory=dashboard.VENDOR), name="vendor")
     _add_error_handlers(app)
     return app
 
@@ -106,13 +111,32 @@ def _plain_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path. Starlette's 405 names only the methods of the
+    first route that matched the path, though e.g. GET and POST /api/v1/jobs are two routes."""
+    # The path as the request came in: a mount that matched it has moved its prefix into root_path.
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    allowed = set()
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method, "root_path": root_path}
+        for route in request.app.router.routes:
+            if isinstance(route, Mount):  # the static files, which take only reads
+                if route.matches(scope)[0] is Match.FULL and method in ("GET", "HEAD"):
+                    allowed.add(method)
+            elif route.matches(scope)[0] is Match.FULL:
+                allowed.add(method)
+    return ", ".join(sorted(allowed))
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     # Starlette's own errors (an unknown path, a wrong method, a body that is not text) in our shape.
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         response = error_response(exc.status_code, None, str(exc.detail), kinds.get(exc.status_code, "http_error"))
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -155,7 +179,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return database_unavailable()
 
     # Anything else is our bug: the log gets the traceback, the client a plain message and no paths.
+    # Starlette answers this one from outside the guard, which adds the security headers to the rest.
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, None, "internal error; it has been logged", "internal_error")
+        return error_response(500, None, "internal error; it has been logged", "internal_error", SECURITY_HEADERS)

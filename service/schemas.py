@@ -201,7 +201,8 @@ def errors(**described: str) -> dict[int | str, dict[str, Any]]:
 API_ERRORS = errors(
     e400="a body that cannot be read as text",
     e401="no token, or one that is not valid or was revoked",
-    e413="a body larger than the upload limit",
+    e403="with authentication off: a change sent from another site's page",
+    e413="a body over its limit (uploads: DROPTUNE_UPLOAD_MAX_BYTES; any other: DROPTUNE_JSON_MAX_BYTES)",
     e422="invalid input; `loc` names the field",
     e503="the database is unavailable",
 )

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     parallel_trials_cap: int = 8
     max_model_parameters: int = 20_000_000  # weights of the largest model a job's search may build
     upload_max_bytes: int = 200 * 1024 * 1024
+    # Every other request body (job specs and the like): read only up to this, then 413.
+    json_max_bytes: int = 1024 * 1024
     dataset_max_rows: int = 2_000_000
     dataset_max_features: int = 100_000
     dataset_max_bytes: int = 512 * 1024 * 1024  # an upload's arrays, once decompressed

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+# Swagger UI's own script and styles, pinned with the package (served under /vendor).
+VENDOR = Path(str(files("fastapi_offline") / "static"))
 # What store/jobs.py makes job ids of, and trial numbers; common.js checks the same before using one.
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 TRIAL_NUMBER = re.compile(r"[0-9]{1,10}")
@@ -44,3 +47,11 @@ def job_page(job_id: str) -> FileResponse:
 @router.get("/jobs/{job_id}/trials/{number}")
 def trial_page(job_id: str, number: str) -> FileResponse:
     return _page("trial.html", JOB_ID.fullmatch(job_id) is not None and TRIAL_NUMBER.fullmatch(number) is not None)
+
+
+# FastAPI's own /docs page loads Swagger UI from a CDN and starts it with an inline script; this one
+# loads both from this service, so it runs under the Content-Security-Policy. (There is no /redoc:
+# ReDoc styles itself with inline <style> elements, which the policy forbids.)
+@router.get("/docs")
+def swagger_page() -> FileResponse:
+    return _page("docs.html")

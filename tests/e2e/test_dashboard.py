@@ -304,6 +304,13 @@ def test_sign_in_never_sends_the_user_off_site(browser: Browser, service: Servic
 XSS_PAYLOAD = "x%22%3E%3Cimg%20src%3Dx%20onerror%3D{}%3E%5C..%5C"
 
 
+def csp_violations(page: Page) -> list[str]:
+    """Console messages the Content-Security-Policy causes, collected from now on."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None)
+    return seen
+
+
 def test_the_reflected_xss_url_of_the_job_page_runs_no_script(page: Page, service: Service) -> None:
     job = service.submit(small_job("iris", max_trials=1, training={"epochs": 1}))
     service.wait(job["id"])  # the old page wrote the id into the trials table's markup
@@ -331,3 +338,41 @@ def test_the_reflected_xss_url_of_the_job_page_runs_no_script(page: Page, servic
         assert response is not None and response.status == 404
         expect(page.locator("#trial-title")).to_have_text("Trial not found")
     assert dialogs == [] and api_calls == []
+
+
+def test_every_page_is_served_with_the_policy_and_breaks_none_of_it(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    from service.responses import CONTENT_SECURITY_POLICY
+
+    violations = csp_violations(page)
+    job = form_job["id"]
+    pages = {
+        "/": "#jobs-table tbody tr",
+        "/new": "#f-dataset option[value=iris]",
+        "/signin": "#f-token",
+        f"/jobs/{job}": "#heatmap-chart rect[data-cell]",
+        f"/jobs/{job}/trials/{form_job['best']['number']}": "#epochs-table tbody tr",
+        "/docs": ".swagger-ui .opblock",
+    }
+    for path, drawn in pages.items():
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        expect(page.locator(drawn).first).to_be_attached()
+    assert violations == []
+
+
+def test_the_api_docs_load_nothing_from_another_origin(page: Page, service: Service) -> None:
+    violations = csp_violations(page)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+
+    page.goto("/docs")
+
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/jobs")
+    page.wait_for_load_state("networkidle")
+    assert requested and all(url.startswith(f"{service.base_url}/") for url in requested), requested
+    assert violations == []

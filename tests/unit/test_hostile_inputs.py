@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,79 @@ def test_numbers_beyond_64_bits_in_the_url_get_a_422(client: TestClient, path: s
     response = client.get(path)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][0] in ("query", "path")
+
+
+# --- the request guard: bodies, cross-site writes, NULs in URLs (on each backend) -----------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """A service on each backend with the given settings, signed in when authentication is on."""
+    with backend_database(request.param) as url, ExitStack() as stack:
+
+        def make(**overrides: Any) -> TestClient:
+            settings = Settings(data_dir=tmp_path, database_url=url or "", **overrides)
+            c = stack.enter_context(TestClient(create_app(settings), raise_server_exceptions=False))
+            return sign_in(c, settings.resolved_database_url) if settings.auth else c
+
+        yield make
+
+
+def chunked(total: int, head: bytes = b"") -> Iterator[bytes]:
+    """A body with no Content-Length: httpx sends a generator chunked."""
+    yield head
+    for _ in range(total // 65536):
+        yield b"x" * 65536
+
+
+FILE_PART = b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+CHUNKED = [
+    ("a chunked job spec past the JSON limit", "/api/v1/jobs", "application/json", b""),
+    ("a chunked upload past the upload limit", "/api/v1/datasets", "multipart/form-data; boundary=B", FILE_PART),
+]
+
+
+@pytest.mark.parametrize("case, path, content_type, head", CHUNKED, ids=[c[0] for c in CHUNKED])
+def test_chunked_bodies_past_their_limit_get_a_413_and_store_nothing(
+    make_service: Callable[..., TestClient], tmp_path: Path, case: str, path: str, content_type: str, head: bytes
+) -> None:
+    client = make_service(upload_max_bytes=1024 * 1024)  # the JSON limit keeps its default, 1 MiB
+
+    response = client.post(path, content=chunked(4 * 1024 * 1024, head), headers={"content-type": content_type})
+
+    assert response.status_code == 413, response.text
+    assert "larger than this service's limit" in response.json()["detail"][0]["msg"]
+    assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
+    assert client.get("/api/v1/jobs").json()["total"] == 0
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_cross_site_post_with_authentication_off_is_refused(
+    make_service: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = make_service(auth=False)
+    # What a page on another origin sends with fetch(..., {mode: "no-cors", method: "POST", body: form}).
+    headers = {"origin": "http://evil.example", "sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors"}
+
+    data = b"a,b\n" + b"1,x\n2,y\n" * 10
+    response = client.post("/api/v1/datasets", files={"file": ("t.csv", data)}, headers=headers)
+
+    assert response.status_code == 403, response.text
+    assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
+    assert [d["format"] for d in client.get("/api/v1/datasets").json()] == ["builtin"] * 4
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/jobs/%00",
+        "/api/v1/jobs/a%00b/trials",
+        "/api/v1/jobs/a%00b/trials/0",
+        "/api/v1/jobs/a%00b/best",
+        "/api/v1/datasets/a%00b",
+    ],
+)
+def test_a_nul_in_an_id_is_not_found(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+    assert client.delete(path).status_code == 404
+    assert client.get("/healthz").status_code == 200

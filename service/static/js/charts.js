@@ -166,7 +166,8 @@ export function heatmap(container, { xLabels, yLabels, cells, xLabel, yLabel, va
     el("title", {}, rect, c.title);
     if (cw > 38 && ch > 18) {
       const light = goodness(c.value) > 0.55;
-      el("text", { x: rx + cw / 2, y: ry + ch / 2 + 4, "text-anchor": "middle", style: `fill:${light ? "#fff" : "#1d2430"}` }, g, formatNumber(c.value));
+      // A class, not a style attribute: the Content-Security-Policy allows no inline styles.
+      el("text", { x: rx + cw / 2, y: ry + ch / 2 + 4, "text-anchor": "middle", class: light ? "cell-value light" : "cell-value" }, g, formatNumber(c.value));
     }
   }
   const axes = el("g", { class: "axes" }, svg);
