@@ -108,7 +108,9 @@ def main() -> None:
                     page.goto(f"{base}/jobs/{job_id}")
                     n = args.trials
                     page.wait_for_function(
-                        f"document.querySelectorAll('#trials-table tbody tr').length === {min(n, 100)}"
+                        # Functions, not expressions: Playwright evals an expression in the page,
+                        # which the Content-Security-Policy forbids.
+                        f"() => document.querySelectorAll('#trials-table tbody tr').length === {min(n, 100)}"
                         f" && document.querySelectorAll('#history-chart circle[data-trial]').length === {n}"
                         f" && document.querySelectorAll('#rate-chart circle[data-trial]').length === {n}"
                         " && document.querySelectorAll('#heatmap-chart rect[data-cell]').length > 0"
@@ -130,7 +132,8 @@ def main() -> None:
                     ))
                     started = time.perf_counter()
                     page.locator("#trials-table input.tick").nth(5).check()
-                    page.wait_for_function("document.querySelectorAll('#curves-chart g[data-series]').length === 4")
+                    curves_of_two = "() => document.querySelectorAll('#curves-chart g[data-series]').length === 4"
+                    page.wait_for_function(curves_of_two)
                     tick.append((time.perf_counter() - started) * 1000)
                     page.close()
                 browser.close()
