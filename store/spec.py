@@ -47,6 +47,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _optional(**constraints: Any) -> Any:
+    """A range's optional field: absent, not null, when the range is stored or sent back, so a
+    job's spec reads as the user would write it (and as the schema below describes it)."""
+    return Field(None, exclude_if=lambda value: value is None, **constraints)
+
+
 def _range_schema(schema: dict[str, Any]) -> None:
     """A range is either {min, max, ...} or {values}: the schema says so, as the validators do, and
     its optional fields take no explicit null (absent is how to leave one out)."""
@@ -65,15 +71,15 @@ class FloatRange(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_range_schema)
 
-    min: Number | None = None
-    max: Number | None = None
-    step: Annotated[Number, Field(gt=0)] | None = None
-    sampling: Literal["linear", "log"] = "linear"
-    values: list[Number] | None = Field(None, min_length=1, max_length=MAX_RANGE_VALUES)
+    min: Number | None = _optional()
+    max: Number | None = _optional()
+    step: Annotated[Number, Field(gt=0)] | None = _optional()
+    sampling: Literal["linear", "log"] = Field("linear", exclude_if=lambda v: v == "linear")
+    values: list[Number] | None = _optional(min_length=1, max_length=MAX_RANGE_VALUES)
 
     @model_validator(mode="after")
     def _check_shape(self) -> FloatRange:
-        _check_range_shape(self.min, self.max, self.values, self.model_fields_set)
+        _check_range_shape(self.min, self.max, self.values, {"step": self.step, "log sampling": self.sampling == "log"})
         if self.values is not None:
             self.values = sorted(set(self.values))
             return self
@@ -143,14 +149,14 @@ class IntRange(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_range_schema)
 
-    min: SignedInteger | None = None
-    max: SignedInteger | None = None
-    step: Annotated[Integer, Field(ge=1)] | None = None
-    values: list[SignedInteger] | None = Field(None, min_length=1, max_length=MAX_RANGE_VALUES)
+    min: SignedInteger | None = _optional()
+    max: SignedInteger | None = _optional()
+    step: Annotated[Integer, Field(ge=1)] | None = _optional()
+    values: list[SignedInteger] | None = _optional(min_length=1, max_length=MAX_RANGE_VALUES)
 
     @model_validator(mode="after")
     def _check_shape(self) -> IntRange:
-        _check_range_shape(self.min, self.max, self.values, self.model_fields_set)
+        _check_range_shape(self.min, self.max, self.values, {"step": self.step})
         if self.values is not None:
             self.values = sorted(set(self.values))
             return self
@@ -180,9 +186,12 @@ class IntRange(_Strict):
         return self.min, self.max
 
 
-def _check_range_shape(low: float | None, high: float | None, values: list | None, given: set[str]) -> None:  # type: ignore[type-arg]
+def _check_range_shape(
+    low: float | None, high: float | None, values: list | None, options: dict[str, object]  # type: ignore[type-arg]
+) -> None:
     if values is not None:
-        extra = sorted(given & {"min", "max", "step", "sampling"})
+        given = {"min": low, "max": high, **options}
+        extra = [name for name, value in given.items() if value is not None and value is not False]
         if extra:
             raise ValueError(f"give either values or min/max, not both (drop {', '.join(extra)})")
         return

@@ -409,6 +409,21 @@ def test_get_job_returns_what_submit_returned(client: TestClient) -> None:
     assert response.json() == job
 
 
+def test_a_job_with_listed_values_reads_back_as_written(client: TestClient) -> None:
+    space = {
+        "dropout_rate": {"values": [0.0, 0.2]},
+        "dropout_layers": {"min": 0, "max": 1},
+        "units": {"values": [8, 16]},
+        "learning_rate": {"min": 0.001, "max": 0.01, "sampling": "log"},
+    }
+    job = submitted(client, search_space=space)
+
+    response = client.get(f"/api/v1/jobs/{job['id']}")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["spec"]["search_space"] == {**space, "dropout_layers": {"min": 0, "max": 1, "step": 1}}
+
+
 def test_cancel_of_queued_job_cancels_it_at_once(client: TestClient) -> None:
     job_id = submitted(client)["id"]
 

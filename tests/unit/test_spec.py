@@ -571,3 +571,28 @@ def test_a_huge_integer_over_a_cap_is_a_clear_input_error(
     with pytest.raises(InputError) as exc:
         normalize(make_spec(max_trials=2**31 - 1))
     assert exc.value.field == "max_trials" and "2147483647 is above" in exc.value.reason
+
+
+def test_a_stored_spec_validates_again_as_the_worker_and_the_api_read_it() -> None:
+    spec = JobSpec.model_validate({
+        **BASE_SPEC,
+        "search_space": {
+            "dropout_rate": {"values": [0.0, 0.2]},
+            "dropout_layers": {"min": 0, "max": 1},
+            "units": {"values": [8, 16]},
+            "learning_rate": {"min": 0.001, "max": 0.01, "sampling": "log"},
+        },
+    })
+    stored = spec.model_dump(mode="json")
+    assert stored["search_space"]["dropout_rate"] == {"values": [0.0, 0.2]}  # no nulls, no default sampling
+    assert stored["search_space"]["learning_rate"] == {"min": 0.001, "max": 0.01, "sampling": "log"}
+    assert JobSpec.model_validate(stored) == spec
+
+
+def test_a_spec_stored_before_ranges_dropped_their_nulls_still_reads() -> None:
+    old = {**BASE_SPEC, "search_space": {
+        "dropout_rate": {"min": None, "max": None, "step": None, "sampling": "linear", "values": [0.1, 0.3]},
+        "dropout_layers": {"min": 0, "max": 2, "step": 1, "values": None},
+    }}
+    spec = JobSpec.model_validate(old)
+    assert spec.search_space.dropout_rate.candidate_values() == [0.1, 0.3]
