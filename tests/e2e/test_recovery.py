@@ -343,9 +343,9 @@ def test_a_worker_paused_past_the_grace_period_leaves_its_job_to_the_worker_that
             assert [e["epoch"] for e in svc.trial(job["id"], number)["history"]] == list(range(1, epochs + 1))
         combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
         assert len(combos) == 4
-        # The stalled worker's search stopped at its first refused write; the worker left the job alone.
-        search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
-        assert "is no longer worker e2e-0's" in search_log
+        # The stalled worker, once awake, found the job no longer its own and left it alone. Its search
+        # stopped at whichever came first, its own first refused write or the worker killing it: a race
+        # (the search's log line is not asserted); the trials above show neither wrote after losing it.
         assert "is no longer this worker's" in (svc.data_dir / "worker-0.log").read_text()
         assert svc.processes[1].poll() is None  # and lives on, ready for the next job
     finally:
