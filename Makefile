@@ -52,6 +52,8 @@ image:
 
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
+	$(BIN)/python bench/pack_sizes.py
+	$(BIN)/python bench/image_packing.py
 	$(BIN)/python bench/parallel_trials.py
 	$(BIN)/python bench/memory_100_trials.py
 	$(BIN)/python bench/api_throughput.py

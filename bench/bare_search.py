@@ -1,6 +1,9 @@
 """The same search as the service runs, as a bare keras-tuner script (the benchmark's baseline).
 
 Usage: python bench/bare_search.py DATASET TRIALS EPOCHS SEED
+Prints `search_s=...` (the search alone) and `best_val_loss=...` (the best trial's score). The model and
+the split are the service's; the split is written out as `tuner.setup.split` makes it (stratified,
+test_size 0.2, random_state SEED), so that the timed script imports no more than keras-tuner needs.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ def main() -> None:
     dataset, trials, epochs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     keras.utils.set_random_seed(seed)
     data = load_builtin(dataset)
+    stratify = data.y if data.task == "classification" else None
     x_train, x_val, y_train, y_val = train_test_split(
-        data.x, data.y, test_size=0.2, random_state=seed, stratify=data.y
+        data.x, data.y, test_size=0.2, random_state=seed, stratify=stratify
     )
     mean, variance = normalization_stats(x_train)
     config = ModelConfig(
@@ -56,6 +60,7 @@ def main() -> None:
         started = time.perf_counter()
         tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=32, verbose=0)
         print(f"search_s={time.perf_counter() - started:.2f}")
+        print(f"best_val_loss={tuner.oracle.get_best_trials(1)[0].score}")
 
 
 if __name__ == "__main__":

@@ -40,17 +40,34 @@ def normalization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x_train.mean(axis=axes, dtype=np.float64), x_train.var(axis=axes, dtype=np.float64)
 
 
-def _hp(hp: Any, name: str, default: Any) -> Any:
-    # Units and learning rate are searched only when the job asks; otherwise the model's value holds.
+class HpValues:
+    """Stored hyperparameter values (a trial's, a confirmed configuration's) as `build` and
+    `SliceConfig.from_hp` read a keras-tuner trial's: a `values` dict, without the unset ones (the
+    rate of a network without dropout is stored as None)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = {name: value for name, value in values.items() if value is not None}
+
+
+def hyperparameter(hp: Any, name: str, default: Any) -> Any:
+    """A trial's value of an optional hyperparameter: units and learning rate are searched only when
+    the job asks; otherwise the model's value holds."""
     return hp.values.get(name, default)
+
+
+def dropout_of(hp: Any) -> tuple[float, int]:
+    """A trial's dropout rate and number of dropout layers. The rate is searched only with a dropout
+    layer (`tuner.space`): a network without one has no rate, and rate 0 drops nothing."""
+    layers = int(hp.values["dropout_layers"])
+    rate = float(hp.values.get("dropout_rate") or 0.0) if layers > 0 else 0.0
+    return rate, layers if rate > 0 else 0
 
 
 def build(hp: Any, config: ModelConfig) -> keras.Model:
     """Build and compile one trial's model from its hyperparameters."""
-    dropout_rate = float(hp.get("dropout_rate"))
-    dropout_layers = int(hp.get("dropout_layers"))
-    units = int(_hp(hp, "units", config.units))
-    learning_rate = float(_hp(hp, "learning_rate", config.learning_rate))
+    dropout_rate, dropout_layers = dropout_of(hp)
+    units = int(hyperparameter(hp, "units", config.units))
+    learning_rate = float(hyperparameter(hp, "learning_rate", config.learning_rate))
 
     inputs = keras.Input(shape=config.input_shape)
     x = keras.layers.Normalization(axis=-1, mean=config.mean, variance=config.variance)(inputs)
@@ -68,8 +85,8 @@ def build(hp: Any, config: ModelConfig) -> keras.Model:
 
 def _conv_stem(x: Any, shape: tuple[int, ...]) -> Any:
     height, width = shape[0], shape[1]
-    for filters in (16, 32):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    for i, filters in enumerate((16, 32)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i + 1}")(x)
         if min(height, width) >= 4:
             x = keras.layers.MaxPooling2D(2)(x)
             height, width = height // 2, width // 2

@@ -1,8 +1,8 @@
 """Refresh the README's screenshots from a real search: python scripts/readme_screenshots.py
 
 Starts the API and a worker on a scratch data dir, runs a digits search (random, 24 trials x 8
-epochs) plus a small iris one, and saves the jobs list, the job page, a trial page and the new-job
-form showing a validation error into docs/.
+epochs, confirmed over 5 seeds) plus a small iris one, and saves the jobs list, the job page, its
+Verdict panel, a trial page and the new-job form showing a validation error into docs/.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def capture(base_url: str, job_id: str, best: int) -> None:
             ticks.nth(i).check()
         page.wait_for_timeout(500)
         page.screenshot(path=str(DOCS / "job.png"), full_page=True)
+        page.wait_for_selector('#verdict-body[data-final="true"]')
+        page.locator("#verdict").screenshot(path=str(DOCS / "verdict.png"))
         page.goto(f"/jobs/{job_id}/trials/{best}")
         page.wait_for_selector("#epochs-table tbody tr")
         page.screenshot(path=str(DOCS / "trial.png"), full_page=True)

@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from service.guard import RequestGuard
+from service.predictor_client import PredictorClient, PredictorFailed, PredictorUnavailable
 from service.responses import SECURITY_HEADERS, database_unavailable, error_response, unauthorized
-from service.routes import account, dashboard, datasets, health, jobs
+from service.routes import account, dashboard, datasets, exports, health, jobs, models
 from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaper = asyncio.create_task(reap_stale_jobs(app_settings))
         yield
         reaper.cancel()
+        await asyncio.to_thread(app.state.predictor.close)
 
     app = FastAPI(
         title="droptune",
@@ -74,11 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
+    app.state.predictor = PredictorClient(app_settings)  # started when a prediction first needs it
     app.add_middleware(RequestGuard, settings=app_settings)
     app.include_router(health.router)
     app.include_router(account.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
+    app.include_router(exports.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=dashboard.VENDOR), name="vendor")
@@ -163,6 +168,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def over_limit(_: Request, exc: LimitError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)}
         return error_response(429, None, exc.reason, "too_many_jobs", headers)
+
+    @app.exception_handler(PredictorUnavailable)
+    async def predictor_unavailable(_: Request, exc: PredictorUnavailable) -> JSONResponse:
+        log.warning("predictor unavailable: %s", exc.reason)
+        return error_response(503, None, exc.reason, "unavailable", {"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(PredictorFailed)
+    async def predictor_failed(_: Request, exc: PredictorFailed) -> JSONResponse:
+        return error_response(502, None, str(exc), "predictor_error")
 
     @app.exception_handler(AuthError)
     async def no_valid_token(_: Request, exc: AuthError) -> JSONResponse:

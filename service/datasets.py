@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy.orm import Session
+
 from service.schemas import DatasetOut
-from store import catalog
+from store import catalog, dataset_files
+from store.artifacts import artifact_store
 from store.config import Settings
 from store.datasets import parse_upload, save_normalized
 from store.db import Database
@@ -54,18 +58,19 @@ def register_upload(
     if fmt == "npz" and target is not None:
         raise InputError("target", "only CSV uploads take a target column; an NPZ's target is its 'y' array")
     dataset_id = catalog.new_dataset_id()
-    file_name = f"{dataset_id}.npz"
-    path = settings.datasets_dir / file_name
-    save_normalized(parsed, path)
-    try:
-        with db.session() as session:
-            row = catalog.dataset_row(dataset_id, title, fmt, parsed, file_name, owner)
-            session.add(row)
-            session.flush()
-            return DatasetOut.of(row)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+
+    def insert(session: Session, content_hash: str) -> DatasetOut:
+        row = catalog.dataset_row(dataset_id, title, fmt, parsed, owner, content_hash=content_hash)
+        session.add(row)
+        session.flush()
+        return DatasetOut.of(row)
+
+    # The normalized file goes to the artifact store (where every worker fetches it) from a temporary
+    # file here; nothing is kept on this host.
+    with tempfile.TemporaryDirectory(prefix="droptune-upload-") as tmp:
+        path = Path(tmp) / f"{dataset_id}.npz"
+        save_normalized(parsed, path)
+        return dataset_files.add_dataset(db, artifact_store(db, settings.artifacts_url), path, insert)
 
 
 # `scope`: whose uploads the caller sees (the built-ins are everyone's); None: everyone's.
@@ -84,7 +89,8 @@ def read_dataset(db: Database, dataset_id: str, scope: str | None) -> DatasetOut
 def remove_dataset(db: Database, settings: Settings, dataset_id: str, scope: str | None) -> None:
     with db.session() as session:
         row = catalog.delete_dataset(session, dataset_id, scope)
-        file_name = row.file_name
+        ref = dataset_files.DatasetFile.of(row)
     # Only after the commit: a failed delete keeps both row and file.
-    if file_name:
-        (settings.datasets_dir / file_name).unlink(missing_ok=True)
+    dataset_files.release_file(db, artifact_store(db, settings.artifacts_url), ref.content_hash)
+    if ref.file_name:  # a row from before the artifact store, with its file on this host
+        (settings.datasets_dir / ref.file_name).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 
 # Room for the multipart envelope (boundaries, the name and target fields) around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-# The one route whose body is a file; every other body is a small JSON document.
+# The one route whose body is a dataset file, and the prediction routes (rows as JSON, CSV or NPZ);
+# every other body is a small JSON document.
 UPLOAD_PATH = "/api/v1/datasets"
+PREDICT_PATH = re.compile(r"/api/v1/jobs/[^/]+(/trials/[^/]+)?/predict")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
@@ -108,6 +111,10 @@ class RequestGuard:
             upload = self.settings.upload_max_bytes
             msg = f"the upload is larger than this service's limit of {upload} bytes"
             return BodyLimit(upload + MULTIPART_OVERHEAD, ["body", "file"], msg)
+        if scope["method"] == "POST" and PREDICT_PATH.fullmatch(scope["path"]):
+            rows = self.settings.predict_max_bytes
+            msg = f"the prediction request is larger than this service's limit of {rows} bytes"
+            return BodyLimit(rows, ["body"], msg)
         limit = self.settings.json_max_bytes
         return BodyLimit(limit, ["body"], f"the request body is larger than this service's limit of {limit} bytes")
 

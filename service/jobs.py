@@ -1,5 +1,6 @@
-"""What the jobs API does, as plain functions: validation that needs settings or the dataset, and
-the reads and writes behind each route. Nothing here knows about HTTP."""
+"""What the jobs API does, as plain functions: validation that needs settings or the dataset (the
+spec's own rules live in `store.spec`), and the reads and writes behind each route. Nothing here
+knows about HTTP."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import math
 
 from sqlalchemy.orm import Session
 
+from service.models import delete_job_files
 from service.schemas import JobOut, Page, TrialDetail, TrialOut
 from store import jobs as q
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
 from store.errors import InputError, LimitError, NotFoundError
-from store.spec import TASK_METRICS, FloatRange, IntRange, JobSpec, planned_trials
+from store.report import build_report, figures_of
+from store.report_schema import Report
+from store.spec import TASK_METRICS, JobSpec, planned_trials, resolve_space
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset
 
@@ -21,7 +25,6 @@ from store.tables import Dataset
 def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSpec:
     """Check the rules that span fields, settings and the dataset; fill in what was left out."""
     _check_caps(spec, settings)
-    _check_space(spec)
     metrics = TASK_METRICS[dataset.task]
     metric = spec.objective.metric
     if metric not in metrics:
@@ -64,35 +67,6 @@ def _number(value: float) -> str:
     if isinstance(value, int):
         return str(value)
     return str(int(value)) if value.is_integer() else str(value)
-
-
-def _check_space(spec: JobSpec) -> None:
-    space = spec.search_space
-    low, high = space.dropout_rate.bounds()
-    if low < 0 or high >= 1:
-        raise InputError("search_space.dropout_rate", f"rates must lie in [0, 1); got {low}..{high}")
-    low_l, high_l = space.dropout_layers.bounds()
-    if low_l < 0:
-        raise InputError("search_space.dropout_layers", f"cannot be negative; got {low_l}")
-    if high_l > spec.model.hidden_layers:
-        raise InputError(
-            "search_space.dropout_layers",
-            f"max {high_l} is above model.hidden_layers ({spec.model.hidden_layers}); "
-            "each dropout layer follows one hidden layer",
-        )
-    if space.units is not None and space.units.bounds()[0] < 1:
-        raise InputError("search_space.units", "units must be at least 1")
-    if space.learning_rate is not None:
-        lr_low, lr_high = space.learning_rate.bounds()
-        if lr_low <= 0 or lr_high > 1:
-            raise InputError("search_space.learning_rate", f"rates must lie in (0, 1]; got {lr_low}..{lr_high}")
-    if spec.algorithm == "grid":
-        for name in spec.hyperparameter_names():
-            rng: FloatRange | IntRange = getattr(space, name)
-            if isinstance(rng, FloatRange) and not rng.is_discrete():
-                raise InputError(
-                    f"search_space.{name}", "grid search needs a step or a list of values for a float range"
-                )
 
 
 def estimated_parameters(dataset: Dataset, hidden_layers: int, units: int) -> int:
@@ -189,9 +163,10 @@ def cancel_job(db: Database, job_id: str, scope: str | None) -> JobOut:
         return JobOut.of(q.summarize(session, [job])[0])
 
 
-def remove_job(db: Database, job_id: str, scope: str | None) -> None:
+def remove_job(db: Database, settings: Settings, job_id: str, scope: str | None) -> None:
     with db.session() as session:
         q.delete_job(session, job_id, scope)
+    delete_job_files(db, settings, job_id)
 
 
 def read_trials(
@@ -222,3 +197,27 @@ def read_best_trial(db: Database, job_id: str, scope: str | None) -> TrialDetail
         if best is None:
             raise NotFoundError("completed trial of job", job_id)
         return TrialDetail.of(best)
+
+
+def read_report(db: Database, job_id: str, scope: str | None) -> Report:
+    """The job's stored report; for a job without one yet (running, or ended without a verdict),
+    one computed now from its trials so far, marked not final."""
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id, scope)
+        if job.report is not None:
+            return Report.model_validate(job.report)
+        spec = JobSpec.model_validate(job.spec)
+        trials = figures_of(q.all_trials(session, job_id))
+        status = job.status
+    return build_report(
+        job_id=job_id,
+        status=status,
+        final=False,
+        objective=spec.objective.metric,
+        direction=spec.objective.direction or "min",
+        names=spec.hyperparameter_names(),
+        repeats=spec.repeats,
+        trials=trials,
+        runs=[],
+        baseline_candidate=resolve_space(spec.search_space).baseline_candidate,
+    )

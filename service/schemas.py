@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from store.jobs import JobSummary
-from store.spec import TASK_METRICS, JobSpec
+from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
 from store.tables import Dataset, Epoch, Trial
 
 T = TypeVar("T")
@@ -125,6 +125,7 @@ class JobOut(BaseModel):
     best: BestTrial | None
     error: str | None
     spec: JobSpec
+    search_space: ResolvedSpace  # the canonical space the tuner searches (`store.spec.resolve_space`)
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -132,6 +133,7 @@ class JobOut(BaseModel):
     @classmethod
     def of(cls, summary: JobSummary) -> JobOut:
         job, best = summary.job, summary.best
+        spec = JobSpec.model_validate(job.spec)
         return cls(
             id=job.id,
             name=job.name,
@@ -151,7 +153,8 @@ class JobOut(BaseModel):
                 metrics=best.best_metrics,
             ),
             error=job.error,
-            spec=JobSpec.model_validate(job.spec),
+            spec=spec,
+            search_space=resolve_space(spec.search_space),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

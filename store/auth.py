@@ -42,9 +42,7 @@ class NewToken:
 
 def check_owner(owner: str) -> str:
     if not OWNER_PATTERN.match(owner):
-        raise InputError(
-            "owner", "1 to 100 characters: letters, digits and _ . @ -, starting with a letter or digit"
-        )
+        raise InputError("owner", "1 to 100 characters: letters, digits and _ . @ -, starting with a letter or digit")
     return owner
 
 

@@ -21,12 +21,14 @@ def ensure_builtin_datasets(session: Session) -> None:
         if dataset_id in present:
             continue
         parsed = load_builtin(dataset_id)
-        session.add(dataset_row(dataset_id, title, "builtin", parsed, file_name=None, owner=None))
+        session.add(dataset_row(dataset_id, title, "builtin", parsed, owner=None))
 
 
 def dataset_row(
-    dataset_id: str, name: str, fmt: str, parsed: ParsedDataset, file_name: str | None, owner: str | None
+    dataset_id: str, name: str, fmt: str, parsed: ParsedDataset, owner: str | None, content_hash: str | None = None
 ) -> Dataset:
+    """An upload's row names its file in the artifact store by `content_hash` (see store.dataset_files);
+    a built-in has none."""
     return Dataset(
         id=dataset_id,
         name=name,
@@ -38,7 +40,7 @@ def dataset_row(
         class_labels=parsed.class_labels,
         target=parsed.target,
         feature_names=parsed.feature_names,
-        file_name=file_name,
+        content_hash=content_hash,
         owner=owner,
     )
 
@@ -72,7 +74,7 @@ def get_dataset(
 
 
 def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
-    """Remove a dataset row; the caller removes its file after the commit."""
+    """Remove a dataset row; the caller releases its file after the commit (`dataset_files.release_file`)."""
     row = get_dataset(session, dataset_id, owner, lock="update")
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Uploaded datasets, keras-tuner work dirs, SQLite file.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite at DATA_DIR/droptune.db.")
+    # Where uploaded datasets, models and keras-tuner's resume state are kept: empty means in the
+    # database itself; `s3://bucket/prefix` an S3-compatible bucket (see store/artifacts.py).
+    artifacts_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     # Every /api route needs `Authorization: Bearer <token>` (tokens: `python -m service.tokens`).
@@ -59,6 +62,9 @@ class Settings(BaseSettings):
     # not for more.
     trial_timeout_s: float | None = 3600.0
     keep_tuner_dirs: bool = False
+    # Memory a packed search may give one pack's weights, optimizer state and activations; with
+    # `pack_size: auto` the pack holds as many trials as fit (see tuner/packed_search.py).
+    pack_memory_mb: float = Field(256.0, gt=0)
     # Where a parallel job's oracle listens; other hosts' trial processes connect to it, so set it to
     # an address they can reach (the oracle's address and key are published in the store).
     oracle_host: str = "127.0.0.1"
@@ -67,6 +73,20 @@ class Settings(BaseSettings):
     # Workers `make run` (`python -m tuner.supervise`) keeps alive; empty means one per 4 CPUs of the
     # quota, each worker's searches then using their share of the CPUs.
     workers: int | None = None
+
+    # Predictions (POST /api/v1/jobs/{id}/predict) and SavedModel exports run in a predictor process
+    # (`python -m tuner.predictor`), never in the API. Empty URL: each API process starts its own on
+    # a Unix socket under DATA_DIR/run; else the URL of one running elsewhere (e.g. on a worker host).
+    predictor_url: str = ""
+    # A shared secret the predictor asks of every call; a predictor on a non-loopback address needs one.
+    # The API gives its own local predictor a fresh one.
+    predictor_token: str = ""
+    predictor_models: int = Field(8, ge=1)  # models a predictor keeps loaded, the most recently used
+    predictor_start_timeout_s: float = Field(60.0, gt=0)  # a local predictor must answer within this of its start
+    predictor_timeout_s: float = Field(60.0, gt=0)  # one prediction or export, a model load included
+    predict_max_rows: int = Field(10_000, ge=1)  # rows one prediction request may send
+    # A prediction request's body (JSON rows or a CSV/NPZ upload); other JSON bodies keep json_max_bytes.
+    predict_max_bytes: int = Field(64 * 1024 * 1024, ge=1)
 
     @property
     def resolved_database_url(self) -> str:

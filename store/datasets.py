@@ -1,7 +1,8 @@
 """Dataset files: the built-in scikit-learn sets, parsing uploads, and loading arrays for training.
 
-Uploads are parsed once, checked, and saved as a normalized NPZ (`x` float32, `y` encoded) under a
-name the service picks; the worker only ever loads those files.
+Uploads are parsed once, checked, and saved as a normalized NPZ (`x` float32, `y` encoded), which goes
+to the artifact store under its content hash (`store.dataset_files`); the worker only ever loads those
+files.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import codecs
 import csv
 import io
 import math
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from store.errors import InputError
 MIN_ROWS = 10
 MAX_TARGET_NAME = 200  # the datasets table's `target` column
 TEXT_SLICE = 64 * 1024  # decoded only to be checked: small slices, small garbage
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can record
 
 
 @dataclass
@@ -341,11 +344,16 @@ def _check_npz_headers(x: npz.Member, y: npz.Member, max_rows: int, max_features
 
 
 def save_normalized(parsed: ParsedDataset, path: Path) -> None:
-    """Write the arrays atomically: a crash leaves either no file or the whole file."""
+    """Write the arrays atomically: a crash leaves either no file or the whole file. The file is what
+    `np.savez` writes but for its timestamps, so the same arrays always give the same bytes (and the
+    same content hash: an upload repeated is stored once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, x=parsed.x, y=parsed.y)
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, values in (("x", parsed.x), ("y", parsed.y)):
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_ZIP_TIME)
+            with archive.open(member, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(values), allow_pickle=False)
     tmp.replace(path)
 
 

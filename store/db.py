@@ -59,16 +59,22 @@ def _session_factory(url: str) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(url: str, *, readonly: bool = False) -> Iterator[Session]:
+def session_scope(url: str, *, readonly: bool = False, lock_timeout_s: float | None = None) -> Iterator[Session]:
     """Open a session, commit when the block ends, roll back if it raises.
 
     Database errors leave as `StoreError` (or `ConflictError` for integrity violations), so callers
     never see driver exceptions. Query helpers take the session and never commit themselves.
+
+    `lock_timeout_s` bounds how long a statement waits for a row lock on PostgreSQL (which otherwise
+    waits for ever); past it the block raises `StoreError`. SQLite's busy timeout already bounds it.
     """
     session = _session_factory(url)()
     try:
         if readonly:
             session.connection(execution_options={"droptune_readonly": True})
+        if lock_timeout_s is not None and session.get_bind().dialect.name == "postgresql":
+            # Local to this transaction: the pooled connection goes back with the server's default.
+            session.execute(select(func.set_config("lock_timeout", f"{max(1, round(lock_timeout_s * 1000))}ms", True)))
         yield session
         session.commit()
     except IntegrityError as exc:
@@ -110,5 +116,7 @@ class Database:
     def engine(self) -> Engine:
         return get_engine(self.url)
 
-    def session(self, *, readonly: bool = False) -> AbstractContextManager[Session]:
-        return session_scope(self.url, readonly=readonly)
+    def session(
+        self, *, readonly: bool = False, lock_timeout_s: float | None = None
+    ) -> AbstractContextManager[Session]:
+        return session_scope(self.url, readonly=readonly, lock_timeout_s=lock_timeout_s)

@@ -131,12 +131,7 @@ def claim_next_job(session: Session, worker_id: str) -> Job | None:
     The update is guarded by `status = 'queued'`, so two workers racing for one job cannot both win;
     on PostgreSQL the row is also locked with SKIP LOCKED so the loser moves on to the next job.
     """
-    candidate = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED.value)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-    )
+    candidate = select(Job.id).where(Job.status == JobStatus.QUEUED.value).order_by(Job.created_at, Job.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
     job_id = session.scalar(candidate)
@@ -302,9 +297,7 @@ def requeue_stale_jobs(session: Session, grace_s: float, max_crashes: int) -> li
     budget = max_crashes
     cutoff = db_now(session) - dt.timedelta(seconds=grace_s)  # the database's clock, which every worker shares
     stale = list(
-        session.scalars(
-            select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff)
-        )
+        session.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff))
     )
     requeued = []
     for job_id in stale:
@@ -347,28 +340,38 @@ def holds_job(session: Session, job_id: str, worker_id: str | None) -> bool:
 
 
 def start_trial(
-    session: Session, job_id: str, number: int, hyperparameters: dict[str, Any], *, worker_id: str | None = None
+    session: Session,
+    job_id: str,
+    number: int,
+    hyperparameters: dict[str, Any],
+    *,
+    worker_id: str | None = None,
+    started_at: dt.datetime | None = None,
+    candidate: bool = True,
 ) -> int | None:
     """Record a trial as running and return its row id; a re-run of the same number starts afresh.
 
     With `worker_id`, only while that worker holds the job: None (nothing written) once it lost it.
+    `started_at` (from `db_now`) gives the trials of one pack one start, so they pass a time limit together.
     """
+    started_at = started_at or db_now(session)
     if not holds_job(session, job_id, worker_id):
         return None
     existing = session.scalar(select(Trial).where(Trial.job_id == job_id, Trial.number == number))
     if existing is not None:
         session.execute(delete(Epoch).where(Epoch.trial_id == existing.id))
         existing.status = TrialStatus.RUNNING.value
-        existing.hyperparameters = hyperparameters
+        existing.hyperparameters, existing.candidate = hyperparameters, candidate
         existing.score = existing.best_epoch = existing.best_metrics = existing.error = None
-        existing.started_at, existing.finished_at, existing.duration_s = db_now(session), None, None
+        existing.started_at, existing.finished_at, existing.duration_s = started_at, None, None
         return existing.id
     trial = Trial(
         job_id=job_id,
         number=number,
         status=TrialStatus.RUNNING.value,
         hyperparameters=hyperparameters,
-        started_at=db_now(session),  # the worker compares it with the database's clock (trial time limit)
+        candidate=candidate,
+        started_at=started_at,  # the worker compares it with the database's clock (trial time limit)
     )
     session.add(trial)
     session.flush()
@@ -385,6 +388,17 @@ def record_epoch(
     return True
 
 
+def record_epochs(
+    session: Session, job_id: str, epochs: list[tuple[int, int, dict[str, float | None]]], *, worker_id: str | None
+) -> bool:
+    """Record one epoch of each trial of a pack, `(trial row id, epoch, metrics)`, in one write;
+    only while `worker_id` holds the job."""
+    if not holds_job(session, job_id, worker_id):
+        return False
+    session.add_all(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics) for trial_id, epoch, metrics in epochs)
+    return True
+
+
 def end_trial(
     session: Session,
     trial_id: int,
@@ -395,9 +409,11 @@ def end_trial(
     error: str | None = None,
     *,
     worker_id: str | None = None,
+    duration_s: float | None = None,
 ) -> bool:
     """End a running trial. Guarded: False (nothing written) if the trial is no longer running, or
-    `worker_id`, when given, no longer holds its job."""
+    `worker_id`, when given, no longer holds its job. `duration_s` is a packed trial's share of its
+    pack's time; by default it is the time from its start to now."""
     if not holds_job(session, _job_of(session, trial_id), worker_id):
         return False
     locked = select(Trial).where(Trial.id == trial_id).with_for_update()
@@ -408,6 +424,8 @@ def end_trial(
     error = redact_paths(error) if error else error  # users see it: without the server's paths
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
     _close(session, trial)
+    if duration_s is not None:
+        trial.duration_s = round(duration_s, 3)
     return True
 
 
@@ -424,9 +442,7 @@ def _close(session: Session, trial: Trial) -> None:
 
 
 def stop_running_trials(session: Session, job_id: str) -> None:
-    running = session.scalars(
-        select(Trial).where(Trial.job_id == job_id, Trial.status == TrialStatus.RUNNING.value)
-    )
+    running = session.scalars(select(Trial).where(Trial.job_id == job_id, Trial.status == TrialStatus.RUNNING.value))
     for trial in running:
         trial.status = TrialStatus.STOPPED.value
         _close(session, trial)
@@ -499,9 +515,7 @@ def list_trials(
 
 def get_trial(session: Session, job_id: str, number: int) -> Trial:
     trial = session.scalar(
-        select(Trial)
-        .where(Trial.job_id == job_id, Trial.number == number)
-        .options(selectinload(Trial.epochs))
+        select(Trial).where(Trial.job_id == job_id, Trial.number == number).options(selectinload(Trial.epochs))
     )
     if trial is None:
         raise NotFoundError("trial", f"{job_id}/{number}")
@@ -512,7 +526,12 @@ def best_trial(session: Session, job: Job, *, with_history: bool = True) -> Tria
     score_order = Trial.score.asc() if objective_direction(job) == "min" else Trial.score.desc()
     query = (
         select(Trial)
-        .where(Trial.job_id == job.id, Trial.status == TrialStatus.COMPLETED.value, Trial.score.is_not(None))
+        .where(
+            Trial.job_id == job.id,
+            Trial.status == TrialStatus.COMPLETED.value,
+            Trial.score.is_not(None),
+            Trial.candidate.is_(True),
+        )
         .order_by(score_order, Trial.number)
         .limit(1)
     )
@@ -528,3 +547,14 @@ def last_failed_trial_error(session: Session, job_id: str) -> str | None:
         .order_by(Trial.number.desc())
         .limit(1)
     )
+
+
+def all_trials(session: Session, job_id: str) -> list[Trial]:
+    """Every trial of a job, by number (without histories)."""
+    return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)))
+
+
+def set_report(session: Session, job_id: str, report: dict[str, Any]) -> None:
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.report = report

@@ -1,8 +1,9 @@
 """The job specification: what a user asks the service to search.
 
 The API validates a submitted spec into these models and stores it normalized (defaults filled in);
-the worker reads it back with `JobSpec.model_validate`. Rules that need settings or the dataset live
-in `service/jobs.py`; rules about one field's own shape live here, where `/openapi.json` shows them.
+the worker reads it back with `JobSpec.model_validate`. Every rule about the spec itself lives here,
+where `/openapi.json` shows it; only rules that need the service's settings or the dataset live in
+`service/jobs.py`. `resolve_space` gives the canonical space the tuner searches (see its docstring).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
@@ -24,6 +26,16 @@ TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
 # The most values one range may hold, listed or stepped: a grid over more is not a search anyone
 # waits for, and the bound keeps every place that lists a range's values cheap.
 MAX_RANGE_VALUES = 1000
+# The most trials one fused pack may hold (more gains nothing on CPU, see the packing benchmark).
+MAX_PACK_SIZE = 64
+# Bounds of the verdict's confirmation stage: it trains (confirm_top + 2) x repeats models.
+MAX_CONFIRM_TOP = 10
+MAX_REPEATS = 20
+MAX_MC_SAMPLES = 1000
+# The most trial models one job keeps in the store.
+MAX_KEEP_MODELS = 20
+# The searched hyperparameters, in the order trials show them: the one list every other place reads.
+HYPERPARAMETERS = ("dropout_rate", "dropout_layers", "units", "learning_rate")
 # The largest integer any field takes; the service's own caps (settings) are far lower.
 MAX_INT = 2**31 - 1
 
@@ -187,7 +199,10 @@ class IntRange(_Strict):
 
 
 def _check_range_shape(
-    low: float | None, high: float | None, values: list | None, options: dict[str, object]  # type: ignore[type-arg]
+    low: float | None,
+    high: float | None,
+    values: list | None,
+    options: dict[str, object],  # type: ignore[type-arg]
 ) -> None:
     if values is not None:
         given = {"min": low, "max": high, **options}
@@ -209,11 +224,82 @@ def _check_count(count: int | None, step: float) -> None:
         )
 
 
+def _bounded(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """Schema of a range whose every value lies within (low, high): `/openapi.json` states the bound
+    on min, max and each listed value, as the range's validator checks it."""
+    bound = {"exclusiveMinimum" if low_open else "minimum": low, "exclusiveMaximum" if high_open else "maximum": high}
+
+    def schema(schema: dict[str, Any]) -> None:
+        _range_schema(schema)
+        for name in ("min", "max"):
+            schema["properties"][name].update(bound)
+        schema["properties"]["values"]["items"].update(bound)
+
+    return schema
+
+
+def _check_bounds(
+    values: tuple[float, float], low: float, high: float, low_open: bool, high_open: bool, what: str
+) -> None:
+    first, last = values
+    if first < low or (low_open and first == low) or last > high or (high_open and last == high):
+        interval = f"{'(' if low_open else '['}{_text(low)}, {_text(high)}{')' if high_open else ']'}"
+        raise ValueError(f"{what} must lie in {interval}; got {_text(first)}..{_text(last)}")
+
+
+def _text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < MAX_INT else str(value)
+
+
+class DropoutRateRange(FloatRange):
+    """Dropout rates, in [0, 1): 0 is the network without dropout."""
+
+    model_config = ConfigDict(json_schema_extra=_bounded(0, 1, high_open=True))
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> DropoutRateRange:
+        _check_bounds(self.bounds(), 0, 1, False, True, "rates")
+        return self
+
+
+class DropoutLayersRange(IntRange):
+    """Numbers of dropout layers, each after one hidden layer (0: no dropout)."""
+
+    model_config = ConfigDict(json_schema_extra=_bounded(0, MAX_INT))
+
+    @model_validator(mode="after")
+    def _check_layers(self) -> DropoutLayersRange:
+        _check_bounds(self.bounds(), 0, MAX_INT, False, False, "layer counts")
+        return self
+
+
+class UnitsRange(IntRange):
+    """Units per hidden layer."""
+
+    model_config = ConfigDict(json_schema_extra=_bounded(1, MAX_INT))
+
+    @model_validator(mode="after")
+    def _check_units(self) -> UnitsRange:
+        _check_bounds(self.bounds(), 1, MAX_INT, False, False, "units")
+        return self
+
+
+class LearningRateRange(FloatRange):
+    """Adam's learning rate, in (0, 1]."""
+
+    model_config = ConfigDict(json_schema_extra=_bounded(0, 1, low_open=True))
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> LearningRateRange:
+        _check_bounds(self.bounds(), 0, 1, True, False, "rates")
+        return self
+
+
 class SearchSpace(_Strict):
-    dropout_rate: FloatRange
-    dropout_layers: IntRange
-    units: IntRange | None = None
-    learning_rate: FloatRange | None = None
+    dropout_rate: DropoutRateRange
+    dropout_layers: DropoutLayersRange
+    units: UnitsRange | None = None
+    learning_rate: LearningRateRange | None = None
 
 
 class ModelSpec(_Strict):
@@ -250,6 +336,10 @@ class JobSpec(_Strict):
     hyperband_factor: Integer = Field(3, ge=2, le=10)
     # Trials run at once: one oracle process hands trials to this many trial processes.
     parallel_trials: Integer = Field(1, ge=1)
+    # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
+    # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
+    # own loop). Image models are always trained one at a time.
+    pack_size: Literal["auto"] | Annotated[Integer, Field(ge=1, le=MAX_PACK_SIZE)] = "auto"
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: Integer = Field(3, ge=1, le=1000)
     # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.
@@ -257,20 +347,115 @@ class JobSpec(_Strict):
     # A trial running longer than this is taken for hung: killed, recorded failed, and the search
     # moves on to the next trial. The worker's own `trial_timeout_s` setting caps it.
     trial_timeout_s: Annotated[Number, Field(gt=0, le=10_000_000)] | None = None
+    # After the search, the best `confirm_top` configurations and the no-dropout baseline are trained
+    # again with `repeats` seeds each, and the verdict is drawn from those runs (0 repeats: not confirmed).
+    confirm_top: Integer = Field(3, ge=1, le=MAX_CONFIRM_TOP)
+    repeats: Integer = Field(5, ge=0, le=MAX_REPEATS)
+    # Stochastic forward passes of the recommended model for its MC-dropout figures (0: none).
+    mc_samples: Integer = Field(30, ge=0, le=MAX_MC_SAMPLES)
+    # When the job ends, the best `keep_models` trials' models (and always the recommended
+    # configuration's) are kept in the store as `.keras` files, for download and predictions.
+    keep_models: Integer = Field(3, ge=0, le=MAX_KEEP_MODELS)
+    # Then retrain the recommended configuration on training plus validation data for its best number
+    # of epochs: that model becomes the job's model.
+    refit: bool = False
+
+    @model_validator(mode="after")
+    def _check_space_against_model(self) -> JobSpec:
+        space = self.search_space
+        high = space.dropout_layers.bounds()[1]
+        if high > self.model.hidden_layers:
+            raise _field_error(
+                ("search_space", "dropout_layers"),
+                f"max {high} is above model.hidden_layers ({self.model.hidden_layers}); "
+                "each dropout layer follows one hidden layer",
+                high,
+            )
+        if self.algorithm == "grid":
+            for name in self.hyperparameter_names():
+                rng = getattr(space, name)
+                if isinstance(rng, FloatRange) and not rng.is_discrete():
+                    raise _field_error(
+                        ("search_space", name), "grid search needs a step or a list of values for a float range", None
+                    )
+        return self
 
     def hyperparameter_names(self) -> list[str]:
-        space = self.search_space
-        return [n for n in ("dropout_rate", "dropout_layers", "units", "learning_rate") if getattr(space, n)]
+        """The searched hyperparameters, in the order trials show them."""
+        return [n for n in HYPERPARAMETERS if getattr(self.search_space, n) is not None]
+
+
+def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A spec-wide rule's error, placed at the field it is about (as a field's own rule would be)."""
+    error = PydanticCustomError("value_error", message)  # type: ignore[call-overload]
+    return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
+class ResolvedSpace(BaseModel):
+    """The canonical form of a job's search space: what the tuner searches, and the job shows.
+
+    A dropout rate means something only after a dropout layer, and rate 0 is no dropout at any layer
+    count: so the rate is active only when `dropout_layers` > 0 and takes only rates above 0, and the
+    one no-dropout network (per units and learning rate) is `dropout_layers: 0`. That network, the
+    baseline, is always trained, first: `dropout_layers` always holds 0, and `baseline_candidate`
+    says whether the user's space holds it (0 layers or rate 0) or it is a reference only (as are
+    then the no-dropout networks at other searched units or learning rates).
+    """
+
+    dropout_layers: list[int]
+    dropout_rate: FloatRange | None  # None: the space holds no rate above 0, only the baseline
+    units: UnitsRange | None
+    learning_rate: LearningRateRange | None
+    baseline_candidate: bool
+    networks: int | None  # distinct networks in the space; None when a float range is continuous
+
+    def layer_values(self) -> list[int]:
+        """The layer counts the tuner draws from (0 alone where no rate above 0 is searched)."""
+        return self.dropout_layers if self.dropout_rate is not None else [0]
+
+
+# A continuous rate range from 0 is searched from this rate up (0 itself is the baseline).
+MIN_CONTINUOUS_RATE = 0.01
+
+
+def resolve_space(space: SearchSpace) -> ResolvedSpace:
+    """The canonical form of `space` (see `ResolvedSpace`)."""
+    rates = space.dropout_rate
+    layers = space.dropout_layers.candidate_values()
+    low, high = rates.bounds()
+    baseline_candidate = 0 in layers or low == 0
+    positive: FloatRange | None
+    if rates.is_discrete():
+        above = [v for v in rates.candidate_values() if v > 0]
+        positive = FloatRange(values=above) if above else None
+    elif high > 0:
+        positive = FloatRange(
+            min=low if low > 0 else min(MIN_CONTINUOUS_RATE, high / 2), max=high, sampling=rates.sampling
+        )
+    else:
+        positive = None
+    dropout_counts = [n for n in layers if n > 0] if positive is not None else []
+    if not dropout_counts:  # only 0 layers searched: whatever the rates, one network per units and rate
+        positive = None
+    # Per units and learning rate: the no-dropout network, and each layer count with each rate.
+    rate_count = positive.count() if positive is not None else 0
+    counts = [1 + len(dropout_counts) * rate_count if rate_count is not None else 0]
+    counts += [extra.count() or 0 for extra in (space.units, space.learning_rate) if extra is not None]
+    networks = math.prod(counts) if all(counts) else None  # a continuous range counts 0 here
+    return ResolvedSpace(
+        dropout_layers=sorted({0, *dropout_counts}),
+        dropout_rate=positive,
+        units=space.units,
+        learning_rate=space.learning_rate,
+        baseline_candidate=baseline_candidate,
+        networks=networks,
+    )
 
 
 def grid_size(space: SearchSpace) -> int:
-    """Points of the grid, counted by arithmetic; 0 when a float range is continuous."""
-    size = 1
-    for name in ("dropout_rate", "dropout_layers", "units", "learning_rate"):
-        rng = getattr(space, name)
-        if rng is not None:
-            size *= rng.count() or 0
-    return size
+    """Distinct networks of the canonical grid, counted by arithmetic; 0 when a float range is
+    continuous."""
+    return resolve_space(space).networks or 0
 
 
 def hyperband_schedule_size(max_epochs: int, factor: int) -> int:
@@ -289,8 +474,7 @@ def hyperband_schedule_size(max_epochs: int, factor: int) -> int:
 
 def planned_trials(spec: JobSpec) -> int:
     """How many trials the search will run at most."""
-    if spec.algorithm == "grid":
-        return min(spec.max_trials, grid_size(spec.search_space))
-    if spec.algorithm == "hyperband":
-        return min(spec.max_trials, hyperband_schedule_size(spec.training.epochs, spec.hyperband_factor))
-    return spec.max_trials
+    if spec.algorithm == "hyperband":  # its later rounds continue networks: the schedule, and the baseline
+        return min(spec.max_trials, 1 + hyperband_schedule_size(spec.training.epochs, spec.hyperband_factor))
+    networks = resolve_space(spec.search_space).networks
+    return spec.max_trials if networks is None else min(spec.max_trials, networks)

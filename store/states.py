@@ -20,9 +20,6 @@ class JobStatus(str, enum.Enum):
     def is_finished(self) -> bool:
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
-    def is_active(self) -> bool:
-        return not self.is_finished()
-
 
 class TrialStatus(str, enum.Enum):
     RUNNING = "running"

@@ -7,17 +7,20 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -74,6 +77,8 @@ class Dataset(Base):
     feature_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # File name inside the datasets directory; chosen by the service, never by the uploader.
     file_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # SHA-256 of the uploaded file: its key in the artifact store, and its name in each host's cache.
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Who uploaded it; None for the built-ins, which every owner sees.
     owner: Mapped[str | None] = mapped_column(String(100), index=True, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -103,15 +108,15 @@ class Job(Base):
     # that keeps killing its process fails once this passes the retry budget.
     crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The dropout verdict (`store.report_schema.Report`), stored once when the job ends.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    trials: Mapped[list[Trial]] = relationship(
-        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
-    )
+    trials: Mapped[list[Trial]] = relationship(back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Trial(Base):
@@ -130,6 +135,8 @@ class Trial(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # False for a no-dropout network outside the user's space: a reference, never the job's best.
+    candidate: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     job: Mapped[Job] = relationship(back_populates="trials")
     epochs: Mapped[list[Epoch]] = relationship(
@@ -176,3 +183,45 @@ class WorkerBeat(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Artifact(Base):
+    """A file in the database's artifact store (`store.artifacts`); its bytes are its chunks."""
+
+    __tablename__ = "artifacts"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ArtifactChunk(Base):
+    __tablename__ = "artifact_chunks"
+
+    key: Mapped[str] = mapped_column(ForeignKey("artifacts.key", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredModel(Base):
+    """A trained model of a job kept as a `.keras` file in the artifact store.
+
+    `kind` is `trial` (a search trial's weights at its best epoch) or `refit` (the recommended
+    configuration retrained on training plus validation data); `trial_number` is the search trial
+    whose configuration it is.
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("job_id", "kind", "trial_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    trial_number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    artifact_key: Mapped[str] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(BigInteger)
+    epochs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a refit's: the trial's best epoch
+    # What predictions need to know without TensorFlow: task, input shape, feature names, class labels.
+    signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -170,6 +170,7 @@ def small_job(dataset_id: str = "iris", **overrides: object) -> dict[str, object
         "model": {"hidden_layers": 2, "units": 16},
         "training": {"epochs": 3, "batch_size": 32},
         "seed": 7,
+        "repeats": 0,  # no confirmation runs: tests of the verdict ask for them
     }
     spec.update(overrides)
     return spec

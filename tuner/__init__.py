@@ -1,4 +1,5 @@
 """droptune's worker: claims jobs, runs keras-tuner searches in child processes, records trials.
 
-Only `tuner.search` (the child) imports TensorFlow; the claim loop in `tuner.worker` stays light.
+Only the child processes (`tuner.search`, `tuner.parallel`) import TensorFlow; the claim loop in
+`tuner.worker` and the supervisor stay light.
 """

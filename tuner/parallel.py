@@ -5,7 +5,8 @@ for the job's algorithm (so the oracle is keras-tuner's own, seeded as usual), s
 publishes the address in the store, starts k trial processes and waits for them. A trial process
 (`python -m tuner.parallel JOB_ID`) builds the same tuner, swaps its oracle for an `OracleProxy`
 and runs keras-tuner's ordinary search loop, recording through the same hooks as a serial search.
-Started by hand on another host (same database and dataset files), it joins a running job.
+Started by hand on another host with the same database URL, it joins a running job (the dataset and
+the weights of trials it continues come from the artifact store).
 """
 
 from __future__ import annotations
@@ -22,19 +23,33 @@ import time
 from pathlib import Path
 
 from store import jobs as q
+from store.artifacts import artifact_store
 from store.config import Settings, get_settings
 from store.db import Database
+from tuner import packed_search, resume_state
+from tuner.exit_codes import SearchOutcome
 from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
-from tuner.search import Prepared, _cause, configure_threads, end_failed_retries, make_tuner, prepare, record_space
+from tuner.setup import (
+    Prepared,
+    configure_threads,
+    end_failed_retries,
+    failure_cause,
+    make_tuner,
+    prepare,
+    record_space,
+)
 
 log = logging.getLogger(__name__)
-FAILED, CANCELLED, HANDED_BACK = 3, 4, 6  # trial process exit codes
 
 
 def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared, workdir: Path) -> None:
     k = prepared.spec.parallel_trials
+    store = artifact_store(db, settings.artifacts_url)
+    if resume_state.restore(store, job_id, workdir, "oracle/search"):
+        log.info("job %s: keras-tuner's state restored from the store", job_id)
     oracle_tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / "oracle")
+    resume_state.mirror(oracle_tuner, store, job_id, workdir)
     # keras-tuner reloads a work dir only where the tuner's own file exists, and this tuner runs no
     # trials, so it never writes one: without it a restarted search would begin again from scratch.
     oracle_tuner.save()
@@ -59,6 +74,7 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
     ]
     try:
         codes = [p.wait() for p in processes]
+        outcomes = [SearchOutcome.from_exit_code(code) for code in codes]
         # Trial processes that joined from elsewhere may still be in a trial the oracle handed out.
         while server.ongoing() and not _cancelled(db, job_id) and not STOP_REQUESTED.is_set():
             time.sleep(1)
@@ -69,15 +85,15 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
         server.close()
         with db.session() as session:
             q.publish_coordinator(session, job_id, None, worker_id=prepared.worker_id)
-    if CANCELLED in codes or _cancelled(db, job_id):
+    if SearchOutcome.CANCELLED in outcomes or _cancelled(db, job_id):
         raise JobCancelled("cancelled by request")
-    if HANDED_BACK in codes or STOP_REQUESTED.is_set():
+    if SearchOutcome.HANDED_BACK in outcomes or STOP_REQUESTED.is_set():
         # Each trial process stopped at an epoch boundary; the oracle's saved state has their trials
         # as ongoing, so the next search runs them again.
         raise JobHandedBack("the worker is stopping")
-    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
+    failed = [i for i, outcome in enumerate(outcomes) if outcome is not SearchOutcome.SUCCEEDED]
     if failed:
-        i, code = failed[0]
+        i, code = failed[0], codes[failed[0]]
         error_file = workdir / f"tuner{i}.error"
         cause = error_file.read_text() if error_file.exists() else f"trial process {i} exited with code {code}"
         raise SearchFailed(cause)
@@ -88,8 +104,9 @@ def _cancelled(db: Database, job_id: str) -> bool:
         return q.cancel_requested(session, job_id)
 
 
-def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str, share: int) -> int:
-    """A trial process's life: take trials from the job's oracle until it says stop."""
+def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str) -> SearchOutcome:
+    """A trial process's life: take trials from the job's oracle until it says stop. Its outcome is
+    succeeded, cancelled, handed back, or failed (the cause left in the work dir for `coordinate`)."""
     workdir = settings.tuner_dir / job_id
     try:
         host, port, authkey = _oracle_address(db, job_id)
@@ -98,18 +115,18 @@ def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str, sha
         tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / tuner_id)
         tuner.tuner_id = tuner_id
         tuner.oracle = OracleProxy(tuner.oracle, host, port, authkey)
-        tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
-        return 0
+        packed_search.run(tuner, prepared, settings, workdir)
+        return SearchOutcome.SUCCEEDED
     except JobCancelled:
-        return CANCELLED
+        return SearchOutcome.CANCELLED
     except JobHandedBack:
         log.info("trial process %s of job %s stopped at an epoch boundary", tuner_id, job_id)
-        return HANDED_BACK
+        return SearchOutcome.HANDED_BACK
     except Exception as exc:
         log.exception("trial process %s of job %s failed", tuner_id, job_id)
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / f"{tuner_id}.error").write_text(_cause(db, job_id, exc))
-        return FAILED
+        (workdir / f"{tuner_id}.error").write_text(failure_cause(db, job_id, exc))
+        return SearchOutcome.FAILED
 
 
 def _oracle_address(db: Database, job_id: str) -> tuple[str, int, bytes]:
@@ -137,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the worker stopping signals the search's whole process group): end at the next epoch.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     configure_threads(settings, args.share)
-    return run_trials(Database(settings.resolved_database_url), settings, args.job_id, args.tuner_id, args.share)
+    database = Database(settings.resolved_database_url)
+    return run_trials(database, settings, args.job_id, args.tuner_id).exit_code
 
 
 if __name__ == "__main__":

@@ -12,15 +12,19 @@ import logging
 import math
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
 from keras_tuner.errors import FailedTrialError, FatalError
 
 from store import jobs as q
-from store.db import Database
+from store.artifacts import ArtifactStore, artifact_store
+from store.config import get_settings
+from store.db import Database, db_now
 from store.states import TrialStatus
 from store.tables import utcnow
+from tuner.trial_weights import fetch_checkpoint, store_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,13 @@ class Recorder:
         deadline: dt.datetime | None = None,
         recycle_after: int = 0,
         worker_id: str | None = None,
+        baseline_candidate: bool = True,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.db = db
+        # Where completed trials' weights go (`tuner.keep`): the deployment's artifact store.
+        self.artifacts = artifacts or artifact_store(db, get_settings().artifacts_url)
+        self.baseline_candidate = baseline_candidate  # else no-dropout trials are references only
         self.worker_id = worker_id  # every write is refused once this worker no longer holds the job
         self.deadline = deadline
         self.recycle_after = recycle_after
@@ -86,6 +95,8 @@ class Recorder:
         self.names = names
         self._rows: dict[str, int] = {}
         self._history: dict[str, dict[int, dict[str, float | None]]] = {}
+        self._durations: dict[str, float] = {}
+        self._pack_start: dt.datetime | None = None
 
     def check_limits(self) -> None:
         if STOP_REQUESTED.is_set():
@@ -95,9 +106,15 @@ class Recorder:
 
     def check_cancel(self) -> None:
         """Before a new trial: stop for a cancel, a limit, or this process's trial quota."""
-        self.check_limits()
         if self.recycle_after and self.trials_ended >= self.recycle_after:
+            self.check_limits()
             raise ProcessRecycled(f"{self.trials_ended} trials run in this process")
+        self.check_running()
+
+    def check_running(self) -> None:
+        """Between epochs outside a trial (the verdict's confirmation runs): stop for a cancel, a
+        limit, or a lost job."""
+        self.check_limits()
         with self.db.session(readonly=True) as session:
             held = q.holds_job(session, self.job_id, self.worker_id)
             cancelled = q.cancel_requested(session, self.job_id)
@@ -114,11 +131,29 @@ class Recorder:
     def _lost(self) -> JobLost:
         return JobLost(f"job {self.job_id} is no longer worker {self.worker_id}'s; stopping without writing")
 
+    def begin_pack(self) -> None:
+        """The trials that begin until `end_pack` are one pack: they get one start time, so the
+        worker's time limit (which sees trials, not packs) finds them overdue together."""
+        with self.db.session(readonly=True) as session:
+            self._pack_start = db_now(session)
+
+    def end_pack(self) -> None:
+        self._pack_start = None
+
     def trial_began(self, trial: kt.engine.trial.Trial) -> None:
         # keras-tuner's internal `tuner/...` entries (Hyperband's bookkeeping) are not shown to users.
-        values = {k: _plain(v) for k, v in trial.hyperparameters.values.items() if k in self.names}
+        # A rate inactive without a dropout layer shows as null.
+        values = {name: _plain(trial.hyperparameters.values.get(name)) for name in self.names}
         with self.db.session() as session:
-            row = q.start_trial(session, self.job_id, int(trial.trial_id), values, worker_id=self.worker_id)
+            row = q.start_trial(
+                session,
+                self.job_id,
+                int(trial.trial_id),
+                values,
+                worker_id=self.worker_id,
+                started_at=self._pack_start,
+                candidate=self.baseline_candidate or bool(values.get("dropout_layers")),
+            )
         if row is None:
             raise self._lost()
         self._rows[trial.trial_id] = row
@@ -142,9 +177,29 @@ class Recorder:
         loss = raw.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise FailedTrialError(
-                f"training diverged: loss is {loss} at epoch {number} "
-                "(scale the target or lower the learning rate)"
+                f"training diverged: loss is {loss} at epoch {number} (scale the target or lower the learning rate)"
             )
+
+    def epochs_ended(self, entries: list[tuple[kt.engine.trial.Trial, int, dict[str, float]]]) -> None:
+        """One epoch of each trial of a pack, `(trial, epoch from 0, logs)`, recorded in one write;
+        then, as after any epoch, stop for a cancel or a limit. A pack judges divergence itself."""
+        rows = []
+        for trial, epoch, logs in entries:
+            metrics = {k: (v if math.isfinite(v) else None) for k, v in logs.items()}
+            self._history[trial.trial_id][epoch + 1] = metrics
+            rows.append((self._rows[trial.trial_id], epoch + 1, metrics))
+        with self.db.session() as session:
+            recorded = q.record_epochs(session, self.job_id, rows, worker_id=self.worker_id)
+            cancel = q.cancel_requested(session, self.job_id)
+        if not recorded:
+            raise self._lost()
+        if cancel:
+            raise JobCancelled("cancelled by request")
+        self.check_limits()
+
+    def share_time(self, trial_id: str, seconds: float) -> None:
+        """A packed trial's share of its pack's time, recorded as its duration when it ends."""
+        self._durations[trial_id] = seconds
 
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
         self.trials_ended += 1
@@ -162,22 +217,21 @@ class Recorder:
                     best_epoch=best_epoch,
                     best_metrics=history.get(best_epoch) if best_epoch else None,
                     worker_id=self.worker_id,
+                    duration_s=self._durations.pop(trial.trial_id, None),
                 )
                 level, outcome = logging.INFO, f"completed: {self.objective}={trial.score}"
             else:
                 message = trial.message or f"the objective {self.objective} was not a finite number (training diverged)"
                 summary = error_summary(message)
                 error = summary if summary == message.strip() else f"{summary}\n\n{message.strip()}"
-                ended = q.end_trial(session, row, TrialStatus.FAILED, error=error, worker_id=self.worker_id)
+                duration = self._durations.pop(trial.trial_id, None)
+                ended = q.end_trial(
+                    session, row, TrialStatus.FAILED, error=error, worker_id=self.worker_id, duration_s=duration
+                )
                 level, outcome = logging.WARNING, f"failed: {summary}"
         if not ended:
             raise self._lost()
         log.log(level, "trial %s %s", trial.trial_id, outcome)
-
-    def trial_stopped(self, trial_id: str) -> None:
-        if trial_id in self._rows:
-            with self.db.session() as session:
-                q.end_trial(session, self._rows[trial_id], TrialStatus.STOPPED, worker_id=self.worker_id)
 
     def _best_epoch(self, history: dict[int, dict[str, float | None]]) -> int | None:
         scored = [(v, e) for e, m in history.items() if (v := m.get(self.objective)) is not None]
@@ -204,7 +258,6 @@ def _plain(value: Any) -> Any:
 
 class _RecordingMixin:
     recorder: Recorder
-    _current_trial: str | None = None
 
     def pre_create_trial(self) -> None:
         self.recorder.check_cancel()  # do not start a new trial for a cancelled job
@@ -212,8 +265,18 @@ class _RecordingMixin:
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)  # type: ignore[misc]
-        self._current_trial = trial.trial_id
         self.recorder.trial_began(trial)
+        parent = trial.hyperparameters.values.get("tuner/trial_id")
+        if parent is not None:
+            self._fetch_checkpoint(parent)
+
+    def _fetch_checkpoint(self, trial_id: str) -> None:
+        """Hyperband continues an unpacked trial from keras-tuner's checkpoint of it, which is in the
+        work dir of whichever process (or host) trained it: fetch the stored copy where it is missing."""
+        path = Path(self._get_checkpoint_fname(trial_id))  # type: ignore[attr-defined]
+        if not path.exists():
+            config = Path(self._get_build_config_fname(trial_id))  # type: ignore[attr-defined]
+            fetch_checkpoint(self.recorder.artifacts, self.recorder.job_id, int(trial_id), path, config)
 
     def on_epoch_end(self, trial: kt.engine.trial.Trial, model: Any, epoch: int, logs: Any = None) -> None:
         super().on_epoch_end(trial, model, epoch, logs=logs)  # type: ignore[misc]
@@ -225,10 +288,19 @@ class _RecordingMixin:
         # keras-tuner scores the trial in `oracle.end_trial` (called by super) and may raise there
         # when too many trials failed in a row; record the trial whatever happens.
         try:
+            if trial.status == kt.engine.trial.TrialStatus.COMPLETED:
+                self._keep_checkpoint(trial)
             super().on_trial_end(trial)  # type: ignore[misc]
         finally:
             self.recorder.trial_ended(trial)
-            self._current_trial = None
+
+    def _keep_checkpoint(self, trial: kt.engine.trial.Trial) -> None:
+        """An unpacked trial's best-epoch weights, as keras-tuner checkpointed them, go to the store
+        (a packed one's went there as its slice ended)."""
+        path = Path(self._get_checkpoint_fname(trial.trial_id))  # type: ignore[attr-defined]
+        config = Path(self._get_build_config_fname(trial.trial_id))  # type: ignore[attr-defined]
+        if path.exists():
+            store_checkpoint(self.recorder.artifacts, self.recorder.job_id, int(trial.trial_id), path, config)
 
 
 def recording(base: type[kt.Tuner]) -> type[kt.Tuner]:

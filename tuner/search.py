@@ -1,40 +1,27 @@
 """One job's search, run in a child process of the worker: `python -m tuner.search JOB_ID`.
 
-It loads the dataset, splits it once (by the job's seed, stratified for classification), builds the
-keras-tuner tuner for the job's algorithm and records every trial through `tuner.recording`. It ends
-the job itself: succeeded, cancelled, or failed with the real cause.
+It sets the search up through `tuner.setup` (the job's data split once, the keras-tuner tuner for its
+algorithm, every trial recorded through `tuner.recording`), runs it, or has `tuner.parallel` run it
+over several trial processes, and ends the job itself: succeeded, cancelled, or failed with the real
+cause. Its exit code tells the worker the `SearchOutcome`, including those that settle nothing
+(recycled, handed back, lost).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
-from typing import Any
 
-import keras
-import keras_tuner as kt
-import numpy as np
-from sklearn.model_selection import train_test_split
-
-from models.dropout_net import ModelConfig, build, normalization_stats
 from store import jobs as q
-from store.catalog import get_dataset
+from store.artifacts import artifact_store
 from store.config import Settings, get_settings
-from store.datasets import load_arrays
 from store.db import Database
-from store.spec import JobSpec
 from store.states import JobStatus
-from store.tables import Job, utcnow
-from tuner import exit_codes
-from tuner.cpus import available_cpus
-from tuner.exit_codes import WORKER_ID_ENV
+from tuner import confirm, keep, packed_search, resume_state
+from tuner.exit_codes import SearchOutcome
+from tuner.parallel import coordinate
 from tuner.recording import (
     STOP_REQUESTED,
     JobCancelled,
@@ -42,227 +29,72 @@ from tuner.recording import (
     JobLost,
     JobTimedOut,
     ProcessRecycled,
-    Recorder,
-    SearchFailed,
-    error_summary,
-    recording,
 )
-from tuner.space import to_hyperparameters
+from tuner.setup import (
+    configure_threads,
+    end_failed_retries,
+    failure_cause,
+    make_tuner,
+    prepare,
+    record_space,
+    worker_id_for,
+)
 
 log = logging.getLogger(__name__)
 
-TUNERS: dict[str, type[kt.Tuner]] = {
-    "random": kt.RandomSearch,
-    "grid": kt.GridSearch,
-    "bayesian": kt.BayesianOptimization,
-    "hyperband": kt.Hyperband,
-}
 
-
-def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    """The job's one validation split, the same for every trial."""
-    stratify = y if task == "classification" else None
-    return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
-
-
-def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: Path) -> kt.Tuner:
-    """The job's keras-tuner tuner. Over a work dir left by an interrupted run it reloads that run's
-    state (keras-tuner's own `overwrite=False`): finished trials stay done, the interrupted one runs again."""
-    base = TUNERS[spec.algorithm]
-    objective = kt.Objective(spec.objective.metric, direction=spec.objective.direction or "min")
-    common: dict[str, Any] = {
-        "hypermodel": partial(build, config=config),
-        "objective": objective,
-        "hyperparameters": to_hyperparameters(spec.search_space),
-        "seed": spec.seed,
-        "directory": str(workdir),
-        "project_name": "search",
-        "overwrite": not (workdir / "search" / "oracle.json").exists(),
-        "max_consecutive_failed_trials": spec.max_failed_trials,
-    }
-    if spec.algorithm == "hyperband":
-        tuner = recording(base)(max_epochs=spec.training.epochs, factor=spec.hyperband_factor, **common)
-        tuner.oracle.max_trials = spec.max_trials  # Hyperband has no max_trials of its own; cap it
-    else:
-        tuner = recording(base)(max_trials=spec.max_trials, **common)
-    tuner.recorder = recorder
-    return tuner
-
-
-@dataclass
-class Prepared:
-    """What every process of one job's search shares: the spec, the model config and the fit args."""
-
-    spec: JobSpec
-    config: ModelConfig
-    fit_args: tuple[Any, ...]
-    fit_kwargs: dict[str, Any]
-    deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
-    recycle_after: int = 0
-    worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
-
-    def recorder(self, db: Database, job_id: str) -> Recorder:
-        objective = self.spec.objective
-        names = self.spec.hyperparameter_names()
-        direction = objective.direction or "min"
-        return Recorder(
-            db, job_id, objective.metric, direction, names, self.deadline, self.recycle_after, self.worker_id
-        )
-
-
-def worker_id_for(job: Job) -> str | None:
-    """The worker this search writes for: the one that started it (it says so in the environment,
-    which a parallel job's trial processes inherit), else, for a process started by hand, the job's
-    worker as it joins."""
-    return os.environ.get(WORKER_ID_ENV) or job.worker_id
-
-
-def run_search(db: Database, settings: Settings, job_id: str) -> JobStatus | None:
-    """Run the job's search to its end and record the outcome. Returns the final status, or None when
-    the job was lost to another worker (nothing settled, its keras-tuner state left to that worker)."""
+def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
+    """Run the job's search to its end and record the outcome, which it returns. A lost job (taken
+    by another worker) settles nothing and leaves its keras-tuner state to that worker."""
     workdir = settings.tuner_dir / job_id
+    store = artifact_store(db, settings.artifacts_url)
     with db.session(readonly=True) as session:
         worker_id = worker_id_for(q.get_job(session, job_id))
     try:
         prepared = prepare(db, settings, job_id)
         if prepared.spec.parallel_trials > 1:
-            from tuner.parallel import coordinate
-
             coordinate(db, settings, job_id, prepared, workdir)
         else:
+            # A job resumed on another host than the one it ran on gets its keras-tuner state from the store.
+            if resume_state.restore(store, job_id, workdir, "search"):
+                log.info("job %s: keras-tuner's state restored from the store", job_id)
             tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir)
+            resume_state.mirror(tuner, store, job_id, workdir)
             record_space(db, job_id, tuner)
             end_failed_retries(db, job_id, tuner.oracle)
-            tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
-        outcome, cause = JobStatus.SUCCEEDED, None
+            packed_search.run(tuner, prepared, settings, workdir)
+        # The verdict: confirmation runs over seeds, then the report, stored before the job ends; then
+        # the models it keeps, the recommended configuration's among them.
+        report = confirm.conclude(db, job_id, prepared, prepared.recorder(db, job_id))
+        keep.keep_models(db, store, job_id, prepared, report)
+        outcome, cause = SearchOutcome.SUCCEEDED, None
     except ProcessRecycled as exc:
         log.info("job %s: %s; a fresh process continues the search", job_id, exc)
-        return JobStatus.RUNNING  # keras-tuner's state stays in the work dir for the next process
+        return SearchOutcome.RECYCLED  # keras-tuner's state stays in the work dir for the next process
     except JobHandedBack:
         log.info("job %s: stopped at an epoch boundary; the worker hands it back", job_id)
-        return JobStatus.QUEUED  # keras-tuner's state stays in the work dir for the next run
+        return SearchOutcome.HANDED_BACK  # keras-tuner's state stays in the work dir for the next run
     except JobLost as exc:
         log.warning("%s", exc)
-        return None
+        return SearchOutcome.LOST
     except JobCancelled:
-        outcome, cause = JobStatus.CANCELLED, "cancelled by request"
+        outcome, cause = SearchOutcome.CANCELLED, "cancelled by request"
     except JobTimedOut as exc:
-        outcome, cause = JobStatus.FAILED, f"{exc}; its finished trials are kept"
+        outcome, cause = SearchOutcome.FAILED, f"{exc}; its finished trials are kept"
     except Exception as exc:  # the job fails with its real cause, whatever raised
         log.exception("job %s failed", job_id)
-        outcome, cause = JobStatus.FAILED, _cause(db, job_id, exc)
+        outcome, cause = SearchOutcome.FAILED, failure_cause(db, job_id, exc)
     with db.session() as session:
-        settled = q.finish_job(session, job_id, outcome, cause, worker_id=worker_id)
+        # The outcomes that settle the job share their names with its final statuses.
+        settled = q.finish_job(session, job_id, JobStatus(outcome.value), cause, worker_id=worker_id)
     if not settled:  # e.g. a parallel job's trial process found it lost; its state is another worker's
         log.warning("job %s is no longer worker %s's; its outcome is not recorded", job_id, worker_id)
-        return None
+        return SearchOutcome.LOST
+    store.delete_prefix(resume_state.state_prefix(job_id))  # a settled job resumes no more
     if not settings.keep_tuner_dirs:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("job %s %s", job_id, outcome.value)
     return outcome
-
-
-def record_space(db: Database, job_id: str, tuner: kt.Tuner) -> None:
-    with db.session() as session:
-        q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
-
-
-def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
-    """End as FAILED, in a reloaded oracle, the interrupted trials the store already holds as failed.
-
-    keras-tuner's reload queues every trial that was running for a retry. One the worker killed at
-    its time limit (recorded failed) would hang again: the oracle is told it failed instead, so the
-    search moves on to the next trial, and it counts toward `max_failed_trials` like any failure.
-    """
-    retries = list(oracle._retry_queue)  # keras-tuner has no public view of it
-    if not retries:
-        return
-    with db.session(readonly=True) as session:
-        failed = q.failed_trial_errors(session, job_id, [int(trial_id) for trial_id in retries])
-    for trial_id in retries:
-        if int(trial_id) not in failed:
-            continue
-        oracle._retry_queue.remove(trial_id)
-        trial = oracle.trials[trial_id]
-        trial.status, trial.message = kt.engine.trial.TrialStatus.FAILED, failed[int(trial_id)]
-        log.info("job %s: trial %s is recorded failed (%s); it is not run again", job_id, trial_id, trial.message)
-        # keras-tuner's progress display never saved this trial's start, so it cannot show its end.
-        verbose, oracle.verbose = oracle.verbose, 0
-        try:
-            oracle.end_trial(trial)  # may raise keras-tuner's "consecutive failures" stop, as for any failure
-        finally:
-            oracle.verbose = verbose
-
-
-def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
-    """Load the job's data, split it once by the seed, and work out the model's fixed config."""
-    with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id)
-        spec = JobSpec.model_validate(job.spec)
-        dataset = get_dataset(session, spec.dataset_id)
-        file_path = settings.datasets_dir / dataset.file_name if dataset.file_name else None
-        task, n_classes = dataset.task, dataset.n_classes
-        started = job.started_at or utcnow()
-        worker_id = worker_id_for(job)
-    deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
-    keras.utils.set_random_seed(spec.seed)
-    x, y = load_arrays(file_path, spec.dataset_id)
-    x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
-    mean, variance = normalization_stats(x_train)
-    config = ModelConfig(
-        input_shape=tuple(int(d) for d in x_train.shape[1:]),
-        task=task,
-        n_classes=n_classes,
-        hidden_layers=spec.model.hidden_layers,
-        units=spec.model.units,
-        activation=spec.model.activation,
-        learning_rate=spec.model.learning_rate,
-        mean=mean,
-        variance=variance,
-    )
-    callbacks = []
-    if spec.training.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=spec.objective.metric,
-                mode=spec.objective.direction or "min",
-                patience=spec.training.early_stopping_patience,
-            )
-        )
-    fit_kwargs = {
-        "validation_data": (x_val, y_val),
-        "epochs": spec.training.epochs,
-        "batch_size": spec.training.batch_size,
-        "callbacks": callbacks,
-        "verbose": 0,
-    }
-    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id)
-
-
-def _cause(db: Database, job_id: str, exc: Exception) -> str:
-    """The error to show for a failed job: the trials' own error rather than keras-tuner's summary."""
-    text = str(exc)
-    if isinstance(exc, SearchFailed):  # already the cause, worked out by a trial process
-        return text
-    if "consecutive failures" in text:
-        with db.session(readonly=True) as session:
-            last = q.last_failed_trial_error(session, job_id)
-        if last:
-            return f"trials kept failing; the last one failed with: {error_summary(last)}"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def configure_threads(settings: Settings, share: int = 1) -> int:
-    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs.
-
-    `share` processes of one job split the CPUs between them.
-    """
-    import tensorflow as tf
-
-    threads = max(1, available_cpus(settings.worker_threads) // share)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return threads
 
 
 def main(argv: list[str]) -> int:
@@ -271,12 +103,7 @@ def main(argv: list[str]) -> int:
     # SIGTERM from the worker: finish the current epoch, then hand the job back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
     log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
-    status = run_search(Database(settings.resolved_database_url), settings, argv[1])
-    if status is None:
-        return exit_codes.LOST
-    if status is JobStatus.RUNNING:
-        return exit_codes.RECYCLE
-    return exit_codes.FAILED if status is JobStatus.FAILED else 0
+    return run_search(Database(settings.resolved_database_url), settings, argv[1]).exit_code
 
 
 if __name__ == "__main__":

@@ -83,7 +83,10 @@ class Supervisor:
             slot.restart_at = now + backoff(slot.quick_deaths)
             log.warning(
                 "worker %d exited (code %s) after %.0f s; restarting in %.0f s",
-                slot.process.pid, code, lived, slot.restart_at - now,
+                slot.process.pid,
+                code,
+                lived,
+                slot.restart_at - now,
             )
             slot.process = None
         if now >= slot.restart_at and not self._stopping:  # a signal may land mid-round

@@ -30,7 +30,7 @@ from store.errors import NotFoundError
 from store.migrate import upgrade
 from store.states import JobStatus
 from store.tables import Job
-from tuner import exit_codes
+from tuner.exit_codes import WORKER_ID_ENV, SearchOutcome
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Worker:
         env = dict(os.environ)
         env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
-        env[exit_codes.WORKER_ID_ENV] = self.id  # the search writes only while this worker holds the job
+        env[WORKER_ID_ENV] = self.id  # the search writes only while this worker holds the job
         trial_limit = trial_time_limit(job.spec.get("trial_timeout_s"), self.settings.trial_timeout_s)
         with open(log_path, "ab") as log_file:
             while True:
@@ -132,7 +132,8 @@ class Worker:
                 )
                 ended = self._supervise(job.id, child, trial_limit)
                 _kill_group(child)
-                if ended is Ended.LOST or child.returncode == exit_codes.LOST:
+                outcome = SearchOutcome.from_exit_code(child.returncode)
+                if ended is Ended.LOST or outcome is SearchOutcome.LOST:
                     # Requeued while this worker stalled, maybe run by another now: settling it here
                     # would undo that, so the job is left alone.
                     log.warning("job %s is no longer this worker's; its search was stopped", job.id)
@@ -144,7 +145,7 @@ class Worker:
                 # killed over a hung trial is replaced too; the fresh one moves on to the next trial.
                 if ended is Ended.HUNG:
                     log.info("job %s: starting a fresh search process past the hung trial", job.id)
-                elif child.returncode == exit_codes.RECYCLE:
+                elif outcome is SearchOutcome.RECYCLED:
                     log.info("job %s: search process recycled; starting a fresh one", job.id)
                 else:
                     break
@@ -215,7 +216,10 @@ class Worker:
         """Beat the job's heartbeat (and this worker's). Returns whether the job is still this
         worker's (a database error is no news: True), and when a cancel was first seen."""
         try:
-            with self.db.session() as session:
+            # Bounded: a search frozen inside a transaction (a hung trial) holds the job's row lock
+            # until it dies, and on PostgreSQL an unbounded beat would wait for it for ever instead of
+            # coming back to kill it once its trial is past its time limit.
+            with self.db.session(lock_timeout_s=self.settings.heartbeat_interval_s) as session:
                 # A job its search has just finished (or that is gone) is not lost: the search is ending.
                 held = q.beat(session, job_id, self.id) or _settled(session, job_id)
                 cancel = q.cancel_requested(session, job_id)

@@ -8,6 +8,7 @@ from service import jobs as logic
 from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
 from service.schemas import API_ERRORS, JobOut, Page, TrialDetail, TrialOut, errors
+from store.report_schema import Report
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 
@@ -44,8 +45,8 @@ def cancel_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> JobOut:
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_NOW)
-def delete_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> None:
-    logic.remove_job(db, job_id, caller.scope)
+def delete_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, job_id: str) -> None:
+    logic.remove_job(db, settings, job_id, caller.scope)
 
 
 @router.get("/{job_id}/trials", responses=NOT_FOUND)
@@ -70,3 +71,10 @@ def get_trial(db: DatabaseDep, caller: CallerDep, job_id: str, number: TrialNumb
 @router.get("/{job_id}/best", responses=errors(e404="no such job, or no completed trial yet"))
 def get_best_trial(db: DatabaseDep, caller: CallerDep, job_id: str) -> TrialDetail:
     return logic.read_best_trial(db, job_id, caller.scope)
+
+
+@router.get("/{job_id}/report", responses=NOT_FOUND)
+def get_report(db: DatabaseDep, caller: CallerDep, job_id: str) -> Report:
+    """The dropout verdict and its evidence: stored when the job ends (`final: true`); for a job
+    still running, computed from its trials so far."""
+    return logic.read_report(db, job_id, caller.scope)

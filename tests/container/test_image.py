@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import small_job
-from tests.e2e.conftest import ROOT, free_port
+from tests.container.support import BUILD_TIMEOUT_S, RUN, podman, require_podman, wait_healthy, wait_job
+from tests.e2e.conftest import free_port
 
-pytestmark = pytest.mark.container
-TAG = "localhost/droptune:test"
-RUN = ["--runtime", "/usr/sbin/runc", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1024:1024"]
-
-if not all(shutil.which(t) for t in ("podman", "runc", "debootstrap")) or os.geteuid() != 0:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI=true but podman, runc or debootstrap is missing (or not root)")
-    pytest.skip("the container test needs podman, runc and debootstrap, as root", allow_module_level=True)
-
-
-def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=check)
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    build = subprocess.run(
-        [str(ROOT / "scripts" / "podman-image.sh"), TAG], cwd=ROOT, capture_output=True, text=True, timeout=3600
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    size = int(podman("image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip())
-    print(f"\nimage {TAG}: {size / 1e6:.0f} MB")
-    return TAG
+pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT_S)]
+require_podman()
 
 
 @pytest.fixture
@@ -73,29 +47,6 @@ def containers(image: str, volume: str) -> Iterator[Containers]:
     c = Containers(image, volume)
     yield c
     c.remove_all()
-
-
-def wait_healthy(port: int, timeout: float = 120) -> httpx.Client:
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/healthz").status_code == 200:
-                return client
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the container's API did not answer /healthz on port {port}")
-
-
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def test_the_image_runs_as_a_non_root_user(image: str) -> None:

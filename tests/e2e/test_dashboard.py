@@ -120,6 +120,32 @@ def test_a_job_submitted_through_the_form_succeeds_and_every_chart_draws_each_tr
     # Axes say what they measure.
     expect(page.locator("#rate-chart")).to_contain_text("dropout rate (fraction of units dropped)")
     expect(page.locator("#curves-chart")).to_contain_text("epoch")
+    # The verdict heads the page: the stored report of this real job (the form keeps the default
+    # confirmation, 5 seeds), its sentence and answer as the API gives them.
+    report = service.client.get(f"/api/v1/jobs/{form_job['id']}/report").json()
+    assert report["final"] and report["repeats"] == 5
+    expect(page.locator("#verdict-body")).to_have_attribute("data-final", "true")
+    expect(page.locator('[data-testid="verdict-sentence"]')).to_have_text(report["verdict"]["sentence"])
+    expect(page.locator(f'#verdict [data-answer="{report["verdict"]["answer"]}"]')).to_be_visible()
+
+
+def test_the_download_menu_saves_the_trials_table_and_the_job_s_model(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    page.goto(f"/jobs/{form_job['id']}")
+    menu = page.locator("#download-menu")
+    menu.locator("summary").click()
+    with page.expect_download() as table:
+        menu.get_by_role("button", name="Trials (CSV)").click()
+    rows = Path(table.value.path()).read_text().splitlines()
+    assert rows[0].startswith("number,status,candidate,dropout_rate,dropout_layers")
+    assert len(rows) == 1 + len(service.trials(form_job["id"]))
+    menu.locator("summary").click()
+    with page.expect_download() as model:
+        menu.get_by_role("button", name="Model (.keras)").click()
+    assert model.value.suggested_filename.endswith(".keras")
+    served = service.client.get(f"/api/v1/jobs/{form_job['id']}/model")
+    assert served.status_code == 200 and Path(model.value.path()).read_bytes() == served.content
 
 
 def test_ticking_two_trials_adds_their_curves(page: Page, service: Service, form_job: dict[str, Any]) -> None:

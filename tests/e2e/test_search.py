@@ -38,8 +38,10 @@ def test_search_succeeds_with_every_planned_trial_recorded(
     for trial in trials:
         assert trial["status"] == "completed"
         assert set(trial["hyperparameters"]) == {"dropout_rate", "dropout_layers"}
-        assert trial["hyperparameters"]["dropout_rate"] in (0.0, 0.25, 0.5)
-        assert trial["hyperparameters"]["dropout_layers"] in (0, 1, 2)
+        # The canonical space: a rate only after a dropout layer, and never 0 (that is 0 layers).
+        rate, layers = trial["hyperparameters"]["dropout_rate"], trial["hyperparameters"]["dropout_layers"]
+        assert layers in (0, 1, 2) and (rate is None) == (layers == 0)
+        assert rate is None or rate in (0.25, 0.5)
         assert trial["duration_s"] > 0
         assert trial["finished_at"] >= trial["started_at"]
 
@@ -98,8 +100,12 @@ def test_the_job_stores_keras_tuners_search_space_config(
     if isinstance(config, str):  # SQLite hands JSON back as text to a raw query
         config = json.loads(config)
     declared = {entry["config"]["name"]: entry["class_name"] for entry in config["space"]}
-    # 0..0.5 step 0.25 becomes an explicit Choice; the layers stay an Int range.
-    assert declared == {"dropout_rate": "Choice", "dropout_layers": "Int"}
+    # The canonical space: the layer counts (0 always) as a Choice, and the rates above 0 (0..0.5 step
+    # 0.25 listed) as a Choice active only with a dropout layer.
+    assert declared == {"dropout_layers": "Choice", "dropout_rate": "Choice"}
+    rate = next(entry["config"] for entry in config["space"] if entry["config"]["name"] == "dropout_rate")
+    assert rate["values"] == [0.25, 0.5]
+    assert [c["config"] for c in rate["conditions"]] == [{"name": "dropout_layers", "values": [1, 2]}]
 
 
 def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
@@ -136,21 +142,28 @@ def test_npz_images_train_a_conv_net(service: Service) -> None:
     assert len(service.trials(job["id"], status="completed")) == 2
 
 
-def test_diverging_trials_are_recorded_and_the_job_fails_with_their_real_error(service: Service) -> None:
+@pytest.mark.parametrize("pack_size", [1, 5])
+def test_diverging_trials_are_recorded_and_the_job_fails_with_their_real_error(
+    service: Service, pack_size: int
+) -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
     # Targets so large that the squared error overflows float32: every trial's loss is inf.
     data = npz_bytes(x=rng.normal(size=(60, 4)).astype("float32"), y=(rng.normal(size=60) * 1e30).astype("float32"))
     dataset = service.upload("overflow", "overflow.npz", data)
-    job = service.wait(service.submit(small_job(dataset["id"], max_trials=5))["id"])
+    job = service.wait(service.submit(small_job(dataset["id"], max_trials=5, pack_size=pack_size))["id"])
     assert job["status"] == "failed"
     assert "training diverged: loss is inf" in job["error"]
     assert "consecutive failures" not in job["error"]
     trials = service.trials(job["id"])
-    # The search went on after the first failure, until keras-tuner's limit of 3 in a row.
-    assert [t["status"] for t in trials] == ["failed", "failed", "failed"]
-    assert all(t["error"].startswith("FailedTrialError: training diverged") for t in trials)
+    if pack_size == 1:
+        # The search went on after the first failure, until keras-tuner's limit of 3 in a row.
+        assert [t["status"] for t in trials] == ["failed", "failed", "failed"]
+    else:
+        # One pack of 5 diverged together: each trial is recorded failed, then the limit stops the search.
+        assert [t["status"] for t in trials] == ["failed"] * 5
+    assert all("training diverged: loss is inf at epoch 1" in t["error"] for t in trials)
     # The infinite loss is kept as null: JSON, and PostgreSQL's json type, have no infinity.
     assert service.trial(job["id"], 0)["history"][0]["loss"] is None
 
@@ -236,7 +249,8 @@ def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service:
     from tests.e2e.conftest import ROOT
 
     training = {"epochs": 40, "batch_size": 128}
-    job = service.submit(small_job("digits", max_trials=6, parallel_trials=2, training=training))
+    # One trial at a time, so trials are left for the third process when it joins.
+    job = service.submit(small_job("digits", max_trials=6, parallel_trials=2, pack_size=1, training=training))
     engine = create_engine(service.database_url)
     deadline = time.monotonic() + 120
     published = None
@@ -258,7 +272,7 @@ def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service:
     assert ran, "the joining process ran no trial"
     job = service.wait(job["id"])
     assert job["status"] == "succeeded", job["error"]
-    assert [t["number"] for t in service.trials(job["id"])] == list(range(6))
+    assert [t["number"] for t in service.trials(job["id"])] == list(range(5))  # the space's 5 networks, then stop
 
 
 def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(service: Service) -> None:
@@ -267,19 +281,28 @@ def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(servi
     rng = np.random.default_rng(1)
     data = npz_bytes(x=rng.normal(size=(40, 3)).astype("float32"), y=(rng.normal(size=40) * 1e30).astype("float32"))
     dataset = service.upload("overflow again", "overflow2.npz", data)
-    job = service.wait(service.submit(small_job(dataset["id"], max_trials=5, max_failed_trials=2))["id"])
+    # One trial at a time: a pack that diverges together records all its trials (see above).
+    spec = small_job(dataset["id"], max_trials=5, max_failed_trials=2, pack_size=1)
+    job = service.wait(service.submit(spec)["id"])
     assert job["status"] == "failed" and "training diverged" in job["error"]
     assert [t["status"] for t in service.trials(job["id"])] == ["failed", "failed"]
 
 
-def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Service) -> None:
-    spec = small_job("digits", max_trials=50, timeout_s=12, training={"epochs": 15, "batch_size": 128})
+@pytest.mark.parametrize("pack_size", [1, 4])
+def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Service, pack_size: int) -> None:
+    # Packs train fast: theirs get more epochs, so 50 trials cannot finish in the 12 s either way.
+    epochs = 15 if pack_size == 1 else 60
+    spec = small_job(
+        "digits", max_trials=50, timeout_s=12, pack_size=pack_size, training={"epochs": epochs, "batch_size": 128}
+    )
     job = service.wait(service.submit(spec)["id"], timeout=120)
     assert job["status"] == "failed"
     assert "time limit (timeout_s)" in job["error"] and "finished trials are kept" in job["error"]
     trials = service.trials(job["id"])
-    # The limit is checked at each epoch end and before each trial: it stops the trial in progress,
-    # or, when it passes between two trials, lets the next one never start.
-    assert trials[-1]["status"] in ("stopped", "completed")
-    assert all(t["status"] == "completed" for t in trials[:-1])
     assert 1 <= len(trials) < 50
+    # The limit is checked at each epoch end and before each trial (or pack): it stops the trial (or
+    # the pack) in progress, or, when it passes between two, lets the next one never start.
+    unfinished = [t for t in trials if t["status"] != "completed"]
+    assert all(t["status"] == "stopped" for t in unfinished)
+    assert len(unfinished) <= pack_size
+    assert all(t["number"] > c["number"] for t in unfinished for c in trials if c["status"] == "completed")

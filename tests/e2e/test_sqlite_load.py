@@ -55,7 +55,7 @@ def running_with_epochs(svc: Service, job_id: str) -> None:
 
 def test_reads_beside_a_writing_job_never_lock_fail_or_corrupt(sqlite_service: Service) -> None:
     svc = sqlite_service
-    spec = small_job("digits", max_trials=50, training={"epochs": 400, "batch_size": 256})
+    spec = small_job("digits", max_trials=50, pack_size=1, training={"epochs": 400, "batch_size": 256})
     job = svc.submit(spec)
     running_with_epochs(svc, job["id"])
     per_reader: list[Counter[int]] = [Counter() for _ in range(READERS)]
@@ -73,7 +73,11 @@ def test_reads_beside_a_writing_job_never_lock_fail_or_corrupt(sqlite_service: S
     requests = sum(codes.values())
     print(f"\n{requests} reads in {SECONDS} s ({requests / SECONDS:.0f}/s) beside the writing job: {dict(codes)}")
     assert set(codes) == {200}
-    assert requests / SECONDS >= 100
+    # Reads flowed all along. Not a speed bar (this shared machine's speed varies: 195/s, 99.6/s and
+    # 44/s were seen; bench/api_throughput.py measures speed): a reader stuck behind SQLite's write
+    # lock waits seconds at a time (busy timeout 30 s), which this floor of one round (4 reads) a second per
+    # reader catches.
+    assert all(sum(c.values()) >= 4 * SECONDS for c in per_reader), per_reader
     # The job kept writing meanwhile.
     written = sum(len(svc.trial(job["id"], t["number"])["history"]) for t in svc.trials(job["id"]))
     assert written > epochs_before + 20

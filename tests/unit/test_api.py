@@ -21,9 +21,13 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.app import create_app
 from store.config import Settings
+from store.dataset_files import dataset_key
+from store.db import Database
+from store.tables import Artifact, Dataset
 from tests.conftest import classification_csv, csv_bytes, image_npz, npz_bytes, regression_csv, sign_in, small_job
 
 BUILTINS = ["digits", "iris", "wine", "breast_cancer"]
@@ -126,9 +130,19 @@ def dataset_ids(client: TestClient) -> list[str]:
     return [d["id"] for d in response.json()]
 
 
-def stored_files(tmp_path: Path) -> list[Path]:
+def stored_files(tmp_path: Path) -> list[str]:
+    """The uploads' files: keys in the artifact store (the database's, by default), and anything left
+    on the API's disk (nothing should be)."""
     folder = tmp_path / "datasets"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    on_disk = sorted(str(p) for p in folder.iterdir()) if folder.exists() else []
+    with Database(Settings(data_dir=tmp_path).resolved_database_url).session(readonly=True) as session:
+        keys = session.scalars(select(Artifact.key).where(Artifact.key.startswith("datasets/")).order_by(Artifact.key))
+        return [*keys, *on_disk]
+
+
+def stored_file_of(tmp_path: Path, dataset_id: str) -> str:
+    with Database(Settings(data_dir=tmp_path).resolved_database_url).session(readonly=True) as session:
+        return dataset_key(session.get_one(Dataset, dataset_id).content_hash or "")
 
 
 def assert_rejected_job(client: TestClient, spec: Json | str, loc: tuple[str | int, ...], phrase: str) -> None:
@@ -344,21 +358,26 @@ def test_submitted_job_fills_training_defaults(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("max_trials", "planned"),
-    [(3, 3), (100, 9)],
+    [(3, 3), (100, 5)],
     ids=["capped-by-max-trials", "whole-grid"],
 )
 def test_grid_job_plans_the_smaller_of_max_trials_and_grid_size(
     client: TestClient, max_trials: int, planned: int
 ) -> None:
-    # dropout_rate 0, 0.25, 0.5 times dropout_layers 0, 1, 2: a grid of 9
+    # dropout_rate 0, 0.25, 0.5 times dropout_layers 0, 1, 2: 9 points, 5 networks (rate 0 and
+    # 0 layers are one, the baseline; then 2 layer counts x 2 rates)
     job = submitted(client, algorithm="grid", max_trials=max_trials)
 
     assert job["progress"] == {"finished": 0, "planned": planned}
+    assert job["search_space"]["networks"] == 5 and job["search_space"]["baseline_candidate"]
+    assert job["search_space"]["dropout_layers"] == [0, 1, 2]
+    assert job["search_space"]["dropout_rate"] == {"values": [0.25, 0.5]}
 
 
 @pytest.mark.parametrize(
     ("epochs", "planned"),
-    [(3, 6), (9, 23)],  # one Hyperband iteration with factor 3: 2 + (3 + 1); 3 + (5 + 2) + (9 + 3 + 1)
+    # The baseline, then one Hyperband iteration with factor 3: 2 + (3 + 1); 3 + (5 + 2) + (9 + 3 + 1)
+    [(3, 7), (9, 24)],
 )
 def test_hyperband_job_plans_its_schedule(client: TestClient, epochs: int, planned: int) -> None:
     job = submitted(client, algorithm="hyperband", max_trials=100, hyperband_factor=3, **{"training.epochs": epochs})
@@ -510,12 +529,18 @@ def test_unknown_job_is_not_found(client: TestClient, method: str, path: str) ->
     [
         (b"1,2,0\n3,4,1\n" * 6, "no header row"),
         (two_class_csv(12) + b"5,6\n", "row 14 has 2 fields; the header has 3"),
-        (csv_bytes([[i, "abc" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
-         "column 'x2': 'abc' is not a number"),
-        (csv_bytes([[i, "nan" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
-         "column 'x2' is nan, infinite or too large"),
-        (csv_bytes([[i, "inf" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
-         "column 'x2' is nan, infinite or too large"),
+        (
+            csv_bytes([[i, "abc" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
+            "column 'x2': 'abc' is not a number",
+        ),
+        (
+            csv_bytes([[i, "nan" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
+            "column 'x2' is nan, infinite or too large",
+        ),
+        (
+            csv_bytes([[i, "inf" if i == 4 else i, "ab"[i % 2]] for i in range(12)], ["x1", "x2", "label"]),
+            "column 'x2' is nan, infinite or too large",
+        ),
         (two_class_csv(6), "6 data rows; at least 10"),
         (b"", "the file is empty"),
     ],
@@ -646,7 +671,7 @@ def test_npz_image_upload_gets_a_channel_axis(client: TestClient) -> None:
 def test_accepted_upload_is_stored_as_one_normalized_file(client: TestClient, tmp_path: Path) -> None:
     dataset = uploaded(client, classification_csv(60))
 
-    assert stored_files(tmp_path) == [tmp_path / "datasets" / f"{dataset['id']}.npz"]
+    assert stored_files(tmp_path) == [stored_file_of(tmp_path, dataset["id"])]
 
 
 def test_dataset_list_shows_builtins_first_then_uploads_in_order(client: TestClient) -> None:
@@ -698,7 +723,7 @@ def test_delete_of_dataset_used_by_queued_job_is_a_conflict(client: TestClient, 
     assert response.status_code == 409
     assert "used by 1 queued or running job" in response.json()["detail"][0]["msg"]
     assert dataset_id in dataset_ids(client)
-    assert stored_files(tmp_path) == [tmp_path / "datasets" / f"{dataset_id}.npz"]
+    assert stored_files(tmp_path) == [stored_file_of(tmp_path, dataset_id)]
 
 
 def test_delete_of_dataset_used_only_by_cancelled_job_is_allowed(client: TestClient) -> None:
@@ -788,3 +813,13 @@ def test_an_upload_declaring_a_body_above_the_limit_is_refused_before_its_body_i
     assert error_at(response, "file")["msg"] == "the upload is larger than this service's limit of 1000 bytes"
     assert len(sent) < 1000  # the service answered without waiting for the whole body
     assert_rejected_upload(client, tmp_path, response, ("file",), "larger than this service's limit", 413)
+
+
+def test_a_queued_jobs_report_is_pending_and_an_unknown_jobs_is_404(client: TestClient) -> None:
+    job = submitted(client)
+    response = client.get(f"/api/v1/jobs/{job['id']}/report")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["final"] is False and report["status"] == "queued"
+    assert report["verdict"]["answer"] == "pending" and report["confirmed"] == [] and report["effects"]["trials"] == 0
+    assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/report").status_code == 404

@@ -81,7 +81,7 @@ def test_a_created_token_authenticates_as_its_owner_and_only_its_hash_is_stored(
         assert found is not None and found.owner == "alice" and found.name == "laptop"
         stored = s.execute(text("SELECT * FROM api_tokens")).mappings().one()
     assert new.token not in [str(v) for v in stored.values()]
-    assert new.token.split("_")[2] not in str(dict(stored))
+    assert new.token.split("_", 2)[2] not in str(dict(stored))
     assert stored["id"] == new.id
 
 
@@ -138,6 +138,14 @@ API_CALLS = [
     ("GET", "/api/v1/jobs/x/trials"),
     ("GET", "/api/v1/jobs/x/trials/0"),
     ("GET", "/api/v1/jobs/x/best"),
+    ("GET", "/api/v1/jobs/x/report"),
+    ("GET", "/api/v1/jobs/x/models"),
+    ("GET", "/api/v1/jobs/x/model"),
+    ("GET", "/api/v1/jobs/x/trials/0/model"),
+    ("POST", "/api/v1/jobs/x/predict"),
+    ("POST", "/api/v1/jobs/x/trials/0/predict"),
+    ("GET", "/api/v1/jobs/x/trials.csv"),
+    ("GET", "/api/v1/jobs/x/epochs.csv"),
 ]
 
 
@@ -145,8 +153,10 @@ def test_every_api_operation_is_listed_here(svc: Service) -> None:
     """So a new route cannot be added without this file's 401 checks covering it."""
     schema = svc.anonymous.get("/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops if p.startswith("/api/")}
-    listed = {(m, p.replace("/x", "/{job_id}").replace("/ds_x", "/{dataset_id}").replace("/iris", "/{dataset_id}"))
-              for m, p in API_CALLS}
+    listed = {
+        (m, p.replace("/x", "/{job_id}").replace("/ds_x", "/{dataset_id}").replace("/iris", "/{dataset_id}"))
+        for m, p in API_CALLS
+    }
     listed = {(m, p.replace("/trials/0", "/trials/{number}")) for m, p in listed}
     assert documented == listed
 
@@ -209,8 +219,16 @@ def test_another_owners_objects_answer_404_like_missing_ones(svc: Service) -> No
     dataset = upload(alice)
     job = submit(alice, dataset_id=dataset["id"])
 
-    for path in [f"/api/v1/jobs/{job['id']}", f"/api/v1/jobs/{job['id']}/trials", f"/api/v1/jobs/{job['id']}/best",
-                 f"/api/v1/jobs/{job['id']}/trials/0", f"/api/v1/datasets/{dataset['id']}"]:
+    for path in [
+        f"/api/v1/jobs/{job['id']}",
+        f"/api/v1/jobs/{job['id']}/trials",
+        f"/api/v1/jobs/{job['id']}/best",
+        f"/api/v1/jobs/{job['id']}/trials/0",
+        f"/api/v1/jobs/{job['id']}/models",
+        f"/api/v1/jobs/{job['id']}/model",
+        f"/api/v1/jobs/{job['id']}/trials/0/model",
+        f"/api/v1/datasets/{dataset['id']}",
+    ]:
         theirs, missing = bob.get(path), bob.get(path.replace(job["id"], "0" * 32).replace(dataset["id"], "ds_0"))
         assert theirs.status_code == missing.status_code == 404, path
         assert theirs.json()["detail"][0]["msg"].replace(job["id"], "?").replace(dataset["id"], "?") == (
@@ -300,7 +318,11 @@ def tokens_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[st
     env["DROPTUNE_DATA_DIR"] = str(tmp_path)
     return subprocess.run(
         [sys.executable, "-m", "service.tokens", *args],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -313,8 +335,9 @@ def test_the_token_command_creates_lists_and_revokes(tmp_path: Path) -> None:
 
         listing = tokens_command(tmp_path, "list")
         assert "dana" in listing.stdout and "ci" in listing.stdout
-        assert token not in listing.stdout and token.split("_")[2] not in listing.stdout
-        token_id = token.split("_")[1]
+        # The secret is urlsafe base64 and may itself hold "_": split off the prefix and id only.
+        _, token_id, secret = token.split("_", 2)
+        assert token not in listing.stdout and secret not in listing.stdout
 
         revoked = tokens_command(tmp_path, "revoke", token_id)
         assert revoked.returncode == 0 and token_id in revoked.stdout

@@ -566,6 +566,14 @@ def test_saving_leaves_no_temporary_file(make_csv: Callable[..., bytes], tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["upload.npz"]
 
 
+def test_the_same_arrays_are_saved_as_the_same_bytes(make_csv: Callable[..., bytes], tmp_path: Path) -> None:
+    # The stored file's name is its content hash: the same upload twice is one file.
+    save_normalized(upload(make_csv()), tmp_path / "first.npz")
+    save_normalized(upload(make_csv()), tmp_path / "second.npz")
+
+    assert (tmp_path / "first.npz").read_bytes() == (tmp_path / "second.npz").read_bytes()
+
+
 def test_load_arrays_without_a_file_loads_the_builtin() -> None:
     x, y = load_arrays(None, "iris")
 

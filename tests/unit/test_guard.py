@@ -338,6 +338,24 @@ def test_the_json_limit_does_not_apply_to_uploads(make_client: Callable[..., Tes
     assert client.post("/api/v1/datasets", files={"file": ("x.csv", classification_csv())}).status_code == 201
 
 
+def test_prediction_bodies_have_their_own_limit_above_the_json_one(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(json_max_bytes=100, predict_max_bytes=5000)
+    rows = {"rows": [[5.1, 3.5, 1.4, 0.2]] * 20}  # over the JSON limit, under the prediction limit
+    for path in (f"/api/v1/jobs/{'0' * 32}/predict", f"/api/v1/jobs/{'0' * 32}/trials/3/predict"):
+        assert client.post(path, json=rows).status_code == 404  # read, and answered: no such job
+        sent: list[int] = []
+        response = client.post(
+            path,
+            content=counted(10 * MiB, 1024, sent),
+            headers={"content-type": "application/json", "content-length": str(10 * MiB)},
+        )
+        assert response.status_code == 413 and sent == []
+        assert response.json()["detail"][0]["msg"] == (
+            "the prediction request is larger than this service's limit of 5000 bytes"
+        )
+    assert client.post("/api/v1/jobs", json={**small_job(), "name": "x" * 200}).status_code == 413  # JSON's still
+
+
 def test_a_chunked_upload_past_the_upload_limit_is_cut_off_and_stores_nothing(
     make_client: Callable[..., TestClient], tmp_path: Path
 ) -> None:

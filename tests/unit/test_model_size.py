@@ -37,7 +37,7 @@ def test_the_estimate_is_exactly_what_keras_builds(
     channels = input_shape[-1]
     config = ModelConfig(tuple(input_shape), task, n_classes, hidden_layers, units, "relu", 1e-3,
                          np.zeros(channels), np.ones(channels))
-    hp = SimpleNamespace(values={}, get=lambda name: {"dropout_rate": 0.1, "dropout_layers": 1}[name])
+    hp = SimpleNamespace(values={"dropout_rate": 0.1, "dropout_layers": 1})
     model = build(hp, config)
     # Normalization's mean, variance and count are not weights a search trains; leave them out.
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -68,8 +68,16 @@ def make_upload(db: Database, name: str) -> str:
         iris = catalog.get_dataset(session, "iris")
         dataset_id = catalog.new_dataset_id()
         columns = ("task", "n_samples", "input_shape", "n_classes", "class_labels", "target", "feature_names")
-        session.add(Dataset(id=dataset_id, name=name, format="csv", owner=OWNER, file_name=None,
-                            **{c: getattr(iris, c) for c in columns}))
+        session.add(
+            Dataset(
+                id=dataset_id,
+                name=name,
+                format="csv",
+                owner=OWNER,
+                file_name=None,
+                **{c: getattr(iris, c) for c in columns},
+            )
+        )
     return dataset_id
 
 
@@ -108,11 +116,11 @@ def test_parallel_cancels_of_a_queued_job_succeed_exactly_once(db: Database) -> 
         assert sorted(outcomes) == ["StateError"] * 3 + ["ok"], outcomes
 
 
-def test_cancels_racing_deletes_never_fail_unexpectedly(db: Database) -> None:
+def test_cancels_racing_deletes_never_fail_unexpectedly(db: Database, settings: Settings) -> None:
     for _ in range(ROUNDS):
         job_id = make_job(db)
         cancel = partial(job_logic.cancel_job, db, job_id, OWNER)
-        delete = partial(job_logic.remove_job, db, job_id, OWNER)
+        delete = partial(job_logic.remove_job, db, settings, job_id, OWNER)
         outcomes = race(cancel, delete, cancel, delete)
         cancels, deletes = Counter(outcomes[0::2]), Counter(outcomes[1::2])
         assert cancels["ok"] == 1 and set(cancels) <= {"ok", "StateError", "NotFoundError"}, outcomes
@@ -123,10 +131,10 @@ def test_cancels_racing_deletes_never_fail_unexpectedly(db: Database) -> None:
         assert job is None or job.status == JobStatus.CANCELLED.value
 
 
-def test_parallel_deletes_of_a_finished_job_succeed_exactly_once(db: Database) -> None:
+def test_parallel_deletes_of_a_finished_job_succeed_exactly_once(db: Database, settings: Settings) -> None:
     for _ in range(ROUNDS):
         job_id = make_job(db, JobStatus.SUCCEEDED)
-        outcomes = race(*[partial(job_logic.remove_job, db, job_id, OWNER)] * 4)
+        outcomes = race(*[partial(job_logic.remove_job, db, settings, job_id, OWNER)] * 4)
         assert sorted(outcomes) == ["NotFoundError"] * 3 + ["ok"], outcomes
 
 

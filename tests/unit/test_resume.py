@@ -15,7 +15,7 @@ from store import jobs as q
 from store.db import Database
 from store.spec import JobSpec
 from store.states import TrialStatus
-from tuner.search import end_failed_retries
+from tuner.setup import end_failed_retries
 
 TIMED_OUT = "exceeded its time limit of 20 s (trial_timeout_s)"
 

@@ -186,7 +186,8 @@ def test_grid_size_is_the_product_of_each_ranges_candidate_count(make_spec: Call
         }
     )
 
-    assert grid_size(spec.search_space) == 36
+    # Per units value: the no-dropout network, and 2 layer counts x 5 rates above 0.
+    assert grid_size(spec.search_space) == (1 + 2 * 5) * 2
 
 
 def test_grid_planned_trials_is_the_grid_size_when_the_grid_is_smaller(make_spec: Callable[..., JobSpec]) -> None:
@@ -196,7 +197,7 @@ def test_grid_planned_trials_is_the_grid_size_when_the_grid_is_smaller(make_spec
         search_space={"dropout_rate": {"values": [0.1, 0.3]}, "dropout_layers": {"min": 0, "max": 2}},
     )
 
-    assert planned_trials(spec) == 6
+    assert planned_trials(spec) == 5  # 0 layers (no rate), then 2 layer counts x 2 rates
 
 
 def test_grid_planned_trials_is_max_trials_when_the_grid_is_larger(make_spec: Callable[..., JobSpec]) -> None:
@@ -216,7 +217,7 @@ def test_random_planned_trials_is_max_trials(make_spec: Callable[..., JobSpec]) 
 def test_hyperband_planned_trials_is_capped_by_its_schedule(make_spec: Callable[..., JobSpec]) -> None:
     spec = make_spec(algorithm="hyperband", max_trials=500, training={"epochs": 10}, hyperband_factor=3)
 
-    assert planned_trials(spec) == hyperband_schedule_size(10, 3)
+    assert planned_trials(spec) == 1 + hyperband_schedule_size(10, 3)  # the baseline, then the schedule
 
 
 # Checked against the real keras-tuner: this is the ONLY unit test that imports keras_tuner (and with it
@@ -257,23 +258,29 @@ def test_hyperband_schedule_size_counts_the_trials_keras_tuners_oracle_creates(
     ids=["max-equals-1", "max-above-1", "negative-value"],
 )
 def test_dropout_rate_outside_zero_to_one_is_rejected(
-    dropout_rate: dict[str, Any], make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+    dropout_rate: dict[str, Any], make_spec: Callable[..., JobSpec]
 ) -> None:
-    with pytest.raises(InputError) as exc:
-        normalize(make_spec(search_space={"dropout_rate": dropout_rate}))
-    assert exc.value.field == "search_space.dropout_rate"
-    assert "[0, 1)" in exc.value.reason
+    with pytest.raises(ValidationError) as exc:
+        make_spec(search_space={"dropout_rate": dropout_rate})
+    assert error_locs(exc.value) == ["search_space.dropout_rate"]
+    assert "rates must lie in [0, 1)" in error_messages(exc.value)
 
 
-def test_dropout_layers_above_hidden_layers_is_rejected(
-    make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
-) -> None:
-    spec = make_spec(model={"hidden_layers": 2}, search_space={"dropout_layers": {"min": 0, "max": 3}})
+def test_the_schema_states_each_ranges_bounds() -> None:
+    ranges = JobSpec.model_json_schema()["$defs"]
+    rate = ranges["DropoutRateRange"]["properties"]
+    assert rate["max"]["minimum"] == 0 and rate["max"]["exclusiveMaximum"] == 1
+    assert rate["values"]["items"]["exclusiveMaximum"] == 1
+    assert ranges["LearningRateRange"]["properties"]["min"]["exclusiveMinimum"] == 0
+    assert ranges["UnitsRange"]["properties"]["values"]["items"]["minimum"] == 1
+    assert ranges["DropoutLayersRange"]["properties"]["min"]["minimum"] == 0
 
-    with pytest.raises(InputError) as exc:
-        normalize(spec)
-    assert exc.value.field == "search_space.dropout_layers"
-    assert "max 3 is above model.hidden_layers (2)" in exc.value.reason
+
+def test_dropout_layers_above_hidden_layers_is_rejected(make_spec: Callable[..., JobSpec]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        make_spec(model={"hidden_layers": 2}, search_space={"dropout_layers": {"min": 0, "max": 3}})
+    assert error_locs(exc.value) == ["search_space.dropout_layers"]
+    assert "max 3 is above model.hidden_layers (2)" in error_messages(exc.value)
 
 
 def test_dropout_layers_up_to_hidden_layers_is_accepted(
@@ -296,12 +303,12 @@ def test_dropout_layers_up_to_hidden_layers_is_accepted(
     ids=["dropout_rate", "learning_rate"],
 )
 def test_grid_search_over_a_continuous_float_range_is_rejected(
-    search_space: dict[str, Any], field: str, make_spec: Callable[..., JobSpec], normalize: Callable[..., JobSpec]
+    search_space: dict[str, Any], field: str, make_spec: Callable[..., JobSpec]
 ) -> None:
-    with pytest.raises(InputError) as exc:
-        normalize(make_spec(algorithm="grid", search_space=search_space))
-    assert exc.value.field == field
-    assert "grid search needs a step or a list of values" in exc.value.reason
+    with pytest.raises(ValidationError) as exc:
+        make_spec(algorithm="grid", search_space=search_space)
+    assert error_locs(exc.value) == [field]
+    assert "grid search needs a step or a list of values" in error_messages(exc.value)
 
 
 def test_grid_search_over_a_stepped_float_range_is_accepted(
@@ -434,15 +441,22 @@ def test_given_name_is_kept(make_spec: Callable[..., JobSpec], normalize: Callab
 
 
 def test_max_failed_trials_defaults_to_keras_tuners_three_and_timeout_to_none() -> None:
-    spec = JobSpec.model_validate({"dataset_id": "iris", "search_space": {
-        "dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}})
+    spec = JobSpec.model_validate(
+        {
+            "dataset_id": "iris",
+            "search_space": {"dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}},
+        }
+    )
     assert (spec.max_failed_trials, spec.timeout_s) == (3, None)
 
 
 @pytest.mark.parametrize("field, value", [("max_failed_trials", 0), ("timeout_s", 0), ("timeout_s", -5)])
 def test_non_positive_failure_limits_and_timeouts_are_rejected(field: str, value: float) -> None:
-    raw = {"dataset_id": "iris", "search_space": {
-        "dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}, field: value}
+    raw = {
+        "dataset_id": "iris",
+        "search_space": {"dropout_rate": {"min": 0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}},
+        field: value,
+    }
     with pytest.raises(ValidationError) as info:
         JobSpec.model_validate(raw)
     assert info.value.errors()[0]["loc"] == (field,)
@@ -489,10 +503,17 @@ def test_count_agrees_with_the_listed_values_across_steps() -> None:
 def test_a_huge_int_range_is_counted_without_listing_it() -> None:
     assert IntRange(min=1, max=2_000_000_000).count() == 2_000_000_000
     spec = JobSpec.model_validate(
-        {**BASE_SPEC, "algorithm": "grid", "search_space": {
-            "dropout_rate": {"values": [0.1, 0.2]}, "dropout_layers": {"min": 0, "max": 2_000_000_000}}}
+        {
+            **BASE_SPEC,
+            "algorithm": "grid",
+            "search_space": {
+                "dropout_rate": {"values": [0.1, 0.2]},
+                "dropout_layers": {"min": 0, "max": 2},
+                "units": {"min": 1, "max": 2_000_000_000},
+            },
+        }
     )
-    assert grid_size(spec.search_space) == 4_000_000_002
+    assert grid_size(spec.search_space) == 5 * 2_000_000_000
 
 
 @pytest.mark.parametrize("range_type", [FloatRange, IntRange])
@@ -510,8 +531,15 @@ def test_values_with_a_step_are_refused_rather_than_the_step_ignored() -> None:
 
 @pytest.mark.parametrize(
     "section, field",
-    [(None, "max_trials"), (None, "seed"), ("training", "epochs"), ("training", "batch_size"),
-     ("model", "units"), ("model", "hidden_layers"), (None, "parallel_trials")],
+    [
+        (None, "max_trials"),
+        (None, "seed"),
+        ("training", "epochs"),
+        ("training", "batch_size"),
+        ("model", "units"),
+        ("model", "hidden_layers"),
+        (None, "parallel_trials"),
+    ],
 )
 @pytest.mark.parametrize("value", [True, 10**309, "3"])
 def test_booleans_huge_integers_and_strings_are_not_integers(section: str | None, field: str, value: Any) -> None:
@@ -560,8 +588,11 @@ def test_the_schema_says_a_range_needs_min_and_max_or_values() -> None:
 def test_the_schema_bounds_every_integer_field() -> None:
     schema = JobSpec.model_json_schema()
     defs = schema["$defs"]
-    ints = [schema["properties"]["max_trials"], defs["TrainingSpec"]["properties"]["epochs"],
-            defs["ModelSpec"]["properties"]["units"]]
+    ints = [
+        schema["properties"]["max_trials"],
+        defs["TrainingSpec"]["properties"]["epochs"],
+        defs["ModelSpec"]["properties"]["units"],
+    ]
     assert all(field["maximum"] == 2**31 - 1 and field["minimum"] == 1 for field in ints)
 
 
@@ -574,15 +605,17 @@ def test_a_huge_integer_over_a_cap_is_a_clear_input_error(
 
 
 def test_a_stored_spec_validates_again_as_the_worker_and_the_api_read_it() -> None:
-    spec = JobSpec.model_validate({
-        **BASE_SPEC,
-        "search_space": {
-            "dropout_rate": {"values": [0.0, 0.2]},
-            "dropout_layers": {"min": 0, "max": 1},
-            "units": {"values": [8, 16]},
-            "learning_rate": {"min": 0.001, "max": 0.01, "sampling": "log"},
-        },
-    })
+    spec = JobSpec.model_validate(
+        {
+            **BASE_SPEC,
+            "search_space": {
+                "dropout_rate": {"values": [0.0, 0.2]},
+                "dropout_layers": {"min": 0, "max": 1},
+                "units": {"values": [8, 16]},
+                "learning_rate": {"min": 0.001, "max": 0.01, "sampling": "log"},
+            },
+        }
+    )
     stored = spec.model_dump(mode="json")
     assert stored["search_space"]["dropout_rate"] == {"values": [0.0, 0.2]}  # no nulls, no default sampling
     assert stored["search_space"]["learning_rate"] == {"min": 0.001, "max": 0.01, "sampling": "log"}
@@ -590,9 +623,12 @@ def test_a_stored_spec_validates_again_as_the_worker_and_the_api_read_it() -> No
 
 
 def test_a_spec_stored_before_ranges_dropped_their_nulls_still_reads() -> None:
-    old = {**BASE_SPEC, "search_space": {
-        "dropout_rate": {"min": None, "max": None, "step": None, "sampling": "linear", "values": [0.1, 0.3]},
-        "dropout_layers": {"min": 0, "max": 2, "step": 1, "values": None},
-    }}
+    old = {
+        **BASE_SPEC,
+        "search_space": {
+            "dropout_rate": {"min": None, "max": None, "step": None, "sampling": "linear", "values": [0.1, 0.3]},
+            "dropout_layers": {"min": 0, "max": 2, "step": 1, "values": None},
+        },
+    }
     spec = JobSpec.model_validate(old)
     assert spec.search_space.dropout_rate.candidate_values() == [0.1, 0.3]

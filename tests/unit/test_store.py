@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -164,7 +165,7 @@ def count(db: Database, model: type[Any], *where: Any) -> int:
 
 
 def test_create_job_stores_it_queued_with_its_spec(db: Database) -> None:
-    spec = make_spec(name="my search", algorithm="grid")
+    spec = make_spec(name="my search", algorithm="bayesian")
     with db.session() as s:
         job_id = q.create_job(s, spec, trials_planned=4).id
 
@@ -173,7 +174,7 @@ def test_create_job_stores_it_queued_with_its_spec(db: Database) -> None:
         assert job.status == JobStatus.QUEUED.value
         assert job.name == "my search"
         assert job.dataset_id == "iris"
-        assert job.algorithm == "grid"
+        assert job.algorithm == "bayesian"
         assert job.trials_planned == 4
         assert job.cancel_requested is False
         assert job.worker_id is None and job.started_at is None and job.finished_at is None
@@ -311,6 +312,30 @@ def test_beat_returns_false_for_a_finished_job(db: Database, make_job: MakeJob) 
         assert q.beat(s, job.id, "w1") is False
 
 
+def test_a_beat_with_a_lock_timeout_gives_up_on_a_job_row_a_frozen_search_keeps_locked(
+    db: Database, make_job: MakeJob
+) -> None:
+    # The search's recorder checks it still holds the job (FOR SHARE) inside its writes; frozen in
+    # one (a hung trial), it keeps the row locked until it is killed. The worker's beat must come back
+    # to kill it rather than wait on PostgreSQL for ever. (SQLite's writer lock has its busy timeout.)
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's row locks: SQLite's writer waits out its own busy timeout")
+    make_job(db)
+    with db.session() as s:
+        job = q.claim_next_job(s, "w1")
+        assert job is not None
+    with db.session() as frozen:
+        assert q.holds_job(frozen, job.id, "w1")
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="lock timeout"), db.session(lock_timeout_s=0.5) as s:
+            q.beat(s, job.id, "w1")
+        assert time.monotonic() - started < 10
+    with db.session(lock_timeout_s=0.5) as s:  # the lock gone, the same beat goes through
+        assert q.beat(s, job.id, "w1") is True
+    with db.session() as s:  # and the bound was the transaction's own, not left on the pooled connection
+        assert s.scalar(text("SHOW lock_timeout")) == "0"
+
+
 # --- the database's clock -------------------------------------------------------------------------
 
 HOUR = dt.timedelta(hours=1)
@@ -445,9 +470,7 @@ def test_cancel_requested_is_false_until_asked(db: Database, make_job: MakeJob) 
 
 
 @pytest.mark.parametrize("final", FINISHED_JOB_STATES)
-def test_finish_job_moves_a_running_job_to_its_final_state(
-    db: Database, make_job: MakeJob, final: JobStatus
-) -> None:
+def test_finish_job_moves_a_running_job_to_its_final_state(db: Database, make_job: MakeJob, final: JobStatus) -> None:
     job = make_job(db, status=JobStatus.RUNNING)
     with db.session() as s:
         assert q.finish_job(s, job.id, final, error="why") is True
@@ -1135,9 +1158,7 @@ def test_a_naive_timestamp_is_taken_as_utc(db: Database, make_job: MakeJob) -> N
     assert stored == dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def test_a_running_job_whose_heartbeat_went_stale_is_handed_back_to_the_queue(
-    db: Database, make_job: MakeJob
-) -> None:
+def test_a_running_job_whose_heartbeat_went_stale_is_handed_back_to_the_queue(db: Database, make_job: MakeJob) -> None:
     stale = make_job(db, status=JobStatus.RUNNING)
     fresh = make_job(db, status=JobStatus.RUNNING)
     with db.session() as s:

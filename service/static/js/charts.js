@@ -43,8 +43,8 @@ function extent(values, pad = 0.05) {
 
 // Axes, gridlines and labels; returns scales and the plot group.
 function frame(container, opts) {
-  const width = 640, height = opts.height || 300;
-  const m = { top: 12, right: 16, bottom: 44, left: 64 };
+  const width = opts.width || 640, height = opts.height || 300;
+  const m = opts.margin || { top: 12, right: 16, bottom: 44, left: 64 };
   container.replaceChildren();
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": opts.title || "" }, container);
   const [x0, x1] = opts.xDomain, [y0, y1] = opts.yDomain;
@@ -57,7 +57,7 @@ function frame(container, opts) {
     el("line", { x1: x(t), x2: x(t), y1: m.top, y2: m.top + ph, stroke: "#eef0f3" }, axes);
     el("text", { x: x(t), y: m.top + ph + 16, "text-anchor": "middle" }, axes, opts.xFormat ? opts.xFormat(t) : formatNumber(t));
   }
-  for (const t of niceTicks(y0, y1, 5)) {
+  for (const t of opts.yTicks || niceTicks(y0, y1, 5)) {
     if (t < y0 || t > y1) continue;
     el("line", { x1: m.left, x2: m.left + pw, y1: y(t), y2: y(t), stroke: "#eef0f3" }, axes);
     el("text", { x: m.left - 6, y: y(t) + 4, "text-anchor": "end" }, axes, formatNumber(t));
@@ -183,4 +183,30 @@ export function heatmap(container, { xLabels, yLabels, cells, xLabel, yLabel, va
     { label: `best ${valueLabel}: ${formatNumber(better === "min" ? lo : hi)}`, color: shade(better === "min" ? lo : hi) },
     { label: `worst: ${formatNumber(better === "min" ? hi : lo)}`, color: shade(better === "min" ? hi : lo) },
   ]);
+}
+
+/**
+ * Dot and whisker, one row per level: rows [{key, label, estimate, low, high, title}], the whisker
+ * spanning low..high (left out where either is null). Each row's group carries data-level=key.
+ */
+export function intervalChart(container, { rows, xLabel, title }) {
+  const finite = rows.filter((r) => Number.isFinite(r.estimate));
+  if (!finite.length) return empty(container, "No completed trials yet.");
+  const width = 360, row = 24, m = { top: 8, right: 12, bottom: 40, left: 104 };
+  const height = m.top + m.bottom + row * finite.length;
+  const xs = finite.flatMap((r) => [r.estimate, r.low, r.high]);
+  const { plot, x } = frame(container, {
+    width, height, margin: m, xDomain: extent(xs), yDomain: [0, 1], yTicks: [], xLabel, yLabel: "", title,
+  });
+  finite.forEach((r, i) => {
+    const cy = m.top + row * (i + 0.5);
+    const g = el("g", { "data-level": r.key }, plot);
+    el("title", {}, g, r.title);
+    el("text", { x: m.left - 6, y: cy + 4, "text-anchor": "end", class: "level-label" }, g, r.label);
+    if (Number.isFinite(r.low) && Number.isFinite(r.high)) {
+      el("line", { x1: x(r.low), x2: x(r.high), y1: cy, y2: cy, stroke: PALETTE[0], "stroke-width": 2 }, g);
+      for (const end of [r.low, r.high]) el("line", { x1: x(end), x2: x(end), y1: cy - 5, y2: cy + 5, stroke: PALETTE[0], "stroke-width": 2 }, g);
+    }
+    el("circle", { cx: x(r.estimate), cy, r: 4.5, fill: PALETTE[0], stroke: "#fff", "stroke-width": 1 }, g);
+  });
 }

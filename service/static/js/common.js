@@ -31,6 +31,29 @@ export async function api(path, options = {}) {
   return { ok: response.ok, status: response.status, data };
 }
 
+/** Fetch `path` with the token and save the answer as a file, named as its Content-Disposition says
+ * (else `fallbackName`). A plain link would not send the token, which lives in localStorage. */
+export async function download(path, fallbackName) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (response.status === 401) {
+    toSignIn();
+    return new Promise(() => {});
+  }
+  if (!response.ok) {
+    let data = null;
+    try { data = await response.json(); } catch { data = null; }
+    return { ok: false, status: response.status, data };
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: named ? named[1] : fallbackName, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000); // once the browser has started saving it
+  return { ok: true, status: response.status, data: null };
+}
+
 /** h("a", {href: "/"}, "text", child) -> element. `null` children are skipped. */
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -80,6 +103,7 @@ export function fmtDuration(seconds) {
 }
 
 export function fmtValue(v) {
+  if (v === null || v === undefined) return "–"; // e.g. the rate of a network without dropout
   if (typeof v === "number") return Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString();
   return String(v);
 }

@@ -1,6 +1,7 @@
-// Job page: spec, best trial, trials table and four charts; live while the job runs.
-import { api, badge, errorSummary, fmtDuration, fmtTime, fmtValue, h, idsFromPath, isActive, poll } from "./common.js";
+// Job page: the verdict, spec, best trial, trials table and four charts; live while the job runs.
+import { api, badge, download, errorSummary, fmtDuration, fmtTime, fmtValue, h, idsFromPath, isActive, poll } from "./common.js";
 import { PALETTE, formatNumber, heatmap, lineChart, scatterChart } from "./charts.js";
+import { verdictPanel } from "./verdict.js";
 
 const { jobId } = idsFromPath(); // null when the URL holds no well-formed job id
 const state = {
@@ -99,9 +100,11 @@ function showMissing(message) {
   document.getElementById("job-name").textContent = message;
   document.title = `${message} · droptune`;
   state.job = null;
+  document.getElementById("verdict").hidden = true;
 }
 
 const trialHref = (number) => `/jobs/${jobId}/trials/${number}`;
+const verdict = jobId === null ? null : verdictPanel(jobId, trialHref);
 
 // --- rendering -----------------------------------------------------------------------------------
 
@@ -112,9 +115,13 @@ function render() {
   document.getElementById("job-status").replaceChildren(badge(job.status));
   document.getElementById("cancel-button").hidden = !isActive(job.status);
   document.getElementById("delete-button").hidden = isActive(job.status);
+  document.getElementById("download-menu").hidden = false;
+  // Models are kept when a job ends with its search done (GET /api/v1/jobs/{id}/models).
+  for (const item of document.querySelectorAll(".model-download")) item.hidden = job.status !== "succeeded";
   const err = document.getElementById("job-error");
   err.hidden = !job.error || job.status === "cancelled";
   err.textContent = job.error ? `Cause: ${job.error}` : "";
+  verdict.update(job);
   renderSpec();
   renderBest();
   renderTable();
@@ -258,14 +265,16 @@ function renderSearchCharts() {
   const layerColour = (l) => PALETTE[layerValues.indexOf(l) % PALETTE.length];
 
   // Objective against dropout rate, one colour per number of dropout layers.
+  // A network without dropout has no rate (null): it is drawn at rate 0, where it belongs.
+  const rateOf = (t) => t.hyperparameters.dropout_rate ?? 0;
   const rate = job.spec.search_space.dropout_rate;
-  const rateBounds = rate.values ? [Math.min(...rate.values), Math.max(...rate.values)] : [rate.min, rate.max];
+  const rateBounds = rate.values ? [Math.min(0, ...rate.values), Math.max(...rate.values)] : [Math.min(0, rate.min), rate.max];
   const pad = (rateBounds[1] - rateBounds[0]) * 0.05 || 0.05;
   scatterChart(document.getElementById("rate-chart"), {
     points: completed.map((t) => ({
-      key: t.number, x: t.hyperparameters.dropout_rate, y: t.score, color: layerColour(t.hyperparameters.dropout_layers),
+      key: t.number, x: rateOf(t), y: t.score, color: layerColour(t.hyperparameters.dropout_layers),
       href: trialHref(t.number),
-      title: `trial ${t.number}: dropout rate ${fmtValue(t.hyperparameters.dropout_rate)}, ${t.hyperparameters.dropout_layers} dropout layers, ${metric} ${formatNumber(t.score)}`,
+      title: `trial ${t.number}: ${t.hyperparameters.dropout_layers ? `dropout rate ${fmtValue(t.hyperparameters.dropout_rate)}, ${t.hyperparameters.dropout_layers} dropout layers` : "no dropout"}, ${metric} ${formatNumber(t.score)}`,
     })),
     xDomain: [rateBounds[0] - pad, rateBounds[1] + pad],
     legendItems: layerValues.map((l) => ({ label: `${l} dropout layer${l === 1 ? "" : "s"}`, color: layerColour(l) })),
@@ -273,8 +282,9 @@ function renderSearchCharts() {
   });
 
   // Heatmap of the best objective over dropout rate x dropout layers.
-  const distinct = [...new Set(state.trials.map((t) => t.hyperparameters.dropout_rate))].sort((a, b) => a - b);
-  const allowed = rateValues(rate);
+  const distinct = [...new Set(state.trials.map(rateOf))].sort((a, b) => a - b);
+  const listed = rateValues(rate);
+  const allowed = listed && !listed.includes(0) ? [0, ...listed] : listed;
   const discrete = allowed !== null || distinct.length <= 10;
   const bins = discrete ? (allowed || distinct) : Array.from({ length: 10 }, (_, i) => rateBounds[0] + ((rateBounds[1] - rateBounds[0]) * i) / 10);
   const binOf = (v) => {
@@ -282,11 +292,11 @@ function renderSearchCharts() {
     const width = (rateBounds[1] - rateBounds[0]) / 10 || 1;
     return Math.min(9, Math.max(0, Math.floor((v - rateBounds[0]) / width)));
   };
-  const layerRange = job.spec.search_space.dropout_layers;
-  const layerAxis = layerRange.values || Array.from({ length: layerRange.max - layerRange.min + 1 }, (_, i) => layerRange.min + i);
+  // The canonical space's layer counts: 0 (the baseline) always among them.
+  const layerAxis = job.search_space.dropout_layers;
   const cellBest = new Map();
   for (const t of completed) {
-    const key = `${binOf(t.hyperparameters.dropout_rate)},${layerAxis.indexOf(t.hyperparameters.dropout_layers)}`;
+    const key = `${binOf(rateOf(t))},${layerAxis.indexOf(t.hyperparameters.dropout_layers)}`;
     const prev = cellBest.get(key);
     if (prev === undefined || (direction() === "min" ? t.score < prev.score : t.score > prev.score)) cellBest.set(key, t);
   }
@@ -359,6 +369,25 @@ document.getElementById("delete-button").addEventListener("click", async () => {
   const { ok, data } = await api(`/api/v1/jobs/${jobId}`, { method: "DELETE" });
   if (ok) location.href = "/";
   else alert(data?.detail?.[0]?.msg || "Could not delete the job.");
+});
+
+// The Download menu: each item fetches its file with the token and saves it.
+const downloadMenu = document.getElementById("download-menu");
+downloadMenu.addEventListener("click", async (event) => {
+  const item = event.target.closest("button[data-download]");
+  if (!item) return;
+  downloadMenu.open = false;
+  item.disabled = true;
+  try {
+    const { ok, data } = await download(`/api/v1/jobs/${jobId}/${item.dataset.download}`, `${jobId}-${item.dataset.name}`);
+    if (!ok) alert(data?.detail?.[0]?.msg || "Could not download the file.");
+  } finally {
+    item.disabled = false;
+  }
+});
+document.addEventListener("click", (event) => { if (!downloadMenu.contains(event.target)) downloadMenu.open = false; });
+downloadMenu.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && downloadMenu.open) { downloadMenu.open = false; downloadMenu.querySelector("summary").focus(); }
 });
 
 if (jobId === null) {

@@ -1,0 +1,235 @@
+// Verdict panel on the job page: does dropout help, which configuration to use, and the evidence
+// (GET /api/v1/jobs/{id}/report; its shape is store/report_schema.py). Built as nodes, never markup.
+import { api, h, isActive, poll } from "./common.js";
+import { formatNumber, intervalChart } from "./charts.js";
+
+// Text on every badge, so the answer never rests on its colour.
+const ANSWERS = {
+  helps: "dropout helps",
+  no_evidence: "no evidence",
+  hurts: "dropout hurts",
+  unconfirmed: "unconfirmed",
+  pending: "pending",
+};
+const CALIBRATION = {
+  ece: "expected calibration error, dropout off",
+  ece_mc: "expected calibration error, MC-averaged",
+  coverage_2sd: "share of targets within ±2 predictive sd",
+};
+// After the job ends, the final report may lag its status by a moment: ask again this often, this many times.
+const SETTLE_MS = 3000;
+const SETTLE_TRIES = 20;
+
+// --- formatting ----------------------------------------------------------------------------------
+
+const num = formatNumber; // 4 significant digits; null -> "–"
+const meanSd = (s) => (s ? `${num(s.mean)} ± ${num(s.sd)}` : "–");
+const interval = (low, high) => (low === null && high === null ? "–" : `[${num(low)}, ${num(high)}]`);
+const statsInterval = (s) => (s ? interval(s.low, s.high) : "–");
+const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`);
+const words = (key) => key.replaceAll("_", " ").replaceAll(":", " × ");
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const better = (report) => (report.direction === "max" ? "higher is better" : "lower is better");
+
+function facts(rows) {
+  return h("dl", { class: "facts" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+/** A table in its own scrolling box, so a wide one never widens the page. */
+function table(label, head, rows) {
+  return h("div", { class: "table-wrap", role: "region", tabindex: "0", "aria-label": label },
+    h("table", {},
+      h("thead", {}, h("tr", {}, head.map(([text, attrs]) => h("th", { scope: "col", ...attrs }, text)))),
+      h("tbody", {}, rows)));
+}
+
+// --- sections ----------------------------------------------------------------------------------
+
+function summary(report, trialHref) {
+  const { verdict } = report;
+  const nodes = [
+    h("div", { class: "verdict-head" },
+      h("span", { class: `badge answer answer-${verdict.answer}`, "data-answer": verdict.answer }, ANSWERS[verdict.answer] || words(verdict.answer)),
+      h("p", { class: "verdict-sentence", "data-testid": "verdict-sentence" }, verdict.sentence)),
+  ];
+  const failed = report.runs.filter((r) => r.status !== "completed").length;
+  const context = report.final
+    ? `Final report. Each configuration was trained again with ${plural(report.repeats, "seed")}` +
+      (report.runs.length ? ` (${plural(report.runs.length, "confirmation run")}, ${failed} failed).` : ".")
+    : `Provisional: from the ${plural(report.effects.trials, "completed trial")} so far. The verdict comes once the search and its confirmation runs end.`;
+  nodes.push(h("p", { class: "muted verdict-meta" },
+    h("span", { "data-testid": "verdict-objective" }, `Objective: ${report.objective}, ${better(report)}. `), context));
+  if (verdict.difference) {
+    const d = verdict.difference;
+    nodes.push(h("p", { class: "verdict-difference" },
+      `Baseline minus the best dropout configuration${verdict.dropout ? ` (${verdict.dropout})` : ""}: ${num(d.estimate)}, ` +
+      `95% interval ${interval(d.low, d.high)}; above 0 favours dropout.`,
+      verdict.method ? h("span", { class: "muted" }, ` Interval: ${verdict.method}.`) : null));
+  }
+  const rec = report.recommended;
+  if (!rec && !report.final) return nodes; // the meta line says when it comes
+  nodes.push(h("h3", {}, "Recommended configuration"));
+  nodes.push(rec
+    ? h("div", { id: "recommended" }, facts([
+      ["Configuration", configLabel(rec, trialHref)],
+      [report.objective, `${meanSd(rec.score)} over ${plural(rec.score.n, "seed")}`],
+      ["95% interval", statsInterval(rec.score)],
+      ["Best epoch", meanSd(rec.best_epoch)],
+    ]))
+    : h("p", { class: "muted" }, "No configuration is recommended."));
+  return nodes;
+}
+
+function configLabel(c, trialHref) {
+  if (c.trial === null || c.trial === undefined) return c.label;
+  return h("span", {}, c.label, " ", h("a", { href: trialHref(c.trial), "aria-label": `trial ${c.trial}` }, `#${c.trial}`));
+}
+
+function confirmedTable(report, trialHref) {
+  if (!report.confirmed.length) return report.final ? [h("h3", {}, "Confirmed configurations"), h("p", { class: "muted" }, "No confirmation runs.")] : [];
+  const nodes = [h("h3", {}, "Confirmed configurations")];
+  const gapTitle = "validation loss minus training loss";
+  const head = [
+    ["Configuration"], ["Arm"], ["Search space"],
+    [`${report.objective} mean ± sd`, { class: "num" }], ["95% interval", { class: "num" }],
+    ["Best epoch (mean)", { class: "num" }],
+    ["Gap at best", { class: "num", title: `${gapTitle}, at the best epoch` }],
+    ["Gap at last", { class: "num", title: `${gapTitle}, at the last epoch trained` }],
+  ];
+  const recommended = report.recommended?.label;
+  const rows = report.confirmed.map((c) => h("tr", { "data-arm": c.arm, "data-label": c.label, class: c.arm === "baseline" ? "baseline" : null },
+    h("th", { scope: "row" }, configLabel(c, trialHref),
+      c.arm === "baseline" ? h("span", { class: "tag" }, "baseline") : null,
+      (c.recommended ?? c.label === recommended) ? h("span", { class: "tag recommended" }, "recommended") : null),
+    h("td", {}, c.arm),
+    h("td", {}, c.candidate ? "candidate" : "reference only"),
+    h("td", { class: "num" }, meanSd(c.score), h("span", { class: "muted" }, ` (n=${c.score.n})`)),
+    h("td", { class: "num" }, statsInterval(c.score)),
+    h("td", { class: "num" }, num(c.best_epoch?.mean)),
+    h("td", { class: "num", title: c.gap_at_best ? `sd ${num(c.gap_at_best.sd)}` : null }, num(c.gap_at_best?.mean)),
+    h("td", { class: "num", title: c.gap_at_last ? `sd ${num(c.gap_at_last.sd)}` : null }, num(c.gap_at_last?.mean))));
+  nodes.push(table("Confirmed configurations", head, rows));
+  return nodes;
+}
+
+function effects(report) {
+  const { effects: e, objective } = report;
+  const block = (key, title, levels, name) => {
+    const chart = h("div", { class: "chart small", id: `effect-${key}-chart` });
+    const rows = levels.map((l) => h("tr", { "data-level": l.value },
+      h("th", { scope: "row" }, name(l.value)),
+      h("td", { class: "num" }, l.score.n),
+      h("td", { class: "num" }, meanSd(l.score)),
+      h("td", { class: "num" }, statsInterval(l.score))));
+    const box = h("div", { class: "effect", id: `effect-${key}` }, h("h4", {}, title), chart,
+      table(`${objective} ${title.toLowerCase()}`, [["Value"], ["n", { class: "num" }], ["mean ± sd", { class: "num" }], ["95% interval", { class: "num" }]], rows));
+    intervalChart(chart, {
+      rows: levels.map((l) => ({
+        key: l.value, label: name(l.value), estimate: l.score.mean, low: l.score.low, high: l.score.high,
+        title: `${name(l.value)}: mean ${objective} ${meanSd(l.score)}, 95% interval ${statsInterval(l.score)}, n=${l.score.n}`,
+      })),
+      xLabel: `mean ${objective} (${better(report)})`, title: `mean ${objective} ${title.toLowerCase()}, with 95% intervals`,
+    });
+    return box;
+  };
+  const shares = Object.entries(e.variance_explained)
+    .sort(([a, x], [b, y]) => (a === "residual") - (b === "residual") || y - x);
+  return [
+    h("h3", {}, "Effects in the search"),
+    h("p", { class: "muted" }, `Mean ${objective} of the ${plural(e.trials, "completed search trial")} at each value, with 95% intervals.`),
+    h("div", { class: "subgrid wide" },
+      block("rate", "By dropout rate", e.by_rate, (v) => (v === "none" ? "no dropout" : v)),
+      block("layers", "By dropout layers", e.by_layers, (v) => v),
+      h("div", { class: "effect", id: "variance-explained" },
+        h("h4", {}, "Variance explained"),
+        shares.length
+          ? h("ul", { class: "shares" }, shares.map(([k, v]) => h("li", { "data-key": k },
+            h("span", {}, k === "residual" ? "residual (seed noise among it)" : words(k)), h("span", { class: "num" }, pct(v)))))
+          : h("p", { class: "muted" }, "Not enough trials yet."))),
+  ];
+}
+
+function convergence(c) {
+  return h("div", { class: "effect", id: "convergence" }, h("h4", {}, "Convergence"), h("p", {}, c.sentence),
+    facts([
+      ["Best epoch, dropout", meanSd(c.with_dropout)],
+      ["Best epoch, none", meanSd(c.without_dropout)],
+      ["Ratio", c.ratio ? `${num(c.ratio.estimate)} ${interval(c.ratio.low, c.ratio.high)}` : "–"],
+    ]));
+}
+
+function smaller(s, report) {
+  const asGood = s.as_good === null ? "–" : s.as_good ? "yes" : "no";
+  return h("div", { class: "effect", id: "smaller-network" }, h("h4", {}, "Smaller network instead"), h("p", {}, s.sentence),
+    facts([
+      ["Configuration", s.label],
+      ["Units per layer", s.units.length ? s.units.join(", ") : "–"],
+      [report.objective, s.score ? meanSd(s.score) : "–"],
+      ["Minus recommended", s.difference ? `${num(s.difference.estimate)} ${interval(s.difference.low, s.difference.high)}` : "–"],
+      ["As good", asGood],
+    ]));
+}
+
+function mcDropout(m, report) {
+  return h("div", { class: "effect", id: "mc-dropout" }, h("h4", {}, "MC dropout"),
+    h("p", { class: "muted" }, `${m.label}: dropout kept on at prediction, averaged over ${plural(m.samples, "sample")}.`),
+    facts([
+      [`${report.objective}, dropout off`, h("span", { "data-testid": "mc-deterministic" }, num(m.deterministic))],
+      [`${report.objective}, MC-averaged`, h("span", { "data-testid": "mc-objective" }, num(m.mc))],
+      ["Predictive spread (sd)", h("span", { "data-testid": "mc-spread" }, num(m.spread))],
+      ...Object.entries(m.calibration).map(([k, v]) => [h("abbr", { title: CALIBRATION[k] || words(k) }, k), h("span", { "data-calibration": k }, num(v))]),
+    ]));
+}
+
+function render(body, report, trialHref) {
+  const extra = [
+    report.convergence ? convergence(report.convergence) : null,
+    report.smaller_network ? smaller(report.smaller_network, report) : null,
+    report.mc_dropout ? mcDropout(report.mc_dropout, report) : null,
+  ].filter(Boolean);
+  body.replaceChildren(
+    ...summary(report, trialHref),
+    ...confirmedTable(report, trialHref),
+    ...effects(report),
+    ...(extra.length ? [h("h3", {}, "More evidence"), h("div", { class: "subgrid" }, extra)] : []));
+  body.dataset.final = String(report.final);
+}
+
+// --- the panel -----------------------------------------------------------------------------------
+
+/**
+ * The panel in #verdict. `update(job)` on every job refresh: the report is fetched again only when
+ * the job's status or finished-trial count changed, and never again once it is final.
+ */
+export function verdictPanel(jobId, trialHref) {
+  const section = document.getElementById("verdict");
+  const body = document.getElementById("verdict-body");
+  let report = null, seen = null, job = null, request = 0, tries = 0;
+
+  async function load() {
+    const mine = ++request;
+    const { ok, status, data } = await api(`/api/v1/jobs/${jobId}/report`);
+    if (mine !== request) return; // a later request answers instead
+    if (status === 404) { section.hidden = true; return; }
+    section.hidden = false;
+    if (!ok) {
+      if (!report) body.replaceChildren(h("p", { class: "muted" }, "Could not load the report."));
+      return;
+    }
+    report = data;
+    render(body, report, trialHref);
+  }
+
+  const settle = poll(async () => { if (report?.final) return; tries += 1; await load(); },
+    () => (job && !isActive(job.status) && !report?.final && tries < SETTLE_TRIES ? SETTLE_MS : null));
+
+  return {
+    update(next) {
+      job = next;
+      if (report?.final) return;
+      const key = `${job.status}:${job.progress.finished}`;
+      if (key !== seen) { seen = key; load(); }
+      if (!isActive(job.status)) settle.start();
+    },
+  };
+}

@@ -1,0 +1,86 @@
+"""The verdict end to end: a real search, its confirmation runs over seeds, the stored report, and
+its figures recomputed from the stored trials and runs."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from tests.conftest import small_job
+from tests.e2e.conftest import Service
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Service) -> None:
+    svc = service
+    spec = small_job(
+        "iris", max_trials=6, repeats=3, confirm_top=2, mc_samples=10, training={"epochs": 8, "batch_size": 32}
+    )
+    job = svc.wait(svc.submit(spec)["id"], timeout=600)
+    assert job["status"] == "succeeded", job["error"]
+    report = svc.client.get(f"/api/v1/jobs/{job['id']}/report").json()
+    assert report["final"] and report["repeats"] == 3
+
+    trials = svc.trials(job["id"])
+    # The baseline first, without a rate; no network twice.
+    assert trials[0]["hyperparameters"] == {"dropout_rate": None, "dropout_layers": 0}
+    networks = [(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials]
+    assert len(set(networks)) == len(networks)
+
+    # Every confirmed configuration's figures, recomputed from its runs.
+    runs = defaultdict(list)
+    for run in report["runs"]:
+        runs[(run["arm"], run["label"])].append(run)
+        assert len(run["history"]) >= 1
+        if run["status"] == "completed":
+            losses = [row["val_loss"] for row in run["history"]]
+            assert run["best_epoch"] == int(np.argmin(losses)) + 1
+            assert math.isclose(run["score"], min(losses), rel_tol=1e-6)
+    arms = {arm for arm, _ in runs}
+    assert {"candidate", "baseline"} <= arms
+    assert all(len(group) == 3 for group in runs.values())
+    assert sorted({r["seed"] for r in report["runs"]}) == sorted({r["seed"] for r in runs[next(iter(runs))]})
+    for confirmed in report["confirmed"]:
+        scores = [r["score"] for r in runs[(confirmed["arm"], confirmed["label"])] if r["score"] is not None]
+        assert math.isclose(confirmed["score"]["mean"], float(np.mean(scores)), rel_tol=1e-9)
+        assert math.isclose(confirmed["score"]["sd"], float(np.std(scores, ddof=1)), rel_tol=1e-9)
+    recommended = report["recommended"]
+    assert recommended is not None and recommended["recommended"]
+    candidates = [c for c in report["confirmed"] if c["candidate"] and c["arm"] != "smaller"]
+    assert recommended["score"]["mean"] == min(c["score"]["mean"] for c in candidates)
+
+    # The verdict's difference: the baseline's mean minus the best dropout configuration's.
+    verdict = report["verdict"]
+    assert verdict["answer"] in {"helps", "no_evidence", "hurts"}
+    baseline = next(c for c in report["confirmed"] if c["arm"] == "baseline")
+    dropout = next(c for c in report["confirmed"] if c["label"] == verdict["dropout"])
+    assert math.isclose(
+        verdict["difference"]["estimate"], baseline["score"]["mean"] - dropout["score"]["mean"], rel_tol=1e-9
+    )
+    low, high = verdict["difference"]["low"], verdict["difference"]["high"]
+    assert (verdict["answer"] == "helps") == (low > 0) and (verdict["answer"] == "hurts") == (high < 0)
+
+    # Effects by layer count, recomputed from the stored trials.
+    by_layers = defaultdict(list)
+    for t in trials:
+        if t["status"] == "completed":
+            by_layers[str(t["hyperparameters"]["dropout_layers"])].append(t["score"])
+    for level in report["effects"]["by_layers"]:
+        assert math.isclose(level["score"]["mean"], float(np.mean(by_layers[level["value"]])), rel_tol=1e-9)
+    shares = report["effects"]["variance_explained"]
+    assert set(shares) >= {"dropout_rate", "dropout_layers", "residual"}
+
+    # MC dropout on the recommended configuration; the smaller network when it has dropout.
+    mc = report["mc_dropout"]
+    assert mc is not None and mc["samples"] == 10 and mc["label"] == recommended["label"]
+    assert set(mc["calibration"]) == {"ece", "ece_mc"}
+    if recommended["hyperparameters"]["dropout_layers"]:
+        assert mc["spread"] > 0
+        smaller = report["smaller_network"]
+        assert smaller is not None and len(runs[("smaller", smaller["label"])]) == 3
+    else:
+        assert mc["spread"] == 0 and math.isclose(mc["mc"], mc["deterministic"], rel_tol=1e-6)

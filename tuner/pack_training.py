@@ -1,0 +1,237 @@
+"""Training a pack: K configurations on the same batches, each as if it trained alone.
+
+Each slice keeps its own weights, its own Adam state and learning rate (Adam is elementwise, so the
+summed loss gives each slice exactly its own update; the step counter is shared, which is the same
+for every slice because all start together and a stopped slice never resumes), its own dropout, its
+own early stopping (a stopped slice's weights stop changing) and its own failure: a slice whose
+training loss turns NaN or infinite is frozen and reported diverged while the others train on.
+
+The figures per epoch are Keras's: the batch-size-weighted mean of the batch losses and metrics
+during the epoch, then the loss and metric on the validation split in inference mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.packed_net import PackedNet, cost
+
+BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults
+# The validation split goes through in chunks whose activations, all slices together, stay under
+# this many floats (64 MiB), and of at most 4096 rows.
+VALIDATION_FLOATS = 16 * 2**20
+VALIDATION_ROWS = 4096
+
+
+@dataclass
+class SliceResult:
+    """What one slice did: its history by epoch number (from 1), when its objective was best, and
+    why it ended early, if it did."""
+
+    history: dict[int, dict[str, float]] = field(default_factory=dict)
+    best_epoch: int | None = None  # epoch number (from 1) of the best objective; ties go to the earliest
+    best_value: float | None = None
+    seconds: float = 0.0  # its share of the pack's time
+    failure: str | None = None  # why it failed: its training loss stopped being finite, or it could not start
+    stopped_early: bool = False
+    _wait: int = 0
+    _stop_best: float = math.inf
+
+    @property
+    def active(self) -> bool:
+        return self.failure is None and not self.stopped_early
+
+
+class PackTrainer:
+    """Trains a `PackedNet` epoch by epoch; the caller records each epoch and ends finished slices."""
+
+    def __init__(
+        self,
+        net: PackedNet,
+        train: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray],
+        *,
+        batch_size: int,
+        objective: str,
+        direction: Literal["min", "max"],
+        patience: int | None,
+        seed: int,
+        shuffle: bool = True,
+    ) -> None:
+        self.net = net
+        task, n_classes = net.config.task, net.config.n_classes
+        self.metric = "accuracy" if task == "classification" else "mae"
+        self.sparse = task == "classification" and n_classes != 2
+        self.x, self.y = tf.constant(train[0], tf.float32), self._targets(train[1])
+        self.x_val, self.y_val = validation[0].astype(np.float32), self._targets(validation[1])
+        self.batch_size = batch_size
+        per_row = net.k * cost(net.config, net.width).activations
+        self.validation_rows = max(1, min(VALIDATION_ROWS, VALIDATION_FLOATS // per_row))
+        self.objective, self.direction, self.patience = objective, direction, patience
+        self.shuffle = shuffle
+        self.order_rng = np.random.default_rng(seed)
+        self.dropout_rng = tf.random.Generator.from_seed(seed)
+        k = net.k
+        self.results = [SliceResult() for _ in range(k)]
+        self.active = tf.Variable(tf.ones(k, tf.bool), trainable=False)
+        self.learning_rates = tf.constant([s.learning_rate for s in net.slices], tf.float32)
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        variables = net.variables
+        self.momenta = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self.velocities = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self.best = [tf.Variable(v, trainable=False) for v in variables]  # each slice's best-epoch weights
+        self._epoch_fn = tf.function(self._train_epoch)
+
+    def _targets(self, y: np.ndarray) -> tf.Tensor:
+        if self.sparse:
+            return tf.constant(y.astype(np.int64))
+        return tf.constant(y.astype(np.float32).reshape(-1, 1))
+
+    # -- the graph -----------------------------------------------------------------------------------
+    def _per_slice(self, y: tf.Tensor, out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Per-slice loss and metric, each a (K,) mean over the batch. Losses come from the logits, as
+        Keras computes them for a softmax or sigmoid head (so neither clips at 1e-7)."""
+        k = self.net.k
+        if self.sparse:
+            target = tf.tile(y[None, :], [k, 1])
+            loss = keras.losses.sparse_categorical_crossentropy(target, out, from_logits=True)
+            metric = tf.cast(tf.equal(tf.argmax(out, axis=-1), target), tf.float32)
+        else:
+            target = tf.tile(y[None, :, :], [k, 1, 1])
+            if self.metric == "accuracy":  # binary: a probability above 0.5 is a logit above 0
+                loss = keras.losses.binary_crossentropy(target, out, from_logits=True)
+                metric = tf.reduce_mean(tf.cast(tf.equal(tf.cast(out > 0, tf.float32), target), tf.float32), -1)
+            else:
+                loss = keras.losses.mean_squared_error(target, out)
+                metric = keras.losses.mean_absolute_error(target, out)
+        return tf.reduce_mean(loss, axis=1), tf.reduce_mean(metric, axis=1)
+
+    def _step(self, xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        variables = self.net.variables
+        with tf.GradientTape() as tape:
+            out = self.net(xb, training=True, rng=self.dropout_rng)
+            loss, metric = self._per_slice(yb, out)
+            # A stopped or diverged slice contributes nothing (where, not a product: NaN * 0 is NaN).
+            total = tf.reduce_sum(tf.where(self.active, loss, 0.0))
+        grads = tape.gradient(total, variables)
+        self.iterations.assign_add(1)
+        step = tf.cast(self.iterations, tf.float32)
+        alpha = self.learning_rates * tf.sqrt(1 - BETA_2**step) / (1 - BETA_1**step)
+        for var, grad, m, v in zip(variables, grads, self.momenta, self.velocities, strict=True):
+            extra = [1] * (len(var.shape) - 1)
+            active = tf.reshape(self.active, [-1, *extra])
+            m.assign_add((grad - m) * (1 - BETA_1))
+            v.assign_add((tf.square(grad) - v) * (1 - BETA_2))
+            update = m * tf.reshape(alpha, [-1, *extra]) / (tf.sqrt(v) + EPSILON)
+            var.assign_sub(tf.where(active, update, 0.0))
+        return loss, metric
+
+    def _train_epoch(self, order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        n = tf.shape(order)[0]
+        steps = (n + self.batch_size - 1) // self.batch_size
+        loss_sum = tf.zeros(self.net.k)
+        metric_sum = tf.zeros(self.net.k)
+        for i in tf.range(steps):
+            idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
+            loss, metric = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx))
+            size = tf.cast(tf.shape(idx)[0], tf.float32)
+            loss_sum += loss * size
+            metric_sum += metric * size
+        total = tf.cast(n, tf.float32)
+        return loss_sum / total, metric_sum / total
+
+    def _validate(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.x_val)
+        loss_sum, metric_sum = np.zeros(self.net.k), np.zeros(self.net.k)
+        chunk = self.validation_rows
+        for start in range(0, n, chunk):
+            x = self.x_val[start : start + chunk]
+            out = self.net(x, training=False)
+            loss, metric = self._per_slice(self.y_val[start : start + chunk], out)
+            loss_sum += loss.numpy() * len(x)
+            metric_sum += metric.numpy() * len(x)
+        return loss_sum / n, metric_sum / n
+
+    # -- an epoch ------------------------------------------------------------------------------------
+    def run_epoch(self, number: int) -> list[int]:
+        """Train every active slice one epoch (`number` counts from 1). Returns the slices that ended
+        with it: diverged or stopped early. Their results are final."""
+        started = time.perf_counter()
+        n = int(self.x.shape[0])
+        order = self.order_rng.permutation(n) if self.shuffle else np.arange(n)
+        loss, metric = (t.numpy() for t in self._epoch_fn(tf.constant(order, tf.int32)))
+        val_loss, val_metric = self._validate()
+        live = [k for k, r in enumerate(self.results) if r.active]
+        ended, improved = [], np.zeros(self.net.k, bool)
+        for k in live:
+            logs = {
+                "loss": loss[k],
+                self.metric: metric[k],
+                "val_loss": val_loss[k],
+                f"val_{self.metric}": val_metric[k],
+            }
+            result = self.results[k]
+            result.history[number] = {name: float(value) for name, value in logs.items()}
+            if not math.isfinite(float(loss[k])):
+                result.failure = (
+                    f"training diverged: loss is {float(loss[k])} at epoch {number} "
+                    "(scale the target or lower the learning rate)"
+                )
+            else:
+                improved[k] = self._note_objective(result, number)
+                result.stopped_early = self._early_stop(result, number)
+            if not result.active:
+                ended.append(k)
+        self._keep_best(improved)
+        self.active.assign([r.active for r in self.results])
+        share = (time.perf_counter() - started) / max(1, len(live))
+        for k in live:
+            self.results[k].seconds += share
+        return ended
+
+    def fail(self, k: int, reason: str) -> None:
+        """End slice k as failed before it trains (its other slices train on)."""
+        self.results[k].failure = reason
+        self.active.assign([r.active for r in self.results])
+
+    def _note_objective(self, result: SliceResult, number: int) -> bool:
+        value = result.history[number].get(self.objective)
+        if value is None or not math.isfinite(value):
+            return False
+        better = result.best_value is None or (
+            value < result.best_value if self.direction == "min" else value > result.best_value
+        )
+        if better:
+            result.best_value, result.best_epoch = value, number
+        return better
+
+    def _early_stop(self, result: SliceResult, number: int) -> bool:
+        """keras.callbacks.EarlyStopping's rule, per slice: stop after `patience` epochs without an
+        improvement of the objective (never after the first epoch)."""
+        if not self.patience:
+            return False
+        value = result.history[number].get(self.objective, math.nan)
+        sign = 1.0 if self.direction == "min" else -1.0
+        result._wait += 1
+        if sign * value < result._stop_best:
+            result._stop_best, result._wait = sign * value, 0
+        return result._wait >= self.patience and number > 1
+
+    def _keep_best(self, improved: np.ndarray) -> None:
+        if not improved.any():
+            return
+        mask = tf.constant(improved)
+        for best, var in zip(self.best, self.net.variables, strict=True):
+            best.assign(tf.where(tf.reshape(mask, [-1] + [1] * (len(var.shape) - 1)), var, best))
+
+    def best_weights(self, k: int) -> dict[str, list[np.ndarray]]:
+        """Slice k's weights at its best epoch, as the plain model holds them."""
+        kernels, biases = self.best[0::2], self.best[1::2]
+        return self.net.slice_weights(k, [t.numpy() for t in kernels], [t.numpy() for t in biases])

@@ -1,0 +1,211 @@
+"""What every process of one job's search shares, set up the same way each time.
+
+`prepare` loads the job's dataset, splits it once (by the job's seed, stratified for classification)
+and works out the model's fixed config; `make_tuner` builds the keras-tuner tuner for the job's
+algorithm, recording every trial through `tuner.recording`. Both the job's search process
+(`tuner.search`) and a parallel job's trial processes (`tuner.parallel`) start here; this module
+imports neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from models.dropout_net import ModelConfig, build, normalization_stats
+from store import jobs as q
+from store.catalog import get_dataset
+from store.config import Settings
+from store.dataset_files import DatasetFile, local_path
+from store.datasets import load_arrays
+from store.db import Database
+from store.spec import JobSpec, resolve_space
+from store.tables import Job, utcnow
+from tuner.cpus import available_cpus
+from tuner.exit_codes import WORKER_ID_ENV
+from tuner.oracles import TUNERS, make_oracle
+from tuner.recording import Recorder, SearchFailed, error_summary, recording
+from tuner.space import to_hyperparameters
+
+log = logging.getLogger(__name__)
+
+
+def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """The job's one validation split, the same for every trial."""
+    stratify = y if task == "classification" else None
+    return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
+
+
+def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: Path) -> kt.Tuner:
+    """The job's keras-tuner tuner, over its canonical space. Over a work dir left by an interrupted
+    run it reloads that run's state (keras-tuner's own `overwrite=False`): finished trials stay done,
+    the interrupted one runs again."""
+    oracle = make_oracle(
+        spec.algorithm,
+        objective=kt.Objective(spec.objective.metric, direction=spec.objective.direction or "min"),
+        hyperparameters=to_hyperparameters(resolve_space(spec.search_space)),
+        seed=spec.seed,
+        max_trials=spec.max_trials,
+        max_consecutive_failed_trials=spec.max_failed_trials,
+        max_epochs=spec.training.epochs,
+        factor=spec.hyperband_factor,
+    )
+    tuner = recording(TUNERS[spec.algorithm])(
+        oracle,
+        partial(build, config=config),
+        directory=str(workdir),
+        project_name="search",
+        overwrite=not (workdir / "search" / "oracle.json").exists(),
+    )
+    tuner.recorder = recorder
+    return tuner
+
+
+@dataclass
+class Prepared:
+    """What every process of one job's search shares: the spec, the model config and the fit args."""
+
+    spec: JobSpec
+    config: ModelConfig
+    fit_args: tuple[Any, ...]
+    fit_kwargs: dict[str, Any]
+    deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
+    recycle_after: int = 0
+    worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
+
+    def recorder(self, db: Database, job_id: str) -> Recorder:
+        objective = self.spec.objective
+        names = self.spec.hyperparameter_names()
+        direction = objective.direction or "min"
+        return Recorder(
+            db,
+            job_id,
+            objective.metric,
+            direction,
+            names,
+            self.deadline,
+            self.recycle_after,
+            self.worker_id,
+            resolve_space(self.spec.search_space).baseline_candidate,
+        )
+
+
+def worker_id_for(job: Job) -> str | None:
+    """The worker this search writes for: the one that started it (it says so in the environment,
+    which a parallel job's trial processes inherit), else, for a process started by hand, the job's
+    worker as it joins."""
+    return os.environ.get(WORKER_ID_ENV) or job.worker_id
+
+
+def record_space(db: Database, job_id: str, tuner: kt.Tuner) -> None:
+    """Store the job's search space as keras-tuner holds it (`HyperParameters.get_config()`)."""
+    with db.session() as session:
+        q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+
+
+def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
+    """End as FAILED, in a reloaded oracle, the interrupted trials the store already holds as failed.
+
+    keras-tuner's reload queues every trial that was running for a retry. One the worker killed at
+    its time limit (recorded failed) would hang again: the oracle is told it failed instead, so the
+    search moves on to the next trial, and it counts toward `max_failed_trials` like any failure.
+    """
+    retries = list(oracle._retry_queue)  # keras-tuner has no public view of it
+    if not retries:
+        return
+    with db.session(readonly=True) as session:
+        failed = q.failed_trial_errors(session, job_id, [int(trial_id) for trial_id in retries])
+    for trial_id in retries:
+        if int(trial_id) not in failed:
+            continue
+        oracle._retry_queue.remove(trial_id)
+        trial = oracle.trials[trial_id]
+        trial.status, trial.message = kt.engine.trial.TrialStatus.FAILED, failed[int(trial_id)]
+        log.info("job %s: trial %s is recorded failed (%s); it is not run again", job_id, trial_id, trial.message)
+        # keras-tuner's progress display never saved this trial's start, so it cannot show its end.
+        verbose, oracle.verbose = oracle.verbose, 0
+        try:
+            oracle.end_trial(trial)  # may raise keras-tuner's "consecutive failures" stop, as for any failure
+        finally:
+            oracle.verbose = verbose
+
+
+def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
+    """Load the job's data, split it once by the seed, and work out the model's fixed config."""
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        spec = JobSpec.model_validate(job.spec)
+        dataset = get_dataset(session, spec.dataset_id)
+        dataset_file = DatasetFile.of(dataset)
+        task, n_classes = dataset.task, dataset.n_classes
+        started = job.started_at or utcnow()
+        worker_id = worker_id_for(job)
+    deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
+    keras.utils.set_random_seed(spec.seed)
+    x, y = load_arrays(local_path(db, settings, dataset_file), spec.dataset_id)
+    x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
+    mean, variance = normalization_stats(x_train)
+    config = ModelConfig(
+        input_shape=tuple(int(d) for d in x_train.shape[1:]),
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.model.hidden_layers,
+        units=spec.model.units,
+        activation=spec.model.activation,
+        learning_rate=spec.model.learning_rate,
+        mean=mean,
+        variance=variance,
+    )
+    callbacks = []
+    if spec.training.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=spec.objective.metric,
+                mode=spec.objective.direction or "min",
+                patience=spec.training.early_stopping_patience,
+            )
+        )
+    fit_kwargs = {
+        "validation_data": (x_val, y_val),
+        "epochs": spec.training.epochs,
+        "batch_size": spec.training.batch_size,
+        "callbacks": callbacks,
+        "verbose": 0,
+    }
+    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id)
+
+
+def failure_cause(db: Database, job_id: str, exc: Exception) -> str:
+    """The error to show for a failed job: the trials' own error rather than keras-tuner's summary."""
+    text = str(exc)
+    if isinstance(exc, SearchFailed):  # already the cause, worked out by a trial process
+        return text
+    if "consecutive failures" in text:
+        with db.session(readonly=True) as session:
+            last = q.last_failed_trial_error(session, job_id)
+        if last:
+            return f"trials kept failing; the last one failed with: {error_summary(last)}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def configure_threads(settings: Settings, share: int = 1) -> int:
+    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs.
+
+    `share` processes of one job split the CPUs between them.
+    """
+    import tensorflow as tf
+
+    threads = max(1, available_cpus(settings.worker_threads) // share)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
