@@ -82,8 +82,18 @@ class Compose:
             except (httpx.TransportError, ValueError):
                 pass
             time.sleep(1)
-        logs = self("logs", check=False)
-        raise AssertionError(f"not {workers} workers on /healthz: {health}\n{logs.stdout[-4000:]}{logs.stderr[-2000:]}")
+        raise AssertionError(f"not {workers} workers on /healthz: {health}\n{self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """Every container's state, and each one's log without the health checks that bury it."""
+        ps = podman("ps", "-a", "--filter", self.label, "--format", "{{.Names}} {{.Status}}", check=False)
+        parts = [ps.stdout]
+        for name in ps.stdout.split("\n"):
+            if name.strip():
+                logs = podman("logs", name.split()[0], check=False)
+                kept = [ln for ln in (logs.stdout + logs.stderr).splitlines() if "/healthz" not in ln]
+                parts.append(f"--- {name.split()[0]}\n" + "\n".join(kept[-40:]))
+        return "\n".join(parts)
 
     def data_volumes(self) -> dict[str, str]:
         """Each container's name and the volume on its /data (api and workers only)."""
