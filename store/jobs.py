@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, delete, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from store.db import db_now
 from store.errors import NotFoundError, StateError
@@ -75,7 +75,7 @@ def get_job(session: Session, job_id: str, owner: str | None = None, *, lock: bo
 def list_jobs(
     session: Session, status: JobStatus | None, limit: int, offset: int, owner: str | None = None
 ) -> tuple[list[Job], int]:
-    query = select(Job)
+    query = select(Job).options(defer(Job.report))  # a finished job's report is large, and no list shows it
     count = select(func.count()).select_from(Job)
     if owner is not None:
         query = query.where(Job.owner == owner)
@@ -364,6 +364,7 @@ def start_trial(
         existing.hyperparameters, existing.candidate = hyperparameters, candidate
         existing.score = existing.best_epoch = existing.best_metrics = existing.error = None
         existing.started_at, existing.finished_at, existing.duration_s = started_at, None, None
+        existing.updated_at = started_at
         return existing.id
     trial = Trial(
         job_id=job_id,
@@ -372,6 +373,7 @@ def start_trial(
         hyperparameters=hyperparameters,
         candidate=candidate,
         started_at=started_at,  # the worker compares it with the database's clock (trial time limit)
+        updated_at=started_at,
     )
     session.add(trial)
     session.flush()
@@ -385,6 +387,7 @@ def record_epoch(
     if worker_id is not None and not holds_job(session, _job_of(session, trial_id), worker_id):
         return False
     session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics))
+    _touch(session, [trial_id])
     return True
 
 
@@ -396,7 +399,13 @@ def record_epochs(
     if not holds_job(session, job_id, worker_id):
         return False
     session.add_all(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics) for trial_id, epoch, metrics in epochs)
+    _touch(session, [trial_id for trial_id, _, _ in epochs])
     return True
+
+
+def _touch(session: Session, trial_ids: list[int]) -> None:
+    """Mark trials changed now: a running trial's new epoch reaches incremental polls and ETags."""
+    session.execute(update(Trial).where(Trial.id.in_(trial_ids)).values(updated_at=db_now(session)))
 
 
 def end_trial(
@@ -437,7 +446,7 @@ def _job_of(session: Session, trial_id: int) -> str:
 
 
 def _close(session: Session, trial: Trial) -> None:
-    trial.finished_at = db_now(session)
+    trial.finished_at = trial.updated_at = db_now(session)
     trial.duration_s = round((trial.finished_at - trial.started_at).total_seconds(), 3)
 
 
@@ -493,9 +502,14 @@ def list_trials(
     descending: bool,
     limit: int,
     offset: int,
+    since: dt.datetime | None = None,
 ) -> tuple[list[Trial], int]:
+    """A page of the job's trials; with `since`, only those changed after it (incremental polls)."""
     query = select(Trial).where(Trial.job_id == job.id)
     count = select(func.count()).select_from(Trial).where(Trial.job_id == job.id)
+    if since is not None:
+        query = query.where(Trial.updated_at > since)
+        count = count.where(Trial.updated_at > since)
     if status is not None:
         query = query.where(Trial.status == status.value)
         count = count.where(Trial.status == status.value)

@@ -121,7 +121,10 @@ class Job(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_trials_job_number"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_trials_job_number"),
+        Index("ix_trials_job_updated", "job_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -137,6 +140,9 @@ class Trial(Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     # False for a no-dropout network outside the user's space: a reference, never the job's best.
     candidate: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # When it last changed (started, an epoch recorded, ended), on the database's clock: what ETags
+    # and the trials listing's `?since=` cursor read. Nullable only for rows older than the column.
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=True)
 
     job: Mapped[Job] = relationship(back_populates="trials")
     epochs: Mapped[list[Epoch]] = relationship(
