@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from store.config import get_settings
 from store.db import make_engine
@@ -11,6 +11,9 @@ from store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+# Any fixed number: the key of the PostgreSQL advisory lock that one upgrade at a time holds.
+MIGRATION_LOCK_KEY = 0x64726F70  # "drop"
 
 
 def _url() -> str:
@@ -24,6 +27,12 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # The API and every worker upgrade at start, and compose starts them together: without
+            # this, two upgrades of an empty database race and the loser's process exits. The lock
+            # lasts until this transaction commits; the waiter then finds the new head and has
+            # nothing left to do. (SQLite's BEGIN IMMEDIATE already serialises them: store/db.py.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

@@ -90,3 +90,20 @@ def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
     upgrade(empty_database_url)
     assert stamped_revisions(empty_database_url) == [head_revision(empty_database_url)]
     assert schema_diff(empty_database_url) == []
+
+
+def test_upgrades_started_together_all_succeed(empty_database_url: str) -> None:
+    """The API and each worker upgrade at start, and compose starts them at once: a loser of that
+    race used to exit and stay down. Separate processes, as in a deployment."""
+    import subprocess
+    import sys
+
+    code = "import sys; from store.migrate import upgrade; upgrade(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, empty_database_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(errors)
+    assert stamped_revisions(empty_database_url) == [head_revision(empty_database_url)]
+    assert schema_diff(empty_database_url) == []
