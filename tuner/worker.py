@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from store import jobs as q
@@ -33,6 +34,10 @@ from store.tables import Job
 from tuner.exit_codes import WORKER_ID_ENV, SearchOutcome
 
 log = logging.getLogger(__name__)
+
+# How long a starting worker waits for an unreachable database (a container started beside its
+# database, before that answers) before it gives up.
+DATABASE_WAIT_S = 120.0
 
 
 class Ended(enum.Enum):
@@ -57,7 +62,7 @@ class Worker:
     def work(self) -> int:
         """Run jobs until stopped (or, in burst mode, until the queue is empty). Returns jobs run."""
         self._install_signal_handlers()
-        upgrade(self.settings.resolved_database_url)
+        self._upgrade_once_reachable()
         done = 0
         log.info("worker %s started (burst=%s, max_jobs=%s)", self.id, self.burst, self.max_jobs)
         while not self._stopping:
@@ -75,6 +80,23 @@ class Worker:
         self._forget_worker()
         log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
+
+    def _upgrade_once_reachable(self) -> None:
+        """Bring the schema to the newest revision, waiting for a database that does not answer yet
+        (compose may start workers before PostgreSQL is ready, and a worker that exits stays down on
+        engines without restart policies). Burst mode does not wait: it is run by hand or in tests."""
+        deadline = time.monotonic() + DATABASE_WAIT_S
+        pause = 0.5
+        while True:
+            try:
+                upgrade(self.settings.resolved_database_url)
+                return
+            except OperationalError as exc:
+                if self.burst or self._stopping or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("database not reachable yet, retrying in %.1f s: %s", pause, exc.orig)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     def _beat_worker(self) -> None:
         """While idle: say this worker is alive, once per heartbeat interval (a busy one says so in `_beat`)."""

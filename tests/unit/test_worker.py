@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tuner.supervise import backoff, default_workers
 from tuner.worker import _describe_exit, _kill_group, _last_error_line, trial_time_limit
@@ -124,3 +125,43 @@ def test_workers_that_keep_dying_young_are_restarted_ever_more_slowly_up_to_a_ca
 
 def test_one_worker_per_four_cpus_by_default_and_at_least_one() -> None:
     assert [default_workers(cpus) for cpus in (1, 2, 4, 7, 8, 16, 64)] == [1, 1, 1, 1, 2, 4, 16]
+
+
+def test_a_starting_worker_waits_for_a_database_that_does_not_answer_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import tuner.worker as worker_module
+    from store.config import Settings
+    from tuner.worker import Worker
+
+    calls: list[str] = []
+    sleeps: list[float] = []
+
+    def upgrade(url: str) -> None:
+        calls.append(url)
+        if len(calls) < 4:  # refused three times, as PostgreSQL does while it starts
+            raise OperationalError("connect", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(worker_module, "upgrade", upgrade)
+    monkeypatch.setattr(worker_module.time, "sleep", sleeps.append)
+    settings = Settings(data_dir=tmp_path)
+    Worker(settings)._upgrade_once_reachable()
+    assert len(calls) == 4 and sleeps == [0.5, 1.0, 2.0]
+
+    calls.clear()
+    with pytest.raises(OperationalError):  # burst mode (run by hand, in tests) does not wait
+        Worker(settings, burst=True)._upgrade_once_reachable()
+    assert len(calls) == 1
+
+    def never(url: str) -> None:
+        calls.append(url)
+        raise OperationalError("connect", {}, ConnectionRefusedError("connection refused"))
+
+    calls.clear()
+    monkeypatch.setattr(worker_module, "upgrade", never)
+    monkeypatch.setattr(worker_module, "DATABASE_WAIT_S", 3.0)  # and nobody waits for ever
+    with pytest.raises(OperationalError):
+        Worker(settings)._upgrade_once_reachable()
+    assert len(calls) == 4  # tries after waits of 0.5, 1 and 2 s; a wait of 4 s would pass the 3 s
