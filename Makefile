@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run api worker test test-unit test-e2e lint bench lock migrate image clean
 
-$(STAMP): requirements.lock requirements-dev.lock
+$(STAMP): requirements.lock requirements-dev.lock client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e ./client
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,284 @@
+"""The `droptune` command."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from droptune_client import config
+from droptune_client.client import Client
+from droptune_client.errors import DroptuneError, Exit, UsageError
+from droptune_client.progress import ProgressPrinter, final_line
+from droptune_client.report import render_report
+from droptune_client.table import table, trial_rows
+
+EPILOG = """\
+settings: --url/--token, else DROPTUNE_URL / DROPTUNE_TOKEN, else the file `droptune login` writes
+($XDG_CONFIG_HOME/droptune/config.json, by default ~/.config/droptune/config.json); url defaults to
+http://127.0.0.1:8000.
+
+exit codes:
+  0  the command worked (submit --follow and follow: the job succeeded)
+  1  the job failed
+  2  bad usage or input: the API refused the request (400, 404, 409, 413, 422)
+  3  the job was cancelled
+  4  the server cannot be reached, or stayed busy or unavailable (429, 5xx) after retries
+  5  not authenticated: no token, or the server refused it (401, 403)
+"""
+JOB_EXIT = {"succeeded": Exit.OK, "failed": Exit.FAILED, "cancelled": Exit.CANCELLED}
+DATASET_COLUMNS = ["id", "name", "format", "task", "n_samples", "n_features", "n_classes", "target"]
+JOB_COLUMNS = ["id", "name", "dataset_id", "algorithm", "status", "progress", "best", "created_at"]
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 too; say how to get help
+        self.print_usage(sys.stderr)
+        self.exit(Exit.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def dump(value: Any) -> None:
+    out(json.dumps(value, indent=2))
+
+
+def job_row(job: dict[str, Any]) -> dict[str, Any]:
+    best = job.get("best")
+    return {
+        **job,
+        "progress": f"{job['progress']['finished']}/{job['progress']['planned']}",
+        "best": None if best is None or best["score"] is None else round(best["score"], 4),
+        "created_at": job["created_at"][:19].replace("T", " "),
+    }
+
+
+def show_job(job: dict[str, Any]) -> str:
+    best = job.get("best")
+    lines = [
+        ("job", job["id"]),
+        ("name", job["name"]),
+        (
+            "status",
+            job["status"] + (" (cancel requested)" if job["cancel_requested"] and job["status"] == "running" else ""),
+        ),
+        ("dataset", job["dataset_id"]),
+        ("algorithm", job["algorithm"]),
+        ("objective", f"{job['spec']['objective']['metric']} ({job['spec']['objective'].get('direction') or 'auto'})"),
+        ("trials", f"{job['progress']['finished']}/{job['progress']['planned']}"),
+        (
+            "best",
+            "-"
+            if best is None
+            else f"trial {best['number']}: {best['score']:.4g} {json.dumps(best['hyperparameters'])}",
+        ),
+        ("created", job["created_at"]),
+        ("started", job.get("started_at") or "-"),
+        ("finished", job.get("finished_at") or "-"),
+    ]
+    if job.get("error"):
+        lines.append(("error", job["error"]))
+    return "\n".join(f"{k + ':':<11}{v}" for k, v in lines)
+
+
+def read_spec(path: str) -> dict[str, Any]:
+    """A job spec from a .json or .yaml file ("-": JSON on stdin)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        if path.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError as exc:
+                raise UsageError("YAML specs need PyYAML: pip install 'droptune-client[yaml]'") from exc
+            spec = yaml.safe_load(text)
+        else:
+            spec = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's parsers
+        raise UsageError(f"{path} is not valid: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError is not a ValueError
+        raise UsageError(f"{path} is not valid: {exc}".splitlines()[0]) from exc
+    if not isinstance(spec, dict):
+        raise UsageError(f"{path} must hold a mapping (the job spec), not {type(spec).__name__}")
+    return spec
+
+
+def follow(client: Client, job_id: str) -> int:
+    job = client.wait(job_id, progress=ProgressPrinter(sys.stderr))
+    out(final_line(job))
+    return JOB_EXIT.get(job["status"], Exit.FAILED)
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "login":
+        return login(args)
+    with Client(args.url, args.token) as client:
+        as_json = getattr(args, "json", False)
+        if cmd == "datasets":
+            return datasets(client, args, as_json)
+        if cmd == "submit":
+            job = client.submit(read_spec(args.spec))
+            if as_json and not args.follow:
+                dump(job)
+            else:
+                out(f"submitted job {job['id']} ({job['name']}): {job['progress']['planned']} trials planned")
+            return follow(client, job["id"]) if args.follow else Exit.OK
+        if cmd == "jobs":
+            jobs = client.jobs(args.status, args.limit)
+            dump(jobs) if as_json else out(table([job_row(j) for j in jobs], JOB_COLUMNS))
+        elif cmd == "show":
+            job = client.job(args.job)
+            dump(job) if as_json else out(show_job(job))
+        elif cmd == "follow":
+            return follow(client, args.job)
+        elif cmd == "trials":
+            trials = client.trials(args.job, sort=args.sort, order=args.order, limit=args.limit)
+            if as_json:
+                dump(trials)
+            else:
+                rows = trial_rows(trials)
+                for row in rows:  # the table stays narrow; `--json` has them all
+                    row.pop("started_at", None)
+                    row["error"] = (row["error"] or "")[:60] or None
+                out(table(rows))
+        elif cmd == "report":
+            report = client.report(args.job)
+            dump(report) if as_json else out(render_report(report))
+        elif cmd == "model":
+            path = client.download_model(args.job, args.output, trial=args.trial, format=args.format)
+            out(f"saved {path} ({path.stat().st_size} bytes)")
+        elif cmd == "cancel":
+            job = client.cancel(args.job)
+            if as_json:
+                dump(job)
+            else:
+                out(
+                    f"job {job['id']} {job['status']}"
+                    + (" (stopping at the next epoch)" if job["status"] == "running" else "")
+                )
+        elif cmd == "delete":
+            client.delete(args.job)
+            out(f"deleted job {args.job}")
+    return Exit.OK
+
+
+def datasets(client: Client, args: argparse.Namespace, as_json: bool) -> int:
+    action = args.action
+    if action == "list":
+        items = client.datasets()
+        dump(items) if as_json else out(table(items, DATASET_COLUMNS))
+    elif action in ("show", "upload"):
+        item = (
+            client.dataset(args.id)
+            if action == "show"
+            else client.upload(args.file, name=args.name, target=args.target)
+        )
+        if as_json:
+            dump(item)
+        else:
+            out("\n".join(f"{k + ':':<14}{'-' if v is None else v}" for k, v in item.items()))
+    elif action == "delete":
+        client.delete_dataset(args.id)
+        out(f"deleted dataset {args.id}")
+    return Exit.OK
+
+
+def login(args: argparse.Namespace) -> int:
+    """Ask for the URL and token (or take the flags), check them against the server, save them."""
+    current = config.read_config()
+    url = args.url or input(f"droptune URL [{current.get('url', config.DEFAULT_URL)}]: ").strip()
+    url = (url or current.get("url") or config.DEFAULT_URL).rstrip("/")
+    token = args.token or getpass.getpass("API token (dtk_...): ").strip()
+    if not token:
+        raise UsageError("no token given")
+    with Client(url, token) as client:
+        me = client.me()
+    path = config.write_config(url, token)
+    out(f"signed in to {url} as {me['owner']}; saved to {path}")
+    return Exit.OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = Parser(
+        prog="droptune",
+        description="Search the dropout of Keras models with a droptune service.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--url", help="the service, e.g. http://127.0.0.1:8000 (env DROPTUNE_URL)")
+    top.add_argument("--token", help="an API token, dtk_... (env DROPTUNE_TOKEN)")
+    # The same flags after the command too (`droptune login --url ...`); SUPPRESS keeps a value given
+    # before the command when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def command(name: str, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help, parents=[common])
+        if json_flag:
+            cmd.add_argument("--json", action="store_true", help="print the API's JSON")
+        return cmd
+
+    ds = command("datasets", "list, upload, show or delete datasets", json_flag=False)
+    actions = ds.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    actions.add_parser("list", help="every dataset you can use", parents=[common]).add_argument(
+        "--json", action="store_true"
+    )
+    up = actions.add_parser("upload", help="upload a CSV (header row) or NPZ (arrays x and y)", parents=[common])
+    up.add_argument("file")
+    up.add_argument("--target", help="the CSV's target column (default: the last)")
+    up.add_argument("--name", help="a name for it (default: the file's)")
+    up.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="describe a dataset", parents=[common])
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    actions.add_parser("delete", help="delete an uploaded dataset", parents=[common]).add_argument("id")
+
+    submit = command("submit", "submit a job spec (.json or .yaml; - for JSON on stdin)")
+    submit.add_argument("spec")
+    submit.add_argument("--follow", action="store_true", help="then follow it; the exit code is the job's outcome")
+    jobs = command("jobs", "list jobs, newest first")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    command("show", "a job's status, progress and best trial").add_argument("job")
+    command("follow", "follow a job until it ends; the exit code is its outcome", json_flag=False).add_argument("job")
+    trials = command("trials", "a job's trials as a table")
+    trials.add_argument("job")
+    trials.add_argument("--sort", choices=["number", "score", "duration"], default="number", help="score: best first")
+    trials.add_argument("--order", choices=["asc", "desc"], default="asc")
+    trials.add_argument("--limit", type=int, help="at most this many")
+    command("report", "the dropout verdict and its figures").add_argument("job")
+    model = command("model", "download the job's model (or a kept trial's)", json_flag=False)
+    model.add_argument("job")
+    model.add_argument("-o", "--output", help="the file to write (default: the server's file name)")
+    model.add_argument("--trial", type=int, help="a kept trial's model instead of the job's")
+    model.add_argument("--format", choices=["keras", "savedmodel"], default="keras", help="savedmodel: a tar.gz")
+    command("cancel", "cancel a queued or running job").add_argument("job")
+    command("delete", "delete a finished job and its trials", json_flag=False).add_argument("job")
+    command("login", "save the URL and a token for later commands", json_flag=False)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(run(args))
+    except DroptuneError as exc:
+        print(f"droptune: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
