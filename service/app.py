@@ -55,12 +55,15 @@ async def reap_stale_jobs(settings: Settings) -> None:
             log.warning("could not look for stale jobs: %s", exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
+    """The app; `prepare` migrates the database as it starts (False where the caller did, once for
+    all of its worker processes)."""
     app_settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        prepare_database(app_settings)
+        if prepare:
+            prepare_database(app_settings)
         reaper = asyncio.create_task(reap_stale_jobs(app_settings))
         yield
         reaper.cancel()
@@ -89,6 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/vendor", StaticFiles(directory=dashboard.VENDOR), name="vendor")
     _add_error_handlers(app)
     return app
+
+
+def prepared_app() -> FastAPI:
+    """What each of `python -m service`'s worker processes serves (uvicorn's factory)."""
+    return create_app(prepare=False)
 
 
 # An error echoes at most this much of the input it refuses: a huge value sent back whole would make

@@ -47,8 +47,9 @@ def resolve_caller(settings: Settings, db: Database, authorization: str | None) 
     if token is None:
         raise AuthError("the token is not valid, or was revoked")
     try:
-        with db.session() as session:
-            auth.touch(session, token)
+        if auth.touch_due(token):  # else no writing transaction: on SQLite it would take the write lock
+            with db.session() as session:
+                auth.touch(session, token)
     except StoreError:
         pass  # a busy database must not refuse a valid caller over a bookkeeping write
     return Caller(owner=token.owner, scope=token.owner)

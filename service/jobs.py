@@ -4,13 +4,17 @@ knows about HTTP."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from service.conditional import Answer, answer, etag, matches
 from service.models import delete_job_files
-from service.schemas import JobOut, Page, TrialDetail, TrialOut
+from service.schemas import JobOut, Page, TrialDetail, TrialOut, TrialPage
 from store import jobs as q
+from store import polling
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
@@ -145,17 +149,32 @@ def _check_active_limit(session: Session, owner: str, settings: Settings) -> Non
         )
 
 
-def read_job(db: Database, job_id: str, scope: str | None) -> JobOut:
+# The reads the dashboard polls answer conditionally (service.conditional): each first checks the job
+# is the caller's (404 before any ETag, so another owner cannot learn from a 304 that an id exists),
+# then derives the ETag from a small aggregate, and reads and renders the answer only when it changed.
+
+
+def read_job(db: Database, job_id: str, scope: str | None, if_none_match: str | None = None) -> Answer:
     with db.session(readonly=True) as session:
-        return JobOut.of(q.summarize(session, [q.get_job(session, job_id, scope)])[0])
+        job = q.get_job(session, job_id, scope)
+        tag = etag("job", scope, polling.job_fingerprint(job, polling.trials_state(session, job_id)))
+        if matches(if_none_match, tag):
+            return Answer(tag, None)
+        return answer(tag, JobOut.of(q.summarize(session, [job])[0]))
 
 
-def read_jobs(db: Database, status: JobStatus | None, limit: int, offset: int, scope: str | None) -> Page[JobOut]:
+def read_jobs(
+    db: Database, status: JobStatus | None, limit: int, offset: int, scope: str | None, if_none_match: str | None = None
+) -> Answer:
     with db.session(readonly=True) as session:
         rows, total = q.list_jobs(session, status, limit, offset, scope)
+        states = polling.trials_states(session, [j.id for j in rows])
+        prints = [polling.job_fingerprint(j, states.get(j.id, polling.TrialsState())) for j in rows]
+        tag = etag("jobs", scope, status, limit, offset, total, prints)
+        if matches(if_none_match, tag):
+            return Answer(tag, None)
         items = [JobOut.of(s) for s in q.summarize(session, rows)]
-        return Page[JobOut](items=items, total=total, limit=limit, offset=offset)
-
+        return answer(tag, Page[JobOut](items=items, total=total, limit=limit, offset=offset))
 
 def cancel_job(db: Database, job_id: str, scope: str | None) -> JobOut:
     with db.session() as session:
@@ -169,26 +188,48 @@ def remove_job(db: Database, settings: Settings, job_id: str, scope: str | None)
     delete_job_files(db, settings, job_id)
 
 
+@dataclass(frozen=True)
+class TrialQuery:
+    """A page of a job's trials as the listing's parameters ask for it."""
+
+    status: TrialStatus | None = None
+    sort: q.TrialSort = "number"
+    descending: bool = False
+    limit: int = 100
+    offset: int = 0
+    since: dt.datetime | None = None  # only the trials changed after this cursor
+
+
 def read_trials(
-    db: Database,
-    job_id: str,
-    scope: str | None,
-    status: TrialStatus | None,
-    sort: q.TrialSort,
-    descending: bool,
-    limit: int,
-    offset: int,
-) -> Page[TrialOut]:
+    db: Database, job_id: str, scope: str | None, query: TrialQuery, if_none_match: str | None = None
+) -> Answer:
     with db.session(readonly=True) as session:
         job = q.get_job(session, job_id, scope)
-        rows, total = q.list_trials(session, job, status, sort, descending, limit, offset)
-        return Page[TrialOut](items=[TrialOut.of(t) for t in rows], total=total, limit=limit, offset=offset)
+        state = polling.trials_state(session, job_id)
+        # The status is in it because the cursor depends on whether the job still runs.
+        tag = etag("trials", scope, job_id, job.status, state, query)
+        if matches(if_none_match, tag):
+            return Answer(tag, None)
+        rows, total = q.list_trials(
+            session, job, query.status, query.sort, query.descending, query.limit, query.offset, query.since
+        )
+        page = TrialPage(
+            items=[TrialOut.of(t) for t in rows],
+            total=total,
+            limit=query.limit,
+            offset=query.offset,
+            cursor=polling.cursor(job, state),
+        )
+        return answer(tag, page)
 
 
-def read_trial(db: Database, job_id: str, number: int, scope: str | None) -> TrialDetail:
+def read_trial(db: Database, job_id: str, number: int, scope: str | None, if_none_match: str | None = None) -> Answer:
     with db.session(readonly=True) as session:
         q.get_job(session, job_id, scope)
-        return TrialDetail.of(q.get_trial(session, job_id, number))
+        tag = etag("trial", scope, job_id, number, polling.trial_updated_at(session, job_id, number))
+        if matches(if_none_match, tag):
+            return Answer(tag, None)
+        return answer(tag, TrialDetail.of(q.get_trial(session, job_id, number)))
 
 
 def read_best_trial(db: Database, job_id: str, scope: str | None) -> TrialDetail:

@@ -168,6 +168,11 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+class TrialPage(Page[TrialOut]):
+    # Send it back as `since` to get only the trials changed after this answer (None: no trials yet).
+    cursor: dt.datetime | None = None
+
+
 class Health(BaseModel):
     status: str
     database: str

@@ -91,10 +91,14 @@ def authenticate(session: Session, presented: str) -> ApiToken | None:
     return row
 
 
+def touch_due(token: ApiToken) -> bool:
+    """Whether the token's last use is older than the resolution, so `touch` would write."""
+    return token.last_used_at is None or utcnow() - token.last_used_at >= LAST_USED_RESOLUTION
+
+
 def touch(session: Session, token: ApiToken) -> bool:
     """Record that the token was used, if the last record is older than the resolution."""
-    now = utcnow()
-    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+    if not touch_due(token):
         return False
-    session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=utcnow()))
     return True

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     artifacts_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # API processes `python -m service` runs (uvicorn workers, each with its own predictor child);
+    # empty means one per CPU, at most 4.
+    api_workers: int | None = Field(None, ge=1, le=64)
     # Every /api route needs `Authorization: Bearer <token>` (tokens: `python -m service.tokens`).
     # Turning it off is for one user on this machine: the service then refuses a non-loopback host.
     auth: bool = True

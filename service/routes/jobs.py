@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from service import jobs as logic
 from service.auth import CallerDep
+from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
-from service.schemas import API_ERRORS, JobOut, Page, TrialDetail, TrialOut, errors
+from service.schemas import API_ERRORS, JobOut, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
@@ -20,6 +22,13 @@ NOT_NOW = errors(e404="no such job (or another owner's)", e409="not allowed in t
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 TrialNumber = Annotated[int, Path(ge=0, le=1_000_000_000)]
+IfNoneMatch = Annotated[
+    str | None, Header(description="the ETag of the copy the caller holds: 304 without a body if it is current")
+]
+Since = Annotated[
+    dt.datetime | None,
+    Query(description="only the trials changed after this cursor: the `cursor` of the previous answer"),
+]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(e429="too many active jobs; see Retry-After"))
@@ -27,16 +36,22 @@ def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: 
     return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
 
 
-@router.get("")
+@router.get("", response_model=Page[JobOut], responses=CONDITIONAL)
 def list_jobs(
-    db: DatabaseDep, caller: CallerDep, status: JobStatus | None = None, limit: Limit = 50, offset: Offset = 0
-) -> Page[JobOut]:
-    return logic.read_jobs(db, status, limit, offset, caller.scope)
+    db: DatabaseDep,
+    caller: CallerDep,
+    if_none_match: IfNoneMatch = None,
+    status: JobStatus | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Response:
+    """Newest first; page on with `offset` until it reaches `total`."""
+    return to_response(logic.read_jobs(db, status, limit, offset, caller.scope, if_none_match))
 
 
-@router.get("/{job_id}", responses=NOT_FOUND)
-def get_job(db: DatabaseDep, caller: CallerDep, job_id: str) -> JobOut:
-    return logic.read_job(db, job_id, caller.scope)
+@router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, **CONDITIONAL})
+def get_job(db: DatabaseDep, caller: CallerDep, job_id: str, if_none_match: IfNoneMatch = None) -> Response:
+    return to_response(logic.read_job(db, job_id, caller.scope, if_none_match))
 
 
 @router.post("/{job_id}/cancel", responses=NOT_NOW)
@@ -49,23 +64,34 @@ def delete_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, job_id
     logic.remove_job(db, settings, job_id, caller.scope)
 
 
-@router.get("/{job_id}/trials", responses=NOT_FOUND)
+@router.get("/{job_id}/trials", response_model=TrialPage, responses={**NOT_FOUND, **CONDITIONAL})
 def list_trials(
     db: DatabaseDep,
     caller: CallerDep,
     job_id: str,
+    if_none_match: IfNoneMatch = None,
     status: TrialStatus | None = None,
     sort: Literal["number", "score", "duration"] = "number",
     order: Literal["asc", "desc"] = "asc",
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[TrialOut]:
-    return logic.read_trials(db, job_id, caller.scope, status, sort, order == "desc", limit, offset)
+    since: Since = None,
+) -> Response:
+    """A page of the job's trials and a `cursor`: polling with `since=<cursor>` (and If-None-Match)
+    gets only what changed, a running trial's new epochs included."""
+    query = logic.TrialQuery(status, sort, order == "desc", limit, offset, since)
+    return to_response(logic.read_trials(db, job_id, caller.scope, query, if_none_match))
 
 
-@router.get("/{job_id}/trials/{number}", responses=errors(e404="no such job or trial"))
-def get_trial(db: DatabaseDep, caller: CallerDep, job_id: str, number: TrialNumber) -> TrialDetail:
-    return logic.read_trial(db, job_id, number, caller.scope)
+@router.get(
+    "/{job_id}/trials/{number}",
+    response_model=TrialDetail,
+    responses={**errors(e404="no such job or trial"), **CONDITIONAL},
+)
+def get_trial(
+    db: DatabaseDep, caller: CallerDep, job_id: str, number: TrialNumber, if_none_match: IfNoneMatch = None
+) -> Response:
+    return to_response(logic.read_trial(db, job_id, number, caller.scope, if_none_match))
 
 
 @router.get("/{job_id}/best", responses=errors(e404="no such job, or no completed trial yet"))

@@ -491,7 +491,7 @@ def test_trials_of_job_without_trials_is_an_empty_page(client: TestClient) -> No
     response = client.get(f"/api/v1/jobs/{job_id}/trials")
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    assert response.json() == {"items": [], "total": 0, "limit": 100, "offset": 0, "cursor": None}
 
 
 def test_best_trial_of_job_without_completed_trial_is_not_found(client: TestClient) -> None:
