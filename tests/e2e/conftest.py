@@ -97,6 +97,9 @@ def start_service(
             "DROPTUNE_HOST": "127.0.0.1",
             "DROPTUNE_HEARTBEAT_INTERVAL_S": "1",
             "DROPTUNE_CANCEL_GRACE_S": "20",
+            # One API process, so one predictor whose process the tests can find (test_api_workers.py
+            # runs several).
+            "DROPTUNE_API_WORKERS": "1",
         }
     )
     env.pop("DROPTUNE_DATABASE_URL", None)

@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+from store import jobs as q
+from store.db import Database
+from store.spec import JobSpec
+from store.states import JobStatus, TrialStatus
 from tests.conftest import small_job
 from tests.e2e.conftest import ROOT, Service
 
@@ -402,3 +406,81 @@ def test_the_api_docs_load_nothing_from_another_origin(page: Page, service: Serv
     page.wait_for_load_state("networkidle")
     assert requested and all(url.startswith(f"{service.base_url}/") for url in requested), requested
     assert violations == []
+
+
+# --- polling: conditional, incremental, pausable; the jobs list pages --------------------------------
+
+
+def running_job_in_store(service: Service) -> str:
+    """A job the store holds as running, with trials 0 and 1 done and 2 still training, that no worker
+    runs: it changes only when the test changes it."""
+    db = Database(service.database_url)
+    with db.session() as s:
+        job = q.create_job(s, JobSpec.model_validate(small_job("iris", max_trials=10)), 10, "e2e")
+        job.status = JobStatus.RUNNING.value
+        job_id = job.id
+    for number in range(3):
+        start_trial(service, job_id, number)
+    with db.session() as s:
+        for row in q.all_trials(s, job_id)[:2]:
+            assert q.end_trial(s, row.id, TrialStatus.COMPLETED, 0.5 - row.number / 10, 1, {"val_loss": 0.5})
+    return job_id
+
+
+def start_trial(service: Service, job_id: str, number: int) -> None:
+    with Database(service.database_url).session() as s:
+        row = q.start_trial(s, job_id, number, {"dropout_rate": 0.25, "dropout_layers": 1})
+        assert row is not None
+        assert q.record_epoch(s, row, 1, {"loss": 1.0, "val_loss": 1.1})
+
+
+def test_polling_a_running_job_asks_conditionally_and_can_be_paused_and_resumed(page: Page, service: Service) -> None:
+    job_id = running_job_in_store(service)
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if f"/api/v1/jobs/{job_id}" in r.url else None)
+    try:
+        page.goto(f"/jobs/{job_id}")
+        expect(page.locator('#trials-table tr[data-trial="2"] [data-status]')).to_have_text("running")
+        toggle = page.locator("#poll-toggle")
+        expect(toggle).to_have_text("Pause updates")
+        # Nothing changes: the next polls of the job and of its trials since the cursor get 304s.
+        page.wait_for_event("response", lambda r: "/trials?" in r.url and "since=" in r.url and r.status == 304)
+        page.wait_for_event("response", lambda r: r.url.endswith(f"/api/v1/jobs/{job_id}") and r.status == 304)
+        toggle.click()
+        expect(toggle).to_have_text("Resume updates")
+        expect(toggle).to_have_attribute("aria-pressed", "true")
+        page.wait_for_timeout(1000)  # a poll in flight when paused may still land
+        asked = len(polls)
+        start_trial(service, job_id, 3)
+        page.wait_for_timeout(4500)  # two poll intervals and more
+        assert len(polls) == asked, "the page polled while paused"
+        expect(page.locator('#trials-table tr[data-trial="3"]')).to_have_count(0)
+        toggle.click()
+        expect(toggle).to_have_text("Pause updates")
+        expect(page.locator('#trials-table tr[data-trial="3"] [data-status]')).to_have_text("running", timeout=10_000)
+    finally:
+        with Database(service.database_url).session() as s:
+            q.finish_job(s, job_id, JobStatus.CANCELLED)
+
+
+def test_the_jobs_list_shows_more_than_200_jobs_by_loading_more(page: Page, service: Service) -> None:
+    db = Database(service.database_url)
+    spec = JobSpec.model_validate(small_job("iris"))
+    with db.session() as s:
+        made = [q.create_job(s, spec, 3, "e2e") for _ in range(205)]
+        for job in made:
+            job.status = JobStatus.SUCCEEDED.value
+        ids = [job.id for job in made]
+    try:
+        total = job_total(service)
+        page.goto("/")
+        rows = page.locator("#jobs-table tbody tr")
+        expect(rows).to_have_count(200)
+        expect(page.locator("#jobs-count")).to_have_text(f"200 of {total} jobs")
+        page.click("#load-more")
+        expect(rows).to_have_count(min(total, 400))
+        expect(page.locator(f'tr[data-job="{ids[0]}"]')).to_be_attached()  # the oldest of them, past the first page
+    finally:
+        with db.session() as s:
+            for job_id in ids:
+                q.delete_job(s, job_id)

@@ -25,10 +25,25 @@ export async function api(path, options = {}) {
     return new Promise(() => {}); // the page is going away; nothing after this should run
   }
   let data = null;
-  if (response.status !== 204) {
+  if (response.status !== 204 && response.status !== 304) {
     try { data = await response.json(); } catch { data = null; }
   }
-  return { ok: response.ok, status: response.status, data };
+  return { ok: response.ok, status: response.status, data, etag: response.headers.get("etag") };
+}
+
+/** A GET that sends back the ETag of the copy it holds (If-None-Match): an unchanged answer is a 304
+ * with no body, and the copy is returned (`changed: false`). Keeps the last `keep` answers. */
+export function conditionalGet(keep = 50) {
+  const copies = new Map(); // path -> { etag, data }, oldest first
+  return async (path) => {
+    const copy = copies.get(path);
+    const answer = await api(path, { headers: copy ? { "if-none-match": copy.etag } : {} });
+    if (answer.status === 304 && copy) return { ok: true, status: 304, data: copy.data, changed: false };
+    copies.delete(path);
+    if (answer.ok && answer.etag) copies.set(path, { etag: answer.etag, data: answer.data });
+    if (copies.size > keep) copies.delete(copies.keys().next().value);
+    return { ...answer, changed: true };
+  };
 }
 
 /** Fetch `path` with the token and save the answer as a file, named as its Content-Disposition says
@@ -117,18 +132,23 @@ export function isActive(status) {
   return status === "queued" || status === "running";
 }
 
-/** Call `fn` again after `delay()` ms, for as long as `delay()` returns a number; waits while the tab is hidden. */
+/** Call `fn` again after `delay()` ms, for as long as `delay()` returns a number and until `stop()`;
+ * waits while the tab is hidden. */
 export function poll(fn, delay) {
   let timer = null;
+  let stopped = false;
   const tick = async () => {
     timer = null;
     if (!document.hidden) {
       try { await fn(); } catch (error) { console.error(error); }
     }
     const ms = delay();
-    if (ms !== null) timer = setTimeout(tick, ms);
+    if (ms !== null && !stopped && !timer) timer = setTimeout(tick, ms);
   };
-  return { start() { const ms = delay(); if (!timer && ms !== null) timer = setTimeout(tick, ms); } };
+  return {
+    start() { stopped = false; const ms = delay(); if (!timer && ms !== null) timer = setTimeout(tick, ms); },
+    stop() { stopped = true; clearTimeout(timer); timer = null; },
+  };
 }
 
 /** Show a 4xx's field errors beside their inputs (elements with data-loc="a.b.c"). */

@@ -1,11 +1,15 @@
-// Jobs list: refreshes itself every 2 s while any job is queued or running.
-import { api, badge, fmtTime, h, isActive, poll } from "./common.js";
+// Jobs list: refreshes itself every 2 s while any job is queued or running (conditionally: an unchanged
+// page of jobs is a 304), and shows PAGE jobs more each time "Load more" is pressed.
+import { api, badge, conditionalGet, fmtTime, h, isActive, poll } from "./common.js";
 import { formatNumber } from "./charts.js";
 
 const tbody = document.querySelector("#jobs-table tbody");
 const filter = document.getElementById("status-filter");
 const note = document.getElementById("refresh-note");
+const PAGE = 200;
+const get = conditionalGet();
 let anyActive = false;
+let wanted = PAGE; // jobs shown: one page, and one more per "Load more"
 
 function row(job) {
   const { finished, planned } = job.progress;
@@ -35,17 +39,27 @@ async function refreshHealth() {
 
 async function refresh() {
   refreshHealth().catch(() => {}); // the jobs list is what matters; health shows on the next refresh
-  const params = new URLSearchParams({ limit: "200" });
-  if (filter.value) params.set("status", filter.value);
-  const { ok, data } = await api(`/api/v1/jobs?${params}`);
-  if (!ok) { note.textContent = "Could not load jobs; retrying."; return; }
-  tbody.replaceChildren(...data.items.map(row));
-  document.getElementById("jobs-empty").hidden = data.items.length > 0;
-  anyActive = data.items.some((j) => isActive(j.status));
+  const jobs = [];
+  let total = 0;
+  for (let offset = 0; offset < wanted; offset += PAGE) {
+    const params = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
+    if (filter.value) params.set("status", filter.value);
+    const { ok, data } = await get(`/api/v1/jobs?${params}`);
+    if (!ok) { note.textContent = "Could not load jobs; retrying."; return; }
+    jobs.push(...data.items);
+    total = data.total;
+    if (offset + PAGE >= total) break;
+  }
+  tbody.replaceChildren(...jobs.map(row));
+  document.getElementById("jobs-empty").hidden = jobs.length > 0;
+  document.getElementById("jobs-count").textContent = total > PAGE ? `${jobs.length} of ${total} jobs` : "";
+  document.getElementById("load-more").hidden = jobs.length >= total;
+  anyActive = jobs.some((j) => isActive(j.status));
   note.textContent = anyActive ? "Updating every 2 s while jobs run." : "";
 }
 
 // Every 2 s while a job is queued or running; otherwise every 10 s, to notice jobs submitted elsewhere.
-filter.addEventListener("change", refresh);
+filter.addEventListener("change", () => { wanted = PAGE; refresh(); });
+document.getElementById("load-more").addEventListener("click", () => { wanted += PAGE; refresh(); });
 await refresh();
 poll(refresh, () => (anyActive ? 2000 : 10000)).start();

@@ -1,0 +1,72 @@
+// Job page: the header (name, status, buttons), the search's facts and the best trial's card.
+import { badge, fmtTime, fmtValue, h, isActive } from "./common.js";
+import { formatNumber } from "./charts.js";
+import { hpNames, state, trialHref } from "./job-state.js";
+
+export function renderHeader() {
+  const job = state.job;
+  document.title = `${job.name} · droptune`;
+  document.getElementById("job-name").textContent = job.name;
+  document.getElementById("job-status").replaceChildren(badge(job.status));
+  document.getElementById("cancel-button").hidden = !isActive(job.status);
+  document.getElementById("delete-button").hidden = isActive(job.status);
+  document.getElementById("download-menu").hidden = false;
+  // Models are kept when a job ends with its search done (GET /api/v1/jobs/{id}/models).
+  for (const item of document.querySelectorAll(".model-download")) item.hidden = job.status !== "succeeded";
+  const err = document.getElementById("job-error");
+  err.hidden = !job.error || job.status === "cancelled";
+  err.textContent = job.error ? `Cause: ${job.error}` : "";
+}
+
+export function showMissing(message) {
+  document.getElementById("job-name").textContent = message;
+  document.title = `${message} · droptune`;
+  state.job = null;
+  document.getElementById("verdict").hidden = true;
+}
+
+function rangeText(r) {
+  if (!r) return null;
+  if (r.values) return `one of ${r.values.map(fmtValue).join(", ")}`;
+  let text = `${fmtValue(r.min)} to ${fmtValue(r.max)}`;
+  if (r.step && r.step !== 1) text += `, step ${fmtValue(r.step)}`;
+  if (r.sampling === "log") text += ", log scale";
+  return text;
+}
+
+export function renderSpec() {
+  const { spec, progress } = state.job;
+  const rows = [
+    ["Dataset", state.dataset ? `${state.dataset.name} (${state.dataset.task}, ${state.dataset.n_samples} samples)` : spec.dataset_id],
+    ["Algorithm", spec.algorithm],
+    ["Objective", `${spec.objective.direction === "max" ? "maximize" : "minimize"} ${spec.objective.metric}`],
+    ["Progress", `${progress.finished} of ${progress.planned} trials`],
+    ["Dropout rate", rangeText(spec.search_space.dropout_rate)],
+    ["Dropout layers", rangeText(spec.search_space.dropout_layers)],
+    ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
+    ["Learning rate", rangeText(spec.search_space.learning_rate) || `${spec.model.learning_rate} (fixed)`],
+    ["Model", `${spec.model.hidden_layers} hidden layers, ${spec.model.activation}`],
+    ["Training", `${spec.training.epochs} epochs, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
+    ["Created", fmtTime(state.job.created_at)],
+    ["Finished", fmtTime(state.job.finished_at)],
+  ];
+  if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
+  document.getElementById("spec").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+export function renderBest() {
+  const best = state.job.best;
+  const box = document.getElementById("best-card");
+  if (!best) { box.replaceChildren(h("p", { class: "muted" }, "No completed trial yet.")); return; }
+  const metric = state.job.spec.objective.metric;
+  const rows = [
+    ["Trial", h("a", { href: trialHref(best.number) }, `#${best.number}`)],
+    ["Dropout rate", fmtValue(best.hyperparameters.dropout_rate)],
+    ["Dropout layers", fmtValue(best.hyperparameters.dropout_layers)],
+    ...hpNames().filter((n) => !n.startsWith("dropout")).map((n) => [n.replace("_", " "), fmtValue(best.hyperparameters[n])]),
+    [metric, formatNumber(best.score)],
+    ["Best epoch", best.best_epoch ?? "–"],
+  ];
+  for (const [k, v] of Object.entries(best.metrics || {})) if (k !== metric) rows.push([k, formatNumber(v)]);
+  box.replaceChildren(h("dl", { class: "facts", "data-best-trial": best.number }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+}
