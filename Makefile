@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python bench/parallel_trials.py
 	$(BIN)/python bench/memory_100_trials.py
 	$(BIN)/python bench/api_throughput.py
+	$(BIN)/python bench/api_load.py
 	$(BIN)/python bench/csv_memory.py
 	./scripts/ensure-chromium.sh
 	$(BIN)/python bench/dashboard_1000.py
