@@ -217,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--token", help="an API token, dtk_... (env DROPTUNE_TOKEN)")
     # The same flags after the command too (`droptune login --url ...`); SUPPRESS keeps a value given
     # before the command when none is given after it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)

@@ -52,7 +52,9 @@ def write_config(url: str, token: str, path: Path | None = None) -> Path:
 
 def resolve(url: str | None = None, token: str | None = None) -> Settings:
     """Explicit values win over DROPTUNE_URL / DROPTUNE_TOKEN, which win over the config file."""
-    file = read_config() if url is None or token is None else {}
-    chosen_url = url or os.environ.get("DROPTUNE_URL") or file.get("url") or DEFAULT_URL
-    chosen_token = token or os.environ.get("DROPTUNE_TOKEN") or file.get("token") or None
+    url = url or os.environ.get("DROPTUNE_URL")
+    token = token or os.environ.get("DROPTUNE_TOKEN")
+    file = read_config() if url is None or token is None else {}  # not read (nor a bad one refused) unless needed
+    chosen_url = url or file.get("url") or DEFAULT_URL
+    chosen_token = token or file.get("token") or None
     return Settings(chosen_url.rstrip("/"), chosen_token)

@@ -377,3 +377,80 @@ def test_url_and_token_may_come_before_or_after_the_command() -> None:
     assert (args.url, args.token) == ("http://a:1", "dtk_t")
     args = cli.parser().parse_args(["datasets", "list"])
     assert (args.url, args.token) == (None, None)
+
+
+def test_a_broken_config_file_is_ignored_when_the_environment_has_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = config.config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{broken")
+    with pytest.raises(config.UsageError, match="cannot read the config file"):
+        config.resolve()
+    monkeypatch.setenv("DROPTUNE_URL", "http://env:2")
+    monkeypatch.setenv("DROPTUNE_TOKEN", "dtk_env")
+    assert config.resolve() == config.Settings("http://env:2", "dtk_env")
+
+
+def test_a_report_in_the_api_s_schema_renders_its_verdict_and_figures() -> None:
+    from droptune_client.report import render_report
+
+    from store import report_schema as rs
+
+    def stats(mean: float, n: int = 5) -> rs.Stats:
+        return rs.Stats(n=n, mean=mean, sd=0.01, low=mean - 0.02, high=mean + 0.02)
+
+    def confirmed(arm: str, label: str, mean: float, recommended: bool) -> rs.Confirmed:
+        return rs.Confirmed(
+            arm=arm, label=label, hyperparameters={}, trial=0, candidate=True, recommended=recommended,  # type: ignore[arg-type]
+            score=stats(mean), best_epoch=stats(7.0), gap_at_best=None, gap_at_last=None,
+        )  # fmt: skip
+
+    report = rs.Report(
+        job_id="j1",
+        status="succeeded",
+        final=True,
+        computed_at="2026-01-01T00:00:00",
+        objective="val_loss",
+        direction="min",
+        repeats=5,
+        verdict=rs.Verdict(
+            answer="helps",
+            sentence="Dropout helps: rate 0.2 after 1 layer.",
+            method="welch",
+            difference=rs.Interval(estimate=0.03, low=0.01, high=0.05),
+            dropout="rate 0.2 x 1",
+            recommended="rate 0.2 x 1",
+        ),
+        recommended=None,
+        confirmed=[
+            confirmed("candidate", "rate 0.2 x 1", 0.31, True),
+            confirmed("baseline", "no dropout", 0.34, False),
+        ],
+        effects=rs.Effects(
+            by_rate=[rs.Level(value="none", score=stats(0.34, 1))],
+            by_layers=[],
+            variance_explained={"dropout_rate": 0.5},
+            trials=4,
+        ),
+        convergence=None,
+        smaller_network=None,
+        mc_dropout=rs.McDropout(
+            samples=30,
+            label="rate 0.2 x 1",
+            deterministic=0.31,
+            mc=0.3,
+            spread=0.02,
+            calibration={"ece": 0.05, "ece_mc": 0.04},
+        ),
+        runs=[],
+    )
+    text = render_report(report.model_dump(mode="json"))
+    lines = text.splitlines()
+    assert lines[:2] == ["verdict:     helps", "             Dropout helps: rate 0.2 after 1 layer."]
+    assert "difference:  0.03 [0.01, 0.05]" in text and "recommended: rate 0.2 x 1" in text
+    assert any(line.startswith("candidate  rate 0.2 x 1") and "0.31 ± 0.01 (n=5)" in line for line in lines)
+    assert "by rate:   none: 0.34 ± 0.01 (n=1)" in text and "dropout_rate 50%" in text
+    assert (
+        "MC dropout (30 passes, rate 0.2 x 1): deterministic 0.31, mc 0.3, spread 0.02; ece 0.05, ece_mc 0.04" in text
+    )
