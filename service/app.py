@@ -12,14 +12,16 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from service.guard import RequestGuard
+from service.metrics import Metrics, RequestTimer
 from service.predictor_client import PredictorClient, PredictorFailed, PredictorUnavailable
 from service.responses import SECURITY_HEADERS, database_unavailable, error_response, unauthorized
-from service.routes import account, dashboard, datasets, exports, health, jobs, models
+from service.routes import account, dashboard, datasets, exports, health, jobs, metrics, models
 from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
@@ -55,6 +57,13 @@ async def reap_stale_jobs(settings: Settings) -> None:
             log.warning("could not look for stale jobs: %s", exc)
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id in the OpenAPI schema is its function's name (`submit_job`), unique in this
+    app: generated clients name their functions and models after it, rather than after FastAPI's
+    default (`submit_job_api_v1_jobs_post`)."""
+    return route.name
+
+
 def create_app(settings: Settings | None = None, *, prepare: bool = True) -> FastAPI:
     """The app; `prepare` migrates the database as it starts (False where the caller did, once for
     all of its worker processes)."""
@@ -76,17 +85,21 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         lifespan=lifespan,
         docs_url=None,  # served by routes.dashboard, with its assets from this service rather than a CDN
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     app.state.predictor = PredictorClient(app_settings)  # started when a prediction first needs it
     app.add_middleware(RequestGuard, settings=app_settings)
+    app.state.metrics = Metrics(app_settings)
+    app.add_middleware(RequestTimer, metrics=app.state.metrics)  # outermost: refusals are timed too
     app.include_router(health.router)
     app.include_router(account.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(exports.router)
+    app.include_router(metrics.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=dashboard.VENDOR), name="vendor")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import Caller, resolve_caller
+from service.metrics import METRICS_PATH, scrape_allowed
 from service.responses import (
     SECURITY_HEADERS,
     database_unavailable,
@@ -84,7 +85,7 @@ class RequestGuard:
 
     async def _refusal(self, scope: Scope, headers: Headers, limit: BodyLimit) -> Response | None:
         """The answer to a request that must not reach the app, or None."""
-        if scope["path"].startswith("/api/"):
+        if needs_token(scope, self.settings):
             try:
                 scope.setdefault("state", {})["caller"] = await self._caller(headers.get("authorization"))
             except AuthError as exc:
@@ -122,6 +123,13 @@ class RequestGuard:
         if not self.settings.auth:  # nothing to look up: no thread hop
             return resolve_caller(self.settings, self.db, authorization)
         return await asyncio.to_thread(resolve_caller, self.settings, self.db, authorization)
+
+
+def needs_token(scope: Scope, settings: Settings) -> bool:
+    """Every /api call, and /metrics unless from an address DROPTUNE_METRICS_ALLOW opens it to."""
+    if scope["path"] == METRICS_PATH:
+        return not scrape_allowed(settings.metrics_allow_networks, scope.get("client"))
+    return bool(scope["path"].startswith("/api/"))
 
 
 class CountedBody:

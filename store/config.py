@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -30,6 +33,9 @@ class Settings(BaseSettings):
     # Every /api route needs `Authorization: Bearer <token>` (tokens: `python -m service.tokens`).
     # Turning it off is for one user on this machine: the service then refuses a non-loopback host.
     auth: bool = True
+    # Client addresses that may read GET /metrics without a token (a Prometheus server's), as
+    # comma-separated CIDR blocks or addresses: `10.0.0.0/8,127.0.0.1`. Empty: it needs a token.
+    metrics_allow: str = ""
 
     # Caps on what one job may ask for.
     max_trials_cap: int = 500
@@ -91,6 +97,16 @@ class Settings(BaseSettings):
     # A prediction request's body (JSON rows or a CSV/NPZ upload); other JSON bodies keep json_max_bytes.
     predict_max_bytes: int = Field(64 * 1024 * 1024, ge=1)
 
+    @field_validator("metrics_allow")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        networks_of(value)  # refuse a malformed block at start, not at the first scrape
+        return value
+
+    @property
+    def metrics_allow_networks(self) -> list[IPNetwork]:
+        return networks_of(self.metrics_allow)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -104,6 +120,11 @@ class Settings(BaseSettings):
     @property
     def tuner_dir(self) -> Path:
         return self.data_dir / "tuner"
+
+
+def networks_of(text: str) -> list[IPNetwork]:
+    """`10.0.0.0/8, 127.0.0.1` as networks (an address is a block of one); ValueError if malformed."""
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in text.split(",") if item.strip()]
 
 
 @lru_cache

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session, defer, selectinload
 
+from store import metrics as metrics_tally
 from store.db import db_now
 from store.errors import NotFoundError, StateError
 from store.redact import redact_paths
@@ -386,7 +387,9 @@ def record_epoch(
     """Record an epoch's metrics; with `worker_id`, only while that worker holds the trial's job."""
     if worker_id is not None and not holds_job(session, _job_of(session, trial_id), worker_id):
         return False
-    session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics))
+    now = db_now(session)
+    metrics_tally.epochs_recorded(session, [trial_id], now)
+    session.add(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics, recorded_at=now))
     _touch(session, [trial_id])
     return True
 
@@ -398,7 +401,11 @@ def record_epochs(
     only while `worker_id` holds the job."""
     if not holds_job(session, job_id, worker_id):
         return False
-    session.add_all(Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics) for trial_id, epoch, metrics in epochs)
+    now = db_now(session)
+    metrics_tally.epochs_recorded(session, [trial_id for trial_id, _, _ in epochs], now)
+    session.add_all(
+        Epoch(trial_id=trial_id, epoch=epoch, metrics=metrics, recorded_at=now) for trial_id, epoch, metrics in epochs
+    )
     _touch(session, [trial_id for trial_id, _, _ in epochs])
     return True
 
@@ -432,9 +439,7 @@ def end_trial(
     trial.status = status.value
     error = redact_paths(error) if error else error  # users see it: without the server's paths
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
-    _close(session, trial)
-    if duration_s is not None:
-        trial.duration_s = round(duration_s, 3)
+    _close(session, trial, duration_s)
     return True
 
 
@@ -445,9 +450,14 @@ def _job_of(session: Session, trial_id: int) -> str:
     return job_id
 
 
-def _close(session: Session, trial: Trial) -> None:
+def _close(session: Session, trial: Trial, duration_s: float | None = None) -> None:
+    """Stamp a trial's end (its status set) and count it in the metrics' tallies; `duration_s`
+    defaults to the time since its start."""
     trial.finished_at = trial.updated_at = db_now(session)
-    trial.duration_s = round((trial.finished_at - trial.started_at).total_seconds(), 3)
+    if duration_s is None:
+        duration_s = (trial.finished_at - trial.started_at).total_seconds()
+    trial.duration_s = round(duration_s, 3)
+    metrics_tally.trial_finished(session, trial.status, trial.duration_s)
 
 
 def stop_running_trials(session: Session, job_id: str) -> None:

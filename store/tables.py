@@ -231,3 +231,18 @@ class StoredModel(Base):
     # What predictions need to know without TensorFlow: task, input shape, feature names, class labels.
     signature: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetricTally(Base):
+    """A running total behind a `/metrics` counter or histogram bucket (`store.metrics`).
+
+    Added to in the transaction that finishes a trial or records an epoch, so totals only grow:
+    deleting a job does not take back what its trials counted, as Prometheus expects of a counter.
+    """
+
+    __tablename__ = "metric_tallies"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A label value (a trial's status), or a histogram's bucket bound (`le`), "+Inf" or "sum".
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

@@ -29,7 +29,12 @@ def upload_dataset(
     db: DatabaseDep,
     settings: SettingsDep,
     caller: CallerDep,
-    file: Annotated[UploadFile, File(description="CSV with a header row, or NPZ with arrays x and y")],
+    # `format: binary` (OpenAPI 3.0's mark of a file, which FastAPI leaves out) makes generated clients
+    # send a file part rather than a text field.
+    file: Annotated[
+        UploadFile,
+        File(description="CSV with a header row, or NPZ with arrays x and y", json_schema_extra={"format": "binary"}),
+    ],
     name: Annotated[str | None, Form(max_length=200)] = None,
     target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
 ) -> DatasetOut:
