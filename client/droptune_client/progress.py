@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sys
 from typing import Any, TextIO
 
@@ -81,7 +82,9 @@ class ProgressPrinter:
         now = state(snap)
         job = snap.job
         if self.live:
-            line = f"job {job['id']} {bar(job)} " + "  ".join(now + times(snap))
+            line = f"job {job['id'][:8]} {bar(job)} " + "  ".join(now + times(snap))
+            # A line longer than the terminal wraps, and "\r" would then redraw only its last part.
+            line = line[: shutil.get_terminal_size().columns - 1]
             self.stream.write("\r" + line.ljust(self.width))
             self.width = len(line)
             if snap.finished:

@@ -288,13 +288,22 @@ def test_off_a_terminal_progress_prints_a_line_per_change_only() -> None:
     ]
 
 
-def test_on_a_terminal_progress_redraws_one_line_with_a_bar() -> None:
+def test_on_a_terminal_progress_redraws_one_line_with_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
     stream = Stream()
     printer = ProgressPrinter(stream, live=True)  # type: ignore[arg-type]
     printer(Snapshot(job("running", 2), None, 1767225600.0 + 5))
     printer(Snapshot(job("running", 2), None, 1767225600.0 + 6))
     assert stream.text.count("\r") == 2 and "\n" not in stream.text
     assert "[##########..........]" in stream.text and "elapsed 0:00:06" in stream.text
+
+
+def test_on_a_narrow_terminal_the_line_is_cut_so_it_does_not_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    stream = Stream()
+    ProgressPrinter(stream, live=True)(Snapshot(job("running", 2, 0.5), None, 1767225600.0 + 5))  # type: ignore[arg-type]
+    line = stream.text.removeprefix("\r")
+    assert len(line) == 39 and line.startswith("job j1 [##########..........] running")
 
 
 # --- the command line's exit codes ----------------------------------------------------------------
