@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from droptune_client import Client
 
+from droptune_client import Client
 from tests.e2e.conftest import ROOT, Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("service", ["sqlite"], indirect=True)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from droptune_client import cli, config
 from droptune_client.client import Client, Snapshot
 from droptune_client.errors import ApiError, ConnectionFailed, Exit
@@ -403,7 +404,6 @@ def test_a_broken_config_file_is_ignored_when_the_environment_has_everything(
 
 def test_a_report_in_the_api_s_schema_renders_its_verdict_and_figures() -> None:
     from droptune_client.report import render_report
-
     from store import report_schema as rs
 
     def stats(mean: float, n: int = 5) -> rs.Stats:
