@@ -156,7 +156,7 @@ def _check_active_limit(session: Session, owner: str, settings: Settings) -> Non
 
 def read_job(db: Database, job_id: str, scope: str | None, if_none_match: str | None = None) -> Answer:
     with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id, scope)
+        job = q.get_job(session, job_id, scope, report=False)
         tag = etag("job", scope, polling.job_fingerprint(job, polling.trials_state(session, job_id)))
         if matches(if_none_match, tag):
             return Answer(tag, None)
@@ -204,7 +204,7 @@ def read_trials(
     db: Database, job_id: str, scope: str | None, query: TrialQuery, if_none_match: str | None = None
 ) -> Answer:
     with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id, scope)
+        job = q.get_job(session, job_id, scope, report=False)
         state = polling.trials_state(session, job_id)
         # The status is in it because the cursor depends on whether the job still runs.
         tag = etag("trials", scope, job_id, job.status, state, query)
@@ -225,7 +225,7 @@ def read_trials(
 
 def read_trial(db: Database, job_id: str, number: int, scope: str | None, if_none_match: str | None = None) -> Answer:
     with db.session(readonly=True) as session:
-        q.get_job(session, job_id, scope)
+        q.get_job(session, job_id, scope, report=False)
         tag = etag("trial", scope, job_id, number, polling.trial_updated_at(session, job_id, number))
         if matches(if_none_match, tag):
             return Answer(tag, None)

@@ -63,10 +63,13 @@ def create_job(session: Session, spec: JobSpec, trials_planned: int, owner: str 
 # `owner` scopes a query to that owner's jobs; None means every job (the worker, or no auth).
 
 
-def get_job(session: Session, job_id: str, owner: str | None = None, *, lock: bool = False) -> Job:
+def get_job(
+    session: Session, job_id: str, owner: str | None = None, *, lock: bool = False, report: bool = True
+) -> Job:
     """The job, or NotFoundError. `lock` holds its row until the transaction ends (PostgreSQL's FOR
-    UPDATE; SQLite's writers already run one at a time), so a change decided on what was read holds."""
-    job = session.get(Job, job_id, with_for_update=lock or None)
+    UPDATE; SQLite's writers already run one at a time), so a change decided on what was read holds.
+    `report=False` leaves the stored report (large) unread until asked for, as polls never show it."""
+    job = session.get(Job, job_id, with_for_update=lock or None, options=[] if report else [defer(Job.report)])
     # Another owner's job answers exactly like a missing one, so ids cannot be probed.
     if job is None or (owner is not None and job.owner != owner):
         raise NotFoundError("job", job_id)
