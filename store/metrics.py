@@ -69,18 +69,16 @@ def epochs_recorded(session: Session, trial_ids: Iterable[int], now: dt.datetime
     ids = list(trial_ids)
     if not ids:
         return
-    previous = dict(
-        session.execute(
-            select(Epoch.trial_id, func.max(Epoch.recorded_at)).where(Epoch.trial_id.in_(ids)).group_by(Epoch.trial_id)
-        ).tuples().all()
-    )
-    starts = dict(session.execute(select(Trial.id, Trial.started_at).where(Trial.id.in_(ids))).tuples().all())
+    last_epoch = func.max(Epoch.recorded_at)
+    since = session.execute(
+        select(Trial.id, func.coalesce(last_epoch, Trial.started_at))
+        .outerjoin(Epoch, Epoch.trial_id == Trial.id)
+        .where(Trial.id.in_(ids))
+        .group_by(Trial.id, Trial.started_at)
+    ).tuples().all()
     amounts: dict[tuple[str, str], float] = {}
-    for trial_id in ids:
-        since = previous.get(trial_id) or starts.get(trial_id)
-        if since is None:
-            continue
-        seconds = max(0.0, (now - since).total_seconds())
+    for _, then in since:
+        seconds = max(0.0, (now - then).total_seconds())
         for key, amount in _observation(EPOCH_DURATION, EPOCH_BUCKETS, seconds).items():
             amounts[key] = amounts.get(key, 0.0) + amount
     _add(session, amounts)
@@ -97,29 +95,36 @@ def _bound(value: float) -> str:
 
 
 def _add(session: Session, amounts: Mapping[tuple[str, str], float]) -> None:
-    """Add to the tallies, creating missing rows. In key order, so concurrent writers on PostgreSQL
-    lock the rows in the same order and wait for each other rather than deadlock."""
+    """Add to the tallies in one statement, creating missing rows. In key order, so concurrent
+    writers on PostgreSQL lock the rows in the same order and wait for each other rather than deadlock."""
+    if not amounts:
+        return
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for (name, label), amount in sorted(amounts.items()):
-        statement = insert(MetricTally).values(name=name, label=label, value=amount)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[MetricTally.name, MetricTally.label],
-                set_={"value": MetricTally.value + statement.excluded.value},
-            )
+    rows = [{"name": name, "label": label, "value": amount} for (name, label), amount in sorted(amounts.items())]
+    statement = insert(MetricTally).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[MetricTally.name, MetricTally.label],
+            set_={"value": MetricTally.value + statement.excluded.value},
         )
+    )
 
 
 # --- read by the API when scraped ----------------------------------------------------------------
 
 
 def read_figures(session: Session, now: dt.datetime, grace_s: float) -> StoreFigures:
-    """Every store figure, in a handful of aggregate queries whose cost does not grow with the trials."""
+    """Every store figure, in a handful of aggregate queries on indexes, none of which reads the
+    finished jobs' trials or epochs."""
     jobs = {status.value: 0 for status in JobStatus}
     jobs.update(dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all()))
-    # Only running trials are counted here; finished ones are in the tallies.
+    # Through the running jobs (their status is indexed, the trials' is not): a trial runs only
+    # while its job does, so this reads the running jobs' trials rather than every trial kept.
     running = session.scalar(
-        select(func.count()).select_from(Trial).where(Trial.status == TrialStatus.RUNNING.value)
+        select(func.count())
+        .select_from(Job)
+        .join(Trial, Trial.job_id == Job.id)
+        .where(Job.status == JobStatus.RUNNING.value, Trial.status == TrialStatus.RUNNING.value)
     )
     cutoff = now - dt.timedelta(seconds=grace_s)
     alive = session.scalar(select(func.count()).select_from(WorkerBeat).where(WorkerBeat.heartbeat_at >= cutoff))

@@ -19,7 +19,7 @@ from prometheus_client.samples import Sample
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.metrics import MULTIPROC_ENV, use_multiprocess_dir
+from service.metrics import MULTIPROC_ENV, Metrics, use_multiprocess_dir
 from store import jobs as q
 from store.config import Settings
 from store.db import Database
@@ -174,34 +174,30 @@ def test_counters_and_histograms_move_as_trials_are_recorded_and_survive_the_job
     assert value(deleted, "droptune_jobs", status="succeeded") == 0
 
 
-def test_several_processes_report_their_requests_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_several_processes_report_their_requests_together(tmp_path: Path) -> None:
     """`python -m service` with several API processes: each writes its figures to the shared
     directory, and whichever answers a scrape sums them all."""
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     settings = Settings(data_dir=tmp_path)
     stale = tmp_path / "run" / "metrics" / "histogram_999.db"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"left by the last run")
-    use_multiprocess_dir(settings, processes=2)
-    shared = os.environ[MULTIPROC_ENV]
-    assert Path(shared) == (tmp_path / "run" / "metrics").resolve() and not stale.exists()
-    one_request = (
-        "from service.metrics import Metrics; from store.config import Settings; "
-        f"Metrics(Settings(data_dir={str(tmp_path)!r})).requests.labels('/api/v1/jobs', 'GET', '200').observe(0.01)"
-    )
-    for _ in range(2):
-        subprocess.run([sys.executable, "-c", one_request], cwd=ROOT, check=True, env=dict(os.environ))
-    render = (
-        "import sys; from service.metrics import Metrics; from store.config import Settings; "
-        f"sys.stdout.write(Metrics(Settings(data_dir={str(tmp_path)!r})).render().decode())"
-    )
-    text = subprocess.run(
-        [sys.executable, "-c", render], cwd=ROOT, check=True, env=dict(os.environ), capture_output=True, text=True
-    ).stdout
-    labels = {"route": "/api/v1/jobs", "method": "GET", "status": "200"}
-    assert value(text, "droptune_http_request_duration_seconds_count", **labels) == 2
-    use_multiprocess_dir(settings, processes=1)
-    assert MULTIPROC_ENV not in os.environ
+    try:
+        use_multiprocess_dir(settings, processes=2)
+        shared = os.environ[MULTIPROC_ENV]
+        assert Path(shared) == (tmp_path / "run" / "metrics").resolve() and not stale.exists()
+        one_request = (
+            "from service.metrics import Metrics; from store.config import Settings; "
+            f"Metrics(Settings(data_dir={str(tmp_path)!r})).requests.labels('/api/v1/jobs', 'GET', '200').observe(0.01)"
+        )
+        for _ in range(2):
+            subprocess.run([sys.executable, "-c", one_request], cwd=ROOT, check=True, env=dict(os.environ))
+        text = Metrics(settings).render().decode()  # as any of the processes would answer a scrape
+        labels = {"route": "/api/v1/jobs", "method": "GET", "status": "200"}
+        assert value(text, "droptune_http_request_duration_seconds_count", **labels) == 2
+        use_multiprocess_dir(settings, processes=1)
+        assert MULTIPROC_ENV not in os.environ
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)  # the other tests' apps count in memory
 
 
 def exposed_names(text: str) -> set[str]:
