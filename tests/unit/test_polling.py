@@ -125,12 +125,12 @@ def test_a_trial_recorded_changes_the_jobs_etag_and_its_progress(alice: TestClie
 
 def test_the_jobs_status_changing_changes_its_etag(alice: TestClient, store: Database) -> None:
     job_id = make_job(store, status=JobStatus.QUEUED)
-    before = get(alice, f"/api/v1/jobs/{job_id}")
+    before, listed = get(alice, f"/api/v1/jobs/{job_id}"), get(alice, "/api/v1/jobs")
     assert alice.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
     after = get(alice, f"/api/v1/jobs/{job_id}", before.headers["etag"])
     assert after.status_code == 200 and after.json()["status"] == "cancelled"
-    listed = get(alice, "/api/v1/jobs", before.headers["etag"])
-    assert listed.status_code == 200
+    relisted = get(alice, "/api/v1/jobs", listed.headers["etag"])
+    assert relisted.status_code == 200 and relisted.json()["items"][0]["status"] == "cancelled"
 
 
 @pytest.mark.parametrize("read", ["job", "trials", "trial"])

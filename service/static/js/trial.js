@@ -1,12 +1,13 @@
 // One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
-import { api, badge, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll } from "./common.js";
+import { badge, conditionalGet, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll } from "./common.js";
 import { PALETTE, formatNumber, lineChart } from "./charts.js";
 
 const { jobId, number } = idsFromPath(); // each null when malformed
 let trial = null;
+const get = conditionalGet(); // polls of an unchanged trial are 304s
 
 async function refresh() {
-  const [t, j] = await Promise.all([api(`/api/v1/jobs/${jobId}/trials/${number}`), api(`/api/v1/jobs/${jobId}`)]);
+  const [t, j] = await Promise.all([get(`/api/v1/jobs/${jobId}/trials/${number}`), get(`/api/v1/jobs/${jobId}`)]);
   if (!t.ok) { showMissing(); return; }
   trial = t.data;
   const job = j.ok ? j.data : null;
