@@ -25,13 +25,16 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
+        # Alembic runs SQLite's DDL outside a transaction by default; inside one, store/db.py's BEGIN
+        # IMMEDIATE holds the write lock for the whole upgrade, so concurrent upgrades wait their turn.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # The API and every worker upgrade at start, and compose starts them together: without
             # this, two upgrades of an empty database race and the loser's process exits. The lock
             # lasts until this transaction commits; the waiter then finds the new head and has
-            # nothing left to do. (SQLite's BEGIN IMMEDIATE already serialises them: store/db.py.)
+            # nothing left to do. (On SQLite the transaction's BEGIN IMMEDIATE does the same.)
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
