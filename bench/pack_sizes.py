@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.dropout_net import ModelConfig, build, normalization_stats  # noqa: E402
+from models.dropout_net import ModelConfig, build  # noqa: E402
 from models.packed_net import PackedNet, SliceConfig  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
 from tuner.packed_search import auto_pack_size  # noqa: E402
-from tuner.setup import configure_threads, split  # noqa: E402
+from tuner.setup import configure_threads, model_config, split  # noqa: E402
 
 DATASET, SEED, BATCH = "digits", 42, 32
 RATES = [round(0.1 * i, 1) for i in range(8)]
@@ -53,18 +53,7 @@ def prepare(spec: JobSpec) -> tuple[ModelConfig, tuple[np.ndarray, ...]]:
     """The job's split and model config, as `tuner.setup.prepare` works them out."""
     data = load_builtin(DATASET)
     x_train, x_val, y_train, y_val = split(data.x, data.y, data.task, spec.training.validation_split, SEED)
-    mean, variance = normalization_stats(x_train)
-    config = ModelConfig(
-        input_shape=tuple(int(d) for d in x_train.shape[1:]),
-        task=data.task,
-        n_classes=data.n_classes,
-        hidden_layers=spec.model.hidden_layers,
-        units=spec.model.units,
-        activation=spec.model.activation,
-        learning_rate=spec.model.learning_rate,
-        mean=mean,
-        variance=variance,
-    )
+    config = model_config(spec, x_train, data.task, data.n_classes)
     return config, (x_train, y_train, x_val, y_val)
 
 

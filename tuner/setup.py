@@ -140,6 +140,22 @@ def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
             oracle.verbose = verbose
 
 
+def model_config(spec: JobSpec, x_train: np.ndarray, task: str, n_classes: int | None) -> ModelConfig:
+    """The model's fixed config: the spec's architecture, normalised on the training split."""
+    mean, variance = normalization_stats(x_train)
+    return ModelConfig(
+        input_shape=tuple(int(d) for d in x_train.shape[1:]),
+        task=task,
+        n_classes=n_classes,
+        hidden_layers=spec.model.hidden_layers,
+        units=spec.model.units,
+        activation=spec.model.activation,
+        learning_rate=spec.model.learning_rate,
+        mean=mean,
+        variance=variance,
+    )
+
+
 def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
     """Load the job's data, split it once by the seed, and work out the model's fixed config."""
     with db.session(readonly=True) as session:
@@ -154,18 +170,7 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
     keras.utils.set_random_seed(spec.seed)
     x, y = load_arrays(local_path(db, settings, dataset_file), spec.dataset_id)
     x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
-    mean, variance = normalization_stats(x_train)
-    config = ModelConfig(
-        input_shape=tuple(int(d) for d in x_train.shape[1:]),
-        task=task,
-        n_classes=n_classes,
-        hidden_layers=spec.model.hidden_layers,
-        units=spec.model.units,
-        activation=spec.model.activation,
-        learning_rate=spec.model.learning_rate,
-        mean=mean,
-        variance=variance,
-    )
+    config = model_config(spec, x_train, task, n_classes)
     callbacks = []
     if spec.training.early_stopping_patience:
         callbacks.append(

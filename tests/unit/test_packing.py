@@ -108,6 +108,19 @@ def test_a_pack_without_dropout_trains_exactly_like_separate_models(make_data: A
                 assert recorded[name] == pytest.approx(history[name][number - 1], rel=1e-5, abs=1e-5), (k, number, name)
 
 
+def assert_plain_model_scores_best_epoch(
+    pack: Any, k: int, piece: SliceConfig, config: Any, data: Any, tmp_path: Any
+) -> None:
+    """Slice k's best-epoch weights, saved and loaded into the plain model, score what was recorded."""
+    result = pack.results[k]
+    assert result.best_epoch is not None
+    path = tmp_path / f"slice{k}.npz"
+    save_weights(path, pack.best_weights(k))
+    model = plain_model(hp_of(piece), config, load_weights(path))
+    loss = model.evaluate(data[2], data[3], batch_size=32, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(result.best_value, rel=1e-5, abs=1e-5)
+
+
 def test_a_slice_cut_out_of_a_pack_is_the_plain_model_scoring_its_best_epoch(tmp_path: Any) -> None:
     config, data = digits()
     slices = [SliceConfig(0.5, 2, 32, 3e-3), SliceConfig(0.2, 1, 24, 1e-2), SliceConfig(0.0, 0, 16, 1e-3)]
@@ -115,12 +128,7 @@ def test_a_slice_cut_out_of_a_pack_is_the_plain_model_scoring_its_best_epoch(tmp
     train(pack, 4)
     for k, piece in enumerate(slices):
         result = pack.results[k]
-        assert result.best_epoch is not None
-        path = tmp_path / f"slice{k}.npz"
-        save_weights(path, pack.best_weights(k))
-        model = plain_model(hp_of(piece), config, load_weights(path))
-        loss = model.evaluate(data[2], data[3], batch_size=32, verbose=0, return_dict=True)["loss"]
-        assert loss == pytest.approx(result.best_value, rel=1e-5, abs=1e-5)
+        assert_plain_model_scores_best_epoch(pack, k, piece, config, data, tmp_path)
         assert result.best_value == min(epoch["val_loss"] for epoch in result.history.values())
 
 
@@ -153,13 +161,7 @@ def test_a_slice_cut_out_of_an_image_pack_is_the_plain_model_scoring_its_best_ep
     pack = trainer(config, data, slices)
     train(pack, 3)
     for k, piece in enumerate(slices):
-        result = pack.results[k]
-        assert result.best_epoch is not None
-        path = tmp_path / f"slice{k}.npz"
-        save_weights(path, pack.best_weights(k))
-        model = plain_model(hp_of(piece), config, load_weights(path))
-        loss = model.evaluate(data[2], data[3], batch_size=32, verbose=0, return_dict=True)["loss"]
-        assert loss == pytest.approx(result.best_value, rel=1e-5, abs=1e-5)
+        assert_plain_model_scores_best_epoch(pack, k, piece, config, data, tmp_path)
 
 
 def test_a_slice_loaded_into_an_image_pack_is_the_plain_model_it_came_from() -> None:
