@@ -3,14 +3,16 @@ listing, job, one trial, jobs list) at a fixed rate against the real server, wit
 
 Seeds a finished 1000-trial job (20 epochs each; bench/dashboard_1000.py) and 20 smaller jobs in a
 fresh SQLite store, then for each configuration starts `python -m service` as users do (authentication
-on, a token of the jobs' owner) and runs four `hey` processes at once, one per URL, each at a fixed
-rate (`--rate` requests/s in all), for `--seconds`. Configurations, side by side in one run so that
-all see the same machine:
+on, a token of the jobs' owner) and polls the four URLs at a fixed rate (`--rate` requests/s in all)
+for `--seconds`, from clients that each poll one URL 10 times a second, their requests evenly spread
+(see `run_mix`). Configurations, side by side in one run so that all see the same machine:
 
 - `1 proc, full`: one API process; every poll downloads its answer (the dashboard before issue 13);
 - `1 proc, cond`: one process; polls send If-None-Match (and `since=<cursor>` on the trials listing),
   as the dashboard now does: an unchanged job answers 304;
-- `N proc, full` and `N proc, cond`: the same with DROPTUNE_API_WORKERS=N (default: the default).
+- `N proc, full` and `N proc, cond`: the same with DROPTUNE_API_WORKERS=N (default: the default);
+- `N proc, cond, bursts`: as `N proc, cond`, but every client sends at the same instant (20 requests
+  at once every 100 ms at 200/s): the worst case of the same rate.
 
 Then the peak rate of the trials listing alone (`?limit=100&sort=score`, `--peak-clients` clients, no
 rate limit) per configuration. Prints req/s, p50 and p99 per URL and overall, and the status codes.
@@ -84,8 +86,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def api(data_dir: str, workers: int) -> Iterator[str]:
-    """`python -m service` with `workers` processes on data_dir; yields its base URL. On leaving, a
+def api(data_dir: str, workers: int) -> Iterator[tuple[str, int]]:
+    """`python -m service` with `workers` processes on data_dir; yields its base URL and its process
+    group. On leaving, a
     TERM stops it, and its whole process group (workers, predictors) must be gone within 30 s."""
     port = free_port()
     env = {
@@ -106,7 +109,7 @@ def api(data_dir: str, workers: int) -> Iterator[str]:
             except httpx.TransportError:
                 time.sleep(0.1)
         time.sleep(1)  # every worker process up, not only the first to answer
-        yield base
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -118,6 +121,31 @@ def api(data_dir: str, workers: int) -> Iterator[str]:
             time.sleep(0.1)
         else:
             print(f"  LEAK: processes of the API's group {proc.pid} outlived it")
+
+
+def settle(group: int, quiet_share: float = 0.05, timeout_s: float = 60) -> None:
+    """Wait until the API's processes (process group `group`) are idle: an overloaded phase leaves
+    requests queued that the server goes on answering after `hey` stops, and the next phase must not
+    pay for them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = group_cpu_s(group)
+        time.sleep(0.5)
+        if group_cpu_s(group) - before < 0.5 * quiet_share:
+            return
+
+
+def group_cpu_s(group: int) -> float:
+    """CPU seconds used so far by the processes of a process group."""
+    listed = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in listed:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def make_token(data_dir: str) -> str:
@@ -174,16 +202,31 @@ def collect(proc: subprocess.Popen[str], seconds: float) -> Result:
 
 
 def run_mix(
-    binary: str, urls: dict[str, tuple[str, list[str]]], auth: str, rate: float, seconds: float
+    binary: str, urls: dict[str, tuple[str, list[str]]], auth: str, rate: float, seconds: float, *, bursts: bool = False
 ) -> dict[str, Result]:
+    """The polling mix at `rate` requests/s in all, from clients that each poll one URL 10 times a
+    second at most. By default each client is its own `hey` process, the clients started one arrival
+    (1/rate) apart, so requests arrive evenly spread, as from dashboards open at different moments.
+    `bursts`: one `hey` process per URL with all of its clients, whose timers tick together, so every
+    client sends at the same instant: 20 requests at once every 100 ms, the worst case of the same rate."""
     per_url = rate / len(urls)
-    clients = max(2, round(per_url / 10))  # each client waits 100 ms between its requests at most
-    procs = {name: hey(binary, url, headers, auth, seconds, clients, per_url) for name, (url, headers) in urls.items()}
-    results = {name: collect(proc, seconds) for name, proc in procs.items()}
-    results["overall"] = Result(
-        [x for r in results.values() for x in r.latencies], sum((r.codes for r in results.values()), Counter()), seconds
-    )
+    clients = max(2, round(per_url / 10))
+    procs: dict[str, list[subprocess.Popen[str]]] = {name: [] for name in urls}
+    if bursts:
+        for name, (url, headers) in urls.items():
+            procs[name].append(hey(binary, url, headers, auth, seconds, clients, per_url))
+    else:
+        for _ in range(clients):
+            for name, (url, headers) in urls.items():
+                procs[name].append(hey(binary, url, headers, auth, seconds, 1, per_url / clients))
+                time.sleep(1 / rate)
+    results = {name: merged([collect(p, seconds) for p in started], seconds) for name, started in procs.items()}
+    results["overall"] = merged(list(results.values()), seconds)
     return results
+
+
+def merged(results: list[Result], seconds: float) -> Result:
+    return Result([x for r in results for x in r.latencies], sum((r.codes for r in results), Counter()), seconds)
 
 
 def cell(r: Result) -> str:
@@ -215,14 +258,22 @@ def main() -> None:
               f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         auth = f"Bearer {make_token(data_dir)}"
         for procs in (1, n):
-            with api(data_dir, procs) as base:
+            with api(data_dir, procs) as (base, group):
                 for conditional in (False, True):
                     label = f"{procs} proc, {'cond' if conditional else 'full'}"
+                    settle(group)
                     urls = polls(base, auth, job_id, conditional)
                     mixes[label] = run_mix(binary, urls, auth, args.rate, args.seconds)
                     trials_url, headers = urls["trials"]
+                    settle(group)
                     peak = hey(binary, trials_url, headers, auth, args.peak_seconds, args.peak_clients, None)
                     peaks[label] = collect(peak, args.peak_seconds)
+                    print(f"  {label}: done; load average {os.getloadavg()[0]:.2f}")
+                if procs == n:
+                    label = f"{procs} proc, cond, bursts"
+                    settle(group)
+                    urls = polls(base, auth, job_id, True)
+                    mixes[label] = run_mix(binary, urls, auth, args.rate, args.seconds, bursts=True)
                     print(f"  {label}: done; load average {os.getloadavg()[0]:.2f}")
     labels = list(mixes)
     print(f"\nThe polling mix at {args.rate:.0f} requests/s for {args.seconds:.0f} s: achieved rate, p50 and p99 in ms")
@@ -232,7 +283,7 @@ def main() -> None:
     print(f"{'codes':8}" + "".join(f"| {str(dict(mixes[label]['overall'].codes)):26}" for label in labels))
     print(f"\nPeak of the trials listing alone ({args.peak_clients} clients, no rate limit; 'cond' polls "
           f"with since and If-None-Match)")  # fmt: skip
-    for label in labels:
+    for label in peaks:
         r = peaks[label]
         print(f"  {label:14} {cell(r)}  {dict(r.codes)}")
     ok = [label for label in labels if mixes[label]["overall"].percentile(99) < 50

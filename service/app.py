@@ -87,8 +87,8 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         redoc_url=None,
         generate_unique_id_function=operation_id,
     )
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = app_settings  # what service.deps hands the routes
+    app.state.database = Database(app_settings.resolved_database_url)
     app.state.predictor = PredictorClient(app_settings)  # started when a prediction first needs it
     app.add_middleware(RequestGuard, settings=app_settings)
     app.state.metrics = Metrics(app_settings)

@@ -1,6 +1,6 @@
 """Who is calling: the bearer token checked against the store.
 
-`resolve_caller` does the checking; service.app's middleware calls it for every /api request before
+`resolve_caller` does the checking; service.guard calls it for every /api request before
 the body is read, and routes receive the result through `CallerDep`.
 
 With authentication off (a single user on this machine) every caller is the local owner and sees
@@ -9,6 +9,7 @@ everything; with it on, a caller is their token's owner and sees only their own 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,7 +17,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.deps import DatabaseDep, SettingsDep
 from store import auth
 from store.config import Settings
 from store.db import Database, StoreError
@@ -42,8 +42,8 @@ def resolve_caller(settings: Settings, db: Database, authorization: str | None) 
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthError("send an API token as 'Authorization: Bearer <token>'")
-    with db.session(readonly=True) as session:
-        token = auth.authenticate(session, presented.strip())
+    with db.reading() as connection:
+        token = auth.authenticate(connection, presented.strip())
     if token is None:
         raise AuthError("the token is not valid, or was revoked")
     try:
@@ -55,17 +55,17 @@ def resolve_caller(settings: Settings, db: Database, authorization: str | None) 
     return Caller(owner=token.owner, scope=token.owner)
 
 
-def get_caller(
+async def get_caller(
     request: Request,
-    settings: SettingsDep,
-    db: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],  # declares the scheme
 ) -> Caller:
-    """The caller the app's middleware resolved before the request was read (see service.app)."""
+    """The caller service.guard resolved before the request was read; resolved here for a route
+    outside the paths the guard checks."""
     caller = getattr(request.state, "caller", None)
     if isinstance(caller, Caller):
         return caller
-    return resolve_caller(settings, db, request.headers.get("authorization"))
+    settings, db = request.app.state.settings, request.app.state.database
+    return await asyncio.to_thread(resolve_caller, settings, db, request.headers.get("authorization"))
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,17 +1,28 @@
-"""FastAPI dependencies, as `Annotated` aliases. Tests override `get_settings`."""
+"""FastAPI dependencies, as `Annotated` aliases.
+
+Each reads what `service.app.create_app` put in the app's state, and each is `async def` though it
+does no I/O: FastAPI runs a plain `def` dependency in its thread pool, a hop that costs more than the
+lookup itself, on every dashboard poll."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from store.config import Settings, get_settings
+from store.config import Settings
 from store.db import Database
 
 
-def get_database(settings: Annotated[Settings, Depends(get_settings)]) -> Database:
-    return Database(settings.resolved_database_url)
+async def get_settings(request: Request) -> Settings:
+    """The app's settings: `create_app`'s argument (tests pass their own), else the environment's."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -149,32 +149,45 @@ def _check_active_limit(session: Session, owner: str, settings: Settings) -> Non
         )
 
 
-# The reads the dashboard polls answer conditionally (service.conditional): each first checks the job
-# is the caller's (404 before any ETag, so another owner cannot learn from a 304 that an id exists),
-# then derives the ETag from a small aggregate, and reads and renders the answer only when it changed.
+# The reads the dashboard polls answer conditionally (service.conditional): each derives the ETag from
+# a small query on a bare connection, which also checks the job is the caller's (404 before any ETag,
+# so another owner cannot learn from a 304 that an id exists), and reads and renders the answer in a
+# session only when the caller's copy is out of date. The ETag sent is then the one read in the same
+# transaction as the answer, which a change in between may have moved on.
 
 
 def read_job(db: Database, job_id: str, scope: str | None, if_none_match: str | None = None) -> Answer:
+    def tag_of(state: polling.JobState) -> str:
+        return etag("job", scope, state.fingerprint, state.trials)
+
+    with db.reading() as connection:
+        tag = tag_of(polling.job_state(connection, job_id, scope))
+    if matches(if_none_match, tag):
+        return Answer(tag, None)
     with db.session(readonly=True) as session:
+        tag = tag_of(polling.job_state(session, job_id, scope))
         job = q.get_job(session, job_id, scope, report=False)
-        tag = etag("job", scope, polling.job_fingerprint(job, polling.trials_state(session, job_id)))
-        if matches(if_none_match, tag):
-            return Answer(tag, None)
         return answer(tag, JobOut.of(q.summarize(session, [job])[0]))
 
 
 def read_jobs(
     db: Database, status: JobStatus | None, limit: int, offset: int, scope: str | None, if_none_match: str | None = None
 ) -> Answer:
+    page = q.JobsPage(status, limit, offset, scope)
+
+    def tag_of(states: list[polling.JobState], total: int) -> str:
+        return etag("jobs", scope, status, limit, offset, total, [(s.fingerprint, s.trials) for s in states])
+
+    with db.reading() as connection:
+        tag = tag_of(*polling.job_states(connection, page))
+    if matches(if_none_match, tag):
+        return Answer(tag, None)
     with db.session(readonly=True) as session:
+        tag = tag_of(*polling.job_states(session, page))
         rows, total = q.list_jobs(session, status, limit, offset, scope)
-        states = polling.trials_states(session, [j.id for j in rows])
-        prints = [polling.job_fingerprint(j, states.get(j.id, polling.TrialsState())) for j in rows]
-        tag = etag("jobs", scope, status, limit, offset, total, prints)
-        if matches(if_none_match, tag):
-            return Answer(tag, None)
         items = [JobOut.of(s) for s in q.summarize(session, rows)]
         return answer(tag, Page[JobOut](items=items, total=total, limit=limit, offset=offset))
+
 
 def cancel_job(db: Database, job_id: str, scope: str | None) -> JobOut:
     with db.session() as session:
@@ -203,13 +216,17 @@ class TrialQuery:
 def read_trials(
     db: Database, job_id: str, scope: str | None, query: TrialQuery, if_none_match: str | None = None
 ) -> Answer:
-    with db.session(readonly=True) as session:
-        job = q.get_job(session, job_id, scope, report=False)
-        state = polling.trials_state(session, job_id)
+    def tag_of(state: polling.JobState) -> str:
         # The status is in it because the cursor depends on whether the job still runs.
-        tag = etag("trials", scope, job_id, job.status, state, query)
-        if matches(if_none_match, tag):
-            return Answer(tag, None)
+        return etag("trials", scope, job_id, state.status, state.trials, query)
+
+    with db.reading() as connection:
+        tag = tag_of(polling.job_state(connection, job_id, scope))
+    if matches(if_none_match, tag):
+        return Answer(tag, None)
+    with db.session(readonly=True) as session:
+        state = polling.job_state(session, job_id, scope)
+        job = q.get_job(session, job_id, scope, report=False)
         rows, total = q.list_trials(
             session, job, query.status, query.sort, query.descending, query.limit, query.offset, query.since
         )
@@ -218,17 +235,21 @@ def read_trials(
             total=total,
             limit=query.limit,
             offset=query.offset,
-            cursor=polling.cursor(job, state),
+            cursor=polling.cursor(state),
         )
-        return answer(tag, page)
+        return answer(tag_of(state), page)
 
 
 def read_trial(db: Database, job_id: str, number: int, scope: str | None, if_none_match: str | None = None) -> Answer:
+    def tag_of(updated: dt.datetime | None) -> str:
+        return etag("trial", scope, job_id, number, updated)
+
+    with db.reading() as connection:
+        tag = tag_of(polling.trial_updated_at(connection, job_id, number, scope))
+    if matches(if_none_match, tag):
+        return Answer(tag, None)
     with db.session(readonly=True) as session:
-        q.get_job(session, job_id, scope, report=False)
-        tag = etag("trial", scope, job_id, number, polling.trial_updated_at(session, job_id, number))
-        if matches(if_none_match, tag):
-            return Answer(tag, None)
+        tag = tag_of(polling.trial_updated_at(session, job_id, number, scope))
         return answer(tag, TrialDetail.of(q.get_trial(session, job_id, number)))
 
 

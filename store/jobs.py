@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Select, delete, func, select, update
 from sqlalchemy.orm import Session, defer, selectinload
 
 from store import metrics as metrics_tally
@@ -76,19 +76,40 @@ def get_job(
     return job
 
 
+@dataclass(frozen=True)
+class JobsPage:
+    """A page of the jobs list: newest first, of one status (None: all), of one owner (None: all)."""
+
+    status: JobStatus | None
+    limit: int
+    offset: int
+    owner: str | None = None
+
+    def _filters(self) -> list[ColumnElement[bool]]:
+        found = []
+        if self.owner is not None:
+            found.append(Job.owner == self.owner)
+        if self.status is not None:
+            found.append(Job.status == self.status.value)
+        return found
+
+    def select(self, *columns: Any) -> Select[Any]:
+        """The page's rows, as `columns` (store.polling reads a few of them, list_jobs whole jobs)."""
+        query = select(*columns).where(*self._filters())
+        return query.order_by(Job.created_at.desc(), Job.id).limit(self.limit).offset(self.offset)
+
+    def total(self, reader: Session | Connection) -> int:
+        """How many jobs the whole list has."""
+        return int(reader.scalar(select(func.count()).select_from(Job).where(*self._filters())) or 0)
+
+
 def list_jobs(
     session: Session, status: JobStatus | None, limit: int, offset: int, owner: str | None = None
 ) -> tuple[list[Job], int]:
-    query = select(Job).options(defer(Job.report))  # a finished job's report is large, and no list shows it
-    count = select(func.count()).select_from(Job)
-    if owner is not None:
-        query = query.where(Job.owner == owner)
-        count = count.where(Job.owner == owner)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-        count = count.where(Job.status == status.value)
-    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
-    return list(rows), int(session.scalar(count) or 0)
+    page = JobsPage(status, limit, offset, owner)
+    # A finished job's report is large, and no list shows it.
+    rows = session.scalars(page.select(Job).options(defer(Job.report)))
+    return list(rows), page.total(session)
 
 
 def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:

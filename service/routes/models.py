@@ -74,7 +74,7 @@ PREDICT_BODY = {
 }
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     """This API process's predictor (made by `create_app`; tests override this)."""
     return request.app.state.predictor  # type: ignore[no-any-return]
 

@@ -6,6 +6,7 @@ functions the worker uses, so no worker runs."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text, update
 
 from service.app import create_app
 from store import jobs as q
+from store import polling
 from store.config import Settings
-from store.db import Database
+from store.db import Database, StoreError
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
+from store.tables import Job
 from tests.conftest import sign_in, small_job
 
 Json = dict[str, Any]
@@ -217,3 +221,52 @@ def test_the_openapi_schema_documents_etags_if_none_match_and_since(alice: TestC
     assert since["description"] and since["in"] == "query"
     page = paths["/api/v1/jobs/{job_id}/trials"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert page["$ref"].endswith("/TrialPage")
+
+
+def test_the_polls_state_lists_the_same_jobs_as_the_jobs_list(alice: TestClient, store: Database) -> None:
+    """The ETag of a jobs page is read from `JobsPage`'s columns, its body from whole jobs: both must
+    be the same page, whatever the filter, owner and offset."""
+    for owner, status in [("alice", JobStatus.RUNNING), ("bob", JobStatus.QUEUED), ("alice", JobStatus.QUEUED)] * 3:
+        make_job(store, owner=owner, status=status)
+    for page in [
+        q.JobsPage(None, 4, 0),
+        q.JobsPage(None, 4, 3),
+        q.JobsPage(JobStatus.QUEUED, 10, 1),
+        q.JobsPage(None, 10, 0, "alice"),
+        q.JobsPage(JobStatus.RUNNING, 2, 1, "alice"),
+    ]:
+        with store.session(readonly=True) as s:
+            jobs, total = q.list_jobs(s, page.status, page.limit, page.offset, page.owner)
+        with store.reading() as connection:
+            states, state_total = polling.job_states(connection, page)
+        assert [state.fingerprint[0] for state in states] == [job.id for job in jobs]
+        assert [state.status for state in states] == [job.status for job in jobs]
+        assert state_total == total
+
+
+def test_a_missing_job_and_a_missing_trial_are_told_apart(alice: TestClient, store: Database) -> None:
+    job_id = make_job(store)
+    start(store, job_id, 0)
+    assert get(alice, f"/api/v1/jobs/{job_id}/trials/0").status_code == 200
+    no_trial = get(alice, f"/api/v1/jobs/{job_id}/trials/7", '"anything"')
+    assert no_trial.status_code == 404 and "trial" in no_trial.json()["detail"][0]["msg"]
+    no_job = get(alice, "/api/v1/jobs/nosuchjob/trials/0", '"anything"')
+    assert no_job.status_code == 404 and "job 'nosuchjob'" in no_job.json()["detail"][0]["msg"]
+
+
+def test_a_poll_reads_while_a_writer_holds_the_database(alice: TestClient, store: Database) -> None:
+    """Polls read on a bare connection that must stay a reader: on SQLite, a writing BEGIN there would
+    wait out the busy timeout (30 s) behind the worker's transaction."""
+    job_id = make_job(store)
+    with store.session() as writer:
+        writer.execute(update(Job).where(Job.id == job_id).values(crashes=1))  # holds the write lock
+        started = time.monotonic()
+        with store.reading() as connection:
+            state = polling.job_state(connection, job_id, "alice")
+        assert time.monotonic() - started < 5
+        assert state.fingerprint[0] == job_id
+
+
+def test_a_failed_read_is_a_store_error(store: Database) -> None:
+    with pytest.raises(StoreError), store.reading() as connection:
+        connection.execute(text("SELECT * FROM no_such_table"))
