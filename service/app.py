@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -157,7 +157,9 @@ def allowed_methods(request: Request) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     # Starlette's own errors (an unknown path, a wrong method, a body that is not text) in our shape.
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and dashboard.wants_page(request):
+            return dashboard.not_found_page()
         kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         response = error_response(exc.status_code, None, str(exc.detail), kinds.get(exc.status_code, "http_error"))
         response.headers.update(exc.headers or {})

@@ -6,7 +6,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -47,6 +47,28 @@ def job_page(job_id: str) -> FileResponse:
 @router.get("/jobs/{job_id}/trials/{number}")
 def trial_page(job_id: str, number: str) -> FileResponse:
     return _page("trial.html", JOB_ID.fullmatch(job_id) is not None and TRIAL_NUMBER.fullmatch(number) is not None)
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico on their own; an SVG answers it (every current browser draws one)."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
+def not_found_page() -> FileResponse:
+    """What a browser gets for an address that is no page (an API call gets the JSON 404)."""
+    return _page("notfound.html", found=False)
+
+
+def wants_page(request: Request) -> bool:
+    """Whether a 404 should be the not-found page: a browser's GET outside the API, which asks for
+    HTML first (clients that accept anything, `*/*`, get JSON)."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith("/api/")
+        and "text/html" in accept.split(",")[0]
+    )
 
 
 # FastAPI's own /docs page loads Swagger UI from a CDN and starts it with an inline script; this one

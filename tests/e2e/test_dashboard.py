@@ -484,3 +484,25 @@ def test_the_jobs_list_shows_more_than_200_jobs_by_loading_more(page: Page, serv
         with db.session() as s:
             for job_id in ids:
                 q.delete_job(s, job_id)
+
+
+def test_a_missing_job_a_missing_trial_and_an_unknown_address_each_show_a_not_found_page(
+    page: Page, service: Service
+) -> None:
+    missing = "0" * 32  # well formed, so the page asks the API, which answers 404
+    for path, title, heading, skeleton in [
+        (f"/jobs/{missing}", "#job-name", "Job not found", "#verdict"),
+        (f"/jobs/{missing}/trials/3", "#trial-title", "Trial not found", "#epochs-table"),
+        ("/no/such/page", "h1", "Page not found", None),
+    ]:
+        page.goto(path)
+        expect(page.locator(title)).to_have_text(heading)
+        expect(page).to_have_title(f"{heading} · droptune")
+        notice = page.locator("#not-found")
+        expect(notice).to_be_visible()
+        if skeleton is not None:
+            expect(page.locator(skeleton)).to_be_hidden()  # no empty charts and tables under it
+        page.wait_for_timeout(2500)  # a poll after the first answer must not add a second notice
+        expect(notice).to_have_count(1)
+        notice.get_by_role("link", name="Back to all jobs").click()
+        expect(page).to_have_url(f"{service.base_url}/")

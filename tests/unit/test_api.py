@@ -763,6 +763,38 @@ def test_docs_page_is_served(client: TestClient) -> None:
     assert "/openapi.json" in response.text
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", ["/no/such/page", "/jobs", "/static/nope.js", "/datasetz"])
+def test_a_browser_gets_a_not_found_page_with_a_link_home(client: TestClient, path: str) -> None:
+    response = client.get(path, headers={"Accept": BROWSER_ACCEPT})
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Page not found" in response.text and '<a href="/">Back to all jobs</a>' in response.text
+    assert response.headers["content-security-policy"]  # the guard's headers, as on every page
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [("/no/such/page", "*/*"), ("/no/such/page", "application/json"), ("/api/v1/nothing", BROWSER_ACCEPT)],
+)
+def test_api_clients_and_api_paths_still_get_json_404s(client: TestClient, path: str, accept: str) -> None:
+    response = client.get(path, headers={"Accept": accept})
+
+    assert response.status_code == 404
+    assert response.json()["detail"][0]["type"] == "not_found"
+
+
+def test_the_favicon_is_served(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.text.startswith("<svg")
+
+
 def test_api_process_never_imports_tensorflow(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """

@@ -202,3 +202,25 @@ async function showAccount() {
 }
 
 showAccount();
+
+/**
+ * Turn a page whose job or trial does not exist (or is another owner's) into a not-found page: the
+ * page's `title` element says what was not found, the rest of its skeleton is hidden, and a link
+ * leads back home. Safe to call again (a poll that keeps finding nothing).
+ */
+export function showNotFound(title, what) {
+  const main = document.querySelector("main");
+  for (const child of main.children) child.hidden = !child.contains(title) && child.id !== "not-found";
+  title.textContent = `${what} not found`;
+  document.title = `${what} not found · droptune`;
+  if (document.getElementById("not-found")) return;
+  const thing = what.toLowerCase();
+  main.append(h("section", { id: "not-found", class: "panel" },
+    h("p", {}, `There is no such ${thing}: the link may be mistyped, the ${thing} deleted, or it may belong to another account.`),
+    h("p", {}, h("a", { href: "/" }, "Back to all jobs"))));
+}
+
+/** "1 epoch", "3 epochs": a count and its noun, singular for exactly one. */
+export function counted(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}

@@ -1,6 +1,6 @@
 // Job page: its four charts (learning curves, objective by rate, the rate x layers heatmap, the
 // optimization history), drawn from the page's state.
-import { fmtValue } from "./common.js";
+import { counted, fmtValue } from "./common.js";
 import { PALETTE, formatNumber, heatmap, lineChart, scatterChart } from "./charts.js";
 import { allTrials, curveTrials, direction, metricLabel, rateValues, state, trialHref } from "./job-state.js";
 
@@ -17,7 +17,7 @@ export function renderCurves() {
     if (!detail) return;
     const colour = PALETTE[i % PALETTE.length];
     const tag = number === job.best?.number ? "best, " : detail.status === "running" ? "running, " : "";
-    const name = `trial ${number} (${tag}rate ${fmtValue(detail.hyperparameters.dropout_rate)}, ${detail.hyperparameters.dropout_layers} layers)`;
+    const name = `trial ${number} (${tag}rate ${fmtValue(detail.hyperparameters.dropout_rate)}, ${counted(detail.hyperparameters.dropout_layers, "layer")})`;
     series.push({ key: `${number}:loss`, label: `${name}: training`, color: colour, dashed: true, points: detail.history.map((e) => [e.epoch, e.loss]) });
     series.push({ key: `${number}:val_loss`, label: `${name}: validation`, color: colour, points: detail.history.map((e) => [e.epoch, e.val_loss]) });
   });
@@ -43,7 +43,7 @@ function renderSearchCharts() {
     points: completed.map((t) => ({
       key: t.number, x: rateOf(t), y: t.score, color: layerColour(t.hyperparameters.dropout_layers),
       href: trialHref(t.number),
-      title: `trial ${t.number}: ${t.hyperparameters.dropout_layers ? `dropout rate ${fmtValue(t.hyperparameters.dropout_rate)}, ${t.hyperparameters.dropout_layers} dropout layers` : "no dropout"}, ${metric} ${formatNumber(t.score)}`,
+      title: `trial ${t.number}: ${t.hyperparameters.dropout_layers ? `dropout rate ${fmtValue(t.hyperparameters.dropout_rate)}, ${counted(t.hyperparameters.dropout_layers, "dropout layer")}` : "no dropout"}, ${metric} ${formatNumber(t.score)}`,
     })),
     xDomain: [rateBounds[0] - pad, rateBounds[1] + pad],
     legendItems: layerValues.map((l) => ({ label: `${l} dropout layer${l === 1 ? "" : "s"}`, color: layerColour(l) })),
@@ -74,7 +74,7 @@ function renderSearchCharts() {
     xLabels, yLabels: layerAxis.map(String), better: direction(), valueLabel: metric,
     cells: [...cellBest.entries()].map(([key, t]) => {
       const [xi, yi] = key.split(",").map(Number);
-      return { xi, yi, value: t.score, title: `dropout rate ${xLabels[xi]}, ${layerAxis[yi]} layers: best ${metric} ${formatNumber(t.score)} (trial ${t.number})` };
+      return { xi, yi, value: t.score, title: `dropout rate ${xLabels[xi]}, ${counted(layerAxis[yi], "layer")}: best ${metric} ${formatNumber(t.score)} (trial ${t.number})` };
     }),
     xLabel: "dropout rate (fraction of units dropped)", yLabel: "dropout layers (count)", title: `best ${metric} by dropout rate and layers`,
   });

@@ -1,5 +1,5 @@
 // Job page: the header (name, status, buttons), the search's facts and the best trial's card.
-import { badge, fmtTime, fmtValue, h, isActive } from "./common.js";
+import { badge, counted, fmtTime, fmtValue, h, isActive } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, state, trialHref } from "./job-state.js";
 
@@ -37,16 +37,16 @@ function rangeText(r) {
 export function renderSpec() {
   const { spec, progress } = state.job;
   const rows = [
-    ["Dataset", state.dataset ? `${state.dataset.name} (${state.dataset.task}, ${state.dataset.n_samples} samples)` : spec.dataset_id],
+    ["Dataset", state.dataset ? `${state.dataset.name} (${state.dataset.task}, ${counted(state.dataset.n_samples, "sample")})` : spec.dataset_id],
     ["Algorithm", spec.algorithm],
     ["Objective", `${spec.objective.direction === "max" ? "maximize" : "minimize"} ${spec.objective.metric}`],
-    ["Progress", `${progress.finished} of ${progress.planned} trials`],
+    ["Progress", `${progress.finished} of ${counted(progress.planned, "trial")}`],
     ["Dropout rate", rangeText(spec.search_space.dropout_rate)],
     ["Dropout layers", rangeText(spec.search_space.dropout_layers)],
     ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
     ["Learning rate", rangeText(spec.search_space.learning_rate) || `${spec.model.learning_rate} (fixed)`],
-    ["Model", `${spec.model.hidden_layers} hidden layers, ${spec.model.activation}`],
-    ["Training", `${spec.training.epochs} epochs, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
+    ["Model", `${counted(spec.model.hidden_layers, "hidden layer")}, ${spec.model.activation}`],
+    ["Training", `${counted(spec.training.epochs, "epoch")}, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
   ];

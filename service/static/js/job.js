@@ -2,7 +2,7 @@
 // state (job-state.js), renders them (job-summary.js, job-table.js, job-charts.js) and handles the
 // page's controls. While the job runs it polls every 2 s, incrementally and conditionally; the user
 // may pause that, and a hidden tab asks nothing.
-import { download, idsFromPath, isActive, poll } from "./common.js";
+import { download, idsFromPath, isActive, poll, showNotFound } from "./common.js";
 import { jobApi } from "./job-api.js";
 import { renderCharts, renderCurves } from "./job-charts.js";
 import { curveTrials, direction, mergeTrials, state } from "./job-state.js";
@@ -27,7 +27,8 @@ async function refresh() {
   const trialsLoaded = api.changedTrials();
   const { ok, status, data: job, changed } = await api.job();
   if (!ok) {
-    showMissing(status === 404 ? "Job not found" : "Could not load the job");
+    if (status === 404) notFound();
+    else showMissing("Could not load the job");
     return;
   }
   state.job = job;
@@ -150,8 +151,13 @@ downloadMenu.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && downloadMenu.open) { downloadMenu.open = false; downloadMenu.querySelector("summary").focus(); }
 });
 
-if (jobId === null) {
+function notFound() {
   showMissing("Job not found");
+  showNotFound(document.getElementById("job-name"), "Job");
+}
+
+if (jobId === null) {
+  notFound();
 } else {
   await refresh();
   poller.start();

@@ -1,5 +1,5 @@
 // New job and upload forms. The server validates; its errors appear beside their fields.
-import { api, clearErrors, h, showErrors } from "./common.js";
+import { api, clearErrors, counted, h, showErrors } from "./common.js";
 
 const form = document.getElementById("job-form");
 const datasetSelect = document.getElementById("f-dataset");
@@ -11,7 +11,7 @@ async function loadDatasets(selectId) {
   if (!ok) return;
   datasets = data;
   datasetSelect.replaceChildren(...data.map((d) =>
-    h("option", { value: d.id }, `${d.name} — ${d.task}, ${d.n_samples} samples${d.format === "builtin" ? "" : ` (${d.format})`}`)));
+    h("option", { value: d.id }, `${d.name} — ${d.task}, ${counted(d.n_samples, "sample")}${d.format === "builtin" ? "" : ` (${d.format})`}`)));
   const wanted = selectId || new URLSearchParams(location.search).get("dataset");
   if (wanted && data.some((d) => d.id === wanted)) datasetSelect.value = wanted;
   updateMetrics();
@@ -83,7 +83,7 @@ upload.addEventListener("submit", async (event) => {
   if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
   upload.reset();
   await loadDatasets(data.id);
-  result.textContent = `Uploaded "${data.name}": ${data.task}, ${data.n_samples} samples, input shape ${data.input_shape.join("×")}. It is selected above.`;
+  result.textContent = `Uploaded "${data.name}": ${data.task}, ${counted(data.n_samples, "sample")}, input shape ${data.input_shape.join("×")}. It is selected above.`;
 });
 
 await loadDatasets();

@@ -1,5 +1,5 @@
 // One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
-import { badge, conditionalGet, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll } from "./common.js";
+import { badge, conditionalGet, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll, showNotFound } from "./common.js";
 import { PALETTE, formatNumber, lineChart } from "./charts.js";
 
 const { jobId, number } = idsFromPath(); // each null when malformed
@@ -8,7 +8,7 @@ const get = conditionalGet(); // polls of an unchanged trial are 304s
 
 async function refresh() {
   const [t, j] = await Promise.all([get(`/api/v1/jobs/${jobId}/trials/${number}`), get(`/api/v1/jobs/${jobId}`)]);
-  if (!t.ok) { showMissing(); return; }
+  if (!t.ok) { showMissing(t.status); return; }
   trial = t.data;
   const job = j.ok ? j.data : null;
   document.title = `Trial ${trial.number} · droptune`;
@@ -52,10 +52,15 @@ async function refresh() {
   });
 }
 
-function showMissing() {
-  document.getElementById("trial-title").textContent = "Trial not found";
-  document.title = "Trial not found · droptune";
+function showMissing(status = 404) {
   trial = null;
+  const title = document.getElementById("trial-title");
+  if (status === 404) {
+    showNotFound(title, "Trial");
+  } else {
+    title.textContent = "Could not load the trial";
+    document.title = "Could not load the trial · droptune";
+  }
 }
 
 if (jobId === null || number === null) {
