@@ -506,3 +506,30 @@ def test_a_missing_job_a_missing_trial_and_an_unknown_address_each_show_a_not_fo
         expect(notice).to_have_count(1)
         notice.get_by_role("link", name="Back to all jobs").click()
         expect(page).to_have_url(f"{service.base_url}/")
+
+
+def test_a_refused_token_is_explained_and_sign_in_says_who_is_signed_in(browser: Browser, service: Service) -> None:
+    context = browser.new_context(base_url=service.base_url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/signin")
+    expect(page.locator("#signin-why")).to_be_hidden()
+    expect(page.locator("#signed-in-as")).to_be_hidden()
+    revoked = "dtk_000000000000_" + "x" * 43  # well formed, known to no one: as a revoked token answers
+    page.evaluate(f"localStorage.setItem('droptune.token', {revoked!r})")
+    page.goto("/")
+    page.wait_for_url(re.compile(r"/signin\?next=%2F&why=refused$"))
+    expect(page.locator("#signin-why")).to_be_visible()
+    expect(page.locator("#signin-why")).to_contain_text("revoked")
+    assert page.evaluate("localStorage.getItem('droptune.token')") is None  # the dead token is dropped
+    expect(page.locator("#signed-in-as")).to_be_hidden()
+
+    page.fill("#f-token", service.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{service.base_url}/")
+    page.goto("/signin?next=%2Fnew")
+    expect(page.locator("#signed-in-as")).to_be_visible()
+    expect(page.locator("#signed-in-owner")).to_have_text("e2e")
+    expect(page.locator("#signin-why")).to_be_hidden()
+    page.click("#signed-in-continue")
+    page.wait_for_url(f"{service.base_url}/new")
+    context.close()

@@ -1,5 +1,5 @@
 // The sign-in page: check the pasted token against /api/v1/me, keep it, and go back where we came from.
-import { authHeaders, setToken, showErrors, clearErrors } from "./common.js";
+import { authHeaders, clearErrors, getToken, setToken, showErrors } from "./common.js";
 
 const form = document.getElementById("signin-form");
 
@@ -35,7 +35,18 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-// With authentication off there is nothing to sign in to.
-me(null).then(({ status, data }) => {
-  if (status === 200 && data && !data.auth) document.getElementById("auth-off").hidden = false;
+// Why the user is here: a token this browser held was refused (common.js sent them).
+document.getElementById("signin-why").hidden = new URLSearchParams(location.search).get("why") !== "refused";
+
+// With authentication off there is nothing to sign in to; with a token kept that still works, say
+// whose it is.
+me(getToken()).then(({ status, data }) => {
+  if (status !== 200 || !data) return;
+  if (!data.auth) {
+    document.getElementById("auth-off").hidden = false;
+  } else if (getToken()) {
+    document.getElementById("signed-in-owner").textContent = data.owner;
+    document.getElementById("signed-in-continue").href = nextPage();
+    document.getElementById("signed-in-as").hidden = false;
+  }
 });
