@@ -209,6 +209,14 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     page.click("#cancel-button")
     expect(page.locator("#job-status [data-status]")).to_have_text("cancelled", timeout=60_000)
     expect(page.locator("#delete-button")).to_be_visible()
+    # Deleting it says so on the jobs list it lands on, once.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-button")
+    page.wait_for_url(f"{service.base_url}/")
+    expect(page.locator("#flash")).to_have_text(f'Deleted job "{job["name"]}" and its trials.')
+    expect(page.locator(f'#jobs-table a[href="/jobs/{job["id"]}"]')).to_have_count(0)
+    page.reload()
+    expect(page.locator("#flash")).to_be_hidden()
 
 
 def test_the_jobs_list_shows_status_progress_and_best_score(

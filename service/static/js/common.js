@@ -232,3 +232,15 @@ export function showNotFound(title, what) {
 export function counted(n, noun) {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
+
+// A message for the next page this tab shows (e.g. "Deleted job …" on the jobs list after a delete).
+const FLASH_KEY = "droptune.flash";
+export function flash(message) { sessionStorage.setItem(FLASH_KEY, message); }
+
+/** Show the message left by `flash`, if any, in `element` (once: it is then forgotten). */
+export function showFlash(element) {
+  const message = sessionStorage.getItem(FLASH_KEY);
+  sessionStorage.removeItem(FLASH_KEY);
+  element.textContent = message || "";
+  element.hidden = !message;
+}

@@ -2,7 +2,7 @@
 // state (job-state.js), renders them (job-summary.js, job-table.js, job-charts.js) and handles the
 // page's controls. While the job runs it polls every 2 s, incrementally and conditionally; the user
 // may pause that, and a hidden tab asks nothing.
-import { download, idsFromPath, isActive, poll, showNotFound } from "./common.js";
+import { download, flash, idsFromPath, isActive, poll, showNotFound } from "./common.js";
 import { jobApi } from "./job-api.js";
 import { renderCharts, renderCurves } from "./job-charts.js";
 import { curveTrials, direction, mergeTrials, state } from "./job-state.js";
@@ -128,8 +128,10 @@ document.getElementById("cancel-button").addEventListener("click", async () => {
 document.getElementById("delete-button").addEventListener("click", async () => {
   if (!confirm(`Delete job "${state.job.name}" and all its trials? This cannot be undone.`)) return;
   const { ok, data } = await api.remove();
-  if (ok) location.href = "/";
-  else alert(data?.detail?.[0]?.msg || "Could not delete the job.");
+  if (ok) {
+    flash(`Deleted job "${state.job.name}" and its trials.`);
+    location.href = "/";
+  } else alert(data?.detail?.[0]?.msg || "Could not delete the job.");
 });
 
 // The Download menu: each item fetches its file with the token and saves it.

@@ -1,12 +1,13 @@
 // Jobs list: refreshes itself every 2 s while any job is queued or running (conditionally: an unchanged
 // page of jobs is a 304), and shows PAGE jobs more each time "Load more" is pressed.
-import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll } from "./common.js";
+import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll, showFlash } from "./common.js";
 import { formatNumber } from "./charts.js";
 
 const tbody = document.querySelector("#jobs-table tbody");
 const filter = document.getElementById("status-filter");
 const note = document.getElementById("refresh-note");
 const PAGE = 200;
+showFlash(document.getElementById("flash"));
 const get = conditionalGet();
 let anyActive = false;
 let wanted = PAGE; // jobs shown: one page, and one more per "Load more"
