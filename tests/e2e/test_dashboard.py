@@ -209,6 +209,7 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     page.click("#cancel-button")
     expect(page.locator("#job-status [data-status]")).to_have_text("cancelled", timeout=60_000)
     expect(page.locator("#delete-button")).to_be_visible()
+    expect(page.locator("#best-card")).not_to_contain_text("yet")  # it ended: nothing more will come
     # Deleting it says so on the jobs list it lands on, once.
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete-button")

@@ -57,7 +57,13 @@ export function renderSpec() {
 export function renderBest() {
   const best = state.job.best;
   const box = document.getElementById("best-card");
-  if (!best) { box.replaceChildren(h("p", { class: "muted" }, "No completed trial yet.")); return; }
+  if (!best) {
+    const why = isActive(state.job.status)
+      ? "No completed trial yet."
+      : `No trial completed as a candidate before the job ended (${state.job.status}).`;
+    box.replaceChildren(h("p", { class: "muted" }, why));
+    return;
+  }
   const metric = state.job.spec.objective.metric;
   const rows = [
     ["Trial", h("a", { href: trialHref(best.number) }, `#${best.number}`)],
