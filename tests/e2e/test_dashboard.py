@@ -197,6 +197,13 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     expect(page.locator("#job-status [data-status]")).to_have_text("running")
     # Without a reload, the running trial appears in the table and its curve grows epoch by epoch.
     expect(page.locator('#trials-table tr[data-trial="0"] [data-status]')).to_have_text("running", timeout=60_000)
+    # How long it has run, for the trial and the job, here and on the jobs list.
+    expect(page.locator('#trials-table tr[data-trial="0"] [data-col="duration"]')).to_contain_text("so far")
+    expect(page.locator("#spec")).to_contain_text("so far")
+    listing = page.context.new_page()
+    listing.goto("/")
+    expect(listing.locator(f'tr[data-job="{job["id"]}"] [data-timing]')).to_contain_text("so far")
+    listing.close()
     curve = page.locator('#curves-chart [data-series="0:val_loss"] circle')
     expect(curve.first).to_be_attached(timeout=30_000)
     drawn = curve.count()
@@ -210,6 +217,7 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     expect(page.locator("#job-status [data-status]")).to_have_text("cancelled", timeout=60_000)
     expect(page.locator("#delete-button")).to_be_visible()
     expect(page.locator("#best-card")).not_to_contain_text("yet")  # it ended: nothing more will come
+    expect(page.locator("#spec")).to_contain_text("ran ")
     # Deleting it says so on the jobs list it lands on, once.
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#delete-button")
@@ -542,3 +550,24 @@ def test_a_refused_token_is_explained_and_sign_in_says_who_is_signed_in(browser:
     page.click("#signed-in-continue")
     page.wait_for_url(f"{service.base_url}/new")
     context.close()
+
+
+def test_a_running_jobs_time_left_is_its_pace_so_far_times_the_trials_left(page: Page, service: Service) -> None:
+    page.goto("/")
+    timing = page.evaluate(
+        """async () => {
+            const { jobTiming, timingText } = await import("/static/js/common.js");
+            const job = { started_at: "2026-01-01T00:00:00Z", finished_at: null, status: "running",
+                          progress: { finished: 2, planned: 6 } };
+            const now = Date.parse("2026-01-01T00:01:00Z");
+            const ended = { ...job, status: "succeeded", finished_at: "2026-01-01T00:03:00Z" };
+            const queued = { ...job, started_at: null, status: "queued" };
+            return [jobTiming(job, now), timingText(job, now), timingText(ended, now), timingText(queued, now),
+                    timingText({ ...job, progress: { finished: 0, planned: 6 } }, now)];
+        }"""
+    )
+    assert timing[0] == {"elapsed": 60, "left": 120}
+    assert timing[1] == "1 min 0 s so far, about 2 min 0 s left"
+    assert timing[2] == "ran 3 min 0 s"
+    assert timing[3] == ""
+    assert timing[4] == "1 min 0 s so far"  # no pace before a trial has finished

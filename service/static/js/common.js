@@ -244,3 +244,33 @@ export function showFlash(element) {
   element.textContent = message || "";
   element.hidden = !message;
 }
+
+/**
+ * How long a job has run (to its end, once it ended) and, while it runs, about how long is left: the
+ * pace so far (trials finished per second since it started, so trials run side by side count as they
+ * ran) times the trials still to run. Seconds; `left` is null until a trial has finished. Null for a
+ * job that has not started. Times are the server's, compared with this browser's clock.
+ */
+export function jobTiming(job, now = Date.now()) {
+  if (!job.started_at) return null;
+  const end = job.finished_at ? Date.parse(job.finished_at) : now;
+  const elapsed = Math.max(0, (end - Date.parse(job.started_at)) / 1000);
+  const { finished, planned } = job.progress;
+  const running = isActive(job.status) && finished > 0 && planned > finished;
+  return { elapsed, left: running ? (elapsed / finished) * (planned - finished) : null };
+}
+
+/** "ran 4 min 2 s", "1 min 5 s so far, about 3 min 10 s left", or "" before the job starts. */
+export function timingText(job, now = Date.now()) {
+  const timing = jobTiming(job, now);
+  if (timing === null) return "";
+  if (!isActive(job.status)) return `ran ${fmtDuration(timing.elapsed)}`;
+  const left = timing.left === null ? "" : `, about ${fmtDuration(timing.left)} left`;
+  return `${fmtDuration(timing.elapsed)} so far${left}`;
+}
+
+/** A trial's duration; for one still running, the time since it started. */
+export function trialDuration(trial, now = Date.now()) {
+  if (trial.status !== "running" || !trial.started_at) return fmtDuration(trial.duration_s);
+  return `${fmtDuration(Math.max(0, (now - Date.parse(trial.started_at)) / 1000))} so far`;
+}

@@ -1,5 +1,5 @@
 // Job page: the header (name, status, buttons), the search's facts and the best trial's card.
-import { badge, counted, fmtTime, fmtValue, h, isActive } from "./common.js";
+import { badge, counted, fmtTime, fmtValue, h, isActive, timingText } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, state, trialHref } from "./job-state.js";
 
@@ -40,7 +40,7 @@ export function renderSpec() {
     ["Dataset", state.dataset ? `${state.dataset.name} (${state.dataset.task}, ${counted(state.dataset.n_samples, "sample")})` : spec.dataset_id],
     ["Algorithm", spec.algorithm],
     ["Objective", `${spec.objective.direction === "max" ? "maximize" : "minimize"} ${spec.objective.metric}`],
-    ["Progress", `${progress.finished} of ${counted(progress.planned, "trial")}`],
+    ["Progress", [`${progress.finished} of ${counted(progress.planned, "trial")}`, timingText(state.job)].filter(Boolean).join("; ")],
     ["Dropout rate", rangeText(spec.search_space.dropout_rate)],
     ["Dropout layers", rangeText(spec.search_space.dropout_layers)],
     ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],

@@ -1,5 +1,5 @@
 // Job page: the trials table, built with DOM calls (errors and values are text, never markup).
-import { badge, errorSummary, fmtDuration, fmtValue, h } from "./common.js";
+import { badge, errorSummary, fmtValue, h, trialDuration } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, sortedTrials, state, trialHref } from "./job-state.js";
 
@@ -51,6 +51,6 @@ function trialRow(t, names) {
     names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
     h("td", { class: "num" }, formatNumber(t.score)),
     h("td", { class: "num" }, t.best_epoch ?? "–"),
-    h("td", { class: "num" }, fmtDuration(t.duration_s)),
+    h("td", { class: "num", "data-col": "duration" }, trialDuration(t)),
     h("td", { class: "error-cell" }, error));
 }

@@ -1,6 +1,6 @@
 // Jobs list: refreshes itself every 2 s while any job is queued or running (conditionally: an unchanged
 // page of jobs is a 304), and shows PAGE jobs more each time "Load more" is pressed.
-import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll, showFlash } from "./common.js";
+import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll, showFlash, timingText } from "./common.js";
 import { formatNumber } from "./charts.js";
 
 const tbody = document.querySelector("#jobs-table tbody");
@@ -22,7 +22,8 @@ function row(job) {
     h("td", {}, badge(job.status)),
     h("td", {},
       h("progress", { max: planned, value: finished, "aria-label": `${finished} of ${counted(planned, "trial")} finished` }),
-      ` ${finished} / ${planned}`),
+      ` ${finished} / ${planned}`,
+      isActive(job.status) ? h("div", { class: "muted timing", "data-timing": "" }, timingText(job)) : null),
     h("td", { class: "num", title: metric }, job.best ? `${formatNumber(job.best.score)} ${metric}` : "–"),
     h("td", {}, fmtTime(job.created_at)),
   );
