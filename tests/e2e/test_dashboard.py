@@ -571,3 +571,33 @@ def test_a_running_jobs_time_left_is_its_pace_so_far_times_the_trials_left(page:
     assert timing[2] == "ran 3 min 0 s"
     assert timing[3] == ""
     assert timing[4] == "1 min 0 s so far"  # no pace before a trial has finished
+
+
+def test_a_failed_trial_leads_with_its_cause_and_draws_no_empty_charts(page: Page, service: Service) -> None:
+    db = Database(service.database_url)
+    cause = "FloatingPointError: the loss became NaN at epoch 1"
+    traceback = f'Traceback (most recent call last):\n  File "train.py", line 1, in fit\n{cause}'
+    with db.session() as s:
+        job = q.create_job(s, JobSpec.model_validate(small_job("iris", max_trials=1)), 1, "e2e")
+        job.status = JobStatus.RUNNING.value
+        job_id = job.id
+    with db.session() as s:
+        row = q.start_trial(s, job_id, 0, {"dropout_rate": 0.25, "dropout_layers": 1})
+        assert row is not None
+        for epoch in (1, 2):
+            assert q.record_epoch(s, row, epoch, {"loss": float("nan"), "val_loss": float("nan")})
+        assert q.end_trial(s, row, TrialStatus.FAILED, error=f"{cause}\n\n{traceback}")
+        assert q.finish_job(s, job_id, JobStatus.FAILED, error=cause)
+
+    page.goto(f"/jobs/{job_id}/trials/0")
+    expect(page.locator("#trial-cause")).to_have_text(cause)
+    expect(page.locator("#trial-cause")).to_have_class(re.compile(r"\berror-notice\b"))
+    expect(page.locator("#trial-traceback")).to_be_hidden()  # folded
+    page.locator("#trial-error summary").click()
+    expect(page.locator("#trial-traceback")).to_contain_text('File "train.py"')
+    expect(page.locator("#loss-chart")).to_have_text("Every value is NaN or infinite: nothing to draw.")
+    expect(page.locator("#loss-chart svg")).to_have_count(0)  # no empty 0-1 axes, no legend
+
+    page.goto(f"/jobs/{job_id}")
+    expect(page.locator("#job-error")).to_have_text(f"Cause: {cause}")
+    expect(page.locator("#job-error")).to_have_class(re.compile(r"\berror-notice\b"))

@@ -95,8 +95,10 @@ function empty(container, message) {
 /** Lines: series = [{key, label, color, dashed, points: [[x, y], ...]}]. */
 export function lineChart(container, { series, xLabel, yLabel, title, emptyText = "No data yet." }) {
   const all = series.flatMap((s) => s.points);
-  if (!all.length) return empty(container, emptyText);
-  const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
+  const finite = all.filter((p) => Number.isFinite(p[1]));
+  // A diverged run's history is all NaN: say so, rather than draw empty 0-1 axes and a legend.
+  if (!finite.length) return empty(container, all.length ? "Every value is NaN or infinite: nothing to draw." : emptyText);
+  const xs = all.map((p) => p[0]), ys = finite.map((p) => p[1]);
   const xDomain = [Math.min(...xs), Math.max(Math.max(...xs), Math.min(...xs) + 1)];
   const integerTicks = niceTicks(xDomain[0], xDomain[1], 8).filter((t) => Number.isInteger(t));
   const { plot, x, y } = frame(container, { xDomain, yDomain: extent(ys), xLabel, yLabel, title, xTicks: integerTicks });

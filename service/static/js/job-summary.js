@@ -16,6 +16,7 @@ export function renderHeader() {
   const err = document.getElementById("job-error");
   err.hidden = !job.error || job.status === "cancelled";
   err.textContent = job.error ? `Cause: ${job.error}` : "";
+  err.classList.toggle("error-notice", job.status === "failed");
 }
 
 export function showMissing(message) {

@@ -1,5 +1,5 @@
 // One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
-import { badge, conditionalGet, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll, showNotFound } from "./common.js";
+import { badge, conditionalGet, errorSummary, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll, showNotFound } from "./common.js";
 import { PALETTE, formatNumber, lineChart } from "./charts.js";
 
 const { jobId, number } = idsFromPath(); // each null when malformed
@@ -17,9 +17,10 @@ async function refresh() {
   back.textContent = `← ${job ? job.name : "Job"}`;
   document.getElementById("trial-title").textContent = `Trial ${trial.number}`;
   document.getElementById("trial-status").replaceChildren(badge(trial.status));
-  const err = document.getElementById("trial-error");
-  err.hidden = !trial.error;
-  err.textContent = trial.error || "";
+  // The cause first, in the error style; the traceback folded under it.
+  document.getElementById("trial-error").hidden = !trial.error;
+  document.getElementById("trial-cause").textContent = errorSummary(trial.error);
+  document.getElementById("trial-traceback").textContent = trial.error || "";
   const facts = (id, rows) => document.getElementById(id).replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
   facts("trial-hps", Object.entries(trial.hyperparameters).map(([k, v]) => [k.replace("_", " "), fmtValue(v)]));
   const metric = job?.spec.objective.metric || "score";
