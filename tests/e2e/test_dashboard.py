@@ -584,8 +584,8 @@ def test_a_failed_trial_leads_with_its_cause_and_draws_no_empty_charts(page: Pag
     with db.session() as s:
         row = q.start_trial(s, job_id, 0, {"dropout_rate": 0.25, "dropout_layers": 1})
         assert row is not None
-        for epoch in (1, 2):
-            assert q.record_epoch(s, row, epoch, {"loss": float("nan"), "val_loss": float("nan")})
+        for epoch in (1, 2):  # the worker records a NaN or infinite metric as null (JSON has no NaN)
+            assert q.record_epoch(s, row, epoch, {"loss": None, "val_loss": None})
         assert q.end_trial(s, row, TrialStatus.FAILED, error=f"{cause}\n\n{traceback}")
         assert q.finish_job(s, job_id, JobStatus.FAILED, error=cause)
 
