@@ -188,6 +188,13 @@ def test_an_invalid_form_shows_the_error_beside_its_field_and_submits_nothing(
     expect(page.locator("#f-rate-min")).to_have_attribute("aria-invalid", "true")
     assert page.url.endswith("/new")
     assert job_total(service) == before
+    # Required fields left empty are each named at once, and nothing is sent for the service to fill in.
+    fill_small_search(page, **{"#f-trials": "", "#f-epochs": "", "#f-rate-max": ""})
+    page.click("button[type=submit]")
+    for loc in ("max_trials", "training.epochs", "search_space.dropout_rate.max"):
+        expect(page.locator(f'[data-loc="{loc}"] .field-error')).to_have_text("required: enter a value")
+    expect(page.locator(".field-error")).to_have_count(3)
+    assert job_total(service) == before
 
 
 def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: Page, service: Service) -> None:

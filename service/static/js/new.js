@@ -53,9 +53,19 @@ function specFromForm() {
   };
 }
 
+/** An error for each required field left empty, all at once: an empty field is never sent, where the
+ * service would fill in its default without the user knowing. */
+function missingFields() {
+  return [...form.querySelectorAll("input[required], select[required]")]
+    .filter((input) => !input.value.trim())
+    .map((input) => ({ loc: [input.closest("[data-loc]").dataset.loc], msg: "required: enter a value" }));
+}
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
+  const missing = missingFields();
+  if (missing.length) { showErrors(form, missing); return; }
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
