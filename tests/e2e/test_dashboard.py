@@ -608,3 +608,22 @@ def test_a_failed_trial_leads_with_its_cause_and_draws_no_empty_charts(page: Pag
     page.goto(f"/jobs/{job_id}")
     expect(page.locator("#job-error")).to_have_text(f"Cause: {cause}")
     expect(page.locator("#job-error")).to_have_class(re.compile(r"\berror-notice\b"))
+
+
+def test_run_again_opens_the_form_filled_in_and_submits_the_same_spec(
+    page: Page, service: Service, form_job: dict[str, Any]
+) -> None:
+    page.goto(f"/jobs/{form_job['id']}")
+    page.click("#rerun-link")
+    page.wait_for_url(re.compile(rf"/new\?from={form_job['id']}$"))
+    expect(page.locator("#rerun-note")).to_be_visible()
+    expect(page.locator("#f-name")).to_have_value(f"{form_job['spec']['name']} (again)")
+    for selector, value in {"#f-dataset": "iris", "#f-trials": "3", "#f-rate-step": "0.25", "#f-layers-max": "2",
+                            "#f-epochs": "3", "#f-model-units": "16"}.items():  # fmt: skip
+        expect(page.locator(selector)).to_have_value(value)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    again = service.client.get(f"/api/v1/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    service.client.post(f"/api/v1/jobs/{again['id']}/cancel")  # its spec is what counts, not its run
+    assert again["id"] != form_job["id"]
+    assert {**again["spec"], "name": form_job["spec"]["name"]} == form_job["spec"]

@@ -11,6 +11,9 @@ export function renderHeader() {
   document.getElementById("cancel-button").hidden = !isActive(job.status);
   document.getElementById("delete-button").hidden = isActive(job.status);
   document.getElementById("download-menu").hidden = false;
+  const rerun = document.getElementById("rerun-link");
+  rerun.href = `/new?from=${encodeURIComponent(job.id)}`;
+  rerun.hidden = false;
   // Models are kept when a job ends with its search done (GET /api/v1/jobs/{id}/models).
   for (const item of document.querySelectorAll(".model-download")) item.hidden = job.status !== "succeeded";
   const err = document.getElementById("job-error");

@@ -61,6 +61,41 @@ function missingFields() {
     .map((input) => ({ loc: [input.closest("[data-loc]").dataset.loc], msg: "required: enter a value" }));
 }
 
+// "Run again" (`/new?from=<job id>`): the form filled in from that job's spec, and the spec's settings
+// that the form has no field for (activation, early stopping, repeats, packs…) kept as they were.
+let rerunOf = null;
+
+/** The form's spec over the job's it reruns: objects the form fills in part (model, training) are
+ * merged field by field; the rest, the search space and objective included, come from the form. */
+function withRerun(spec) {
+  if (!rerunOf) return spec;
+  const merged = { ...rerunOf, ...spec };
+  for (const key of ["model", "training"]) merged[key] = { ...rerunOf[key], ...spec[key] };
+  return merged;
+}
+
+function fillFromSpec(spec) {
+  const set = (name, value) => { if (value !== undefined && value !== null) form.elements[name].value = String(value); };
+  const bounds = (range) => (range?.values ? { min: Math.min(...range.values), max: Math.max(...range.values) } : range || {});
+  set("name", `${spec.name || "job"} (again)`);
+  if (datasets.some((d) => d.id === spec.dataset_id)) { datasetSelect.value = spec.dataset_id; updateMetrics(); }
+  set("algorithm", spec.algorithm);
+  set("max_trials", spec.max_trials);
+  set("seed", spec.seed);
+  if ([...metricSelect.options].some((o) => o.value === spec.objective.metric)) set("metric", spec.objective.metric);
+  const rate = bounds(spec.search_space.dropout_rate);
+  set("rate_min", rate.min); set("rate_max", rate.max);
+  form.elements.rate_step.value = rate.step ?? "";
+  const layers = bounds(spec.search_space.dropout_layers);
+  set("layers_min", layers.min); set("layers_max", layers.max);
+  form.elements.units_values.value = spec.search_space.units?.values?.join(", ") ?? "";
+  form.elements.lr_min.value = spec.search_space.learning_rate?.min ?? "";
+  form.elements.lr_max.value = spec.search_space.learning_rate?.max ?? "";
+  set("hidden_layers", spec.model.hidden_layers); set("model_units", spec.model.units);
+  set("epochs", spec.training.epochs); set("batch_size", spec.training.batch_size);
+  set("validation_split", spec.training.validation_split);
+}
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
@@ -70,7 +105,7 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   try {
     const { ok, data, status } = await api("/api/v1/jobs", {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(specFromForm()),
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(withRerun(specFromForm())),
     });
     if (ok) { location.href = `/jobs/${data.id}`; return; }
     showErrors(form, data?.detail, `The server answered ${status}.`);
@@ -97,3 +132,14 @@ upload.addEventListener("submit", async (event) => {
 });
 
 await loadDatasets();
+const rerunId = new URLSearchParams(location.search).get("from");
+if (rerunId) {
+  const { ok, data } = await api(`/api/v1/jobs/${encodeURIComponent(rerunId)}`);
+  if (ok) {
+    rerunOf = data.spec;
+    fillFromSpec(data.spec);
+    document.getElementById("rerun-note").textContent =
+      `Filled in from "${data.spec.name}". Settings this form has no field for are kept as that job had them.`;
+    document.getElementById("rerun-note").hidden = false;
+  }
+}
