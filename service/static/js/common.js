@@ -12,10 +12,10 @@ export function authHeaders(token = getToken()) {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-/** To the sign-in page, back here after. A stored token the API refused is dropped, and the sign-in
- * page told so (`why=refused`), so that it can say why the user is there. */
 let leaving = false; // several calls answered 401 at once: the first one decides where to go
 
+/** To the sign-in page, back here after. A stored token the API refused is dropped, and the sign-in
+ * page told so (`why=refused`), so that it can say why the user is there. */
 function toSignIn() {
   if (leaving) return;
   leaving = true;
