@@ -21,7 +21,7 @@ from store.db import Database
 from store.errors import InputError, LimitError, NotFoundError
 from store.report import build_report, figures_of
 from store.report_schema import Report
-from store.spec import TASK_METRICS, JobSpec, planned_trials, resolve_space
+from store.spec import TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset
 
@@ -49,28 +49,37 @@ def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSp
     return spec.model_copy(update=update)
 
 
+def service_caps(s: Settings) -> ServiceCaps:
+    return ServiceCaps(
+        max_trials=s.max_trials_cap,
+        epochs=s.epochs_cap,
+        batch_size=s.batch_size_cap,
+        units=s.units_cap,
+        hidden_layers=s.hidden_layers_cap,
+        parallel_trials=s.parallel_trials_cap,
+        trial_timeout_s=s.trial_timeout_s,
+    )
+
+
 def _check_caps(spec: JobSpec, s: Settings) -> None:
-    caps: list[tuple[str, float, float]] = [
-        ("max_trials", spec.max_trials, s.max_trials_cap),
-        ("training.epochs", spec.training.epochs, s.epochs_cap),
-        ("training.batch_size", spec.training.batch_size, s.batch_size_cap),
-        ("model.units", spec.model.units, s.units_cap),
-        ("model.hidden_layers", spec.model.hidden_layers, s.hidden_layers_cap),
-        ("parallel_trials", spec.parallel_trials, s.parallel_trials_cap),
+    # The API reads a submitted spec with these caps active (see `store.spec.ACTIVE_CAPS`); this
+    # checks them for every other caller, with the same messages.
+    caps = service_caps(s)
+    checks: list[tuple[str, float | None, float | None]] = [
+        ("max_trials", spec.max_trials, caps.max_trials),
+        ("training.epochs", spec.training.epochs, caps.epochs),
+        ("training.batch_size", spec.training.batch_size, caps.batch_size),
+        ("model.units", spec.model.units, caps.units),
+        ("model.hidden_layers", spec.model.hidden_layers, caps.hidden_layers),
+        ("parallel_trials", spec.parallel_trials, caps.parallel_trials),
+        ("trial_timeout_s", spec.trial_timeout_s, caps.trial_timeout_s),
     ]
     if spec.search_space.units is not None:
-        caps.append(("search_space.units", spec.search_space.units.bounds()[1], s.units_cap))
-    if spec.trial_timeout_s is not None and s.trial_timeout_s is not None:
-        caps.append(("trial_timeout_s", spec.trial_timeout_s, s.trial_timeout_s))
-    for field, value, cap in caps:
-        if value > cap:
-            raise InputError(field, f"{_number(value)} is above this service's limit of {_number(cap)}")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return str(int(value)) if value.is_integer() else str(value)
+        checks.append(("search_space.units", spec.search_space.units.bounds()[1], caps.units))
+    for field, value, cap in checks:
+        message = None if value is None else cap_error(value, cap)
+        if message:
+            raise InputError(field, message)
 
 
 def estimated_parameters(dataset: Dataset, hidden_layers: int, units: int) -> int:

@@ -9,6 +9,8 @@ where `/openapi.json` shows it; only rules that need the service's settings or t
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
@@ -52,6 +54,51 @@ Integer = Annotated[int, Strict(), Field(le=MAX_INT)]
 SignedInteger = Annotated[Integer, Field(ge=-MAX_INT)]
 Number = Annotated[float, Strict()]
 Text = Annotated[str, AfterValidator(_no_control_characters)]
+
+
+@dataclass(frozen=True)
+class ServiceCaps:
+    """A service's own limits on a spec (its settings), by the name each capped field gives below."""
+
+    max_trials: int
+    epochs: int
+    batch_size: int
+    units: int
+    hidden_layers: int
+    parallel_trials: int
+    trial_timeout_s: float | None
+
+
+# Set while the API reads a submitted spec: the caps' errors then come in the same answer as the
+# spec's other errors (a form shows them all at once, not in rounds). Unset wherever a stored spec is
+# read back; `service.jobs` checks the caps again from the settings either way.
+ACTIVE_CAPS: ContextVar[ServiceCaps | None] = ContextVar("droptune_active_caps", default=None)
+
+
+def cap_error(value: float, cap: float | None) -> str | None:
+    """The message for `value` over a service's `cap` (None: within it, or no cap)."""
+    if cap is None or value <= cap:
+        return None
+    return f"{_plain_number(value)} is above this service's limit of {_plain_number(cap)}"
+
+
+def _plain_number(value: float) -> str:
+    return str(value) if isinstance(value, int) else str(int(value)) if value.is_integer() else str(value)
+
+
+def _capped(name: str) -> AfterValidator:
+    """A field checked against the active caps' `name`, when the API has set them."""
+
+    def check(value: Any) -> Any:
+        caps = ACTIVE_CAPS.get()
+        if caps is not None and value is not None:
+            high = value.bounds()[1] if hasattr(value, "bounds") else value
+            message = cap_error(high, getattr(caps, name))
+            if message:
+                raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
 class _Strict(BaseModel):
@@ -98,17 +145,22 @@ class FloatRange(_Strict):
         assert self.min is not None and self.max is not None
         if not (math.isfinite(self.min) and math.isfinite(self.max)):
             raise ValueError("min and max must be finite numbers")
+        # Each error names the part of the range at fault, so a form can show it beside that field.
         if self.sampling == "log" and self.min <= 0:
-            raise ValueError("log sampling needs min > 0")
+            raise _field_error(("min",), "log sampling needs min > 0", self.min)
         if self.step is not None and self.max > self.min:
             if self.sampling == "log" and self.step <= 1:
-                raise ValueError("with log sampling, step is a factor and must be > 1")
+                raise _field_error(("step",), "with log sampling, step is a factor and must be > 1", self.step)
             if self.sampling == "linear" and self.step > self.max - self.min:
-                raise ValueError(f"step {self.step} is larger than max - min, so the range is just min")
+                raise _field_error(
+                    ("step",), f"step {self.step} is larger than max - min, so the range is just min", self.step
+                )
             _check_count(self.count(), self.step)
             values = self.candidate_values()
             if len(set(values)) < len(values):
-                raise ValueError(f"step {self.step} is below the resolution of values near {self.min}")
+                raise _field_error(
+                    ("step",), f"step {self.step} is below the resolution of values near {self.min}", self.step
+                )
         return self
 
     def is_discrete(self) -> bool:
@@ -174,7 +226,9 @@ class IntRange(_Strict):
             return self
         assert self.min is not None and self.max is not None
         if self.step is not None and self.max > self.min and self.step > self.max - self.min:
-            raise ValueError(f"step {self.step} is larger than max - min, so the range is just min")
+            raise _field_error(
+                ("step",), f"step {self.step} is larger than max - min, so the range is just min", self.step
+            )
         if self.step is None:
             self.step = 1
         return self
@@ -219,8 +273,10 @@ def _check_range_shape(
 def _check_count(count: int | None, step: float) -> None:
     if count is not None and count > MAX_RANGE_VALUES:
         many = "more than 2 billion" if count >= MAX_INT else f"{count:,}"
-        raise ValueError(
-            f"step {step} gives {many} values from min to max; a range may hold at most {MAX_RANGE_VALUES:,}"
+        raise _field_error(
+            ("step",),
+            f"step {step} gives {many} values from min to max; a range may hold at most {MAX_RANGE_VALUES:,}",
+            step,
         )
 
 
@@ -239,12 +295,16 @@ def _bounded(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 def _check_bounds(
-    values: tuple[float, float], low: float, high: float, low_open: bool, high_open: bool, what: str
+    rng: FloatRange | IntRange, low: float, high: float, low_open: bool, high_open: bool, what: str
 ) -> None:
-    first, last = values
-    if first < low or (low_open and first == low) or last > high or (high_open and last == high):
+    first, last = rng.bounds()
+    low_bad = first < low or (low_open and first == low)
+    if low_bad or last > high or (high_open and last == high):
         interval = f"{'(' if low_open else '['}{_text(low)}, {_text(high)}{')' if high_open else ']'}"
-        raise ValueError(f"{what} must lie in {interval}; got {_text(first)}..{_text(last)}")
+        # At the bound that is out (or the list): where a form shows it.
+        part = "values" if rng.values is not None else "min" if low_bad else "max"
+        message = f"{what} must lie in {interval}; got {_text(first)}..{_text(last)}"
+        raise _field_error((part,), message, getattr(rng, part))
 
 
 def _text(value: float) -> str:
@@ -258,7 +318,7 @@ class DropoutRateRange(FloatRange):
 
     @model_validator(mode="after")
     def _check_rates(self) -> DropoutRateRange:
-        _check_bounds(self.bounds(), 0, 1, False, True, "rates")
+        _check_bounds(self, 0, 1, False, True, "rates")
         return self
 
 
@@ -269,7 +329,7 @@ class DropoutLayersRange(IntRange):
 
     @model_validator(mode="after")
     def _check_layers(self) -> DropoutLayersRange:
-        _check_bounds(self.bounds(), 0, MAX_INT, False, False, "layer counts")
+        _check_bounds(self, 0, MAX_INT, False, False, "layer counts")
         return self
 
 
@@ -280,7 +340,7 @@ class UnitsRange(IntRange):
 
     @model_validator(mode="after")
     def _check_units(self) -> UnitsRange:
-        _check_bounds(self.bounds(), 1, MAX_INT, False, False, "units")
+        _check_bounds(self, 1, MAX_INT, False, False, "units")
         return self
 
 
@@ -291,29 +351,29 @@ class LearningRateRange(FloatRange):
 
     @model_validator(mode="after")
     def _check_rates(self) -> LearningRateRange:
-        _check_bounds(self.bounds(), 0, 1, True, False, "rates")
+        _check_bounds(self, 0, 1, True, False, "rates")
         return self
 
 
 class SearchSpace(_Strict):
     dropout_rate: DropoutRateRange
     dropout_layers: DropoutLayersRange
-    units: UnitsRange | None = None
+    units: Annotated[UnitsRange | None, _capped("units")] = None
     learning_rate: LearningRateRange | None = None
 
 
 class ModelSpec(_Strict):
     """The fixed architecture around the searched hyperparameters."""
 
-    hidden_layers: Integer = Field(2, ge=1)
-    units: Integer = Field(64, ge=1)
+    hidden_layers: Annotated[Integer, _capped("hidden_layers")] = Field(2, ge=1)
+    units: Annotated[Integer, _capped("units")] = Field(64, ge=1)
     activation: Literal["relu", "tanh", "elu", "gelu", "selu", "sigmoid"] = "relu"
     learning_rate: Number = Field(1e-3, gt=0, le=1)
 
 
 class TrainingSpec(_Strict):
-    epochs: Integer = Field(10, ge=1)
-    batch_size: Integer = Field(32, ge=1)
+    epochs: Annotated[Integer, _capped("epochs")] = Field(10, ge=1)
+    batch_size: Annotated[Integer, _capped("batch_size")] = Field(32, ge=1)
     validation_split: Number = Field(0.2, gt=0, lt=1)
     early_stopping_patience: Annotated[Integer, Field(ge=1)] | None = None
 
@@ -327,7 +387,7 @@ class JobSpec(_Strict):
     name: Text = Field("", max_length=200)
     dataset_id: Text = Field(min_length=1, max_length=64)
     algorithm: Algorithm = "random"
-    max_trials: Integer = Field(10, ge=1)
+    max_trials: Annotated[Integer, _capped("max_trials")] = Field(10, ge=1)
     objective: ObjectiveSpec = ObjectiveSpec()
     search_space: SearchSpace
     model: ModelSpec = ModelSpec()
@@ -335,7 +395,7 @@ class JobSpec(_Strict):
     seed: Integer = Field(42, ge=0)
     hyperband_factor: Integer = Field(3, ge=2, le=10)
     # Trials run at once: one oracle process hands trials to this many trial processes.
-    parallel_trials: Integer = Field(1, ge=1)
+    parallel_trials: Annotated[Integer, _capped("parallel_trials")] = Field(1, ge=1)
     # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
     # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
     # own loop). Image models are always trained one at a time.
@@ -346,7 +406,7 @@ class JobSpec(_Strict):
     timeout_s: Annotated[Number, Field(gt=0, le=10_000_000)] | None = None
     # A trial running longer than this is taken for hung: killed, recorded failed, and the search
     # moves on to the next trial. The worker's own `trial_timeout_s` setting caps it.
-    trial_timeout_s: Annotated[Number, Field(gt=0, le=10_000_000)] | None = None
+    trial_timeout_s: Annotated[Annotated[Number, Field(gt=0, le=10_000_000)] | None, _capped("trial_timeout_s")] = None
     # After the search, the best `confirm_top` configurations and the no-dropout baseline are trained
     # again with `repeats` seeds each, and the verdict is drawn from those runs (0 repeats: not confirmed).
     confirm_top: Integer = Field(3, ge=1, le=MAX_CONFIRM_TOP)

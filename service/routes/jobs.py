@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from service import jobs as logic
 from service.auth import CallerDep
@@ -11,7 +11,7 @@ from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
 from service.schemas import API_ERRORS, JobOut, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
-from store.spec import JobSpec
+from store.spec import ACTIVE_CAPS, JobSpec
 from store.states import JobStatus, TrialStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=API_ERRORS)
@@ -31,7 +31,19 @@ Since = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(e429="too many active jobs; see Retry-After"))
+async def with_service_caps(settings: SettingsDep) -> None:
+    """Read the body's spec with this service's caps active, so their errors come with the spec's
+    others in one answer. Async: FastAPI runs it in the request's own context, before the body is
+    validated, and a context variable set there is seen by that validation."""
+    ACTIVE_CAPS.set(logic.service_caps(settings))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(e429="too many active jobs; see Retry-After"),
+    dependencies=[Depends(with_service_caps)],
+)
 def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobOut:
     return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
 

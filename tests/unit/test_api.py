@@ -262,6 +262,27 @@ def test_job_above_a_service_cap_is_rejected(make_client: Callable[..., TestClie
     assert_rejected_job(client, spec, tuple(field.split(".")), f"{value} is above this service's limit of")
 
 
+def test_a_spec_with_several_faults_answers_every_one_at_once(make_client: Callable[..., TestClient]) -> None:
+    # A range's own rule, a cap of the service's settings and a step: one answer names all three,
+    # each at the field a form shows it beside (a form used to learn of them one round at a time).
+    client = make_client(max_trials_cap=5)
+    spec = make_spec(
+        max_trials=100_000,
+        **{
+            "search_space.dropout_rate": {"min": 0.6, "max": 0.5},
+            "search_space.dropout_layers": {"min": 0, "max": 1, "step": 2},
+        },
+    )
+
+    response = submit(client, spec)
+
+    assert response.status_code == 422, response.text
+    assert "100000 is above this service's limit of 5" in error_at(response, "max_trials")["msg"]
+    assert "min (0.6) is greater than max (0.5)" in error_at(response, "search_space", "dropout_rate")["msg"]
+    assert "larger than max - min" in error_at(response, "search_space", "dropout_layers", "step")["msg"]
+    assert len(response.json()["detail"]) == 3
+
+
 def test_job_at_the_service_caps_is_accepted(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_trials_cap=5, epochs_cap=5, batch_size_cap=64, units_cap=32)
 

@@ -122,6 +122,7 @@ def test_linear_step_larger_than_the_range_is_rejected(range_type: type, low: fl
     with pytest.raises(ValidationError) as exc:
         range_type(min=low, max=high, step=step)
     assert f"step {step} is larger than max - min" in error_messages(exc.value)
+    assert error_locs(exc.value) == ["step"]  # beside the field at fault, not the range as a whole
 
 
 @pytest.mark.parametrize("low", [0.0, -0.001])
@@ -129,6 +130,7 @@ def test_log_sampling_with_non_positive_min_is_rejected(low: float) -> None:
     with pytest.raises(ValidationError) as exc:
         FloatRange(min=low, max=0.1, sampling="log")
     assert "log sampling needs min > 0" in error_messages(exc.value)
+    assert error_locs(exc.value) == ["min"]
 
 
 def test_stepped_float_range_includes_its_max_despite_float_rounding() -> None:
@@ -253,16 +255,16 @@ def test_hyperband_schedule_size_counts_the_trials_keras_tuners_oracle_creates(
 
 
 @pytest.mark.parametrize(
-    "dropout_rate",
-    [{"min": 0.0, "max": 1.0}, {"min": 0.2, "max": 1.5}, {"values": [-0.1, 0.2]}],
-    ids=["max-equals-1", "max-above-1", "negative-value"],
+    ("dropout_rate", "part"),
+    [({"min": 0.0, "max": 1.0}, "max"), ({"min": -0.2, "max": 0.5}, "min"), ({"values": [-0.1, 0.2]}, "values")],
+    ids=["max-equals-1", "min-below-0", "negative-value"],
 )
-def test_dropout_rate_outside_zero_to_one_is_rejected(
-    dropout_rate: dict[str, Any], make_spec: Callable[..., JobSpec]
+def test_dropout_rate_outside_zero_to_one_is_rejected_at_the_bound_that_is_out(
+    dropout_rate: dict[str, Any], part: str, make_spec: Callable[..., JobSpec]
 ) -> None:
     with pytest.raises(ValidationError) as exc:
         make_spec(search_space={"dropout_rate": dropout_rate})
-    assert error_locs(exc.value) == ["search_space.dropout_rate"]
+    assert error_locs(exc.value) == [f"search_space.dropout_rate.{part}"]
     assert "rates must lie in [0, 1)" in error_messages(exc.value)
 
 

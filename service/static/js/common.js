@@ -274,3 +274,12 @@ export function trialDuration(trial, now = Date.now()) {
   if (trial.status !== "running" || !trial.started_at) return fmtDuration(trial.duration_s);
   return `${fmtDuration(Math.max(0, (now - Date.parse(trial.started_at)) / 1000))} so far`;
 }
+
+/** "2 of 5" epochs: the spec's epoch count is every trial's budget, except that Hyperband gives its
+ * trials smaller budgets and early stopping may end one sooner ("of at most 5"). */
+export function epochsText(done, job) {
+  if (!job) return String(done);
+  const training = job.spec.training;
+  const upTo = job.algorithm === "hyperband" || training.early_stopping_patience != null;
+  return `${done} of ${upTo ? "at most " : ""}${training.epochs}`;
+}

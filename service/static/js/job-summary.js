@@ -1,7 +1,7 @@
 // Job page: the header (name, status, buttons), the search's facts and the best trial's card.
 import { badge, counted, fmtTime, fmtValue, h, isActive, timingText } from "./common.js";
 import { formatNumber } from "./charts.js";
-import { hpNames, state, trialHref } from "./job-state.js";
+import { allTrials, hpNames, state, trialHref } from "./job-state.js";
 
 export function renderHeader() {
   const job = state.job;
@@ -54,8 +54,23 @@ export function renderSpec() {
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
   ];
+  const grid = gridText();
+  if (grid) rows.splice(4, 0, ["Grid", grid]);
   if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
   document.getElementById("spec").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+/** A grid search's coverage: "8 of 18 grid points"; when Max trials cuts the grid short, it says so
+ * and which dropout rates the trials reached (the Dropout rate row is the space, not what ran). */
+function gridText() {
+  const { spec, search_space: space } = state.job;
+  if (spec.algorithm !== "grid" || !space.networks) return null;
+  const points = Math.min(spec.max_trials, space.networks);
+  const text = `${points} of ${counted(space.networks, "grid point")}`;
+  if (points >= space.networks) return `${text}: every point`;
+  const rates = allTrials().map((t) => t.hyperparameters.dropout_rate ?? 0);
+  const reached = rates.length ? `; dropout rates tried: ${fmtValue(Math.min(...rates))} to ${fmtValue(Math.max(...rates))}` : "";
+  return `${text}: Max trials (${spec.max_trials}) cuts the grid short; set it to ${space.networks} to try every point${reached}`;
 }
 
 export function renderBest() {

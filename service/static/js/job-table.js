@@ -1,5 +1,5 @@
 // Job page: the trials table, built with DOM calls (errors and values are text, never markup).
-import { badge, errorSummary, fmtValue, h, trialDuration } from "./common.js";
+import { badge, epochsText, errorSummary, fmtValue, h, trialDuration } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, sortedTrials, state, trialHref } from "./job-state.js";
 
@@ -51,6 +51,13 @@ function trialRow(t, names) {
     names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
     h("td", { class: "num" }, formatNumber(t.score)),
     h("td", { class: "num" }, t.best_epoch ?? "–"),
-    h("td", { class: "num", "data-col": "duration" }, trialDuration(t)),
+    h("td", { class: "num", "data-col": "duration" }, trialDuration(t), runningEpochs(t)),
     h("td", { class: "error-cell" }, error));
+}
+
+/** Under a running trial's time so far: how many epochs it has finished, where the page holds its history. */
+function runningEpochs(t) {
+  const detail = state.details.get(t.number);
+  if (t.status !== "running" || !detail) return null;
+  return h("div", { class: "muted", "data-epochs": "" }, `${epochsText(detail.history.length, state.job)} epochs done`);
 }
