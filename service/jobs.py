@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.conditional import Answer, answer, etag, matches
 from service.models import delete_job_files
-from service.schemas import JobOut, Page, TrialDetail, TrialOut, TrialPage
+from service.schemas import JobOut, JobPlan, Page, TrialDetail, TrialOut, TrialPage
 from store import jobs as q
 from store import polling
 from store.catalog import get_dataset
@@ -137,6 +137,14 @@ def submit_job(db: Database, spec: JobSpec, settings: Settings, owner: str, scop
         _check_active_limit(session, owner, settings)
         job = q.create_job(session, normalized, planned, owner)
         return JobOut.of(q.summarize(session, [job])[0])
+
+
+def plan_job(db: Database, spec: JobSpec, settings: Settings, scope: str | None) -> JobPlan:
+    """Check `spec` as a submit would (its dataset included) and say what it would run; stores nothing."""
+    with db.session(readonly=True) as session:
+        normalized = normalize_spec(spec, _dataset_of(session, spec, scope), settings)
+    space = resolve_space(normalized.search_space)
+    return JobPlan(trials_planned=planned_trials(normalized), networks=space.networks, search_space=space)
 
 
 def _dataset_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool = False) -> Dataset:

@@ -161,6 +161,14 @@ class JobOut(BaseModel):
         )
 
 
+class JobPlan(BaseModel):
+    """What a spec would run, before it is submitted (POST /api/v1/jobs/plan)."""
+
+    trials_planned: int  # the most trials the search runs: Max trials, or fewer where the space is smaller
+    networks: int | None  # distinct networks in the canonical space (a grid's points); None: continuous
+    search_space: ResolvedSpace
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int

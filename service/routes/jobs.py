@@ -9,7 +9,7 @@ from service import jobs as logic
 from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
-from service.schemas import API_ERRORS, JobOut, Page, TrialDetail, TrialPage, errors
+from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
 from store.spec import ACTIVE_CAPS, JobSpec
 from store.states import JobStatus, TrialStatus
@@ -46,6 +46,13 @@ async def with_service_caps(settings: SettingsDep) -> None:
 )
 def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobOut:
     return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
+
+
+@router.post("/plan", dependencies=[Depends(with_service_caps)])
+def plan_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobPlan:
+    """Check a spec as a submit would and say how many trials it would run (a grid's size among
+    them), without creating a job: what the form's hints read as the user types."""
+    return logic.plan_job(db, spec, settings, caller.scope)
 
 
 @router.get("", response_model=Page[JobOut], responses=CONDITIONAL)

@@ -283,6 +283,38 @@ def test_a_spec_with_several_faults_answers_every_one_at_once(make_client: Calla
     assert len(response.json()["detail"]) == 3
 
 
+def test_a_plan_says_how_much_of_a_grid_max_trials_runs_and_creates_no_job(client: TestClient) -> None:
+    # Rates 0..0.5 step 0.1 over 0..2 layers: the baseline and 5 rates x 2 layer counts = 11 networks.
+    spec = make_spec(
+        algorithm="grid",
+        max_trials=8,
+        **{
+            "search_space.dropout_rate": {"min": 0, "max": 0.5, "step": 0.1},
+            "search_space.dropout_layers": {"min": 0, "max": 2},
+        },
+    )
+    before = job_total(client)
+
+    response = client.post("/api/v1/jobs/plan", json=spec)
+
+    assert response.status_code == 200, response.text
+    plan = response.json()
+    assert (plan["networks"], plan["trials_planned"]) == (11, 8)
+    assert plan["search_space"]["dropout_layers"] == [0, 1, 2]
+    assert job_total(client) == before
+
+
+def test_a_plan_of_a_bad_spec_is_the_submit_s_422(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_trials_cap=5)
+    spec = make_spec(max_trials=6, **{"search_space.dropout_rate": {"min": 0.6, "max": 0.5}})
+
+    response = client.post("/api/v1/jobs/plan", json=spec)
+
+    assert response.status_code == 422
+    assert "above this service's limit of 5" in error_at(response, "max_trials")["msg"]
+    assert "greater than max" in error_at(response, "search_space", "dropout_rate")["msg"]
+
+
 def test_job_at_the_service_caps_is_accepted(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_trials_cap=5, epochs_cap=5, batch_size_cap=64, units_cap=32)
 

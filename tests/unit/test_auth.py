@@ -132,6 +132,7 @@ API_CALLS = [
     ("POST", "/api/v1/datasets"),
     ("GET", "/api/v1/jobs"),
     ("POST", "/api/v1/jobs"),
+    ("POST", "/api/v1/jobs/plan"),
     ("GET", "/api/v1/jobs/x"),
     ("POST", "/api/v1/jobs/x/cancel"),
     ("DELETE", "/api/v1/jobs/x"),

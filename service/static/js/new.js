@@ -71,12 +71,26 @@ function withRerun(spec) {
   if (!rerunOf) return spec;
   const merged = { ...rerunOf, ...spec };
   for (const key of ["model", "training"]) merged[key] = { ...rerunOf[key], ...spec[key] };
+  // A listed range (`values: [...]`) shows as its lowest and highest value; left so, it is sent as listed.
+  merged.search_space = { ...spec.search_space };
+  for (const [name, { range, shown }] of Object.entries(listedRanges)) {
+    const now = spec.search_space[name];
+    if (now && now.min === shown.min && now.max === shown.max && now.step === undefined) merged.search_space[name] = range;
+  }
   return merged;
 }
+
+// The rerun job's ranges given as lists, which the form (min, max, step) cannot show: name -> the
+// range and the min and max the form shows for it.
+const listedRanges = {};
 
 function fillFromSpec(spec) {
   const set = (name, value) => { if (value !== undefined && value !== null) form.elements[name].value = String(value); };
   const bounds = (range) => (range?.values ? { min: Math.min(...range.values), max: Math.max(...range.values) } : range || {});
+  for (const name of ["dropout_rate", "dropout_layers"]) {
+    const range = spec.search_space[name];
+    if (range?.values) listedRanges[name] = { range, shown: bounds(range) };
+  }
   set("name", `${spec.name || "job"} (again)`);
   if (datasets.some((d) => d.id === spec.dataset_id)) { datasetSelect.value = spec.dataset_id; updateMetrics(); }
   set("algorithm", spec.algorithm);
@@ -116,6 +130,37 @@ form.addEventListener("submit", async (event) => {
 
 datasetSelect.addEventListener("change", updateMetrics);
 
+// The plan hint under Max trials: what the spec as typed would run (a grid's size among it), from
+// POST /api/v1/jobs/plan, which counts as the search does. Asked for once typing pauses.
+const planHint = document.getElementById("plan-hint");
+let planTimer = null;
+let planAsked = 0;
+
+function planText(plan, spec) {
+  const { networks, trials_planned: planned } = plan;
+  if (spec.algorithm === "grid") {
+    if (planned < networks) return `${counted(networks, "grid point")}; Max trials ${spec.max_trials} runs only the first ${planned}.`;
+    return `${counted(networks, "grid point")}: every one runs.`;
+  }
+  if (spec.algorithm === "hyperband") return `Hyperband's schedule runs up to ${counted(planned, "trial")}.`;
+  const space = networks === null ? "a continuous space" : `a space of ${counted(networks, "distinct network")}`;
+  return `Up to ${counted(planned, "trial")}, drawn from ${space}.`;
+}
+
+async function updatePlan() {
+  const asked = ++planAsked;
+  if (missingFields().length) { planHint.textContent = ""; return; }
+  const spec = withRerun(specFromForm());
+  const { ok, data } = await api("/api/v1/jobs/plan", {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(spec),
+  });
+  if (asked !== planAsked) return; // a later edit's answer is on its way
+  planHint.textContent = ok ? planText(data, spec) : "";
+}
+
+form.addEventListener("input", () => { clearTimeout(planTimer); planTimer = setTimeout(updatePlan, 300); });
+form.addEventListener("change", () => { clearTimeout(planTimer); planTimer = setTimeout(updatePlan, 300); });
+
 const upload = document.getElementById("upload-form");
 upload.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -139,7 +184,10 @@ if (rerunId) {
     rerunOf = data.spec;
     fillFromSpec(data.spec);
     document.getElementById("rerun-note").textContent =
-      `Filled in from "${data.spec.name}". Settings this form has no field for are kept as that job had them.`;
+      `Filled in from "${data.spec.name}". Settings this form has no field for are kept as that job had them.` +
+      Object.entries(listedRanges).map(([name, { range }]) =>
+        ` Its ${name.replace("_", " ")} values (${range.values.join(", ")}) are kept unless you change that range's min, max or step.`).join("");
     document.getElementById("rerun-note").hidden = false;
   }
 }
+await updatePlan();
