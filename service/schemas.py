@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from store.jobs import JobSummary
+from store.reference import Reference, no_better_than_reference
 from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
 from store.tables import Dataset, Epoch, Trial
 
@@ -113,6 +114,20 @@ class BestTrial(BaseModel):
     metrics: dict[str, float | None] | None
 
 
+class ReferenceOut(BaseModel):
+    """What a trivial predictor, fitted on the training split's labels alone, scores on the job's split."""
+
+    predictor: str = Field(description="`class_frequencies` (classification) or `training_mean` (regression)")
+    description: str = Field(description="the predictor in words, e.g. 'predicting the training split's mean'")
+    scores: dict[str, float] = Field(
+        description='its score on every metric the task reports, e.g. `{"val_loss": 1.0986, "val_accuracy": 0.333}`'
+    )
+
+    @classmethod
+    def of(cls, reference: Reference) -> ReferenceOut:
+        return cls(predictor=reference.predictor, description=reference.description, scores=reference.scores)
+
+
 class JobOut(BaseModel):
     id: str
     name: str
@@ -126,6 +141,15 @@ class JobOut(BaseModel):
     error: str | None
     spec: JobSpec
     search_space: ResolvedSpace  # the canonical space the tuner searches (`store.spec.resolve_space`)
+    reference: ReferenceOut | None = Field(
+        description="a trivial predictor's scores on this job's split, the yardstick for the best score; "
+        "null until the search starts, and for jobs older than it"
+    )
+    no_better_than_reference: bool | None = Field(
+        description="true when the best score is worse than the trivial predictor's on the objective, or equal "
+        "to it: the models learned nothing useful (check the learning rate and the data); null while either "
+        "score is missing"
+    )
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -134,6 +158,9 @@ class JobOut(BaseModel):
     def of(cls, summary: JobSummary) -> JobOut:
         job, best = summary.job, summary.best
         spec = JobSpec.model_validate(job.spec)
+        reference = None if job.reference is None else Reference.model_validate(job.reference)
+        reference_score = None if reference is None else reference.scores.get(spec.objective.metric)
+        best_score = None if best is None else best.score
         return cls(
             id=job.id,
             name=job.name,
@@ -155,6 +182,10 @@ class JobOut(BaseModel):
             error=job.error,
             spec=spec,
             search_space=resolve_space(spec.search_space),
+            reference=None if reference is None else ReferenceOut.of(reference),
+            no_better_than_reference=no_better_than_reference(
+                best_score, reference_score, spec.objective.direction or "min"
+            ),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -196,6 +196,15 @@ def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, 
     session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
 
 
+def set_reference(session: Session, job_id: str, reference: dict[str, Any]) -> bool:
+    """Store the job's trivial-predictor reference (`store.reference`), once: False if it has one."""
+    job = session.get(Job, job_id)
+    if job is None or job.reference is not None:
+        return False
+    job.reference = reference
+    return True
+
+
 def publish_coordinator(
     session: Session, job_id: str, coordinator: dict[str, str] | None, *, worker_id: str | None = None
 ) -> bool:

@@ -36,6 +36,7 @@ from tuner.setup import (
     failure_cause,
     make_tuner,
     prepare,
+    record_reference,
     record_space,
     worker_id_for,
 )
@@ -52,6 +53,7 @@ def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
         worker_id = worker_id_for(q.get_job(session, job_id))
     try:
         prepared = prepare(db, settings, job_id)
+        record_reference(db, job_id, prepared)
         if prepared.spec.parallel_trials > 1:
             coordinate(db, settings, job_id, prepared, workdir)
         else:

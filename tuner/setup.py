@@ -29,6 +29,7 @@ from store.config import Settings
 from store.dataset_files import DatasetFile, local_path
 from store.datasets import load_arrays
 from store.db import Database
+from store.reference import trivial_reference
 from store.spec import JobSpec, resolve_space
 from store.tables import Job, utcnow
 from tuner.cpus import available_cpus
@@ -111,6 +112,22 @@ def record_space(db: Database, job_id: str, tuner: kt.Tuner) -> None:
     """Store the job's search space as keras-tuner holds it (`HyperParameters.get_config()`)."""
     with db.session() as session:
         q.set_hyperparameters_config(session, job_id, tuner.oracle.hyperparameters.get_config())
+
+
+def record_reference(db: Database, job_id: str, prepared: Prepared) -> None:
+    """Store, once, what a trivial predictor scores on the job's split (`store.reference`): the
+    yardstick the API holds the best score against. It is a nicety: a failure is logged, not raised."""
+    try:
+        with db.session() as session:
+            if q.get_job(session, job_id).reference is not None:
+                return
+            _, y_train = prepared.fit_args
+            _, y_val = prepared.fit_kwargs["validation_data"]
+            config = prepared.config
+            reference = trivial_reference(config.task, y_train, y_val, config.n_classes)
+            q.set_reference(session, job_id, reference.model_dump(mode="json"))
+    except Exception:
+        log.exception("job %s: could not record its trivial-predictor reference", job_id)
 
 
 def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:

@@ -108,6 +108,22 @@ def test_the_job_stores_keras_tuners_search_space_config(
     assert [c["config"] for c in rate["conditions"]] == [{"name": "dropout_layers", "values": [1, 2]}]
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_worker_stores_a_trivial_predictor_s_scores_and_the_api_holds_the_best_against_them(
+    service: Service, finished_jobs: dict[str, dict[str, Any]], algorithm: str
+) -> None:
+    """Iris, split 0.2 and stratified: 40 of each class to train on and 10 to validate, so guessing the
+    training frequencies scores ln 3 and always answering one class scores 1/3."""
+    job = finished_jobs[algorithm]
+    reference = job["reference"]
+    assert reference["predictor"] == "class_frequencies" and "class frequencies" in reference["description"]
+    assert set(reference["scores"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert reference["scores"]["val_loss"] == pytest.approx(1.0986, abs=1e-4)
+    assert reference["scores"]["val_accuracy"] == pytest.approx(1 / 3)
+    best = job["best"]["score"]
+    assert job["no_better_than_reference"] is (best >= reference["scores"]["val_loss"] * (1 - 1e-6))
+
+
 def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
     dataset = service.upload("linear", "linear.csv", regression_csv())
     assert dataset["task"] == "regression" and dataset["input_shape"] == [3]
@@ -132,6 +148,10 @@ def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
     assert set(trial["hyperparameters"]) == {"dropout_rate", "dropout_layers", "units", "learning_rate"}
     assert 0.001 <= trial["hyperparameters"]["learning_rate"] <= 0.01
     assert trial["score"] == pytest.approx(min(h["val_mae"] for h in trial["history"]), rel=1e-6)
+    # The trivial predictor: the training mean (its median for mae), scored on the same split.
+    assert job["reference"]["predictor"] == "training_mean"
+    assert set(job["reference"]["scores"]) == {"loss", "mae", "val_loss", "val_mae"}
+    assert isinstance(job["no_better_than_reference"], bool)
 
 
 def test_npz_images_train_a_conv_net(service: Service) -> None:

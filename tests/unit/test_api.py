@@ -908,3 +908,89 @@ def test_a_queued_jobs_report_is_pending_and_an_unknown_jobs_is_404(client: Test
     assert report["final"] is False and report["status"] == "queued"
     assert report["verdict"]["answer"] == "pending" and report["confirmed"] == [] and report["effects"]["trials"] == 0
     assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/report").status_code == 404
+
+
+# --- the trivial-predictor reference (issue 14, item 5) --------------------------------------------
+
+
+def _with_reference_and_best(database_url: str, job_id: str, reference: Json | None, scores: list[float]) -> None:
+    """What the worker writes: the job's reference when its search starts, then completed trials."""
+    from store import jobs as q
+    from store.states import TrialStatus
+
+    with Database(database_url).session() as session:
+        if reference is not None:
+            assert q.set_reference(session, job_id, reference)
+        for number, score in enumerate(scores):
+            row = q.start_trial(session, job_id, number, {"dropout_rate": 0.25, "dropout_layers": 1})
+            assert row is not None
+            assert q.end_trial(session, row, TrialStatus.COMPLETED, score=score, best_metrics={"val_loss": score})
+
+
+IRIS_REFERENCE: Json = {
+    "predictor": "class_frequencies",
+    "scores": {"loss": 1.0986, "accuracy": 1 / 3, "val_loss": 1.0986, "val_accuracy": 1 / 3},
+}
+
+
+@pytest.mark.parametrize(
+    ("metric", "scores", "flagged"),
+    [
+        ("val_loss", [91.0, 3.8], True),  # the issue's iris search at learning rate 1: best 3.8 > 1.0986
+        ("val_loss", [3.8, 0.2], False),
+        ("val_accuracy", [0.2, 1 / 3], True),  # no better than always answering the most common class
+        ("val_accuracy", [0.2, 0.9], False),
+    ],
+)
+def test_a_job_says_whether_its_best_score_is_no_better_than_a_trivial_predictor(
+    make_client: Callable[..., TestClient], database_url: str, metric: str, scores: list[float], flagged: bool
+) -> None:
+    client = make_client(database_url=database_url)
+    job = submitted(client, **{"objective": {"metric": metric}})
+    _with_reference_and_best(database_url, job["id"], IRIS_REFERENCE, scores)
+
+    shown = client.get(f"/api/v1/jobs/{job['id']}").json()
+    listed = next(item for item in client.get("/api/v1/jobs").json()["items"] if item["id"] == job["id"])
+
+    assert shown["reference"] == {
+        "predictor": "class_frequencies",
+        "description": "predicting the training split's class frequencies (for accuracy: its most common class)",
+        "scores": IRIS_REFERENCE["scores"],
+    }
+    assert shown["no_better_than_reference"] is flagged
+    assert listed["no_better_than_reference"] is flagged and listed["reference"] == shown["reference"]
+
+
+def test_a_job_without_a_reference_or_a_best_trial_is_not_flagged(
+    make_client: Callable[..., TestClient], database_url: str
+) -> None:
+    client = make_client(database_url=database_url)
+    queued = submitted(client)
+    assert (queued["reference"], queued["no_better_than_reference"]) == (None, None)
+
+    older = submitted(client)  # a job from before the reference: trials, no reference
+    _with_reference_and_best(database_url, older["id"], None, [3.8])
+    started = submitted(client)  # a search that started: a reference, no completed trial yet
+    _with_reference_and_best(database_url, started["id"], IRIS_REFERENCE, [])
+
+    assert client.get(f"/api/v1/jobs/{older['id']}").json()["no_better_than_reference"] is None
+    shown = client.get(f"/api/v1/jobs/{started['id']}").json()
+    assert shown["reference"]["scores"]["val_loss"] == 1.0986 and shown["no_better_than_reference"] is None
+
+
+def test_a_job_s_etag_changes_when_its_reference_is_written(client: TestClient, tmp_path: Path) -> None:
+    job = submitted(client)
+    first = client.get(f"/api/v1/jobs/{job['id']}")
+    _with_reference_and_best(Settings(data_dir=tmp_path).resolved_database_url, job["id"], IRIS_REFERENCE, [])
+
+    again = client.get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": first.headers["ETag"]})
+
+    assert again.status_code == 200 and again.json()["reference"] is not None
+
+
+def test_openapi_documents_the_reference_fields(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    fields = schemas["JobOut"]["properties"]
+    assert "trivial predictor" in fields["reference"]["description"]
+    assert "learned nothing useful" in fields["no_better_than_reference"]["description"]
+    assert "class_frequencies" in schemas["ReferenceOut"]["properties"]["predictor"]["description"]

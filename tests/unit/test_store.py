@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, text, update
 
@@ -989,6 +990,24 @@ def test_list_jobs_pages_and_counts_every_match(db: Database, make_job: MakeJob)
     with db.session() as s:
         jobs, total = q.list_jobs(s, None, limit=2, offset=1)
     assert ([j.id for j in jobs], total) == (ids[1:3], 5)
+
+
+def test_a_job_s_reference_is_stored_once_as_finite_json(db: Database, make_job: MakeJob) -> None:
+    from store import polling
+    from store.reference import trivial_reference
+
+    job = make_job(db, status=JobStatus.RUNNING)
+    reference = trivial_reference("classification", np.repeat([0, 1, 2], 40), np.repeat([0, 1, 2], 10))
+    with db.session() as s:
+        assert q.get_job(s, job.id).reference is None  # before the search starts, and for older jobs
+        before = polling.job_state(s, job.id, None)
+        assert q.set_reference(s, job.id, reference.model_dump(mode="json"))
+    with db.session() as s:
+        assert not q.set_reference(s, job.id, {"predictor": "training_mean", "scores": {}})  # once
+        stored = q.get_job(s, job.id).reference
+        after = polling.job_state(s, job.id, None)
+    assert stored == {"predictor": "class_frequencies", "scores": reference.scores}
+    assert before.fingerprint != after.fingerprint  # a poll's ETag moves when it is written
 
 
 # --- deleting -----------------------------------------------------------------------------------
