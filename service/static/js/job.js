@@ -5,6 +5,7 @@
 import { download, flash, idsFromPath, isActive, poll, showNotFound } from "./common.js";
 import { jobApi } from "./job-api.js";
 import { renderCharts, renderCurves } from "./job-charts.js";
+import { renderReference } from "./job-reference.js";
 import { curveTrials, direction, mergeTrials, state } from "./job-state.js";
 import { renderBest, renderHeader, renderSpec, showMissing } from "./job-summary.js";
 import { renderTable } from "./job-table.js";
@@ -51,6 +52,7 @@ function render() {
   verdict.update(state.job);
   renderSpec();
   renderBest();
+  renderReference(state.job);
   renderTable();
   renderCharts();
   renderPolling();
