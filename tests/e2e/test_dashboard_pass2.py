@@ -97,11 +97,14 @@ def test_a_grid_cut_short_says_so_and_a_running_trial_shows_its_epochs(page: Pag
         grid = page.locator("#spec dt", has_text="Grid").locator("xpath=following-sibling::dd[1]")
         expect(grid).to_contain_text("2 of 5 grid points: Max trials (2) cuts the grid short; set it to 5")
         expect(grid).to_contain_text("dropout rates tried: 0 to 0.25")
-        expect(page.locator('#trials-table tr[data-trial="1"] [data-epochs]')).to_have_text("1 of 3 epochs done")
+        running = page.locator('#trials-table tr[data-trial="1"] [data-epochs]')
+        expect(running).to_have_text(re.compile(r"^1 of 3 epochs done, about [0-9.]+ (s|min [0-9]+ s) left$"))
         expect(page.locator('#trials-table tr[data-trial="0"] [data-epochs]')).to_have_count(0)
         page.goto(f"/jobs/{job_id}/trials/0")
         epochs = page.locator("#trial-facts dt", has_text="Epochs run").locator("xpath=following-sibling::dd[1]")
         expect(epochs).to_have_text("3 of 3")
+        page.goto(f"/jobs/{job_id}/trials/1")
+        expect(epochs).to_have_text(re.compile(r"^1 of 3 epochs done, about .+ left$"))
     finally:
         finish(service, job_id)
 

@@ -283,3 +283,15 @@ export function epochsText(done, job) {
   const upTo = job.algorithm === "hyperband" || training.early_stopping_patience != null;
   return `${done} of ${upTo ? "at most " : ""}${training.epochs}`;
 }
+
+/** A running trial's progress: "2 of 5 epochs done, about 12.0 s left" (its pace so far per epoch,
+ * times the epochs left of its budget; "at most" where the budget is an upper bound). */
+export function runningTrialText(trial, epochsDone, job, now = Date.now()) {
+  const text = `${epochsText(epochsDone, job)} epochs done`;
+  if (!job || !epochsDone || !trial.started_at) return text;
+  const elapsed = Math.max(0, (now - Date.parse(trial.started_at)) / 1000);
+  const left = job.spec.training.epochs - epochsDone;
+  if (left <= 0) return text;
+  const upTo = job.algorithm === "hyperband" || job.spec.training.early_stopping_patience != null;
+  return `${text}, ${upTo ? "at most" : "about"} ${fmtDuration((elapsed / epochsDone) * left)} left`;
+}

@@ -1,5 +1,5 @@
 // Job page: the trials table, built with DOM calls (errors and values are text, never markup).
-import { badge, epochsText, errorSummary, fmtValue, h, trialDuration } from "./common.js";
+import { badge, errorSummary, fmtValue, h, runningTrialText, trialDuration } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, sortedTrials, state, trialHref } from "./job-state.js";
 
@@ -55,9 +55,10 @@ function trialRow(t, names) {
     h("td", { class: "error-cell" }, error));
 }
 
-/** Under a running trial's time so far: how many epochs it has finished, where the page holds its history. */
+/** Under a running trial's time so far: how many epochs it has finished and about how long it has
+ * left, where the page holds its history. */
 function runningEpochs(t) {
   const detail = state.details.get(t.number);
   if (t.status !== "running" || !detail) return null;
-  return h("div", { class: "muted", "data-epochs": "" }, `${epochsText(detail.history.length, state.job)} epochs done`);
+  return h("div", { class: "muted", "data-epochs": "" }, runningTrialText(t, detail.history.length, state.job));
 }

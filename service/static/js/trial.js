@@ -1,5 +1,5 @@
 // One trial: hyperparameters, timings, error, and its per-epoch metrics as a table and charts.
-import { badge, conditionalGet, epochsText, errorSummary, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll, showNotFound } from "./common.js";
+import { badge, conditionalGet, epochsText, errorSummary, runningTrialText, fmtDuration, fmtTime, fmtValue, h, idsFromPath, poll, showNotFound } from "./common.js";
 import { PALETTE, formatNumber, lineChart } from "./charts.js";
 
 const { jobId, number } = idsFromPath(); // each null when malformed
@@ -25,7 +25,7 @@ async function refresh() {
   facts("trial-hps", Object.entries(trial.hyperparameters).map(([k, v]) => [k.replace("_", " "), fmtValue(v)]));
   const metric = job?.spec.objective.metric || "score";
   facts("trial-facts", [
-    [metric, formatNumber(trial.score)], ["Best epoch", trial.best_epoch ?? "–"], ["Epochs run", epochsText(trial.epochs_done, job)],
+    [metric, formatNumber(trial.score)], ["Best epoch", trial.best_epoch ?? "–"], ["Epochs run", trial.status === "running" ? runningTrialText(trial, trial.epochs_done, job) : epochsText(trial.epochs_done, job)],
     ["Started", fmtTime(trial.started_at)], ["Finished", fmtTime(trial.finished_at)], ["Duration", fmtDuration(trial.duration_s)],
   ]);
   const keys = [...new Set(trial.history.flatMap((e) => Object.keys(e)))].filter((k) => k !== "epoch").sort();
