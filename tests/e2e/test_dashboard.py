@@ -105,8 +105,8 @@ def test_a_job_submitted_through_the_form_succeeds_and_every_chart_draws_each_tr
     page.goto(f"/jobs/{form_job['id']}")
     expect(page.locator("#trials-table tbody tr")).to_have_count(len(trials))
     # One point per completed trial in the objective and history charts.
-    expect(page.locator("#rate-chart circle[data-trial]")).to_have_count(len(completed))
-    expect(page.locator("#history-chart circle[data-trial]")).to_have_count(len(completed))
+    expect(page.locator("#rate-chart [data-trial]")).to_have_count(len(completed))
+    expect(page.locator("#history-chart [data-trial]")).to_have_count(len(completed))
     expect(page.locator('#history-chart [data-series="best-so-far"] path')).to_have_count(1)
     # One heatmap cell per (dropout rate, dropout layers) pair that a completed trial tried, on axes
     # that show every value the search space allows (0, 0.25, 0.5 and 0..2 layers).
@@ -211,11 +211,11 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     listing.goto("/")
     expect(listing.locator(f'tr[data-job="{job["id"]}"] [data-timing]')).to_contain_text("so far")
     listing.close()
-    curve = page.locator('#curves-chart [data-series="0:val_loss"] circle')
+    curve = page.locator('#curves-chart [data-series="0:val_loss"] [data-x]')
     expect(curve.first).to_be_attached(timeout=30_000)
     drawn = curve.count()
     page.wait_for_function(
-        """n => document.querySelectorAll('#curves-chart [data-series="0:val_loss"] circle').length > n""",
+        """n => document.querySelectorAll('#curves-chart [data-series="0:val_loss"] [data-x]').length > n""",
         arg=drawn,
         timeout=30_000,
     )
@@ -261,7 +261,7 @@ def test_screenshots_of_the_jobs_list_and_a_finished_job(
     expect(page.locator(f'tr[data-job="{form_job["id"]}"]')).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "jobs.png"), full_page=True)
     page.goto(f"/jobs/{form_job['id']}")
-    expect(page.locator("#history-chart circle[data-trial]").first).to_be_visible()
+    expect(page.locator("#history-chart [data-trial]").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "job.png"), full_page=True)
     for name in ("jobs.png", "job.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
@@ -273,7 +273,7 @@ def test_the_job_page_fits_a_narrow_window_and_sorts_from_the_keyboard(
     context = signed_in(browser, service, width=390, height=800)
     page = context.new_page()
     page.goto(f"/jobs/{form_job['id']}")
-    expect(page.locator("#history-chart circle[data-trial]").first).to_be_attached()
+    expect(page.locator("#history-chart [data-trial]").first).to_be_attached()
     # Nothing but the trials table (which scrolls in its own box) is wider than the window.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.focus('button.sort[data-sort="score"]')

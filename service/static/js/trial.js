@@ -37,7 +37,7 @@ async function refresh() {
   lineChart(document.getElementById("loss-chart"), {
     xLabel: "epoch", yLabel: `loss (${lossUnit})`, title: "loss per epoch",
     series: [
-      { key: "loss", label: "training loss", color: PALETTE[0], dashed: true, points: trial.history.map((e) => [e.epoch, e.loss]) },
+      { key: "loss", label: "training loss", color: PALETTE[0], dashed: true, hollow: true, points: trial.history.map((e) => [e.epoch, e.loss]) },
       { key: "val_loss", label: "validation loss", color: PALETTE[0], points: trial.history.map((e) => [e.epoch, e.val_loss]) },
     ],
   });
@@ -47,7 +47,7 @@ async function refresh() {
   lineChart(document.getElementById("metric-chart"), {
     xLabel: "epoch", yLabel: other ? `${other} (${unit})` : "", title: `${other} per epoch`,
     series: other ? [
-      { key: other, label: `training ${other}`, color: PALETTE[2], dashed: true, points: trial.history.map((e) => [e.epoch, e[other]]) },
+      { key: other, label: `training ${other}`, color: PALETTE[2], dashed: true, hollow: true, points: trial.history.map((e) => [e.epoch, e[other]]) },
       { key: `val_${other}`, label: `validation ${other}`, color: PALETTE[2], points: trial.history.map((e) => [e.epoch, e[`val_${other}`]]) },
     ] : [],
   });
