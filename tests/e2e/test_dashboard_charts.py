@@ -127,15 +127,15 @@ def test_the_heatmap_shades_on_the_score_s_scale_shows_values_and_marks_untried_
     assert 0 < apart < 63 * 0.5, apart
     expect(chart.locator(".chart-note")).to_contain_text("linear scale, darkest at 0, palest at 2.57e-4")
     # Untried cells, hatched and labelled, with a legend entry; cells no trial can reach (a rate
-    # with 0 layers) are not called untried.
+    # above 0 with 0 layers, rate 0 with a dropout layer) are not called untried.
     untried = chart.locator("rect[data-untried]")
-    expect(untried).to_have_count(3)
-    assert sorted(untried.evaluate_all("cs => cs.map(c => c.dataset.untried)")) == ["0,1", "0,2", "2,1"]
-    expect(chart.locator("text.cell-note")).to_have_text(["untried"] * 3)
+    expect(untried).to_have_count(1)
+    assert untried.evaluate_all("cs => cs.map(c => c.dataset.untried)") == ["2,1"]
+    expect(chart.locator("text.cell-note")).to_have_text(["untried"])
     assert str(untried.first.get_attribute("fill")).startswith("url(#")
     expect(chart.locator(".legend")).to_contain_text("untried")
-    expect(chart.locator("[data-na]")).to_have_count(2)
-    expect(chart.locator("[data-na]")).to_have_text(["n/a", "n/a"])
+    expect(chart.locator("[data-na]")).to_have_count(4)
+    expect(chart.locator("[data-na]")).to_have_text(["n/a"] * 4)
     expect(chart.locator(".chart-note")).to_contain_text("n/a: no trial can fall there")
 
 
@@ -211,8 +211,11 @@ def test_each_chart_is_one_tab_stop_whose_arrow_keys_read_its_points(
     page.keyboard.press("ArrowUp")
     expect(readout).to_have_text("dropout rate 0.25, 1 layer: best val_loss 1.67e-4 (trial 1)")
     page.keyboard.press("ArrowLeft")
-    expect(readout).to_contain_text("dropout rate 0, 1 layer: untried")
+    expect(readout).to_contain_text("dropout rate 0, 1 layer: not possible, a dropout layer's rate is above 0")
     page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(readout).to_contain_text("dropout rate 0.5, 1 layer: untried")
+    page.keyboard.press("ArrowLeft")
     expect(page.locator("#heatmap-chart .focus-ring")).to_have_attribute("visibility", "visible")
     page.locator("#heatmap-chart").screenshot(path=str(ARTIFACTS / "heatmap-focused.png"))
     page.keyboard.press("Enter")

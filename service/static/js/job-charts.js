@@ -66,14 +66,20 @@ function renderSearchCharts() {
     return Math.min(9, Math.max(0, Math.floor((v - rateBounds[0]) / binWidth)));
   };
   // Which cells a trial can fall in: with 0 dropout layers there is no dropout, whose rate is drawn
-  // at 0; with some, a rate the space allows.
-  const allowedRate = (v) => (rate.values ? rate.values.includes(v) : v >= rate.min - 1e-12 && v <= rate.max + 1e-12);
+  // at 0; with some, a rate of the canonical space, which holds only rates above 0 (null: none).
+  const positive = job.search_space.dropout_rate;
+  const allowedRate = (v) => positive !== null && v > 0 &&
+    (positive.values ? positive.values.includes(v) : v >= positive.min - 1e-12 && v <= positive.max + 1e-12);
   const possible = (xi, layers) => {
     if (layers === 0) return binOf(0) === xi;
+    if (positive === null) return false;
     if (discrete) return allowedRate(bins[xi]);
     const lo = rateBounds[0] + xi * binWidth;
-    return rate.values ? rate.values.some((v) => binOf(v) === xi) : lo + binWidth > rate.min && lo <= rate.max;
+    return positive.values ? positive.values.some((v) => binOf(v) === xi) : lo + binWidth > positive.min && lo <= positive.max;
   };
+  const whyNot = (xi, layers) => (layers === 0 ? "0 dropout layers means no dropout (drawn at rate 0)"
+    : discrete && bins[xi] === 0 ? "a dropout layer's rate is above 0 (rate 0 is the network without dropout)"
+      : "a rate outside the search space");
   // The canonical space's layer counts: 0 (the baseline) always among them.
   const layerAxis = job.search_space.dropout_layers;
   const cellBest = new Map();
@@ -88,7 +94,7 @@ function renderSearchCharts() {
   xLabels.forEach((_, xi) => layerAxis.forEach((layers, yi) => {
     if (cellBest.has(`${xi},${yi}`)) return;
     if (possible(xi, layers)) untried.push({ xi, yi, title: `${place(xi, yi)}: untried, no completed trial` });
-    else impossible.push({ xi, yi, title: `${place(xi, yi)}: not possible, ${layers === 0 ? "0 dropout layers means no dropout (drawn at rate 0)" : "a rate outside the search space"}` });
+    else impossible.push({ xi, yi, title: `${place(xi, yi)}: not possible, ${whyNot(xi, layers)}` });
   }));
   heatmap(document.getElementById("heatmap-chart"), {
     xLabels, yLabels: layerAxis.map(String), better: direction(), valueLabel: metric,
@@ -96,7 +102,7 @@ function renderSearchCharts() {
       const [xi, yi] = key.split(",").map(Number);
       return { xi, yi, value: t.score, href: trialHref(t.number), title: `${place(xi, yi)}: best ${metric} ${formatNumber(t.score)} (trial ${t.number})` };
     }),
-    untried, impossible, impossibleLabel: "n/a: no trial can fall there (0 dropout layers means no dropout, drawn at rate 0)",
+    untried, impossible, impossibleLabel: "n/a: no trial can fall there (0 dropout layers is the network without dropout, drawn at rate 0; a dropout layer's rate is above 0)",
     xLabel: "dropout rate (fraction of units dropped)", yLabel: "dropout layers (count)", title: `best ${metric} by dropout rate and layers`,
   });
 
