@@ -15,7 +15,8 @@ from store.artifacts import artifact_store
 from store.config import Settings
 from store.datasets import parse_upload, save_normalized
 from store.db import Database
-from store.errors import InputError, TooLargeError
+from store.errors import InputError, NotFoundError, TooLargeError
+from store.tables import Dataset
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -63,27 +64,42 @@ def register_upload(
         row = catalog.dataset_row(dataset_id, title, fmt, parsed, owner, content_hash=content_hash)
         session.add(row)
         session.flush()
-        return DatasetOut.of(row)
+        return DatasetOut.of(row, size_bytes=size)
 
     # The normalized file goes to the artifact store (where every worker fetches it) from a temporary
     # file here; nothing is kept on this host.
     with tempfile.TemporaryDirectory(prefix="droptune-upload-") as tmp:
         path = Path(tmp) / f"{dataset_id}.npz"
         save_normalized(parsed, path)
+        size = path.stat().st_size
         return dataset_files.add_dataset(db, artifact_store(db, settings.artifacts_url), path, insert)
 
 
 # `scope`: whose uploads the caller sees (the built-ins are everyone's); None: everyone's.
 
 
-def read_datasets(db: Database, scope: str | None) -> list[DatasetOut]:
+def read_datasets(db: Database, settings: Settings, scope: str | None) -> list[DatasetOut]:
+    """Every dataset the caller sees, with its file's size and the jobs that use it (one query)."""
     with db.session(readonly=True) as session:
-        return [DatasetOut.of(r) for r in catalog.list_datasets(session, scope)]
+        return [_described(settings, row, usage) for row, usage in catalog.describe_datasets(session, scope)]
 
 
-def read_dataset(db: Database, dataset_id: str, scope: str | None) -> DatasetOut:
+def read_dataset(db: Database, settings: Settings, dataset_id: str, scope: str | None) -> DatasetOut:
     with db.session(readonly=True) as session:
-        return DatasetOut.of(catalog.get_dataset(session, dataset_id, scope))
+        found = catalog.describe_datasets(session, scope, dataset_id)
+        if not found:
+            raise NotFoundError("dataset", dataset_id)
+        return _described(settings, *found[0])
+
+
+def _described(settings: Settings, row: Dataset, usage: catalog.DatasetUsage) -> DatasetOut:
+    size = usage.size
+    if size is None and row.file_name:  # a row from before the artifact store: its file is on this host
+        try:
+            size = (settings.datasets_dir / row.file_name).stat().st_size
+        except OSError:
+            size = None
+    return DatasetOut.of(row, size_bytes=size, job_count=usage.jobs, active_job_count=usage.active_jobs)
 
 
 def remove_dataset(db: Database, settings: Settings, dataset_id: str, scope: str | None) -> None:

@@ -29,9 +29,18 @@ class DatasetOut(BaseModel):
     feature_names: list[str] | None
     metrics: list[str]
     created_at: dt.datetime
+    size_bytes: int | None = Field(
+        None, description="bytes of its stored file (the normalized NPZ); null for a built-in, or where not recorded"
+    )
+    job_count: int = Field(0, description="how many of the caller's jobs use it")
+    active_job_count: int = Field(
+        0, description="how many of those are queued or running; while any is, deleting it answers 409"
+    )
 
     @classmethod
-    def of(cls, row: Dataset) -> DatasetOut:
+    def of(
+        cls, row: Dataset, size_bytes: int | None = None, job_count: int = 0, active_job_count: int = 0
+    ) -> DatasetOut:
         n_features = 1
         for dim in row.input_shape:
             n_features *= dim
@@ -49,6 +58,9 @@ class DatasetOut(BaseModel):
             feature_names=row.feature_names,
             metrics=list(TASK_METRICS[row.task]),
             created_at=row.created_at,
+            size_bytes=size_bytes,
+            job_count=job_count,
+            active_job_count=active_job_count,
         )
 
 

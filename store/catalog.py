@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
+from store.dataset_files import EXT as STORED_EXT
 from store.datasets import BUILTINS, ParsedDataset, load_builtin
 from store.errors import NotFoundError, StateError
 from store.states import JobStatus
-from store.tables import Dataset, Job
+from store.tables import Artifact, Dataset, Job
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def ensure_builtin_datasets(session: Session) -> None:
@@ -60,6 +64,46 @@ def list_datasets(session: Session, owner: str | None = None) -> list[Dataset]:
     return list(session.scalars(query.order_by(Dataset.format != "builtin", Dataset.created_at)))
 
 
+@dataclass(frozen=True)
+class DatasetUsage:
+    """What the datasets page shows beside a dataset's row: its stored file's size in bytes (None for
+    a built-in, or where the artifact store is not the database and so the size is not recorded), how
+    many jobs use it, and how many of those are queued or running (while any is, it cannot be deleted)."""
+
+    size: int | None = None
+    jobs: int = 0
+    active_jobs: int = 0
+
+
+def describe_datasets(
+    session: Session, owner: str | None = None, dataset_id: str | None = None
+) -> list[tuple[Dataset, DatasetUsage]]:
+    """`list_datasets` (or the one dataset `dataset_id`, if `owner` may see it), each with its usage,
+    in one query: the jobs are counted per dataset in a grouped subquery, and the size is the stored
+    file's row in the database's artifact store, found by its key. Jobs counted are those `owner` may
+    see (all, for None), so a built-in never tells one owner about another's jobs."""
+    jobs = select(
+        Job.dataset_id.label("dataset_id"),
+        func.count().label("jobs"),
+        func.sum(case((Job.status.in_(ACTIVE), 1), else_=0)).label("active"),
+    ).where(Job.dataset_id.is_not(None))
+    if owner is not None:
+        jobs = jobs.where(Job.owner == owner)
+    usage = jobs.group_by(Job.dataset_id).subquery()
+    key = literal("datasets/") + Dataset.content_hash + literal(f".{STORED_EXT}")  # dataset_files.dataset_key
+    query = (
+        select(Dataset, Artifact.size, func.coalesce(usage.c.jobs, 0), func.coalesce(usage.c.active, 0))
+        .outerjoin(usage, usage.c.dataset_id == Dataset.id)
+        .outerjoin(Artifact, Artifact.key == key)
+    )
+    if owner is not None:
+        query = query.where((Dataset.owner == owner) | Dataset.owner.is_(None))
+    if dataset_id is not None:
+        query = query.where(Dataset.id == dataset_id)
+    rows = session.execute(query.order_by(Dataset.format != "builtin", Dataset.created_at)).all()
+    return [(row, DatasetUsage(size, int(n), int(active))) for row, size, n, active in rows]
+
+
 def get_dataset(
     session: Session, dataset_id: str, owner: str | None = None, *, lock: Literal["share", "update"] | None = None
 ) -> Dataset:
@@ -79,11 +123,11 @@ def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) 
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")
     active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.dataset_id == dataset_id, Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
     )
     if active:
-        raise StateError(f"dataset {dataset_id!r} is used by {active} queued or running job(s)")
+        them = "it" if active == 1 else "them"
+        jobs = "1 queued or running job" if active == 1 else f"{active} queued or running jobs"
+        raise StateError(f"dataset {dataset_id!r} is used by {jobs}: cancel {them} or wait for {them} to end")
     session.delete(row)
     return row

@@ -179,10 +179,24 @@ def _read_header(reader: Iterator[list[str]], target: str | None, max_features: 
         raise InputError("file", "the CSV header has empty or repeated column names")
     target_name = target if target else header[-1]
     if target_name not in header:
-        raise InputError("target", f"column {target_name!r} is not in the CSV header")
+        raise InputError("target", f"column {target_name!r} is not in the CSV header; {columns_text(header)}")
     if len(target_name) > MAX_TARGET_NAME:
         raise InputError("file", f"the target column's name is over {MAX_TARGET_NAME} characters long")
     return header, header.index(target_name)
+
+
+SHOWN_COLUMNS = 20  # a wrong target's message lists this many of the header's columns
+SHOWN_NAME = 60  # characters of each
+
+
+def columns_text(header: list[str]) -> str:
+    """The columns named for a message ("its columns are 'a', 'b' and 'c'"), bounded: the first
+    SHOWN_COLUMNS names, each cut at SHOWN_NAME characters, then how many more there are."""
+    names = [repr(h if len(h) <= SHOWN_NAME else h[: SHOWN_NAME - 1] + "…") for h in header[:SHOWN_COLUMNS]]
+    more = len(header) - len(names)
+    if more:
+        return f"its {len(header)} columns are {', '.join(names)} and {more} more"
+    return f"its columns are {', '.join(names[:-1])} and {names[-1]}"
 
 
 def _row_bound(data: bytes, columns: int) -> int:

@@ -39,6 +39,11 @@ def new_job_page() -> FileResponse:
     return _page("new.html")
 
 
+@router.get("/datasets")
+def datasets_page() -> FileResponse:
+    return _page("datasets.html")
+
+
 @router.get("/jobs/{job_id}")
 def job_page(job_id: str) -> FileResponse:
     return _page("job.html", JOB_ID.fullmatch(job_id) is not None)

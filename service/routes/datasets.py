@@ -43,13 +43,15 @@ def upload_dataset(
 
 
 @router.get("")
-def list_datasets(db: DatabaseDep, caller: CallerDep) -> list[DatasetOut]:
-    return logic.read_datasets(db, caller.scope)
+def list_datasets(db: DatabaseDep, settings: SettingsDep, caller: CallerDep) -> list[DatasetOut]:
+    """Built-ins first, then uploads, oldest first; each with its stored file's size and how many of the
+    caller's jobs use it (and how many of those are queued or running)."""
+    return logic.read_datasets(db, settings, caller.scope)
 
 
 @router.get("/{dataset_id}", responses=errors(e404="no such dataset (or another owner's)"))
-def get_dataset(db: DatabaseDep, caller: CallerDep, dataset_id: str) -> DatasetOut:
-    return logic.read_dataset(db, dataset_id, caller.scope)
+def get_dataset(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, dataset_id: str) -> DatasetOut:
+    return logic.read_dataset(db, settings, dataset_id, caller.scope)
 
 
 @router.delete(

@@ -609,6 +609,7 @@ def test_csv_upload_with_unknown_target_column_is_rejected(client: TestClient, t
     response = upload(client, two_class_csv(12), target="species")
 
     assert_rejected_upload(client, tmp_path, response, ("target",), "'species' is not in the csv header")
+    assert error_at(response, "target")["msg"].endswith("its columns are 'x1', 'x2' and 'label'")
 
 
 def test_csv_upload_with_single_class_target_is_rejected(client: TestClient, tmp_path: Path) -> None:
@@ -777,6 +778,40 @@ def test_delete_of_dataset_used_by_queued_job_is_a_conflict(client: TestClient, 
     assert "used by 1 queued or running job" in response.json()["detail"][0]["msg"]
     assert dataset_id in dataset_ids(client)
     assert stored_files(tmp_path) == [stored_file_of(tmp_path, dataset_id)]
+
+
+def test_the_list_gives_each_dataset_s_size_and_the_jobs_that_use_it(client: TestClient, tmp_path: Path) -> None:
+    dataset = uploaded(client, classification_csv(60), name="pets")
+    with Database(Settings(data_dir=tmp_path).resolved_database_url).session(readonly=True) as session:
+        size = session.scalar(select(Artifact.size).where(Artifact.key == stored_file_of(tmp_path, dataset["id"])))
+    assert size and dataset["size_bytes"] == size
+    assert (dataset["job_count"], dataset["active_job_count"]) == (0, 0)
+    cancelled = submitted(client, dataset_id=dataset["id"])["id"]
+    client.post(f"/api/v1/jobs/{cancelled}/cancel")
+    submitted(client, dataset_id=dataset["id"])
+    submitted(client, dataset_id="iris")
+
+    listed = {d["id"]: d for d in client.get("/api/v1/datasets").json()}
+
+    assert (listed[dataset["id"]]["size_bytes"], listed[dataset["id"]]["job_count"]) == (size, 2)
+    assert listed[dataset["id"]]["active_job_count"] == 1
+    iris = listed["iris"]
+    assert (iris["size_bytes"], iris["job_count"], iris["active_job_count"]) == (None, 1, 1)
+    assert (listed["wine"]["job_count"], listed["wine"]["active_job_count"]) == (0, 0)
+    one = client.get(f"/api/v1/datasets/{dataset['id']}").json()
+    assert (one["size_bytes"], one["job_count"], one["active_job_count"]) == (size, 2, 1)
+
+
+def test_delete_of_dataset_used_by_active_job_says_what_to_do(client: TestClient) -> None:
+    dataset_id = uploaded(client, classification_csv(60))["id"]
+    submitted(client, dataset_id=dataset_id)
+    submitted(client, dataset_id=dataset_id)
+
+    response = client.delete(f"/api/v1/datasets/{dataset_id}")
+
+    assert response.status_code == 409
+    message = response.json()["detail"][0]["msg"]
+    assert message == f"dataset {dataset_id!r} is used by 2 queued or running jobs: cancel them or wait for them to end"
 
 
 def test_delete_of_dataset_used_only_by_cancelled_job_is_allowed(client: TestClient) -> None:

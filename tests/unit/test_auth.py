@@ -194,7 +194,8 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(svc: Servi
 
 def test_the_dashboard_pages_and_health_need_no_token(svc: Service) -> None:
     job_page = "/jobs/0123456789abcdef0123456789abcdef"
-    for path in ["/", "/new", "/signin", job_page, "/docs", "/healthz", "/static/js/common.js", "/openapi.json"]:
+    pages = ["/", "/new", "/datasets", "/signin", job_page, "/docs"]
+    for path in [*pages, "/healthz", "/static/js/common.js", "/openapi.json"]:
         assert svc.anonymous.get(path).status_code == 200, path
 
 
@@ -255,6 +256,24 @@ def test_each_owner_uses_the_builtins(svc: Service) -> None:
     for owner in ["alice", "bob"]:
         assert submit(svc.client(owner), dataset_id="digits")["spec"]["dataset_id"] == "digits"
     assert svc.client("carol").delete("/api/v1/datasets/iris").status_code == 409
+
+
+def test_a_builtin_counts_only_the_caller_s_own_jobs(svc: Service) -> None:
+    """The datasets list says how many jobs use each dataset; no owner learns of another's jobs."""
+    alice, bob = svc.client("alice"), svc.client("bob")
+    submit(alice, dataset_id="iris")
+    submit(alice, dataset_id="iris")
+    submit(bob, dataset_id="iris")
+
+    def iris_usage(client: TestClient) -> tuple[int, int]:
+        iris = next(d for d in client.get("/api/v1/datasets").json() if d["id"] == "iris")
+        single = client.get("/api/v1/datasets/iris").json()
+        assert (single["job_count"], single["active_job_count"]) == (iris["job_count"], iris["active_job_count"])
+        return iris["job_count"], iris["active_job_count"]
+
+    assert iris_usage(alice) == (2, 2)
+    assert iris_usage(bob) == (1, 1)
+    assert iris_usage(svc.client("carol")) == (0, 0)
 
 
 def test_with_auth_off_no_token_is_needed_and_the_local_owner_sees_everything(make_service: Any) -> None:

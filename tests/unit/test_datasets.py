@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
+from service.datasets import read_dataset, read_datasets, register_upload
+from store import jobs as q
+from store.artifacts import artifact_store
+from store.catalog import describe_datasets, get_dataset
+from store.config import Settings
+from store.dataset_files import dataset_key
 from store.datasets import (
     ParsedDataset,
     load_arrays,
@@ -21,7 +28,11 @@ from store.datasets import (
     save_normalized,
     sniff_format,
 )
+from store.db import Database
 from store.errors import InputError
+from store.spec import JobSpec
+from store.states import JobStatus
+from tests.conftest import classification_csv, small_job
 from tests.npz_files import corrupt_deflate, deflated_zeros, hand_zip, labels, npy, npy_header, stored, zip_of
 
 TWO_CLASSES = ("a", "b") * 6  # 12 rows, 6 per class
@@ -171,6 +182,28 @@ def test_csv_missing_target_column_is_rejected_on_the_target_field(make_csv: Cal
 
     assert error.field == "target"
     assert "'price' is not in the CSV header" in error.reason
+    assert error.reason.endswith("its columns are 'x1', 'x2' and 'label'")
+
+
+def test_a_missing_target_column_s_message_lists_the_first_20_columns_and_counts_the_rest() -> None:
+    header = [f"feature_{i}" for i in range(44)] + ["y" * 300, "label"]
+    data = (",".join(header) + "\n" + "\n".join(",".join(["1"] * 45 + ["ab"[i % 2]]) for i in range(12))).encode()
+
+    error = rejection(data, target="species")
+
+    assert error.field == "target"
+    listed = ", ".join(repr(f"feature_{i}") for i in range(20))
+    assert error.reason == f"column 'species' is not in the CSV header; its 46 columns are {listed} and 26 more"
+
+
+def test_a_missing_target_column_s_message_cuts_long_column_names() -> None:
+    long = "z" * 300
+    data = (f"{long},label\n" + "\n".join(f"1,{'ab'[i % 2]}" for i in range(12))).encode()
+
+    error = rejection(data, target="species")
+
+    assert f"its columns are '{'z' * 59}…' and 'label'" in error.reason
+    assert len(error.reason) < 200
 
 
 def test_csv_target_with_a_single_class_is_rejected(make_csv: Callable[..., bytes]) -> None:
@@ -604,3 +637,76 @@ def test_csv_with_odd_line_ends_or_quotes_gets_an_input_error_not_a_crash(data: 
     with pytest.raises(InputError) as info:
         parse_upload(data, None, 1000, 1000)
     assert info.value.field == "file" and info.value.reason
+
+
+# --- the datasets list: sizes and the jobs that use each (store/catalog.py, service/datasets.py) ---
+
+
+def _usage_of(db: Database, owner: str | None = None) -> dict[str, tuple[int | None, int, int]]:
+    with db.session(readonly=True) as session:
+        return {row.id: (u.size, u.jobs, u.active_jobs) for row, u in describe_datasets(session, owner)}
+
+
+def test_the_list_counts_each_dataset_s_jobs_and_active_jobs_and_sizes_its_size_file(
+    db: Database, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL: the count of each owner's jobs per dataset, how many are queued or
+    running, and the size file's size (the database artifact store's row); built-ins have no size."""
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+    mine = register_upload(db, settings, "alice", classification_csv(60), "pets", "pets.csv", None)
+    with db.session(readonly=True) as session:
+        content_hash = get_dataset(session, mine.id).content_hash
+    assert content_hash is not None
+    size = sum(len(c) for c in artifact_store(db, None).read(dataset_key(content_hash)))
+    assert mine.size_bytes == size and (mine.job_count, mine.active_job_count) == (0, 0)
+    with db.session() as session:
+        for owner, dataset_id, status in [
+            ("alice", mine.id, JobStatus.QUEUED),
+            ("alice", mine.id, JobStatus.SUCCEEDED),
+            ("alice", mine.id, JobStatus.RUNNING),
+            ("alice", "iris", JobStatus.CANCELLED),
+            ("bob", "iris", JobStatus.RUNNING),
+            ("bob", "iris", JobStatus.FAILED),
+        ]:
+            job = q.create_job(session, JobSpec.model_validate(small_job(dataset_id)), 3, owner)
+            job.status = status.value
+
+    assert _usage_of(db, "alice") == {
+        "digits": (None, 0, 0),
+        "iris": (None, 1, 0),
+        "wine": (None, 0, 0),
+        "breast_cancer": (None, 0, 0),
+        mine.id: (size, 3, 2),
+    }
+    assert _usage_of(db, "bob")["iris"] == (None, 2, 1)
+    assert mine.id not in _usage_of(db, "bob")
+    assert _usage_of(db)["iris"] == (None, 3, 1)  # no scope (authentication off): everyone's jobs
+    listed = {d.id: d for d in read_datasets(db, settings, "alice")}
+    assert (listed[mine.id].size_bytes, listed[mine.id].job_count, listed[mine.id].active_job_count) == (size, 3, 2)
+    one = read_dataset(db, settings, mine.id, "alice")
+    assert (one.name, one.size_bytes, one.job_count, one.active_job_count) == ("pets", size, 3, 2)
+
+
+def test_the_list_takes_one_query_however_many_datasets_and_jobs(db: Database, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+
+    def selects() -> int:
+        statements: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT"):
+                statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            read_datasets(db, settings, "alice")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        return len(statements)
+
+    few = selects()
+    for seed in range(3):
+        dataset = register_upload(db, settings, "alice", classification_csv(60, seed), None, "a.csv", None)
+        with db.session() as session:
+            q.create_job(session, JobSpec.model_validate(small_job(dataset.id)), 3, "alice")
+    assert selects() == few == 1

@@ -29,6 +29,13 @@ export function showMissing(message) {
   document.getElementById("verdict").hidden = true;
 }
 
+/** The dataset's name (linked to the datasets page), task and size; its id where it was deleted. */
+function datasetText(spec) {
+  const ds = state.dataset;
+  if (!ds) return state.job.dataset_id ? spec.dataset_id : `${spec.dataset_id} (deleted)`;
+  return [h("a", { href: "/datasets", title: ds.id, "data-dataset": ds.id }, ds.name), ` (${ds.task}, ${counted(ds.n_samples, "sample")})`];
+}
+
 function rangeText(r) {
   if (!r) return null;
   if (r.values) return `one of ${r.values.map(fmtValue).join(", ")}`;
@@ -41,7 +48,7 @@ function rangeText(r) {
 export function renderSpec() {
   const { spec, progress } = state.job;
   const rows = [
-    ["Dataset", state.dataset ? `${state.dataset.name} (${state.dataset.task}, ${counted(state.dataset.n_samples, "sample")})` : spec.dataset_id],
+    ["Dataset", datasetText(spec)],
     ["Algorithm", spec.algorithm],
     ["Objective", `${spec.objective.direction === "max" ? "maximize" : "minimize"} ${spec.objective.metric}`],
     ["Progress", [`${progress.finished} of ${counted(progress.planned, "trial")}`, timingText(state.job)].filter(Boolean).join("; ")],

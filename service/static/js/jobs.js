@@ -11,13 +11,34 @@ showFlash(document.getElementById("flash"));
 const get = conditionalGet();
 let anyActive = false;
 let wanted = PAGE; // jobs shown: one page, and one more per "Load more"
+const datasetNames = new Map(); // dataset id -> name, from GET /api/v1/datasets
+let namesLoaded = false;
+const unnamed = new Set(); // ids looked up and not found: not asked for again
+
+/** The names of the datasets `jobs` use: fetched once, and again only when a job names a dataset not
+ * seen yet (a new upload). Until they come, and for a dataset the list lacks, the id stands in. */
+async function loadDatasetNames(jobs) {
+  const unknown = (j) => j.dataset_id && !datasetNames.has(j.dataset_id) && !unnamed.has(j.dataset_id);
+  if (namesLoaded && !jobs.some(unknown)) return;
+  const { ok, data } = await api("/api/v1/datasets");
+  if (!ok) return;
+  for (const d of data) datasetNames.set(d.id, d.name);
+  namesLoaded = true;
+  for (const j of jobs) if (unknown(j)) unnamed.add(j.dataset_id);
+}
+
+function datasetCell(job) {
+  if (!job.dataset_id) return h("span", { class: "muted", title: job.spec.dataset_id }, "deleted");
+  const name = datasetNames.get(job.dataset_id);
+  return name ? h("a", { href: "/datasets", title: job.dataset_id, "data-dataset": job.dataset_id }, name) : job.dataset_id;
+}
 
 function row(job) {
   const { finished, planned } = job.progress;
   const metric = job.spec.objective.metric;
   return h("tr", { "data-job": job.id },
     h("td", {}, h("a", { href: `/jobs/${job.id}` }, job.name)),
-    h("td", {}, job.dataset_id ?? h("span", { class: "muted" }, "deleted")),
+    h("td", {}, datasetCell(job)),
     h("td", {}, job.algorithm),
     h("td", {}, badge(job.status)),
     h("td", {},
@@ -52,6 +73,7 @@ async function refresh() {
     total = data.total;
     if (offset + PAGE >= total) break;
   }
+  await loadDatasetNames(jobs).catch(() => {});
   tbody.replaceChildren(...jobs.map(row));
   document.getElementById("jobs-empty").hidden = jobs.length > 0;
   document.getElementById("jobs-count").textContent = total > PAGE ? `${jobs.length} of ${total} jobs` : "";

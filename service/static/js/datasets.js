@@ -1,0 +1,136 @@
+// Datasets page: every dataset the caller sees (built-ins, then uploads), what it holds, how big its
+// stored file is and which jobs use it; an upload form; and a delete button per upload, whose refusal
+// (409: a queued or running job uses it) is shown beside that dataset's row.
+import { api, clearErrors, counted, fmtTime, h, poll, showErrors, showFlash } from "./common.js";
+
+const tbody = document.querySelector("#datasets-table tbody");
+const flashBox = document.getElementById("flash");
+const loadError = document.getElementById("load-error");
+const COLUMNS = 8;
+const SHOWN_LABELS = 6; // class labels listed in the table; the rest are counted (all in the tooltip, up to TITLE_LABELS)
+const TITLE_LABELS = 100;
+showFlash(flashBox);
+
+let datasets = [];
+let shown = ""; // the list last drawn, as JSON: a poll that finds nothing new redraws nothing
+const refusals = new Map(); // dataset id -> why its delete was refused, shown under its row
+
+/** 1536 -> "1.5 KiB". */
+function fmtBytes(bytes) {
+  if (bytes === null || bytes === undefined) return null;
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? counted(bytes, "byte") : `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+function shapeText(d) {
+  const text = `${d.n_samples.toLocaleString("en")} × ${d.n_features.toLocaleString("en")}`;
+  return d.input_shape.length > 1 ? `${text} (${d.input_shape.join("×")})` : text;
+}
+
+function classesCell(d) {
+  if (d.task !== "classification" || !d.class_labels) return h("span", { class: "muted" }, "– (regression)");
+  const labels = d.class_labels;
+  const listed = labels.slice(0, SHOWN_LABELS).join(", ");
+  const more = labels.length > SHOWN_LABELS ? ` and ${labels.length - SHOWN_LABELS} more` : "";
+  const title = labels.slice(0, TITLE_LABELS).join(", ") + (labels.length > TITLE_LABELS ? ", …" : "");
+  return [h("span", { "data-classes": labels.length }, String(labels.length)),
+    h("div", { class: "muted labels", title }, listed + more)];
+}
+
+function usedByCell(d) {
+  if (!d.job_count) return h("span", { class: "muted" }, "no jobs");
+  const active = d.active_job_count ? `, ${d.active_job_count} active` : "";
+  return `${counted(d.job_count, "job")}${active}`;
+}
+
+function row(d) {
+  const builtin = d.format === "builtin";
+  return h("tr", { "data-dataset": d.id },
+    h("td", { class: "name-cell", "data-label": "Name" },
+      h("span", { class: "ds-name" }, d.name), builtin ? h("span", { class: "tag" }, "built in") : null,
+      h("div", { class: "muted ds-id" }, d.format === "csv" ? `${d.id} · target ${d.target}` : d.id)),
+    h("td", { "data-label": "Task" }, d.task),
+    h("td", { "data-label": "Samples × features", title: "samples × features" }, shapeText(d)),
+    h("td", { "data-label": "Classes" }, classesCell(d)),
+    h("td", { class: "num", "data-label": "Size" },
+      fmtBytes(d.size_bytes) ?? h("span", { class: "muted", title: builtin ? "ships with scikit-learn" : "not recorded" }, "–")),
+    h("td", { "data-label": "Used by", "data-used-by": `${d.job_count}/${d.active_job_count}` }, usedByCell(d)),
+    h("td", { "data-label": "Created" }, builtin ? h("span", { class: "muted" }, "built in") : fmtTime(d.created_at)),
+    h("td", { class: "actions" }, builtin ? null : h("button", {
+      type: "button", class: "danger", "data-delete": d.id, "aria-label": `Delete dataset ${d.name}`,
+      onclick: () => remove(d),
+    }, "Delete")),
+  );
+}
+
+function refusalRow(d) {
+  const message = refusals.get(d.id);
+  if (!message) return null;
+  return h("tr", { class: "row-error", "data-error-for": d.id },
+    h("td", { colspan: COLUMNS }, h("p", { class: "notice error-notice", role: "alert" }, `Could not delete "${d.name}": ${message}`)));
+}
+
+function render() {
+  tbody.replaceChildren(...datasets.flatMap((d) => [row(d), refusalRow(d)]).filter(Boolean));
+}
+
+async function refresh() {
+  const { ok, status, data } = await api("/api/v1/datasets");
+  if (!ok) {
+    loadError.textContent = `Could not load the datasets (the server answered ${status}); retrying.`;
+    loadError.hidden = false;
+    return;
+  }
+  loadError.hidden = true;
+  const json = JSON.stringify(data);
+  if (json === shown) return;
+  shown = json;
+  datasets = data;
+  for (const id of refusals.keys()) if (!data.some((d) => d.id === id)) refusals.delete(id);
+  render();
+}
+
+function say(message) {
+  flashBox.textContent = message;
+  flashBox.hidden = false;
+}
+
+async function remove(d) {
+  const finished = d.job_count - d.active_job_count;
+  const keep = finished ? ` ${counted(finished, "finished job")} that used it keep their results.` : "";
+  if (!confirm(`Delete dataset "${d.name}"? Its file is removed; this cannot be undone.${keep}`)) return;
+  const { ok, status, data } = await api(`/api/v1/datasets/${encodeURIComponent(d.id)}`, { method: "DELETE" });
+  if (ok || status === 404) {
+    refusals.delete(d.id);
+    say(ok ? `Deleted dataset "${d.name}".` : `Dataset "${d.name}" was already deleted.`);
+  } else {
+    const why = data?.detail?.[0]?.msg || `the server answered ${status}`;
+    refusals.set(d.id, status === 409 ? `${why}.` : why);
+    render(); // the refusal now, even if the list itself has not changed
+  }
+  shown = "";
+  await refresh();
+  if (!ok && status !== 404) document.querySelector(`[data-delete="${CSS.escape(d.id)}"]`)?.focus();
+}
+
+const upload = document.getElementById("upload-form");
+upload.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(upload);
+  const result = document.getElementById("upload-result");
+  result.textContent = "Uploading…";
+  const body = new FormData(upload);
+  if (!body.get("target")) body.delete("target");
+  if (!body.get("name")) body.delete("name");
+  const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
+  if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
+  upload.reset();
+  result.textContent = `Uploaded "${data.name}": ${data.task}, ${counted(data.n_samples, "sample")} × ${counted(data.n_features, "feature")}.`;
+  await refresh();
+});
+
+await refresh();
+// Jobs start and end elsewhere: "used by" is brought up to date every 10 s.
+poll(refresh, () => 10000).start();
