@@ -404,6 +404,7 @@ def test_every_page_is_served_with_the_policy_and_breaks_none_of_it(
     pages = {
         "/": "#jobs-table tbody tr",
         "/new": "#f-dataset option[value=iris]",
+        "/datasets": '#datasets-table tr[data-dataset="iris"]',
         "/signin": "#f-token",
         f"/jobs/{job}": "#heatmap-chart rect[data-cell]",
         f"/jobs/{job}/trials/{form_job['best']['number']}": "#epochs-table tbody tr",

@@ -62,3 +62,9 @@ def test_a_job_no_better_than_guessing_leads_with_a_warning_and_one_that_learned
     expect(page.locator("#best-card [data-best-trial]")).to_be_visible()  # the page has rendered the job
     expect(page.locator("#reference-warning")).to_be_hidden()
     expect(page.locator("#spec dd[data-reference]")).to_have_text(re.compile(r"^val_loss 1\.099 "))
+
+    # The jobs list marks the one that learned nothing beside its best score, and only that one.
+    page.goto("/")
+    expect(page.locator(f'tr[data-job="{useless}"] [data-no-better]')).to_have_text("no better than guessing (1.099)")
+    expect(page.locator(f'tr[data-job="{learned}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-job="{learned}"] [data-no-better]')).to_have_count(0)

@@ -33,6 +33,13 @@ function datasetCell(job) {
   return name ? h("a", { href: "/datasets", title: job.dataset_id, "data-dataset": job.dataset_id }, name) : job.dataset_id;
 }
 
+/** Beside a best score no better than a trivial predictor's (the API's `no_better_than_reference`). */
+function noBetterMark(job) {
+  if (!job.no_better_than_reference) return null;
+  const guess = job.reference?.scores?.[job.spec.objective.metric];
+  return h("div", { class: "no-better", "data-no-better": "" }, `no better than guessing (${formatNumber(guess)})`);
+}
+
 function row(job) {
   const { finished, planned } = job.progress;
   const metric = job.spec.objective.metric;
@@ -45,7 +52,7 @@ function row(job) {
       h("progress", { max: planned, value: finished, "aria-label": `${finished} of ${counted(planned, "trial")} finished` }),
       ` ${finished} / ${planned}`,
       isActive(job.status) ? h("div", { class: "muted timing", "data-timing": "" }, timingText(job)) : null),
-    h("td", { class: "num", title: metric }, job.best ? `${formatNumber(job.best.score)} ${metric}` : "–"),
+    h("td", { class: "num", title: metric }, job.best ? `${formatNumber(job.best.score)} ${metric}` : "–", noBetterMark(job)),
     h("td", {}, fmtTime(job.created_at)),
   );
 }
