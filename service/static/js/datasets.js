@@ -1,7 +1,8 @@
 // Datasets page: every dataset the caller sees (built-ins, then uploads), what it holds, how big its
 // stored file is and which jobs use it; an upload form; and a delete button per upload, whose refusal
 // (409: a queued or running job uses it) is shown beside that dataset's row.
-import { api, clearErrors, counted, fmtTime, h, poll, showErrors, showFlash } from "./common.js";
+import { api, counted, fmtTime, h, poll, showFlash } from "./common.js";
+import { wireUploadForm } from "./upload.js";
 
 const tbody = document.querySelector("#datasets-table tbody");
 const flashBox = document.getElementById("flash");
@@ -115,21 +116,7 @@ async function remove(d) {
   if (!ok && status !== 404) document.querySelector(`[data-delete="${CSS.escape(d.id)}"]`)?.focus();
 }
 
-const upload = document.getElementById("upload-form");
-upload.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearErrors(upload);
-  const result = document.getElementById("upload-result");
-  result.textContent = "Uploading…";
-  const body = new FormData(upload);
-  if (!body.get("target")) body.delete("target");
-  if (!body.get("name")) body.delete("name");
-  const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
-  if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
-  upload.reset();
-  result.textContent = `Uploaded "${data.name}": ${data.task}, ${counted(data.n_samples, "sample")} × ${counted(data.n_features, "feature")}.`;
-  await refresh();
-});
+wireUploadForm(document.getElementById("upload-form"), async () => { await refresh(); return ""; });
 
 await refresh();
 // Jobs start and end elsewhere: "used by" is brought up to date every 10 s.

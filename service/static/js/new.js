@@ -1,5 +1,6 @@
 // New job and upload forms. The server validates; its errors appear beside their fields.
 import { api, clearErrors, counted, h, showErrors } from "./common.js";
+import { wireUploadForm } from "./upload.js";
 
 const form = document.getElementById("job-form");
 const datasetSelect = document.getElementById("f-dataset");
@@ -161,19 +162,9 @@ async function updatePlan() {
 form.addEventListener("input", () => { clearTimeout(planTimer); planTimer = setTimeout(updatePlan, 300); });
 form.addEventListener("change", () => { clearTimeout(planTimer); planTimer = setTimeout(updatePlan, 300); });
 
-const upload = document.getElementById("upload-form");
-upload.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearErrors(upload);
-  const result = document.getElementById("upload-result");
-  result.textContent = "Uploading…";
-  const body = new FormData(upload);
-  if (!body.get("target")) body.delete("target");
-  const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
-  if (!ok) { result.textContent = ""; showErrors(upload, data?.detail, `The server answered ${status}.`); return; }
-  upload.reset();
-  await loadDatasets(data.id);
-  result.textContent = `Uploaded "${data.name}": ${data.task}, ${counted(data.n_samples, "sample")}, input shape ${data.input_shape.join("×")}. It is selected above.`;
+wireUploadForm(document.getElementById("upload-form"), async (dataset) => {
+  await loadDatasets(dataset.id);
+  return "It is selected above.";
 });
 
 await loadDatasets();
