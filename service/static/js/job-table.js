@@ -18,9 +18,12 @@ export function renderTable() {
   const th = (attrs, ...children) => h("th", { scope: "col", ...attrs }, ...children);
   const table = document.getElementById("trials-table");
   table.tHead.replaceChildren(h("tr", {},
+    // The score beside the status, before the hyperparameters: on a phone the columns that matter
+    // come first, and the rest scroll inside the table's panel.
     th({}, h("span", { class: "muted" }, "Curve")), th({}, sortButton("number", "#")), th({}, "Status"),
+    th({ class: "num" }, sortButton("score", metric)),
     names.map((n) => th({}, n.replace("_", " "))),
-    th({ class: "num" }, sortButton("score", metric)), th({ class: "num" }, "Best epoch"),
+    th({ class: "num" }, "Best epoch"),
     th({ class: "num" }, sortButton("duration", "Duration")), th({}, "Error")));
   const all = sortedTrials();
   const pages = Math.max(1, Math.ceil(all.length / PAGE_SIZE));
@@ -48,8 +51,8 @@ function trialRow(t, names) {
     h("td", {}, tick),
     h("td", {}, h("a", { href: trialHref(t.number) }, t.number)),
     h("td", {}, badge(t.status)),
-    names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
     h("td", { class: "num" }, formatNumber(t.score)),
+    names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
     h("td", { class: "num" }, t.best_epoch ?? "–"),
     h("td", { class: "num", "data-col": "duration" }, trialDuration(t), runningEpochs(t)),
     h("td", { class: "error-cell" }, error));
