@@ -2,7 +2,8 @@
 
 Starts the API and a worker on a scratch data dir, runs a digits search (random, 24 trials x 8
 epochs, confirmed over 5 seeds) plus a small iris one, and saves the jobs list, the job page, its
-Verdict panel, a trial page and the new-job form showing a validation error into docs/.
+Verdict panel, a trial page, the datasets page, the new-job form showing its plan hint and validation
+errors, and the jobs list and job page at a phone's width (390 px) into docs/.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def capture(base_url: str, job_id: str, best: int) -> None:
         page.wait_for_selector("tr[data-job]")
         page.screenshot(path=str(DOCS / "jobs.png"), full_page=True)
         page.goto(f"/jobs/{job_id}")
-        page.wait_for_selector("#history-chart circle[data-trial]")
+        page.wait_for_selector("#history-chart [data-trial]")
         ticks = page.locator("#trials-table input.tick")
         for i in (2, 5):
             ticks.nth(i).check()
@@ -50,11 +51,27 @@ def capture(base_url: str, job_id: str, best: int) -> None:
         page.goto(f"/jobs/{job_id}/trials/{best}")
         page.wait_for_selector("#epochs-table tbody tr")
         page.screenshot(path=str(DOCS / "trial.png"), full_page=True)
+        page.goto("/datasets")
+        page.wait_for_selector("#datasets-table tbody tr")
+        page.screenshot(path=str(DOCS / "datasets.png"), full_page=True)
         page.goto("/new")
+        page.select_option("#f-algorithm", "grid")
+        page.fill("#f-trials", "8")
+        page.locator("#plan-hint", has_text="grid points").wait_for()
+        page.screenshot(path=str(DOCS / "new-job-plan.png"))
         page.fill("#f-rate-min", "0.6")
+        page.fill("#f-trials", "100000")
         page.click("button[type=submit]")
         page.wait_for_selector(".field-error")
         page.screenshot(path=str(DOCS / "new-job-error.png"))
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, base_url=base_url)
+        phone.goto("/")
+        phone.wait_for_selector("tr[data-job]")
+        phone.screenshot(path=str(DOCS / "phone-jobs.png"), full_page=True)
+        phone.goto(f"/jobs/{job_id}")
+        phone.wait_for_selector("#history-chart [data-trial]")
+        phone.wait_for_selector('#verdict-body[data-final="true"]')
+        phone.screenshot(path=str(DOCS / "phone-job.png"))
         browser.close()
 
 
