@@ -310,10 +310,18 @@ def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(servi
 
 @pytest.mark.parametrize("pack_size", [1, 4])
 def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Service, pack_size: int) -> None:
-    # Packs train fast: theirs get more epochs, so 50 trials cannot finish in the 12 s either way.
+    # Packs train fast: theirs get more epochs, so 50 trials cannot finish in the 12 s either way. The
+    # rate range is continuous, so all 50 are planned (small_job's stepped space holds only 5 networks,
+    # which a fast machine trains within the limit).
     epochs = 15 if pack_size == 1 else 60
+    space = {"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}}
     spec = small_job(
-        "digits", max_trials=50, timeout_s=12, pack_size=pack_size, training={"epochs": epochs, "batch_size": 128}
+        "digits",
+        max_trials=50,
+        timeout_s=12,
+        pack_size=pack_size,
+        search_space=space,
+        training={"epochs": epochs, "batch_size": 128},
     )
     job = service.wait(service.submit(spec)["id"], timeout=120)
     assert job["status"] == "failed"
