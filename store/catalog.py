@@ -9,7 +9,7 @@ from typing import Literal
 from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
-from store.dataset_files import EXT as STORED_EXT
+from store.dataset_files import KEY_PREFIX, KEY_SUFFIX
 from store.datasets import BUILTINS, ParsedDataset, load_builtin
 from store.errors import NotFoundError, StateError
 from store.states import JobStatus
@@ -90,7 +90,7 @@ def describe_datasets(
     if owner is not None:
         jobs = jobs.where(Job.owner == owner)
     usage = jobs.group_by(Job.dataset_id).subquery()
-    key = literal("datasets/") + Dataset.content_hash + literal(f".{STORED_EXT}")  # dataset_files.dataset_key
+    key = literal(KEY_PREFIX) + Dataset.content_hash + literal(KEY_SUFFIX)  # dataset_files.dataset_key, in SQL
     query = (
         select(Dataset, Artifact.size, func.coalesce(usage.c.jobs, 0), func.coalesce(usage.c.active, 0))
         .outerjoin(usage, usage.c.dataset_id == Dataset.id)

@@ -34,8 +34,12 @@ EXT = "npz"  # every upload is stored normalized, as NPZ
 PUT_ATTEMPTS = 3
 
 
+# An upload's key in the artifact store: KEY_PREFIX + its SHA-256 + KEY_SUFFIX (SQL builds it too).
+KEY_PREFIX, KEY_SUFFIX = "datasets/", f".{EXT}"
+
+
 def dataset_key(content_hash: str) -> str:
-    return f"datasets/{content_hash}.{EXT}"
+    return f"{KEY_PREFIX}{content_hash}{KEY_SUFFIX}"
 
 
 def file_sha256(path: Path) -> str:

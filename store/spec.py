@@ -4,7 +4,8 @@ The API validates a submitted spec into these models and stores it normalized (d
 the worker reads it back with `JobSpec.model_validate`. Every rule about the spec itself lives here,
 where `/openapi.json` shows it; rules that need the dataset live in `service/jobs.py`, and so do the
 service's caps (its settings), which the API also has checked here as it reads a spec (`ACTIVE_CAPS`),
-so that their errors come with the others. `resolve_space` gives the canonical space the tuner searches (see its docstring).
+so that their errors come with the others. `resolve_space` gives the canonical space the tuner
+searches (see its docstring).
 """
 
 from __future__ import annotations
