@@ -257,7 +257,13 @@ class Worker:
         """The child ends its job itself. If it died first, that is a crash: the job goes back to the
         queue (its search resumes), or fails once it has crashed more often than the budget allows."""
         with self.db.session() as session:
-            job = q.get_job(session, job_id)
+            try:
+                job = q.get_job(session, job_id)
+            except NotFoundError:
+                # Deleted: a delete waits until the job has ended, so its search settled it, and a
+                # user deleted it in the moment before this look. Nothing is left to settle.
+                log.info("job %s was deleted once its search had ended it", job_id)
+                return
             if job.status != JobStatus.RUNNING.value or job.worker_id != self.id:
                 return  # settled by its search, or no longer this worker's to settle
             if job.cancel_requested:

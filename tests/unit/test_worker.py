@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from store.errors import NotFoundError
 from tuner.supervise import backoff, default_workers
 from tuner.worker import _describe_exit, _kill_group, _last_error_line, trial_time_limit
 
@@ -165,3 +166,37 @@ def test_a_starting_worker_waits_for_a_database_that_does_not_answer_yet(
     with pytest.raises(OperationalError):
         Worker(settings)._upgrade_once_reachable()
     assert len(calls) == 4  # tries after waits of 0.5, 1 and 2 s; a wait of 4 s would pass the 3 s
+
+
+def test_a_worker_lives_on_when_a_job_is_deleted_between_its_search_ending_and_its_settling(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The search ends its job, a user deletes it at once, and only then does the worker look at how its
+    # child exited: the job is gone. That used to raise NotFoundError out of the worker's loop and end
+    # the worker (seen in CI, where tests delete finished jobs straight away).
+    from store import jobs as q
+    from store.catalog import ensure_builtin_datasets
+    from store.config import Settings
+    from store.db import Database
+    from store.spec import JobSpec
+    from store.states import JobStatus
+    from tests.conftest import small_job
+    from tuner.worker import Worker
+
+    worker = Worker(Settings(data_dir=tmp_path, database_url=database_url), name="w1")
+    db = Database(database_url)
+    with db.session() as s:
+        ensure_builtin_datasets(s)
+        job = q.create_job(s, JobSpec.model_validate(small_job()), 3)
+        job.status, job.worker_id = JobStatus.RUNNING.value, worker.id
+        job_id = job.id
+    with db.session() as s:
+        assert q.finish_job(s, job_id, JobStatus.SUCCEEDED)
+    with db.session() as s:
+        q.delete_job(s, job_id)
+
+    worker._settle(job_id, 0, tmp_path / "job.log", 0)  # returns: nothing left to settle
+
+    with db.session() as s:
+        with pytest.raises(NotFoundError):
+            q.get_job(s, job_id)
