@@ -197,6 +197,5 @@ def test_a_worker_lives_on_when_a_job_is_deleted_between_its_search_ending_and_i
 
     worker._settle(job_id, 0, tmp_path / "job.log", 0)  # returns: nothing left to settle
 
-    with db.session() as s:
-        with pytest.raises(NotFoundError):
-            q.get_job(s, job_id)
+    with db.session() as s, pytest.raises(NotFoundError):
+        q.get_job(s, job_id)
