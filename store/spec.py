@@ -81,11 +81,7 @@ def cap_error(value: float, cap: float | None) -> str | None:
     """The message for `value` over a service's `cap` (None: within it, or no cap)."""
     if cap is None or value <= cap:
         return None
-    return f"{_plain_number(value)} is above this service's limit of {_plain_number(cap)}"
-
-
-def _plain_number(value: float) -> str:
-    return str(value) if isinstance(value, int) else str(int(value)) if value.is_integer() else str(value)
+    return f"{_text(value)} is above this service's limit of {_text(cap)}"
 
 
 def _capped(name: str) -> AfterValidator:
