@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run api worker test test-unit test-e2e lint bench lock migrate image clean
+.PHONY: install run api worker test test-fast test-unit test-e2e lint bench lock migrate image clean
 
 $(STAMP): requirements.lock requirements-dev.lock client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,18 +29,27 @@ worker: install
 migrate: install
 	$(BIN)/python -m store.migrate
 
+# pytest-xdist: tests spread over XDIST_WORKERS processes; an end-to-end or container module's tests
+# stay on one of them (see tests/conftest.py). XDIST_WORKERS=0 runs everything in this one process.
+XDIST_WORKERS ?= auto
+XDIST := -n $(XDIST_WORKERS) --dist loadgroup
+
+# Everything: unit, end-to-end (real server, workers, browser) and container tests.
 test: install
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-container-tools.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-test-unit: install
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+# The inner loop: the unit tier only (no server, worker, browser or image), in a few minutes.
+test-fast: install
+	$(BIN)/python -m pytest $(XDIST) -m "not e2e and not container" tests/unit $(PYTEST_ARGS)
+
+test-unit: test-fast
 
 test-e2e: install
 	./scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) tests/e2e $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

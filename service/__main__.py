@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
 
@@ -29,12 +30,14 @@ def main() -> None:
     prepare_database(settings)  # once, here: worker processes migrating at once would race
     processes = api_workers(settings)
     use_multiprocess_dir(settings, processes)  # before they start: /metrics then sums their request figures
+    where: dict[str, Any] = (
+        {"fd": settings.listen_fd} if settings.listen_fd is not None else {"host": settings.host, "port": settings.port}
+    )
     uvicorn.run(
         "service.app:prepared_app",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         workers=processes,
+        **where,
         log_level="info",
     )
 

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     artifacts_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # A listening TCP socket inherited from the parent (systemd-style socket activation, or a test
+    # that bound a free port and keeps it): served instead of binding HOST:PORT, so no other process
+    # can take the port between its choice and the bind. HOST still decides the exposure check.
+    listen_fd: int | None = Field(None, ge=0)
     # API processes `python -m service` runs (uvicorn workers, each with its own predictor child);
     # empty means one per CPU, at most 4.
     api_workers: int | None = Field(None, ge=1, le=64)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 from store.db import get_engine
 from store.migrate import upgrade
 
+TESTS = Path(__file__).resolve().parent
 PG_ADMIN_URL = os.environ.get("DROPTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -32,59 +36,169 @@ def postgres_available() -> bool:
 PG_AVAILABLE = postgres_available()
 
 
-def _fresh_postgres_database() -> tuple[str, str]:
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
+    under xdist (`--dist loadgroup`) one worker for each of their modules: a module's tests share the
+    jobs its module-scoped fixtures run and the services its workers start, and the container tier
+    builds its images once."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in ("e2e", "container"):
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if not any(item.iter_markers("xdist_group")):
+            group = tier if tier == "container" else item.path.stem
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+class DatabaseTemplates:
+    """Databases migrated once per test session (per xdist worker), which each test copies.
+
+    Migrating from empty takes about a second on PostgreSQL and registering the built-in datasets a
+    few tenths; a copy takes milliseconds (a SQLite file copied; PostgreSQL's `CREATE DATABASE ...
+    TEMPLATE`). Two templates per backend: the newest schema, and the newest schema holding the
+    built-in datasets (what the service's start leaves). A copy is the test's own: nothing it writes
+    reaches the template or another test. The migrations themselves are tested from empty databases
+    (`empty_database_url`, tests/unit/test_migrations.py).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._sqlite: dict[bool, Path] = {}
+        self._postgres: dict[bool, str] = {}
+        self._made: list[str] = []  # PostgreSQL databases to drop at the end of the session
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-test-databases")
+
+    @staticmethod
+    def _prepare(url: str, builtins: bool) -> None:
+        from store.catalog import ensure_builtin_datasets
+        from store.db import Database
+
+        upgrade(url)
+        if builtins:
+            with Database(url).session() as session:
+                ensure_builtin_datasets(session)
+        get_engine(url).dispose()
+
+    def sqlite(self, path: Path, *, builtins: bool = False) -> str:
+        """A copy of the SQLite template at `path`; returns its URL."""
+        if builtins not in self._sqlite:
+            template = self.folder / f"template-{'builtins' if builtins else 'schema'}.db"
+            self._prepare(f"sqlite:///{template}", builtins)
+            with sqlite3.connect(template) as conn:  # everything in the file itself, no WAL beside it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("PRAGMA journal_mode=DELETE")
+            self._sqlite[builtins] = template
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._sqlite[builtins], path)
+        return f"sqlite:///{path}"
+
+    def postgres(self, *, builtins: bool = False) -> tuple[str, str]:
+        """A new PostgreSQL database copied from the template: its name and its URL."""
+        if builtins not in self._postgres:
+            name, url = self._create(f"droptune_template_{uuid.uuid4().hex[:10]}")
+            self._prepare(url, builtins)
+            self._postgres[builtins] = name
+        return self._create(f"droptune_test_{uuid.uuid4().hex[:10]}", template=self._postgres[builtins])
+
+    def _create(self, name: str, template: str | None = None) -> tuple[str, str]:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        self._made.append(name)
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        return name, f"{base}/{name}"
+
+    def drop_later(self, name: str, url: str) -> None:
+        """Drop a test's database in the background: a drop waits for a checkpoint (up to half a
+        second), which the next test need not wait for."""
+        get_engine(url).dispose()
+        self._dropper.submit(_drop_postgres_database, name)
+
+    def close(self) -> None:
+        self._dropper.shutdown(wait=True)
+        for name in self._postgres.values():
+            _drop_postgres_database(name)
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def db_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseTemplates]:
+    templates = DatabaseTemplates(tmp_path_factory.mktemp("database-templates"))
+    yield templates
+    templates.close()
+
+
+def require_postgres() -> None:
+    """Without a PostgreSQL server the test is skipped, except under CI=true, where it fails: CI
+    starts one, so its absence there is a broken set-up, not a reason to test less."""
+    if not PG_AVAILABLE:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI=true but no PostgreSQL at {PG_ADMIN_URL}")
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
+
+
+@contextmanager
+def backend_database(kind: str) -> Iterator[str | None]:
+    """A fresh, empty PostgreSQL database's URL, or None for SQLite (the service's default file)."""
+    if kind == "sqlite":
+        yield None
+        return
+    require_postgres()
     import psycopg
 
     name = f"droptune_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return name, f"{base}/{name}"
-
-
-def _drop_postgres_database(name: str, url: str) -> None:
-    import psycopg
-
-    get_engine(url).dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def backend_database(kind: str) -> Iterator[str | None]:
-    """A fresh PostgreSQL database's URL, or None for SQLite (the service's default file).
-
-    Without a PostgreSQL server the test is skipped, except under CI=true, where it fails: CI
-    starts one, so its absence there is a broken set-up, not a reason to test less.
-    """
-    if kind == "sqlite":
-        yield None
-        return
-    if not PG_AVAILABLE:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI=true but no PostgreSQL at {PG_ADMIN_URL}")
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
-    name, url = _fresh_postgres_database()
+    url = f"{base}/{name}"
     try:
         yield url
     finally:
-        _drop_postgres_database(name, url)
+        get_engine(url).dispose()
+        _drop_postgres_database(name)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind."""
+    """An empty database of each kind (for the migrations' own tests)."""
     with backend_database(request.param) as url:
         url = url or f"sqlite:///{tmp_path / 'test.db'}"
         yield url
         get_engine(url).dispose()
 
 
-@pytest.fixture
-def database_url(empty_database_url: str) -> str:
-    """A database of each kind at the newest schema revision."""
-    upgrade(empty_database_url)
-    return empty_database_url
+def _copied_database(kind: str, templates: DatabaseTemplates, tmp_path: Path, *, builtins: bool) -> Iterator[str]:
+    if kind == "sqlite":
+        url = templates.sqlite(tmp_path / "test.db", builtins=builtins)
+        yield url
+        get_engine(url).dispose()
+        return
+    require_postgres()
+    name, url = templates.postgres(builtins=builtins)
+    try:
+        yield url
+    finally:
+        templates.drop_later(name, url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, db_templates: DatabaseTemplates) -> Iterator[str]:
+    """A database of each kind at the newest schema revision (a template's copy): empty, or holding the
+    built-in datasets where the test also asks for `db`."""
+    builtins = "db" in request.fixturenames
+    yield from _copied_database(request.param, db_templates, tmp_path, builtins=builtins)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -92,14 +206,19 @@ def database_url(empty_database_url: str) -> str:
 
 @pytest.fixture
 def db(database_url: str) -> Any:
-    """A migrated database (each backend) holding the built-in datasets, which jobs point at."""
-    from store.catalog import ensure_builtin_datasets
+    """A migrated database (each backend) holding the built-in datasets, which jobs point at
+    (`database_url` copied them from its template)."""
     from store.db import Database
 
-    database = Database(database_url)
-    with database.session() as s:
-        ensure_builtin_datasets(s)
-    return database
+    return Database(database_url)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, db_templates: DatabaseTemplates) -> Path:
+    """tmp_path as a service's data dir whose SQLite database (the default) is already migrated and
+    holds the built-in datasets, as the service's start leaves it; the start then finds nothing to do."""
+    db_templates.sqlite(tmp_path / "droptune.db", builtins=True)
+    return tmp_path
 
 
 def issue_token(database_url: str, owner: str, name: str = "test") -> str:

@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import small_job
 from tests.container.support import BUILD_TIMEOUT_S, RUN, podman, require_podman, wait_job
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 require_podman()

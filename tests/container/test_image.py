@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import small_job
 from tests.container.support import BUILD_TIMEOUT_S, RUN, podman, require_podman, wait_healthy, wait_job
-from tests.e2e.conftest import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(BUILD_TIMEOUT_S)]
 require_podman()

@@ -17,15 +17,10 @@ import httpx
 import pytest
 
 from tests.conftest import backend_database, issue_token
+from tests.ports import listening_socket, port_of, served_by_fd
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"succeeded", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -36,6 +31,7 @@ class Service:
     processes: list[subprocess.Popen[bytes]]
     database_url: str
     token: str  # the client's, for owner "e2e"; the browser tests sign in with it
+    listener: socket.socket  # the API's port, bound here and held until the service stops
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         response = self.client.post("/api/v1/jobs", json=spec)
@@ -69,9 +65,11 @@ class Service:
         return response.json()  # type: ignore[no-any-return]
 
 
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], env: dict[str, str], log: Path, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, pass_fds=pass_fds)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -88,12 +86,12 @@ def start_service(
     data_dir: Path, database_url: str | None, workers: int, extra_env: dict[str, str] | None = None
 ) -> Service:
     """The API and `workers` worker processes on one data dir and database, ready to take jobs."""
-    port = free_port()
+    listener = listening_socket()
     env = dict(os.environ)
     env.update(
         {
             "DROPTUNE_DATA_DIR": str(data_dir),
-            "DROPTUNE_PORT": str(port),
+            **served_by_fd(listener),
             "DROPTUNE_HOST": "127.0.0.1",
             "DROPTUNE_HEARTBEAT_INTERVAL_S": "1",
             "DROPTUNE_CANCEL_GRACE_S": "20",
@@ -106,19 +104,20 @@ def start_service(
     env.update(extra_env or {})
     if database_url:
         env["DROPTUNE_DATABASE_URL"] = database_url
-    api = _start([sys.executable, "-m", "service"], env, data_dir / "api.log")
-    base_url = f"http://127.0.0.1:{port}"
+    api = _start([sys.executable, "-m", "service"], env, data_dir / "api.log", pass_fds=(listener.fileno(),))
+    base_url = f"http://127.0.0.1:{port_of(listener)}"
     client = httpx.Client(base_url=base_url, timeout=30)
     deadline = time.monotonic() + 60
     while True:
         try:
-            if client.get("/healthz").status_code == 200:
+            # The socket already listens, so a request waits in its backlog until the API serves it.
+            if client.get("/healthz", timeout=2).status_code == 200:
                 break
         except httpx.TransportError:
             pass
         if api.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the API did not start: {(data_dir / 'api.log').read_text()}")
-        time.sleep(0.2)
+        time.sleep(0.1)
     started = [
         _start([sys.executable, "-m", "tuner", "--name", f"e2e-{i}"], env, data_dir / f"worker-{i}.log")
         for i in range(workers)
@@ -126,13 +125,14 @@ def start_service(
     url = database_url or sqlite_url(data_dir)
     token = issue_token(url, "e2e")
     client.headers["Authorization"] = f"Bearer {token}"
-    return Service(base_url, data_dir, client, [api, *started], url, token)
+    return Service(base_url, data_dir, client, [api, *started], url, token, listener)
 
 
 def stop_service(svc: Service) -> None:
     for proc in reversed(svc.processes):  # workers first, then the API
         _stop(proc)
     svc.client.close()
+    svc.listener.close()
 
 
 def sqlite_url(data_dir: Path) -> str:

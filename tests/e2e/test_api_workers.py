@@ -13,21 +13,26 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT
+from tests.ports import listening_socket, port_of, served_by_fd
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_api_runs_in_several_processes_and_a_term_stops_every_one(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "DROPTUNE_DATA_DIR": str(tmp_path), "DROPTUNE_PORT": str(port), "DROPTUNE_API_WORKERS": "2"}
+    listener = listening_socket()
+    port = port_of(listener)
+    env = {**os.environ, "DROPTUNE_DATA_DIR": str(tmp_path), **served_by_fd(listener), "DROPTUNE_API_WORKERS": "2"}
     env.pop("DROPTUNE_DATABASE_URL", None)
-    api = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, start_new_session=True)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, start_new_session=True, pass_fds=(listener.fileno(),)
+    )
+    listener.close()  # the API holds the port now; the check below sees it close with the API
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

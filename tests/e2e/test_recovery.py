@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import backend_database, issue_token, small_job
-from tests.e2e.conftest import FINISHED, ROOT, Service, _start, free_port, sqlite_url, start_service, stop_service
+from tests.e2e.conftest import FINISHED, ROOT, Service, _start, sqlite_url, start_service, stop_service
+from tests.ports import listening_socket, port_of, served_by_fd
 
 pytestmark = pytest.mark.e2e
 
@@ -407,12 +408,12 @@ def test_make_run_restarts_a_killed_worker_and_a_term_stops_everything(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     data_dir = tmp_path_factory.mktemp("droptune-run")
-    port = free_port()
+    listener = listening_socket()
     env = {
         **os.environ,
         **STALL,
         "DROPTUNE_DATA_DIR": str(data_dir),
-        "DROPTUNE_PORT": str(port),
+        **served_by_fd(listener),
         "DROPTUNE_WORKERS": "1",
     }
     env.pop("DROPTUNE_DATABASE_URL", None)
@@ -424,19 +425,20 @@ def test_make_run_restarts_a_killed_worker_and_a_term_stops_everything(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so that whatever is left at the end can be killed as a group
+            pass_fds=(listener.fileno(),),
         )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port_of(listener)}", timeout=30)
     try:
 
         def health() -> dict[str, Any]:
             try:
-                return client.get("/healthz").json()  # type: ignore[no-any-return]
+                return client.get("/healthz", timeout=2).json()  # type: ignore[no-any-return]
             except httpx.TransportError:
                 return {}
 
         wait_for("the API and one worker up", lambda: health().get("workers") == 1, timeout=90)
         client.headers["Authorization"] = f"Bearer {issue_token(sqlite_url(data_dir), 'e2e')}"
-        svc = Service(str(client.base_url), data_dir, client, [], sqlite_url(data_dir), "")
+        svc = Service(str(client.base_url), data_dir, client, [], sqlite_url(data_dir), "", listener)
         job = svc.submit(small_job("iris", max_trials=2, training={"epochs": 40}))
         wait_for_trial(svc, job["id"], 0, epochs=2)
 
@@ -467,3 +469,4 @@ def test_make_run_restarts_a_killed_worker_and_a_term_stops_everything(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(script.pid, signal.SIGKILL)
         script.wait()
+        listener.close()

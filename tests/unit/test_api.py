@@ -42,12 +42,13 @@ Json = dict[str, Any]
 
 
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """A started app on a fresh data dir under tmp_path; keyword arguments override its Settings."""
+def make_client(data_dir: Path) -> Iterator[Callable[..., TestClient]]:
+    """A started app on a fresh data dir (tmp_path, its database prepared from the session's template);
+    keyword arguments override its Settings."""
     with ExitStack() as stack:
 
         def make(owner: str = "alice", **settings: Any) -> TestClient:
-            config = Settings(data_dir=tmp_path, **settings)
+            config = Settings(data_dir=data_dir, **settings)
             client = stack.enter_context(TestClient(create_app(config)))
             if config.auth:  # signed in as `owner`, as every caller must be
                 sign_in(client, config.resolved_database_url, owner)

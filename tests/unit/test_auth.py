@@ -20,8 +20,8 @@ from service.auth import check_exposure, is_loopback
 from store import auth
 from store.config import Settings
 from store.db import Database
-from store.tables import ApiToken, Job
-from tests.conftest import classification_csv, issue_token, small_job
+from store.tables import ApiToken, Dataset, Job
+from tests.conftest import DatabaseTemplates, classification_csv, issue_token, small_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,16 +45,29 @@ class Service:
         with Database(self.url).session(readonly=True) as session:
             return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 
+    def dataset_count(self) -> int:
+        with Database(self.url).session(readonly=True) as session:
+            return int(session.scalar(select(func.count()).select_from(Dataset)) or 0)
+
 
 @pytest.fixture
-def make_service(tmp_path: Path) -> Iterator[Any]:
+def make_service(data_dir: Path) -> Iterator[Any]:
     with ExitStack() as stack:
-        yield lambda **kw: Service(stack, Settings(data_dir=tmp_path, **kw))
+        yield lambda **kw: Service(stack, Settings(data_dir=data_dir, **kw))
 
 
 @pytest.fixture
 def svc(make_service: Any) -> Service:
     return make_service()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def unchanged_svc(tmp_path_factory: pytest.TempPathFactory, db_templates: DatabaseTemplates) -> Iterator[Service]:
+    """One service for the tests that change nothing in it (each checks that it did not): the 401s."""
+    data_dir = tmp_path_factory.mktemp("auth")
+    db_templates.sqlite(data_dir / "droptune.db", builtins=True)
+    with ExitStack() as stack:
+        yield Service(stack, Settings(data_dir=data_dir))
 
 
 def submit(client: TestClient, **overrides: Any) -> dict[str, Any]:
@@ -167,14 +180,15 @@ def test_every_api_operation_is_listed_here(svc: Service) -> None:
 @pytest.mark.parametrize("method, path", API_CALLS)
 @pytest.mark.parametrize("authorization", [None, "Bearer nope", "Basic YWxpY2U6eA==", "Bearer "])
 def test_without_a_valid_token_every_api_call_gets_401(
-    svc: Service, method: str, path: str, authorization: str | None
+    unchanged_svc: Service, method: str, path: str, authorization: str | None
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
-    response = svc.anonymous.request(method, path, headers=headers, json={"garbage": True})
+    response = unchanged_svc.anonymous.request(method, path, headers=headers, json={"garbage": True})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="droptune"'
     assert response.json()["detail"][0]["loc"] == ["header", "authorization"]
-    assert svc.job_count() == 0
+    assert unchanged_svc.job_count() == 0
+    assert unchanged_svc.dataset_count() == 4  # the built-ins only: no upload got through
 
 
 def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(svc: Service) -> None:

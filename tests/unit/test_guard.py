@@ -5,7 +5,6 @@ cross-site writes with authentication off, and a 405's full Allow list."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,18 +21,19 @@ from service.app import create_app
 from service.responses import CONTENT_SECURITY_POLICY
 from store.config import Settings
 from tests.conftest import classification_csv, sign_in, small_job
+from tests.ports import listening_socket, port_of
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+def make_client(data_dir: Path) -> Iterator[Callable[..., TestClient]]:
     """A started app on a fresh data dir; keyword arguments override its Settings. Signed in when
     authentication is on."""
     with ExitStack() as stack:
 
         def make(**settings: Any) -> TestClient:
-            config = Settings(data_dir=tmp_path, **settings)
+            config = Settings(data_dir=data_dir, **settings)
             client = stack.enter_context(TestClient(create_app(config), raise_server_exceptions=False))
             if config.auth:
                 sign_in(client, config.resolved_database_url)
@@ -377,29 +377,24 @@ def test_a_chunked_upload_past_the_upload_limit_is_cut_off_and_stores_nothing(
 # --- against a real server ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def real_server(settings: Settings) -> Iterator[str]:
     """uvicorn serving the app on a loopback port, in this process: TestClient's transport is not
     a socket, and a real server's reads are what the limit must stop."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    listener = listening_socket()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port_of(listener)}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        listener.close()
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ GRACE_S = 30.0
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, heartbeat_grace_s=GRACE_S)
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, heartbeat_grace_s=GRACE_S)
 
 
 @pytest.fixture

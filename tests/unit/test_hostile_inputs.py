@@ -15,17 +15,16 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from store.config import Settings
-from tests.conftest import backend_database, sign_in, small_job
+from tests.conftest import sign_in, small_job
 from tests.npz_files import corrupt_deflate, deflated_zeros, hand_zip, labels, npy, npy_header, stored, zip_of
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+@pytest.fixture
+def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     """A signed-in client of a service on each backend."""
-    with backend_database(request.param) as url:
-        settings = Settings(data_dir=tmp_path, database_url=url or "")
-        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-            yield sign_in(c, settings.resolved_database_url)
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield sign_in(c, settings.resolved_database_url)
 
 
 BOMB_ROWS, BOMB_FEATURES = 64_000, 1000  # 256 MB of float32 zeros, deflated to a few hundred KB
@@ -219,13 +218,13 @@ def test_numbers_beyond_64_bits_in_the_url_get_a_422(client: TestClient, path: s
 # --- the request guard: bodies, cross-site writes, NULs in URLs (on each backend) -----------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def make_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+@pytest.fixture
+def make_service(tmp_path: Path, database_url: str) -> Iterator[Callable[..., TestClient]]:
     """A service on each backend with the given settings, signed in when authentication is on."""
-    with backend_database(request.param) as url, ExitStack() as stack:
+    with ExitStack() as stack:
 
         def make(**overrides: Any) -> TestClient:
-            settings = Settings(data_dir=tmp_path, database_url=url or "", **overrides)
+            settings = Settings(data_dir=tmp_path, database_url=database_url, **overrides)
             c = stack.enter_context(TestClient(create_app(settings), raise_server_exceptions=False))
             return sign_in(c, settings.resolved_database_url) if settings.auth else c
 

@@ -91,9 +91,9 @@ class App:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
+def make_app(data_dir: Path) -> Iterator[Any]:
     with ExitStack() as stack:
-        yield lambda **kw: App(stack, Settings(data_dir=tmp_path, **kw))
+        yield lambda **kw: App(stack, Settings(data_dir=data_dir, **kw))
 
 
 @pytest.fixture

@@ -1121,7 +1121,7 @@ def test_ensure_builtin_datasets_is_idempotent(db: Database) -> None:
     assert count(db, Dataset) == before == 4
 
 
-@pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_connections_use_wal_foreign_keys_normal_sync_and_a_busy_timeout(db: Database) -> None:
     with db.session() as s:
         pragmas = {
