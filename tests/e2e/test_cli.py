@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import classification_csv, small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("service", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 DROPTUNE = str(Path(sys.executable).parent / "droptune")
 

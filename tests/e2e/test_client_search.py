@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from droptune_client import Client
-from tests.e2e.conftest import ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("service", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 OPTIONS = {"max_trials": 2, "epochs": 2, "task": "classification", "repeats": 0, "mc_samples": 0}
 

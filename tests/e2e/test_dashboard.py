@@ -15,9 +15,9 @@ from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from tests.conftest import small_job
-from tests.e2e.conftest import ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 CHROMIUM = os.environ.get("DROPTUNE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"

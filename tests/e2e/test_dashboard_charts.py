@@ -15,12 +15,12 @@ from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from tests.conftest import small_job
 from tests.e2e import test_dashboard as dashboard  # skips this module too where there is no Chromium
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 from tests.e2e.test_dashboard import ARTIFACTS, signed_in
 
 browser, page = dashboard.browser, dashboard.page  # its fixtures, shared
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 # number: (dropout rate, dropout layers, val_loss). Every score is tiny (every model fits), and trials
 # 1, 2 and 4 share a rate, as a grid's trials do. Canonical space: rates 0, 0.25, 0.5 by 0-2 layers.

@@ -18,10 +18,10 @@ from store.db import Database
 from store.spec import JobSpec
 from store.states import JobStatus
 from tests.conftest import classification_csv, csv_bytes, regression_csv, small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 from tests.e2e.test_dashboard import ARTIFACTS, browser, csp_violations, page, signed_in  # noqa: F401  (skips without Chromium)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
 def fmt_bytes(size: int) -> str:

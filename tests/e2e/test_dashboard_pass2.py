@@ -16,9 +16,9 @@ from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from tests.conftest import small_job
 from tests.e2e import test_dashboard as ui  # skips this module too where there is no Chromium
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 # The dashboard tests' fixtures: one browser per module, a signed-in page per test.
 browser = ui.browser
 page = ui.page

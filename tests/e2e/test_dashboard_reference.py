@@ -16,10 +16,10 @@ from store.reference import trivial_reference
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
 from tests.conftest import small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 from tests.e2e.test_dashboard import browser, page, signed_in  # noqa: F401  (skips without Chromium)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
 def stored_job(service: Service, best_val_loss: float) -> str:

@@ -1,14 +1,18 @@
 """`GET /metrics` against the real service: a tiny job run by a real worker moves the completed-trials
-counter and the epoch and trial duration histograms, on SQLite and PostgreSQL."""
+counter and the epoch and trial duration histograms. Once, on SQLite: the figures' queries run on both
+databases in tests/unit/test_metrics.py."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
+
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
 def figures(svc: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

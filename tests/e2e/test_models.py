@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import small_job
-from tests.e2e.conftest import ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 # Loads a downloaded model in a process of its own, the way a user would, and evaluates it on the
 # job's validation split (the same split the worker made: `tuner.setup.split` with the job's seed).

@@ -12,8 +12,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import classification_csv, small_job
-from tests.e2e.conftest import ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
+
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 

@@ -17,9 +17,9 @@ import pytest
 
 from store.datasets import load_builtin
 from tests.conftest import csv_bytes, issue_token, small_job
-from tests.e2e.conftest import ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 PREDICT_TIMEOUT_S = 180  # the first call starts the predictor (TensorFlow's import) and loads the model
 # Loads both downloads in a process of its own and prints their outputs for the rows: the `.keras`

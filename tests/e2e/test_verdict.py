@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
 def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Service) -> None:
