@@ -13,11 +13,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
+# One BLAS thread per process: the suite runs a process per core (pytest-xdist) besides the servers'
+# and workers' own, and OpenBLAS's threads spin waiting for one another when cores are short: the
+# Bayesian walk of tests/unit/test_canonical_space.py took 60 s with them and 15 s without. Set for
+# what this process loads later (SciPy's own OpenBLAS) and what it starts; limited at once for NumPy's,
+# which a pytest plugin has loaded before this file.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from store.db import get_engine
-from store.migrate import upgrade
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+_ONE_BLAS_THREAD = threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+
+from store.db import get_engine  # noqa: E402
+from store.migrate import upgrade  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 PG_ADMIN_URL = os.environ.get("DROPTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
