@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import backend_database, issue_token
@@ -61,6 +62,20 @@ class Service:
         response = self.client.get(f"/api/v1/jobs/{job_id}/trials/{number}")
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
+
+    def search_process(self, job_id: str) -> psutil.Process:
+        """The live `python -m tuner.search JOB_ID` of whichever of this service's workers runs the job."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for worker in self.processes[1:]:
+                for proc in psutil.Process(worker.pid).children():
+                    try:
+                        if proc.cmdline()[-2:] == ["tuner.search", job_id] and proc.status() != psutil.STATUS_ZOMBIE:
+                            return proc
+                    except psutil.NoSuchProcess:
+                        pass
+            time.sleep(0.1)
+        raise AssertionError(f"no search process runs job {job_id}")
 
     def upload(self, name: str, filename: str, data: bytes, **form: str) -> dict[str, Any]:
         response = self.client.post(

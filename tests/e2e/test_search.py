@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import image_npz, npz_bytes, regression_csv, small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 
 pytestmark = pytest.mark.e2e
 ALGORITHMS = ["random", "grid", "bayesian", "hyperband"]
@@ -308,22 +309,39 @@ def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(servi
     assert [t["status"] for t in service.trials(job["id"])] == ["failed", "failed"]
 
 
+# Long enough for any machine to start the search and finish its first trial (or pack) within it.
+JOB_TIME_LIMIT_S = 30
+
+
+@ON_SQLITE_ONLY  # the search's own clock: no database in it
 @pytest.mark.parametrize("pack_size", [1, 4])
 def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Service, pack_size: int) -> None:
-    # Packs train fast: theirs get more epochs, so 50 trials cannot finish in the 12 s either way. The
-    # rate range is continuous, so all 50 are planned (small_job's stepped space holds only 5 networks,
-    # which a fast machine trains within the limit).
-    epochs = 15 if pack_size == 1 else 60
+    # The rate range is continuous, so all 50 trials are planned. Once the first trial (or pack) is
+    # done the search is frozen until its time limit has passed: however fast this machine trains, it
+    # cannot run all 50 first, and it meets the limit at its next epoch boundary (or before its next
+    # trial or pack) when it wakes.
     space = {"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}}
     spec = small_job(
         "digits",
         max_trials=50,
-        timeout_s=12,
+        timeout_s=JOB_TIME_LIMIT_S,
         pack_size=pack_size,
         search_space=space,
-        training={"epochs": epochs, "batch_size": 128},
+        training={"epochs": 15, "batch_size": 128},
     )
-    job = service.wait(service.submit(spec)["id"], timeout=120)
+    job_id = service.submit(spec)["id"]
+    search = service.search_process(job_id)
+    deadline = time.monotonic() + JOB_TIME_LIMIT_S
+    while not any(t["status"] == "completed" for t in service.trials(job_id)):
+        assert time.monotonic() < deadline, "no trial completed within the job's time limit"
+        time.sleep(0.1)
+    search.suspend()
+    started = dt.datetime.fromisoformat(service.client.get(f"/api/v1/jobs/{job_id}").json()["started_at"])
+    limit = started + dt.timedelta(seconds=JOB_TIME_LIMIT_S)
+    while dt.datetime.now(dt.UTC) <= limit:
+        time.sleep(0.2)
+    search.resume()
+    job = service.wait(job_id, timeout=120)
     assert job["status"] == "failed"
     assert "time limit (timeout_s)" in job["error"] and "finished trials are kept" in job["error"]
     trials = service.trials(job["id"])
