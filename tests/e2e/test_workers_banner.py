@@ -12,9 +12,9 @@ import pytest
 from store import workers as live
 from store.db import Database
 from tests.conftest import small_job
-from tests.e2e.conftest import ON_SQLITE_ONLY, Service, start_service, stop_service
+from tests.e2e.conftest import Service, start_service, stop_service
 
-pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
+pytestmark = pytest.mark.e2e
 
 CHROMIUM = os.environ.get("DROPTUNE_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
