@@ -46,19 +46,38 @@ def postgres_available() -> bool:
 PG_AVAILABLE = postgres_available()
 
 
+def _module_fixture_group(item: pytest.Item) -> str | None:
+    """The group of a test that uses a module-scoped fixture (the jobs its module submits once, a
+    browser): its module, and the parameters of the broader-scoped fixtures under it (the `service`'s
+    backend: a module's SQLite and PostgreSQL halves share nothing). None for a test using none."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    scopes = {name: defs[-1].scope for name, defs in info.name2fixturedefs.items() if defs}
+    if "module" not in scopes.values():
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    shared = [str(value) for name, value in sorted(params.items()) if scopes.get(name) in ("module", "session")]
+    return "-".join([item.path.stem, *shared])
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
-    under xdist (`--dist loadgroup`) one worker for each of their modules: a module's tests share the
-    jobs its module-scoped fixtures run and the services its workers start, and the container tier
-    builds its images once."""
+    the groups that pytest-xdist (`--dist loadgroup`) keeps on one process: the container tier (its
+    images are built once), and an end-to-end module's tests that share a module-scoped fixture (the
+    jobs it submits once, its browser). Other end-to-end tests (their own services, or only the
+    session's) spread one by one like unit tests."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in ("e2e", "container"):
             continue
         item.add_marker(getattr(pytest.mark, tier))
-        if not any(item.iter_markers("xdist_group")):
-            group = tier if tier == "container" else item.path.stem
+        if any(item.iter_markers("xdist_group")):
+            continue
+        if tier == "container":
+            item.add_marker(pytest.mark.xdist_group("container"))
+        elif group := _module_fixture_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
