@@ -113,11 +113,13 @@ def test_cancel_in_the_middle_of_a_pack_stops_its_trials_and_keeps_the_finished_
     wait_for_trial(service, job_id, 4, epochs=2)  # the second pack (trials 4-7) is under way
     # Frozen while the cancel is asked for, so the cancel lands in this pack however fast it trains.
     search.suspend()
-    done = completed_before(service, job_id)
+    try:
+        done = completed_before(service, job_id)
+        response = service.client.post(f"/api/v1/jobs/{job_id}/cancel")
+    finally:
+        search.resume()
     assert sorted(done) == [0, 1, 2, 3]
-    response = service.client.post(f"/api/v1/jobs/{job_id}/cancel")
     assert response.status_code == 200 and response.json()["cancel_requested"] is True
-    search.resume()
     final = service.wait(job_id, timeout=60)
     assert final["status"] == "cancelled"
     trials = details(service, job_id)
@@ -147,14 +149,16 @@ def test_a_search_killed_in_the_middle_of_a_pack_runs_that_pack_again_and_keeps_
     # Frozen at once, so what is read below is the pack the kill interrupts, however fast this
     # machine trains (unfrozen, a fast one could end the pack between the look and the kill).
     search.suspend()
-    done = completed_before(service, job["id"])
-    assert sorted(done) == [0, 1, 2, 3]
-    interrupted = {t["number"]: t for t in service.trials(job["id"]) if t["number"] >= 4}
-    assert {t["status"] for t in interrupted.values()} == {"running"}
     family = [search, *search.children(recursive=True)]
-    for proc in family:  # as the OOM killer would
-        proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(family, timeout=10)
+    try:
+        done = completed_before(service, job["id"])
+        interrupted = {t["number"]: t for t in service.trials(job["id"]) if t["number"] >= 4}
+    finally:
+        for proc in family:  # as the OOM killer would
+            proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(family, timeout=10)
+    assert sorted(done) == [0, 1, 2, 3]
+    assert {t["status"] for t in interrupted.values()} == {"running"}
     final = service.wait(job["id"], timeout=240)
     assert final["status"] == "succeeded", final["error"]
     trials = details(service, job["id"])

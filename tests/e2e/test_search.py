@@ -336,11 +336,13 @@ def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Ser
         assert time.monotonic() < deadline, "no trial completed within the job's time limit"
         time.sleep(0.1)
     search.suspend()
-    started = dt.datetime.fromisoformat(service.client.get(f"/api/v1/jobs/{job_id}").json()["started_at"])
-    limit = started + dt.timedelta(seconds=JOB_TIME_LIMIT_S)
-    while dt.datetime.now(dt.UTC) <= limit:
-        time.sleep(0.2)
-    search.resume()
+    try:
+        started = dt.datetime.fromisoformat(service.client.get(f"/api/v1/jobs/{job_id}").json()["started_at"])
+        limit = started + dt.timedelta(seconds=JOB_TIME_LIMIT_S)
+        while dt.datetime.now(dt.UTC) <= limit:
+            time.sleep(0.2)
+    finally:
+        search.resume()
     job = service.wait(job_id, timeout=120)
     assert job["status"] == "failed"
     assert "time limit (timeout_s)" in job["error"] and "finished trials are kept" in job["error"]
