@@ -61,6 +61,17 @@ def _module_fixture_group(item: pytest.Item) -> str | None:
     return "-".join([item.path.stem, *shared])
 
 
+# The modules that take longest (minutes of real jobs, frozen processes waited out), handed out first
+# so that pytest-xdist's processes end together, the unit tests filling in at the end.
+LONGEST_FIRST = ("test_compose", "test_image", "test_recovery", "test_search", "test_two_hosts", "test_models")
+
+
+def _start_order(item: pytest.Item) -> tuple[int, int]:
+    tier = item.path.relative_to(TESTS).parts[0]
+    stem = item.path.stem
+    return (0 if tier != "unit" else 1, LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
@@ -68,6 +79,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     images are built once), and an end-to-end module's tests that share a module-scoped fixture (the
     jobs it submits once, its browser). Other end-to-end tests (their own services, or only the
     session's) spread one by one like unit tests."""
+    items.sort(key=_start_order)
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier not in ("e2e", "container"):

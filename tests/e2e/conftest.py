@@ -23,7 +23,7 @@ from tests.ports import listening_socket, port_of, served_by_fd
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"succeeded", "failed", "cancelled"}
 # A module whose checks do not depend on the database (the dashboard, predictions, model files,
-# exports, the CLI and clients, OpenAPI, metrics, the verdict) runs against the SQLite service only:
+# exports, the CLI and clients, OpenAPI, metrics, the verdict, packing) runs against the SQLite service only:
 # `pytestmark = [ON_SQLITE_ONLY]`. The store, the queue, searches, packs, recovery, many workers and two
 # hosts run on both backends (the `service` fixture's params, and their own fixtures).
 ON_SQLITE_ONLY = pytest.mark.parametrize("service", ["sqlite"], indirect=True)

@@ -12,10 +12,14 @@ import psutil
 import pytest
 
 from tests.conftest import small_job
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 from tests.e2e.test_recovery import completed_before, wait_for_trial
 
-pytestmark = pytest.mark.e2e
+# Once, on SQLite: packing is the trainer's (one fused model, each slice recorded as its own trial
+# through the same recording as an unpacked trial). Recording, resuming a killed search from the
+# artifact store and cancelling run on both databases in test_search.py, test_recovery.py and
+# test_two_hosts.py.
+pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 CONTINUOUS_DROPOUT = {"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}}
 LEARNING_RATES, UNITS = [1e-3, 1e-2], [8, 16]

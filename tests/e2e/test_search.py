@@ -310,7 +310,7 @@ def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(servi
 
 
 # Long enough for any machine to start the search and finish its first trial (or pack) within it.
-JOB_TIME_LIMIT_S = 30
+JOB_TIME_LIMIT_S = 20
 
 
 @ON_SQLITE_ONLY  # the search's own clock: no database in it
