@@ -113,8 +113,8 @@ def test_cancel_in_the_middle_of_a_pack_stops_its_trials_and_keeps_the_finished_
     service: Service, packed_jobs: dict[str, str]
 ) -> None:
     job_id = packed_jobs["cancel"]
-    search = service.search_process(job_id)
     wait_for_trial(service, job_id, 4, epochs=2)  # the second pack (trials 4-7) is under way
+    search = service.search_process(job_id)
     # Frozen while the cancel is asked for, so the cancel lands in this pack however fast it trains.
     search.suspend()
     try:
@@ -148,8 +148,8 @@ def test_a_search_killed_in_the_middle_of_a_pack_runs_that_pack_again_and_keeps_
     service: Service, packed_jobs: dict[str, str]
 ) -> None:
     job = {"id": packed_jobs["kill"]}
-    search = service.search_process(job["id"])
     wait_for_trial(service, job["id"], 4, epochs=2)
+    search = service.search_process(job["id"])
     # Frozen at once, so what is read below is the pack the kill interrupts, however fast this
     # machine trains (unfrozen, a fast one could end the pack between the look and the kill).
     search.suspend()

@@ -310,7 +310,7 @@ def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(servi
 
 
 # Long enough for any machine to start the search and finish its first trial (or pack) within it.
-JOB_TIME_LIMIT_S = 20
+JOB_TIME_LIMIT_S = 30
 
 
 @ON_SQLITE_ONLY  # the search's own clock: no database in it
@@ -330,11 +330,11 @@ def test_a_job_past_its_timeout_stops_and_keeps_its_finished_trials(service: Ser
         training={"epochs": 15, "batch_size": 128},
     )
     job_id = service.submit(spec)["id"]
-    search = service.search_process(job_id)
-    deadline = time.monotonic() + JOB_TIME_LIMIT_S
+    deadline = time.monotonic() + 120  # the workers may be busy with other tests' jobs first
     while not any(t["status"] == "completed" for t in service.trials(job_id)):
-        assert time.monotonic() < deadline, "no trial completed within the job's time limit"
+        assert time.monotonic() < deadline, "no trial completed"
         time.sleep(0.1)
+    search = service.search_process(job_id)
     search.suspend()
     try:
         started = dt.datetime.fromisoformat(service.client.get(f"/api/v1/jobs/{job_id}").json()["started_at"])
