@@ -159,13 +159,32 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'droptune.db'}"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The whole service with two workers, once on SQLite and once on PostgreSQL."""
-    data_dir = tmp_path_factory.mktemp(f"droptune-{request.param}")
-    with backend_database(request.param) as url:
+def _backend_service(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    data_dir = tmp_path_factory.mktemp(f"droptune-{kind}")
+    with backend_database(kind) as url:
         svc = start_service(data_dir, url, workers=2)
         try:
             yield svc
         finally:
             stop_service(svc)
+
+
+@pytest.fixture(scope="session")
+def sqlite_backend_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from _backend_service("sqlite", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def postgresql_backend_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from _backend_service("postgresql", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest) -> Service:
+    """The whole service with two workers, once on SQLite and once on PostgreSQL.
+
+    The two services are fixtures of their own, each started once per test process: pytest keeps one
+    instance of a parametrized fixture at a time, and under pytest-xdist a process runs tests of both
+    backends in turn, so a service held by this fixture itself would be stopped and started again at
+    each switch (with the jobs its module fixtures had submitted)."""
+    return request.getfixturevalue(f"{request.param}_backend_service")  # type: ignore[no-any-return]
