@@ -29,9 +29,11 @@ worker: install
 migrate: install
 	$(BIN)/python -m store.migrate
 
-# pytest-xdist: tests spread over XDIST_WORKERS processes; an end-to-end or container module's tests
-# stay on one of them (see tests/conftest.py). XDIST_WORKERS=0 runs everything in this one process.
-XDIST_WORKERS ?= auto
+# pytest-xdist: tests spread over XDIST_WORKERS processes (one more than the CPUs: end-to-end tests
+# spend much of their time waiting on servers, workers and frozen processes); tests that share a
+# module's jobs or browser stay on one of them (see tests/conftest.py). XDIST_WORKERS=0 runs
+# everything in this one process.
+XDIST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 XDIST := -n $(XDIST_WORKERS) --dist loadgroup
 
 # Everything: unit, end-to-end (real server, workers, browser) and container tests.

@@ -118,6 +118,10 @@ def start_service(
             # One API process, so one predictor whose process the tests can find (test_api_workers.py
             # runs several).
             "DROPTUNE_API_WORKERS": "1",
+            # One TensorFlow thread per pool in each search: the suite runs several services' jobs
+            # at once on few cores, where more threads only contend (the sizing from the CPU quota is
+            # tested in tests/unit/test_cpus.py and in the container test).
+            "DROPTUNE_WORKER_THREADS": "1",
         }
     )
     env.pop("DROPTUNE_DATABASE_URL", None)
