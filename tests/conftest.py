@@ -72,42 +72,25 @@ def _start_order(item: pytest.Item) -> tuple[int, int]:
     return (0 if tier != "unit" else 1, LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST))
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
     the groups that pytest-xdist (`--dist loadgroup`) keeps on one process: the container tier (its
     images are built once), and an end-to-end module's tests that share a module-scoped fixture (the
     jobs it submits once, its browser). Other end-to-end tests (their own services, or only the
-    session's) spread one by one like unit tests. Marked as each test is collected: pytest-xdist
-    reads the groups in its own pytest_collection_modifyitems, which runs before this file's."""
-    tier = item.path.relative_to(TESTS).parts[0]
-    if tier not in ("e2e", "container"):
-        return
-    item.add_marker(getattr(pytest.mark, tier))
-    if any(item.iter_markers("xdist_group")):
-        return
-    if tier == "container":
-        item.add_marker(pytest.mark.xdist_group("container"))
-    elif group := _module_fixture_group(item):
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session's) spread one by one like unit tests."""
     items.sort(key=_start_order)
-    if config.getvalue("loadgroup"):
-        _name_groups(items)
-
-
-def _name_groups(items: list[pytest.Item]) -> None:
-    """What pytest-xdist 3.8 means to do with `--dist loadgroup` and cannot under pytest 9: end each
-    grouped test's id with `@group`, which its scheduler reads. It sets `item._nodeid`, which pytest 9
-    no longer reads (the id is `item._id`), so every group would be scattered over the processes,
-    each then submitting its module's jobs again. Remove once pytest-xdist sets the id pytest reads."""
-    from _pytest.nodeid import coerce_node_id
-
     for item in items:
-        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args})
-        if groups and "@" not in item.nodeid.rsplit("]", 1)[-1]:
-            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")  # type: ignore[attr-defined]
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in ("e2e", "container"):
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        if any(item.iter_markers("xdist_group")):
+            continue
+        if tier == "container":
+            item.add_marker(pytest.mark.xdist_group("container"))
+        elif group := _module_fixture_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 class DatabaseTemplates:
