@@ -72,7 +72,7 @@ def _start_order(item: pytest.Item) -> tuple[int, int]:
     return (0 if tier != "unit" else 1, LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # meant to run before pytest-xdist reads the groups (see the docstring)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
     the groups that pytest-xdist (`--dist loadgroup`) should keep on one process (3.8 does not under
