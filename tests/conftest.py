@@ -109,7 +109,6 @@ class DatabaseTemplates:
         self.folder = folder
         self._sqlite: dict[bool, Path] = {}
         self._postgres: dict[bool, str] = {}
-        self._made: list[str] = []  # PostgreSQL databases to drop at the end of the session
         self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-test-databases")
 
     @staticmethod
@@ -139,19 +138,11 @@ class DatabaseTemplates:
     def postgres(self, *, builtins: bool = False) -> tuple[str, str]:
         """A new PostgreSQL database copied from the template: its name and its URL."""
         if builtins not in self._postgres:
-            name, url = self._create(f"droptune_template_{uuid.uuid4().hex[:10]}")
-            self._prepare(url, builtins)
+            name = f"droptune_template_{uuid.uuid4().hex[:10]}"
+            self._prepare(_create_postgres_database(name), builtins)
             self._postgres[builtins] = name
-        return self._create(f"droptune_test_{uuid.uuid4().hex[:10]}", template=self._postgres[builtins])
-
-    def _create(self, name: str, template: str | None = None) -> tuple[str, str]:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-        self._made.append(name)
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        return name, f"{base}/{name}"
+        name = f"droptune_test_{uuid.uuid4().hex[:10]}"
+        return name, _create_postgres_database(name, template=self._postgres[builtins])
 
     def drop_later(self, name: str, url: str) -> None:
         """Drop a test's database in the background: a drop waits for a checkpoint (up to half a
@@ -163,6 +154,16 @@ class DatabaseTemplates:
         self._dropper.shutdown(wait=True)
         for name in self._postgres.values():
             _drop_postgres_database(name)
+
+
+def _create_postgres_database(name: str, template: str | None = None) -> str:
+    """A new database on the test server (a copy of `template`, if given); returns its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
 
 
 def _drop_postgres_database(name: str) -> None:
@@ -195,13 +196,8 @@ def backend_database(kind: str) -> Iterator[str | None]:
         yield None
         return
     require_postgres()
-    import psycopg
-
     name = f"droptune_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
+    url = _create_postgres_database(name)
     try:
         yield url
     finally:
