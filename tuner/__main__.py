@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from store.config import get_settings
+from tuner.log_format import configure_logging
 from tuner.worker import Worker
 
 
@@ -15,7 +15,7 @@ def main() -> None:
     parser.add_argument("--max-jobs", type=int, default=None, help="exit after running this many jobs")
     parser.add_argument("--name", default=None, help="worker id shown on the jobs it claims")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     Worker(get_settings(), burst=args.burst, max_jobs=args.max_jobs, name=args.name).work()
 
 

@@ -28,6 +28,7 @@ from store.config import Settings, get_settings
 from store.db import Database
 from tuner import packed_search, resume_state
 from tuner.exit_codes import SearchOutcome
+from tuner.log_format import configure_logging
 from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
 from tuner.setup import (
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuner-id", default=f"{socket.gethostname()}-{os.getpid()}")
     parser.add_argument("--share", type=int, default=1, help="processes sharing this machine's CPUs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     # SIGTERM (the worker stopping signals the search's whole process group): end at the next epoch.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())

@@ -57,6 +57,7 @@ from store.db import Database
 from store.spec import MAX_MC_SAMPLES
 from store.tables import StoredModel
 from tuner.cpus import available_cpus
+from tuner.log_format import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +355,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is no longer the parent")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     if args.uds is None and not is_loopback(args.host) and not settings.predictor_token:
         parser.error(f"listening on {args.host} needs DROPTUNE_PREDICTOR_TOKEN (the API sends it with each call)")

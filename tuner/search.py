@@ -21,6 +21,7 @@ from store.db import Database
 from store.states import JobStatus
 from tuner import confirm, keep, packed_search, resume_state
 from tuner.exit_codes import SearchOutcome
+from tuner.log_format import configure_logging
 from tuner.parallel import coordinate
 from tuner.recording import (
     STOP_REQUESTED,
@@ -100,7 +101,7 @@ def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     # SIGTERM from the worker: finish the current epoch, then hand the job back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())

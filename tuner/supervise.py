@@ -20,6 +20,7 @@ from types import FrameType
 
 from store.config import Settings, get_settings
 from tuner.cpus import available_cpus
+from tuner.log_format import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=None, help="how many (default: DROPTUNE_WORKERS, else one per 4 CPUs)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
     cpus = available_cpus()
     count = max(1, args.workers or settings.workers or default_workers(cpus))

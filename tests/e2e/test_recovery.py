@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,6 +102,59 @@ def test_a_job_whose_worker_is_killed_is_resumed_by_another_without_losing_or_re
     finish_elsewhere(svc, job["id"], "rescuer", done)
 
 
+def sqlite_write_free(svc: Service) -> bool:
+    """Whether no process holds the write lock of the service's SQLite database right now."""
+    conn = sqlite3.connect(svc.data_dir / "droptune.db", timeout=0.2)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def freeze(svc: Service, procs: list[psutil.Process]) -> None:
+    """SIGSTOP `procs` at a moment none of them is inside a write to SQLite: frozen inside one, they
+    would hold the database's lock and stall the worker's heartbeat."""
+    for _ in range(100):
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
+        if sqlite_write_free(svc):
+            return
+        thaw(procs)
+        time.sleep(0.02)
+    raise AssertionError("the search never let go of the database's write lock")
+
+
+def thaw(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGCONT)
+
+
+def wait_for_line(log: Path, line: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in (log.read_text() if log.exists() else ""):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{log.name} never said {line!r}")
+        time.sleep(0.05)
+
+
+def sigterm_while_frozen(svc: Service, frozen: list[psutil.Process]) -> float:
+    """SIGTERM the worker while its search is frozen mid-training, and let the search go once the
+    worker has passed the signal on: the stop lands mid-trial however fast this machine trains.
+    Returns when the SIGTERM was sent (time.monotonic())."""
+    try:
+        started = time.monotonic()
+        svc.processes[1].send_signal(signal.SIGTERM)
+        wait_for_line(svc.data_dir / "worker-0.log", "asking its search process to stop")
+    finally:
+        thaw(frozen)
+    return started
+
+
 @pytest.mark.parametrize("pack_size", [1, 2])
 def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finishes_it(
     lone_worker: Service, pack_size: int
@@ -107,11 +162,14 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     svc = lone_worker
     job = svc.submit({**SPEC, "pack_size": pack_size})
     wait_for_trial(svc, job["id"], 1, epochs=2)
+    search = svc.search_process(job["id"])
+    frozen = [search, *search.children(recursive=True)]
+    freeze(svc, frozen)
+    assert svc.trial(job["id"], 1)["status"] == "running"
     done = completed_before(svc, job["id"])
     worker = svc.processes[1]
     children = psutil.Process(worker.pid).children(recursive=True)
-    started = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
+    started = sigterm_while_frozen(svc, frozen)
     worker.wait(timeout=10)
     assert time.monotonic() - started < 10
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
@@ -121,18 +179,39 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     finish_elsewhere(svc, job["id"], "next", done)
 
 
+def freeze_each_once_its_pack_runs(svc: Service, job_id: str, processes: int) -> list[psutil.Process]:
+    """Freeze each of a parallel job's trial processes as soon as it logs that its first pack began
+    (a fast one would otherwise finish its pack, and end, before a slow one starts), then the search."""
+    search = svc.search_process(job_id)
+    log = svc.data_dir / "logs" / f"job-{job_id}.log"
+    frozen: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while len(frozen) < processes:
+        assert time.monotonic() < deadline, f"{processes} trial processes never began their packs"
+        text = log.read_text() if log.exists() else ""
+        for proc in search.children():
+            if proc in frozen or "tuner.parallel" not in " ".join(proc.cmdline()):
+                continue
+            if f"[{proc.pid}] INFO tuner.packed_search: pack of" in text:
+                proc.send_signal(signal.SIGSTOP)
+                frozen.append(proc)
+        time.sleep(0.05)
+    thaw(frozen)  # every one is mid-pack now; freeze them again, with the search, outside a write
+    freeze(svc, [search, *frozen])
+    return [search, *frozen]
+
+
 def test_sigterm_stops_a_parallel_jobs_trial_processes_at_an_epoch_boundary_and_the_next_worker_finishes_it(
     lone_worker: Service,
 ) -> None:
     svc = lone_worker
     job = svc.submit({**SPEC, "parallel_trials": 2, "pack_size": "auto"})  # a pack of 2 for each process
-    wait_for_trial(svc, job["id"], 1, epochs=2)
+    frozen = freeze_each_once_its_pack_runs(svc, job["id"], 2)
     done = completed_before(svc, job["id"])
     worker = svc.processes[1]
     family = psutil.Process(worker.pid).children(recursive=True)
     assert sum("tuner.parallel" in " ".join(p.cmdline()) for p in family) == 2
-    started = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
+    started = sigterm_while_frozen(svc, frozen)
     worker.wait(timeout=10)
     assert time.monotonic() - started < 10
     _, alive = psutil.wait_procs(family, timeout=5)
@@ -142,7 +221,7 @@ def test_sigterm_stops_a_parallel_jobs_trial_processes_at_an_epoch_boundary_and_
     worker_log = (svc.data_dir / "worker-0.log").read_text()
     assert "killing it" not in worker_log
     search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
-    assert search_log.count("stopped at an epoch boundary") >= 2
+    assert search_log.count(f"of job {job['id']} stopped at an epoch boundary") == 2  # each trial process's
     finish_elsewhere(svc, job["id"], "next", done)
 
 
