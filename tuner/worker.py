@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -32,8 +33,11 @@ from store.migrate import upgrade
 from store.states import JobStatus
 from store.tables import Job
 from tuner.exit_codes import WORKER_ID_ENV, SearchOutcome
+from tuner.launcher import Launcher, LauncherGone, SearchProcess
 
 log = logging.getLogger(__name__)
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # where `python -m tuner.search` is found
 
 # How long a starting worker waits for an unreachable database (a container started beside its
 # database, before that answers) before it gives up.
@@ -58,6 +62,7 @@ class Worker:
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stopping = False
         self._next_worker_beat = 0.0
+        self._launcher: Launcher | None = None
 
     def work(self) -> int:
         """Run jobs until stopped (or, in burst mode, until the queue is empty). Returns jobs run."""
@@ -65,18 +70,24 @@ class Worker:
         self._upgrade_once_reachable()
         done = 0
         log.info("worker %s started (burst=%s, max_jobs=%s)", self.id, self.burst, self.max_jobs)
-        while not self._stopping:
-            self._beat_worker()
-            job = self._claim()
-            if job is None:
-                if self.burst:
+        if self.settings.warm_start:  # it imports while this worker polls for its first job
+            self._launcher = Launcher(dict(os.environ), SOURCE_ROOT)
+        try:
+            while not self._stopping:
+                self._beat_worker()
+                job = self._claim()
+                if job is None:
+                    if self.burst:
+                        break
+                    time.sleep(self.settings.poll_interval_s)
+                    continue
+                self._run(job)
+                done += 1
+                if self.max_jobs is not None and done >= self.max_jobs:
                     break
-                time.sleep(self.settings.poll_interval_s)
-                continue
-            self._run(job)
-            done += 1
-            if self.max_jobs is not None and done >= self.max_jobs:
-                break
+        finally:
+            if self._launcher is not None:
+                self._launcher.close()
         self._forget_worker()
         log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
@@ -142,19 +153,10 @@ class Worker:
         with open(log_path, "ab") as log_file:
             while True:
                 log_start = log_path.stat().st_size  # where this process's own output begins
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "tuner.search", job.id],
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=str(Path(__file__).resolve().parent.parent),
-                    # Its own process group, so the processes it starts (a parallel job's trial
-                    # processes) can be killed with it, even once it has died and left them orphaned.
-                    start_new_session=True,
-                )
+                child = self._start_search(job.id, env, log_file, log_path)
                 ended = self._supervise(job.id, child, trial_limit)
-                _kill_group(child)
-                outcome = SearchOutcome.from_exit_code(child.returncode)
+                code = _kill_group(child)
+                outcome = SearchOutcome.from_exit_code(code)
                 if ended is Ended.LOST or outcome is SearchOutcome.LOST:
                     # Requeued while this worker stalled, maybe run by another now: settling it here
                     # would undo that, so the job is left alone.
@@ -171,9 +173,44 @@ class Worker:
                     log.info("job %s: search process recycled; starting a fresh one", job.id)
                 else:
                     break
-        self._settle(job.id, child.returncode, log_path, log_start)
+        self._settle(job.id, code, log_path, log_start)
 
-    def _supervise(self, job_id: str, child: subprocess.Popen[bytes], trial_limit: float | None) -> int | Ended:
+    def _start_search(self, job_id: str, env: dict[str, str], log_file: IO[bytes], log_path: Path) -> SearchProcess:
+        """`python -m tuner.search JOB_ID`, forked from the warm launcher where there is one, on its
+        own process group, so the processes it starts (a parallel job's trial processes) can be
+        killed with it, even once it has died and left them orphaned."""
+        if self._launcher is not None:
+            try:
+                if self._wait_until_warm(job_id, self._launcher):
+                    return self._launcher.start(["tuner.search", job_id], env, SOURCE_ROOT, log_path)
+            except LauncherGone as exc:
+                log.warning("the warm launcher failed (%s); starting searches cold from now on", exc)
+                self._launcher.close()
+                self._launcher = None
+        return subprocess.Popen(
+            [sys.executable, "-m", "tuner.search", job_id],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(SOURCE_ROOT),
+            start_new_session=True,
+        )
+
+    def _wait_until_warm(self, job_id: str, launcher: Launcher) -> bool:
+        """Wait for the launcher's imports (a worker that has just started), beating the job's
+        heartbeat meanwhile as it does beside a running search. False if the worker is stopping:
+        then the search starts cold, and is stopped at once like any other."""
+        next_beat = 0.0
+        while not launcher.wait_ready(timeout=0.5):
+            if self._stopping:
+                return False
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.settings.heartbeat_interval_s
+                self._beat(job_id, None, now)
+        return True
+
+    def _supervise(self, job_id: str, child: SearchProcess, trial_limit: float | None) -> int | Ended:
         """Wait for the child, beating the heartbeat, and kill it if a cancel or stop is not obeyed.
 
         Returns its exit code, or why it was killed: a trial past `trial_limit`, or the job lost
@@ -202,7 +239,7 @@ class Worker:
                 log.warning("job %s: its search did not obey the cancel in time; killing it", job_id)
                 return _kill_group(child)
 
-    def _stop_child(self, job_id: str, child: subprocess.Popen[bytes]) -> int:
+    def _stop_child(self, job_id: str, child: SearchProcess) -> int:
         """Ask the search to stop at its next epoch boundary; kill it if that takes too long."""
         log.info("job %s: asking its search process to stop at the next epoch boundary", job_id)
         # The whole group: a parallel job's trial processes stop at their own epoch boundaries.
@@ -214,7 +251,7 @@ class Worker:
             log.warning("job %s: the search did not stop in %ss; killing it", job_id, self.settings.stop_grace_s)
             return _kill_group(child)
 
-    def _kill_hung_trials(self, job_id: str, child: subprocess.Popen[bytes], limit: float) -> bool:
+    def _kill_hung_trials(self, job_id: str, child: SearchProcess, limit: float) -> bool:
         """If a trial has run past its time limit (hung, or stuck far past what a trial takes), kill
         the search's processes and record the trial failed. True if it did."""
         try:
@@ -307,7 +344,7 @@ def trial_time_limit(asked: float | None, setting: float | None) -> float | None
     return min(limits) if limits else None
 
 
-def _kill_group(child: subprocess.Popen[bytes]) -> int:
+def _kill_group(child: SearchProcess) -> int:
     """SIGKILL the search's process group (it, and what it started; stopped processes too); its exit code."""
     with contextlib.suppress(ProcessLookupError):  # ProcessLookupError: all of them had ended already
         os.killpg(child.pid, signal.SIGKILL)

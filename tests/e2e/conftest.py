@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,30 +65,47 @@ class Service:
         return response.json()  # type: ignore[no-any-return]
 
     def search_process(self, job_id: str) -> psutil.Process:
-        """The live `python -m tuner.search JOB_ID` of whichever of this service's workers runs the job."""
+        """The live search process of whichever of this service's workers runs the job."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for worker in self.processes[1:]:
-                for proc in psutil.Process(worker.pid).children():
-                    try:
-                        if proc.cmdline()[-2:] == ["tuner.search", job_id] and proc.status() != psutil.STATUS_ZOMBIE:
-                            return proc
-                    except psutil.NoSuchProcess:
-                        pass
+                found = search_processes_of(worker.pid)
+                if job_id in found:
+                    return found[job_id]
             time.sleep(0.1)
         raise AssertionError(f"no search process runs job {job_id}")
 
     def upload(self, name: str, filename: str, data: bytes, **form: str) -> dict[str, Any]:
-        response = self.client.post(
-            "/api/v1/datasets", files={"file": (filename, data)}, data={"name": name, **form}
-        )
+        response = self.client.post("/api/v1/datasets", files={"file": (filename, data)}, data={"name": name, **form})
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
 
 
-def _start(
-    args: list[str], env: dict[str, str], log: Path, pass_fds: tuple[int, ...] = ()
-) -> subprocess.Popen[bytes]:
+def search_processes_of(worker_pid: int) -> dict[str, psutil.Process]:
+    """A worker's live search processes, by job id: forked by its warm launcher (tuner/launcher.py:
+    the launcher's command line, the job's log as stdout), or `python -m tuner.search JOB_ID`."""
+    found: dict[str, psutil.Process] = {}
+    try:
+        family = psutil.Process(worker_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return found
+    for proc in family:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = proc.cmdline()
+            if cmdline[-2:-1] == ["tuner.search"]:
+                found[cmdline[-1]] = proc
+            elif "tuner.launcher" in cmdline and proc.ppid() != worker_pid:
+                log = re.search(r"job-([^/]+)\.log$", os.readlink(f"/proc/{proc.pid}/fd/1"))
+                if log:
+                    found[log.group(1)] = proc
+        except (psutil.NoSuchProcess, OSError):
+            pass
+    return found
+
+
+def _start(args: list[str], env: dict[str, str], log: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, pass_fds=pass_fds)
 

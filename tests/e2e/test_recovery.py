@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +20,16 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import backend_database, issue_token, small_job
-from tests.e2e.conftest import FINISHED, ROOT, Service, _start, sqlite_url, start_service, stop_service
+from tests.e2e.conftest import (
+    FINISHED,
+    ROOT,
+    Service,
+    _start,
+    search_processes_of,
+    sqlite_url,
+    start_service,
+    stop_service,
+)
 from tests.ports import listening_socket, port_of, served_by_fd
 
 pytestmark = pytest.mark.e2e
@@ -179,20 +189,24 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     finish_elsewhere(svc, job["id"], "next", done)
 
 
-def freeze_each_once_its_pack_runs(svc: Service, job_id: str, processes: int) -> list[psutil.Process]:
-    """Freeze each of a parallel job's trial processes as soon as it logs that its first pack began
-    (a fast one would otherwise finish its pack, and end, before a slow one starts), then the search."""
+PACK_BEGAN = re.compile(r"\[(\d+)\] INFO tuner\.packed_search: pack of \d+ trials \(([\d, ]+)\)")
+
+
+def freeze_each_once_its_pack_trains(svc: Service, job_id: str, processes: int) -> list[psutil.Process]:
+    """Freeze each of a parallel job's trial processes once its first pack has trained an epoch (a
+    fast one would otherwise finish its pack, and end, before a slow one starts; past the first
+    epoch, the next one is quick), then freeze the search too, outside a write to SQLite."""
     search = svc.search_process(job_id)
     log = svc.data_dir / "logs" / f"job-{job_id}.log"
     frozen: list[psutil.Process] = []
     deadline = time.monotonic() + 120
     while len(frozen) < processes:
-        assert time.monotonic() < deadline, f"{processes} trial processes never began their packs"
-        text = log.read_text() if log.exists() else ""
+        assert time.monotonic() < deadline, f"{processes} trial processes never trained their packs"
+        packs = {int(pid): numbers for pid, numbers in PACK_BEGAN.findall(log.read_text() if log.exists() else "")}
         for proc in search.children():
-            if proc in frozen or "tuner.parallel" not in " ".join(proc.cmdline()):
+            if proc in frozen or proc.pid not in packs:
                 continue
-            if f"[{proc.pid}] INFO tuner.packed_search: pack of" in text:
+            if any(svc.trial(job_id, int(n))["history"] for n in packs[proc.pid].split(", ")):
                 proc.send_signal(signal.SIGSTOP)
                 frozen.append(proc)
         time.sleep(0.05)
@@ -206,7 +220,7 @@ def test_sigterm_stops_a_parallel_jobs_trial_processes_at_an_epoch_boundary_and_
 ) -> None:
     svc = lone_worker
     job = svc.submit({**SPEC, "parallel_trials": 2, "pack_size": "auto"})  # a pack of 2 for each process
-    frozen = freeze_each_once_its_pack_runs(svc, job["id"], 2)
+    frozen = freeze_each_once_its_pack_trains(svc, job["id"], 2)
     done = completed_before(svc, job["id"])
     worker = svc.processes[1]
     family = psutil.Process(worker.pid).children(recursive=True)
@@ -271,16 +285,8 @@ def watched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def search_processes(svc: Service) -> list[psutil.Process]:
-    """The worker's live search processes (`python -m tuner.search JOB_ID`)."""
-    worker = psutil.Process(svc.processes[1].pid)
-    found = []
-    for proc in worker.children():
-        try:
-            if "tuner.search" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    """The worker's live search processes."""
+    return list(search_processes_of(svc.processes[1].pid).values())
 
 
 def job_row(svc: Service, job_id: str) -> dict[str, Any]:
@@ -326,8 +332,9 @@ def test_a_hung_trial_is_killed_at_its_time_limit_recorded_failed_and_the_search
     watched: Service, pack_size: int
 ) -> None:
     svc = watched
-    limit = 20  # several times what one of these trials (or packs of 2) takes (about 4 s)
-    spec = small_job("iris", max_trials=4, pack_size=pack_size, training={"epochs": 40}, trial_timeout_s=limit)
+    # Many times what one of these trials (or packs of 2) takes: about 3 s alone, 10 s on a loaded machine.
+    limit = 30
+    spec = small_job("iris", max_trials=4, pack_size=pack_size, training={"epochs": 10}, trial_timeout_s=limit)
     job = svc.submit(spec)
     wait_for_trial(svc, job["id"], 1, epochs=2)
     [search] = search_processes(svc)
@@ -361,7 +368,9 @@ def test_a_hung_trial_process_of_a_parallel_job_is_killed_with_its_whole_search_
     watched: Service,
 ) -> None:
     svc = watched
-    limit = 25  # meanwhile the other trial process runs the rest of the trials (a few seconds each)
+    # Meanwhile the other trial process runs the rest of the trials: about 5 s each alone, and
+    # several times that on a loaded machine, so the limit is many times that.
+    limit = 40
     spec = small_job(
         "iris", max_trials=4, parallel_trials=2, pack_size=1, training={"epochs": 15}, trial_timeout_s=limit
     )
