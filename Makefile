@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python bench/pack_sizes.py
 	$(BIN)/python bench/image_packing.py
 	$(BIN)/python bench/parallel_trials.py
+	$(BIN)/python bench/warm_start.py
 	$(BIN)/python bench/memory_100_trials.py
 	$(BIN)/python bench/api_throughput.py
 	$(BIN)/python bench/api_load.py
