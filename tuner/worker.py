@@ -62,7 +62,8 @@ class Worker:
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stopping = False
         self._next_worker_beat = 0.0
-        self._launcher: Launcher | None = None
+        self._launcher: Launcher | None = None  # started with the first search (see _start_search)
+        self._warm = settings.warm_start  # off for good once the launcher has failed
 
     def work(self) -> int:
         """Run jobs until stopped (or, in burst mode, until the queue is empty). Returns jobs run."""
@@ -70,8 +71,6 @@ class Worker:
         self._upgrade_once_reachable()
         done = 0
         log.info("worker %s started (burst=%s, max_jobs=%s)", self.id, self.burst, self.max_jobs)
-        if self.settings.warm_start:  # it imports while this worker polls for its first job
-            self._launcher = Launcher(dict(os.environ), SOURCE_ROOT)
         try:
             while not self._stopping:
                 self._beat_worker()
@@ -179,14 +178,17 @@ class Worker:
         """`python -m tuner.search JOB_ID`, forked from the warm launcher where there is one, on its
         own process group, so the processes it starts (a parallel job's trial processes) can be
         killed with it, even once it has died and left them orphaned."""
-        if self._launcher is not None:
+        if self._warm:
+            # Started with the first search, not with the worker: a worker that never gets a job
+            # does not hold TensorFlow. The first search waits for its imports, as a cold one would.
+            self._launcher = self._launcher or Launcher(dict(os.environ), SOURCE_ROOT)
             try:
                 if self._wait_until_warm(job_id, self._launcher):
                     return self._launcher.start(["tuner.search", job_id], env, SOURCE_ROOT, log_path)
             except LauncherGone as exc:
                 log.warning("the warm launcher failed (%s); starting searches cold from now on", exc)
                 self._launcher.close()
-                self._launcher = None
+                self._launcher, self._warm = None, False
         return subprocess.Popen(
             [sys.executable, "-m", "tuner.search", job_id],
             stdout=log_file,
@@ -197,9 +199,9 @@ class Worker:
         )
 
     def _wait_until_warm(self, job_id: str, launcher: Launcher) -> bool:
-        """Wait for the launcher's imports (a worker that has just started), beating the job's
-        heartbeat meanwhile as it does beside a running search. False if the worker is stopping:
-        then the search starts cold, and is stopped at once like any other."""
+        """Wait for the launcher's imports (its first search), beating the job's heartbeat meanwhile
+        as the worker does beside a running search. False if the worker is stopping: then the
+        search starts cold, and is stopped at once like any other."""
         next_beat = 0.0
         while not launcher.wait_ready(timeout=0.5):
             if self._stopping:
