@@ -75,8 +75,8 @@ def _start_order(item: pytest.Item) -> tuple[int, int]:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tier's marker on every test under tests/e2e and tests/container (`-m "not e2e"`...), and
-    the groups that pytest-xdist (`--dist loadgroup`) keeps on one process (pytest below 9: see the
-    README's test section): the container tier (its images are built once), and an end-to-end
+    the groups that pytest-xdist (`--dist loadgroup`) should keep on one process (3.8 does not
+    under pytest 9: see the README's test section): the container tier (its images are built once), and an end-to-end
     module's tests that share a module-scoped fixture (the jobs it submits once, its browser). Other
     end-to-end tests (their own services, or only the session's) spread one by one like unit tests."""
     items.sort(key=_start_order)
