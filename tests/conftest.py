@@ -93,6 +93,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+class Pytest9NodeIds:
+    """Two plugins still name tests through `item._nodeid`, which pytest 9 no longer reads (a node's id
+    lives in `item._id`):
+    - schemathesis names its item per API operation `test_x[GET /path]`, and under pytest 9 all of
+      them had the id `test_x`; pytest-xdist keeps one test per id, so 46 of them never ran;
+    - pytest-xdist 3.8 groups a test (`--dist loadgroup`) by renaming it `<nodeid>@<group>`; without
+      the rename the groups scatter over the processes, each of which then submits a module's shared
+      jobs, starts its own browser or builds the image again.
+    This gives each such test the id the plugin meant. Nothing to do under pytest 8."""
+
+    @pytest.hookimpl(trylast=True)  # after pytest-xdist's worker has renamed the grouped tests
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:
+            return
+        for item in items:
+            nodeid = item.nodeid
+            if item.parent is not None and nodeid.rsplit("::", 1)[-1] != item.name:
+                nodeid = f"{item.parent.nodeid}::{item.name}"
+            grouped = item.__dict__.get("_nodeid", "")
+            if "@" in grouped:
+                nodeid += "@" + grouped.rsplit("@", 1)[1]
+            if nodeid != item.nodeid:
+                item._id = NodeId.parse(nodeid)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(Pytest9NodeIds(), "droptune-pytest9-node-ids")
+
+
 class DatabaseTemplates:
     """Databases migrated once per test session (per xdist worker), which each test copies.
 
