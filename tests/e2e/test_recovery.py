@@ -112,8 +112,22 @@ def test_a_job_whose_worker_is_killed_is_resumed_by_another_without_losing_or_re
     finish_elsewhere(svc, job["id"], "rescuer", done)
 
 
-def sqlite_write_free(svc: Service) -> bool:
-    """Whether no process holds the write lock of the service's SQLite database right now."""
+def write_free(svc: Service) -> bool:
+    """Whether no process is inside a write transaction on the service's database right now: on
+    SQLite, nobody holds its write lock; on PostgreSQL, no session is idle in a transaction."""
+    if not svc.database_url.startswith("sqlite"):
+        engine = create_engine(svc.database_url)
+        try:
+            with engine.connect() as conn:
+                busy = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            return busy == 0
+        finally:
+            engine.dispose()
     conn = sqlite3.connect(svc.data_dir / "droptune.db", timeout=0.2)
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -126,12 +140,13 @@ def sqlite_write_free(svc: Service) -> bool:
 
 
 def freeze(svc: Service, procs: list[psutil.Process]) -> None:
-    """SIGSTOP `procs` at a moment none of them is inside a write to SQLite: frozen inside one, they
-    would hold the database's lock and stall the worker's heartbeat."""
-    for _ in range(100):
+    """SIGSTOP `procs` at a moment none of them is inside a write transaction: frozen inside one, they
+    would hold the database's lock (SQLite's whole file, PostgreSQL's rows) and stall the worker's
+    heartbeat and every other writer."""
+    for _ in range(200):
         for proc in procs:
             proc.send_signal(signal.SIGSTOP)
-        if sqlite_write_free(svc):
+        if write_free(svc):
             return
         thaw(procs)
         time.sleep(0.02)
@@ -189,6 +204,16 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     finish_elsewhere(svc, job["id"], "next", done)
 
 
+def freeze_search_once_logged(svc: Service, job_id: str, line: str) -> list[psutil.Process]:
+    """Freeze a job's search process and its children as soon as the job's log says `line` (logged
+    once the trial or pack it names is recorded as running); returns them."""
+    wait_for_line(svc.data_dir / "logs" / f"job-{job_id}.log", line, timeout=120)
+    search = svc.search_process(job_id)
+    family = [search, *search.children(recursive=True)]
+    freeze(svc, family)
+    return family
+
+
 PACK_BEGAN = re.compile(r"\[(\d+)\] INFO tuner\.packed_search: pack of \d+ trials \(([\d, ]+)\)")
 
 
@@ -207,7 +232,7 @@ def freeze_each_once_its_pack_trains(svc: Service, job_id: str, processes: int) 
             if proc in frozen or proc.pid not in packs:
                 continue
             if any(svc.trial(job_id, int(n))["history"] for n in packs[proc.pid].split(", ")):
-                proc.send_signal(signal.SIGSTOP)
+                freeze(svc, [proc])  # outside a write, or the other could never record its pack
                 frozen.append(proc)
         time.sleep(0.05)
     thaw(frozen)  # every one is mid-pack now; freeze them again, with the search, outside a write
@@ -336,13 +361,10 @@ def test_a_hung_trial_is_killed_at_its_time_limit_recorded_failed_and_the_search
     limit = 30
     spec = small_job("iris", max_trials=4, pack_size=pack_size, training={"epochs": 10}, trial_timeout_s=limit)
     job = svc.submit(spec)
-    wait_for_trial(svc, job["id"], 1, epochs=2)
-    [search] = search_processes(svc)
-    family = [search, *search.children(recursive=True)]
-    for proc in family:
-        proc.send_signal(signal.SIGSTOP)  # frozen mid-trial, while its worker beats on
-    # Unpacked, the trial running now hangs; packed, the 2 trials of the pack running now (a pack of
-    # 2 trains fast: by now it may be the second).
+    # Frozen as trial 1 (unpacked) or the first pack of 2 begins, while its worker beats on: the
+    # trial or pack named in the log is running then, however fast this machine trains.
+    began = "trial 1 began:" if pack_size == 1 else "pack of 2 trials ("
+    family = freeze_search_once_logged(svc, job["id"], began)
     hung_numbers = {t["number"] for t in svc.trials(job["id"]) if t["status"] == "running"}
     assert len(hung_numbers) == pack_size
     final = svc.wait(job["id"], timeout=300)
@@ -380,7 +402,7 @@ def test_a_hung_trial_process_of_a_parallel_job_is_killed_with_its_whole_search_
     family = [search, *search.children(recursive=True)]
     trial_processes = [p for p in family if "tuner.parallel" in p.cmdline()]
     assert len(trial_processes) == 2
-    trial_processes[0].send_signal(signal.SIGSTOP)  # one trial process freezes; the other goes on
+    freeze(svc, trial_processes[:1])  # one trial process freezes; the other goes on
     final = svc.wait(job["id"], timeout=300)
     assert final["status"] == "succeeded", final["error"]
     trials = svc.trials(job["id"])
