@@ -76,9 +76,9 @@ class Settings(BaseSettings):
     trial_timeout_s: float | None = 3600.0
     keep_tuner_dirs: bool = False
     # Fork each search process from a launcher that has imported TensorFlow, Keras and keras-tuner
-    # once (tuner/launcher.py), instead of starting `python -m tuner.search` and importing them anew.
-    # Off by default until its gain is measured (the README's "Warm start").
-    warm_start: bool = False
+    # once (tuner/launcher.py), instead of starting `python -m tuner.search` and importing them anew
+    # (the README's "Warm start" gives what it saves). False starts every search cold.
+    warm_start: bool = True
     # Memory a packed search may give one pack's weights, optimizer state and activations; with
     # `pack_size: auto` the pack holds as many trials as fit (see tuner/packed_search.py).
     pack_memory_mb: float = Field(256.0, gt=0)

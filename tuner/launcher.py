@@ -4,8 +4,8 @@ those imports each time it starts (a job starts a search, and a fresh one every 
 
 Forking is safe because the launcher only imports: it runs no TensorFlow op, opens no database
 connection and starts no thread of its own, so each child starts TensorFlow's runtime, its thread pools and
-its connections afresh, as a new process does. Used with `DROPTUNE_WARM_START=true` (off by
-default: each search then starts as `python -m tuner.search`).
+its connections afresh, as a new process does. On by default; with `DROPTUNE_WARM_START=false` each
+search starts as `python -m tuner.search` instead.
 
 The worker talks to its launcher over the launcher's stdin and stdout, one JSON object per line.
 Requests: `{"argv", "env", "cwd", "log"}`, argv being a module whose `main(argv)` to run and its

@@ -184,12 +184,14 @@ class Worker:
             self._launcher = self._launcher or Launcher(dict(os.environ), SOURCE_ROOT)
             try:
                 if self._wait_until_warm(job_id, self._launcher):
-                    return self._launcher.start(["tuner.search", job_id], env, SOURCE_ROOT, log_path)
+                    forked = self._launcher.start(["tuner.search", job_id], env, SOURCE_ROOT, log_path)
+                    log.info("job %s: search process %d forked from the warm launcher", job_id, forked.pid)
+                    return forked
             except LauncherGone as exc:
                 log.warning("the warm launcher failed (%s); starting searches cold from now on", exc)
                 self._launcher.close()
                 self._launcher, self._warm = None, False
-        return subprocess.Popen(
+        cold = subprocess.Popen(
             [sys.executable, "-m", "tuner.search", job_id],
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -197,6 +199,8 @@ class Worker:
             cwd=str(SOURCE_ROOT),
             start_new_session=True,
         )
+        log.info("job %s: search process %d started cold", job_id, cold.pid)
+        return cold
 
     def _wait_until_warm(self, job_id: str, launcher: Launcher) -> bool:
         """Wait for the launcher's imports (its first search), beating the job's heartbeat meanwhile

@@ -269,11 +269,14 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
     tmp_path_factory: pytest.TempPathFactory, pack_size: int, recycle_after: int
 ) -> None:
     # Unpacked, a process runs 2 trials; packed, 1 pack of 2 trials (recycling counts models built).
+    # The packed case starts its searches cold (`python -m tuner.search`), the other forks them from
+    # the warm launcher (the default): both ways hand over to a fresh process.
+    warm = pack_size == 1
     svc = start_service(
         tmp_path_factory.mktemp("droptune-recycle"),
         None,
         workers=1,
-        extra_env={"DROPTUNE_RECYCLE_AFTER_TRIALS": str(recycle_after)},
+        extra_env={"DROPTUNE_RECYCLE_AFTER_TRIALS": str(recycle_after), "DROPTUNE_WARM_START": str(warm).lower()},
     )
     try:
         spec = small_job("iris", max_trials=5, pack_size=pack_size, training={"epochs": 2})
@@ -286,6 +289,11 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
         search_log = (svc.data_dir / "logs" / f"job-{job['id']}.log").read_text()
         assert search_log.count("TensorFlow uses") == 3
         assert search_log.count("a fresh process continues the search") == 2
+        worker_log = (svc.data_dir / "worker-0.log").read_text()
+        started = "forked from the warm launcher" if warm else "started cold"
+        how = r"forked from the warm launcher|started cold"
+        starts = re.findall(rf"job {job['id']}: search process \d+ ({how})", worker_log)
+        assert starts == [started] * 3
         combos = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
         assert len(combos) == len(trials)  # the reloaded oracle remembered what it had tried
     finally:
