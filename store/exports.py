@@ -137,9 +137,22 @@ def file_stem(job: Job) -> str:
 # --- as text -------------------------------------------------------------------------------------
 
 
+def _first_visible(text: str) -> str:
+    """The first character a spreadsheet would read past: spaces of any kind (NBSP, newlines...) and
+    invisible format characters (zero-width space, BOM...) skipped, compatibility forms folded
+    (a fullwidth `＝` is `=`). Empty if there is none."""
+    for char in text:
+        if not char.isspace() and unicodedata.category(char) != "Cf":
+            return unicodedata.normalize("NFKC", char)
+    return ""
+
+
 def neutralise(text: str) -> str:
-    """Text that a spreadsheet would take for a formula, quoted so that it shows as the text it is."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """Text that a spreadsheet would take for a formula, quoted so that it shows as the text it is:
+    one starting with a formula character, or whose first visible character is one."""
+    if text.startswith(FORMULA_STARTS) or _first_visible(text).startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def _plain(cell: Cell) -> str | int | float | bool | None:

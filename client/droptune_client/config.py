@@ -40,7 +40,11 @@ def read_config(path: Path | None = None) -> dict[str, str]:
 def write_config(url: str, token: str, path: Path | None = None) -> Path:
     """Save the URL and token, readable by the user only (the token is a password)."""
     path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        # Its own folder is the user's alone too, whatever the umask (0777 under umask 000); a
+        # folder that already exists, theirs to arrange, is left as it is.
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
     # Created with 0600 from the start, so the token is never readable by others, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -9,12 +9,13 @@ from pathlib import Path
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
 
+from service.params import TRIAL_NUMBER
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 # Swagger UI's own script and styles, pinned with the package (served under /vendor).
 VENDOR = Path(str(files("fastapi_offline") / "static"))
-# What store/jobs.py makes job ids of, and trial numbers; common.js checks the same before using one.
+# What store/jobs.py makes job ids of; common.js checks the same before using one.
 JOB_ID = re.compile(r"[0-9a-f]{32}")
-TRIAL_NUMBER = re.compile(r"[0-9]{1,10}")
 router = APIRouter(include_in_schema=False)
 
 

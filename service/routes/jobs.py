@@ -3,12 +3,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from service import jobs as logic
 from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
+from service.params import TrialNumber
 from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
 from store.spec import ACTIVE_CAPS, JobSpec
@@ -21,7 +22,6 @@ NOT_NOW = errors(e404="no such job (or another owner's)", e409="not allowed in t
 # Bounds keep numbers inside what SQLite's 64-bit integers (and PostgreSQL's) can hold.
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
-TrialNumber = Annotated[int, Path(ge=0, le=1_000_000_000)]
 IfNoneMatch = Annotated[
     str | None, Header(description="the ETag of the copy the caller holds: 304 without a body if it is current")
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -13,13 +13,13 @@ from service import models as logic
 from service import predict
 from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
+from service.params import TrialNumber
 from service.predictor_client import ModelRef, Predictor
 from service.schemas import API_ERRORS, errors
 from store.errors import InputError
 from store.spec import MAX_MC_SAMPLES
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["models"], responses=API_ERRORS)
-TrialNumber = Annotated[int, Path(ge=0, le=1_000_000_000)]
 Format = Annotated[
     Literal["keras", "savedmodel"],
     Query(

@@ -5,6 +5,7 @@ The server's side is faked with httpx.MockTransport; tests/e2e/test_cli.py runs 
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -190,6 +191,16 @@ def test_login_writes_a_file_only_its_owner_can_read(tmp_path: Path) -> None:
     assert path == tmp_path / "config" / "droptune" / "config.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {"url": "http://a:1", "token": "dtk_file"}
+
+
+def test_login_makes_the_config_folder_private_whatever_the_umask(tmp_path: Path) -> None:
+    before = os.umask(0)
+    try:
+        path = config.write_config("http://a:1", "dtk_file")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_an_existing_config_file_is_made_private_when_rewritten(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from service.app import create_app
 from store import jobs as q
 from store.config import Settings
 from store.db import Database
+from store.exports import neutralise
 from store.spec import JobSpec
 from store.states import TrialStatus
 from tests.conftest import sign_in, small_job
@@ -177,6 +178,9 @@ def test_the_csv_and_the_json_hold_the_same_rows_and_values(svc: Service, table:
 
 def test_formula_like_text_is_neutralised_and_numbers_stay_numbers(svc: Service) -> None:
     texts = ['=HYPERLINK("http://x.example","y")', "+1", "-1 is not a class label", "@SUM(A1)", "\tx", "\rx"]
+    # What a spreadsheet reads past before the formula: spaces of any kind, invisible characters, and
+    # a fullwidth equals sign that it folds to "=".
+    texts += [" =1+1", "\u00a0=1+1", "\n=1+1", "\u200b=1+1", "\ufeff@SUM(A1)", "\uff1d1+1", " \u3000-2"]
     trials = [TrialSpec({"dropout_rate": 0.1, "dropout_layers": 1}, TrialStatus.FAILED, error=t) for t in texts]
     trials.append(
         TrialSpec(
@@ -196,7 +200,14 @@ def test_formula_like_text_is_neutralised_and_numbers_stay_numbers(svc: Service)
     assert response.headers["content-disposition"] == 'attachment; filename="cmd-c-calc-a0-trials.csv"'
     epochs = csv_rows(get_ok(client, f"/api/v1/jobs/{job_id}/epochs.csv").text)
     assert epochs == [
-        {"trial": "6", "epoch": "1", "loss": "-0.5", "accuracy": "-1.0", "val_loss": "-2e-07", "val_accuracy": "0.5"}
+        {
+            "trial": str(len(texts)),
+            "epoch": "1",
+            "loss": "-0.5",
+            "accuracy": "-1.0",
+            "val_loss": "-2e-07",
+            "val_accuracy": "0.5",
+        }
     ]
     # JSON is not read by spreadsheets: it keeps the text as it is.
     assert [r["error"] for r in get_ok(client, f"/api/v1/jobs/{job_id}/trials.csv?format=json").json()[:-1]] == texts
@@ -250,3 +261,8 @@ def test_another_owners_job_and_an_unknown_job_answer_404(svc: Service, path: st
         "0" * 32, "?"
     )
     assert svc.client("alice").get(f"/api/v1/jobs/{job_id}/{path}").status_code == 200
+
+
+@pytest.mark.parametrize("text", ["relu", " leading space", "a=b", "\u00a0x", "1+1", "", "  ", "\u200b"])
+def test_text_that_no_spreadsheet_takes_for_a_formula_is_kept_as_it_is(text: str) -> None:
+    assert neutralise(text) == text

@@ -289,3 +289,19 @@ def test_a_nul_in_an_id_is_not_found(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 404
     assert client.delete(path).status_code == 404
     assert client.get("/healthz").status_code == 200
+
+
+TRIAL_ROUTES = [("get", "/api/v1/jobs/{job}/trials/{n}"), ("get", "/api/v1/jobs/{job}/trials/{n}/model")]
+
+
+@pytest.mark.parametrize("method, route", TRIAL_ROUTES)
+@pytest.mark.parametrize("written", ["1.0", "+1", "01", "1e0", "-1", " 1", "1_0", "０"])
+def test_a_trial_number_is_a_plain_decimal_integer_or_a_422_naming_it(
+    client: TestClient, method: str, route: str, written: str
+) -> None:
+    response = client.request(method, route.format(job="a" * 32, n=written))
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["path", "number"]
+    # The plain number gets past the rule: there is no such job.
+    assert client.request(method, route.format(job="a" * 32, n="1")).status_code == 404

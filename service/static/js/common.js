@@ -100,7 +100,7 @@ export function badge(status) {
 // Ids taken from the page's URL are checked before any use: a job id is 32 hex digits (as
 // store/jobs.py makes them), a trial number a plain integer. Anything else is "not found".
 const JOB_ID = /^[0-9a-f]{32}$/;
-const TRIAL_NUMBER = /^[0-9]{1,10}$/;
+const TRIAL_NUMBER = /^(0|[1-9][0-9]{0,9})$/; // service/params.py's rule
 
 /** The job id and trial number in a /jobs/{id}[/trials/{n}] path; null for each that is malformed. */
 export function idsFromPath(pathname = location.pathname) {
