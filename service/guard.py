@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth import Caller, resolve_caller
+from service.auth import Caller, is_loopback, resolve_caller
 from service.metrics import METRICS_PATH, scrape_allowed
 from service.responses import (
     SECURITY_HEADERS,
@@ -85,6 +85,11 @@ class RequestGuard:
 
     async def _refusal(self, scope: Scope, headers: Headers, limit: BodyLimit) -> Response | None:
         """The answer to a request that must not reach the app, or None."""
+        host = headers.get("host", "")
+        if not host_allowed(host, self.settings):
+            why = f"this service does not answer for the host {host[:100]!r}"
+            fix = "list it in DROPTUNE_ALLOWED_HOSTS" + ("" if self.settings.auth else " (authentication is off)")
+            return error_response(400, ["header", "host"], f"{why}: {fix}", "value_error")
         if needs_token(scope, self.settings):
             try:
                 scope.setdefault("state", {})["caller"] = await self._caller(headers.get("authorization"))
@@ -176,6 +181,25 @@ def with_security_headers(send: Send) -> Send:
         await send(message)
 
     return send_secured
+
+
+def host_allowed(host: str, settings: Settings) -> bool:
+    """Whether the service answers for a request's Host header: a loopback name always; others as
+    `allowed_hosts` lists them, or, where it is empty, any while authentication is on."""
+    try:
+        parts = urlsplit(f"//{host}")
+        parts.port  # noqa: B018  raises on a port that is not a number
+        name = (parts.hostname or "").rstrip(".")
+    except ValueError:  # a malformed port or bracket
+        return False
+    if not name:
+        return False
+    if is_loopback(name):
+        return True
+    patterns = [p.strip("[]") for p in settings.allowed_host_names]
+    if not patterns:
+        return settings.auth
+    return any(p in ("*", name) or (p.startswith("*.") and name.endswith(p[1:])) for p in patterns)
 
 
 def cross_site(headers: Headers, scheme: str) -> Response | None:

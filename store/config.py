@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     # Every /api route needs `Authorization: Bearer <token>` (tokens: `python -m service.tokens`).
     # Turning it off is for one user on this machine: the service then refuses a non-loopback host.
     auth: bool = True
+    # Host names the API answers for besides the loopback ones (localhost, 127.0.0.1, ::1), comma-
+    # separated; `*.example.com` covers its subdomains, `*` any name. Empty: any name with
+    # authentication on; only the loopback ones with it off, so that a web page on a domain that
+    # rebinds its DNS to this machine is not "same origin" and cannot drive a service with no tokens.
+    allowed_hosts: str = ""
     # Client addresses that may read GET /metrics without a token (a Prometheus server's), as
     # comma-separated CIDR blocks or addresses: `10.0.0.0/8,127.0.0.1`. Empty: it needs a token.
     metrics_allow: str = ""
@@ -111,6 +117,18 @@ class Settings(BaseSettings):
         networks_of(value)  # refuse a malformed block at start, not at the first scrape
         return value
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        for name in host_names_of(value):
+            if not HOST_PATTERN.fullmatch(name):
+                raise ValueError(f"{name!r} is not a host name, `*.` and a domain, or `*`")
+        return value
+
+    @property
+    def allowed_host_names(self) -> list[str]:
+        return host_names_of(self.allowed_hosts)
+
     @property
     def metrics_allow_networks(self) -> list[IPNetwork]:
         return networks_of(self.metrics_allow)
@@ -128,6 +146,14 @@ class Settings(BaseSettings):
     @property
     def tuner_dir(self) -> Path:
         return self.data_dir / "tuner"
+
+
+HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:]*:[0-9a-f:.]+")
+
+
+def host_names_of(text: str) -> list[str]:
+    """`a.example.com, *.internal` as lower-case names."""
+    return [item.strip().lower().rstrip(".") for item in text.split(",") if item.strip()]
 
 
 def networks_of(text: str) -> list[IPNetwork]:

@@ -236,6 +236,9 @@ def backend_database(kind: str) -> Iterator[str | None]:
 
 
 BACKENDS = ["sqlite", "postgresql"]
+# The address test clients of an app with authentication off talk to: such a service answers only for
+# loopback host names (TestClient's own default, "testserver", is not one).
+LOCAL = "http://localhost"
 
 
 @pytest.fixture(params=BACKENDS)

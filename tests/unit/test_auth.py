@@ -21,7 +21,7 @@ from store import auth
 from store.config import Settings
 from store.db import Database
 from store.tables import ApiToken, Dataset, Job
-from tests.conftest import DatabaseTemplates, classification_csv, issue_token, small_job
+from tests.conftest import LOCAL, DatabaseTemplates, classification_csv, issue_token, small_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,12 +32,12 @@ class Service:
     def __init__(self, stack: ExitStack, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self.anonymous = stack.enter_context(TestClient(self.app, raise_server_exceptions=False))
+        self.anonymous = stack.enter_context(TestClient(self.app, base_url=LOCAL, raise_server_exceptions=False))
         self.url = settings.resolved_database_url
         self._stack = stack
 
     def client(self, owner: str) -> TestClient:
-        client = self._stack.enter_context(TestClient(self.app, raise_server_exceptions=False))
+        client = self._stack.enter_context(TestClient(self.app, base_url=LOCAL, raise_server_exceptions=False))
         client.headers["Authorization"] = f"Bearer {issue_token(self.url, owner)}"
         return client
 

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.responses import CONTENT_SECURITY_POLICY
 from store.config import Settings
-from tests.conftest import classification_csv, sign_in, small_job
+from tests.conftest import LOCAL, classification_csv, sign_in, small_job
 from tests.ports import listening_socket, port_of
 
 MiB = 1024 * 1024
@@ -34,7 +34,7 @@ def make_client(data_dir: Path) -> Iterator[Callable[..., TestClient]]:
 
         def make(**settings: Any) -> TestClient:
             config = Settings(data_dir=data_dir, **settings)
-            client = stack.enter_context(TestClient(create_app(config), raise_server_exceptions=False))
+            client = stack.enter_context(TestClient(create_app(config), base_url=LOCAL, raise_server_exceptions=False))
             if config.auth:
                 sign_in(client, config.resolved_database_url)
             return client
@@ -122,7 +122,7 @@ def test_an_internal_error_carries_the_security_headers(tmp_path: Path) -> None:
     def boom() -> None:
         raise RuntimeError("a bug")
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as client:
         response = client.get("/boom")
 
     assert response.status_code == 500
@@ -226,7 +226,7 @@ CROSS_SITE = [
     {"sec-fetch-site": "cross-site"},
     {"sec-fetch-site": "same-site"},
     {"origin": "http://evil.example"},
-    {"origin": "http://testserver:8080"},
+    {"origin": "http://localhost:8080"},
     {"origin": "null"},
 ]
 
@@ -253,7 +253,7 @@ def test_with_auth_off_a_cross_site_write_is_refused_and_stores_nothing(
     "headers",
     [
         {},  # curl, scripts
-        {"sec-fetch-site": "same-origin", "origin": "http://testserver"},  # the dashboard
+        {"sec-fetch-site": "same-origin", "origin": "http://localhost"},  # the dashboard
         {"sec-fetch-site": "none"},  # typed by the user
     ],
 )
@@ -433,3 +433,68 @@ def test_a_real_server_stops_reading_a_chunked_job_spec_at_the_json_limit(served
     assert response.json()["detail"][0]["loc"] == ["body"]
     assert sum(sent) < 32 * MiB
     assert served.get("/api/v1/jobs").json()["total"] == 0
+
+
+# --- the Host header: DNS rebinding -------------------------------------------------------------
+
+
+def test_with_auth_off_a_page_on_a_rebinding_domain_can_neither_read_nor_write(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = make_client(auth=False)
+    # A page on evil.example whose name now resolves to 127.0.0.1: to the browser it is same-origin.
+    rebound = {"host": "evil.example:8000", "origin": "http://evil.example:8000", "sec-fetch-site": "same-origin"}
+
+    read = client.get("/api/v1/jobs", headers=rebound)
+    job = client.post("/api/v1/jobs", json=small_job(), headers=rebound)
+    upload = client.post("/api/v1/datasets", files={"file": ("x.csv", classification_csv())}, headers=rebound)
+
+    for response in (read, job, upload):
+        assert response.status_code == 400, response.text
+        item = response.json()["detail"][0]
+        assert item["loc"] == ["header", "host"] and "evil.example" in item["msg"]
+        assert "DROPTUNE_ALLOWED_HOSTS" in item["msg"]
+    assert stored_datasets(tmp_path) == []
+    assert client.get("/api/v1/jobs").json()["total"] == 0
+
+
+LOOPBACK_HOSTS = ["localhost", "localhost:8000", "127.0.0.1:8000", "127.9.9.9", "[::1]:8000", "LOCALHOST."]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_with_auth_off_loopback_host_names_are_answered(make_client: Callable[..., TestClient], host: str) -> None:
+    client = make_client(auth=False)
+
+    assert client.get("/api/v1/jobs", headers={"host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "auth, allowed, host, answered",
+    [
+        (False, "droptune.lan", "droptune.lan:8000", True),
+        (False, "droptune.lan", "other.lan", False),
+        (False, "*.lan", "a.droptune.lan", True),
+        (False, "*.lan", "lan.evil.example", False),
+        (True, "", "anything.example", True),  # the token decides
+        (True, "api.example.com,*.internal", "api.example.com", True),
+        (True, "api.example.com,*.internal", "w1.internal:8000", True),
+        (True, "api.example.com,*.internal", "localhost:8000", True),
+        (True, "api.example.com,*.internal", "evil.example", False),
+        (True, "api.example.com", "", False),
+        (True, "api.example.com", "api.example.com:notaport", False),
+    ],
+)
+def test_allowed_hosts_lists_the_names_answered_besides_loopback(
+    make_client: Callable[..., TestClient], auth: bool, allowed: str, host: str, answered: bool
+) -> None:
+    client = make_client(auth=auth, allowed_hosts=allowed)
+
+    response = client.get("/api/v1/jobs", headers={"host": host})
+
+    assert response.status_code == (200 if answered else 400), response.text
+
+
+@pytest.mark.parametrize("value", ["http://a.example", "a.example/x", "a b", "*a.example"])
+def test_a_malformed_allowed_host_is_refused_at_start(value: str) -> None:
+    with pytest.raises(ValueError, match="is not a host name"):
+        Settings(allowed_hosts=value)

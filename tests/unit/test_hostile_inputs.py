@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from store.config import Settings
-from tests.conftest import sign_in, small_job
+from tests.conftest import LOCAL, sign_in, small_job
 from tests.npz_files import corrupt_deflate, deflated_zeros, hand_zip, labels, npy, npy_header, stored, zip_of
 
 
@@ -225,7 +225,7 @@ def make_service(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Te
 
         def make(**overrides: Any) -> TestClient:
             settings = Settings(data_dir=tmp_path, database_url=database_url, **overrides)
-            c = stack.enter_context(TestClient(create_app(settings), raise_server_exceptions=False))
+            c = stack.enter_context(TestClient(create_app(settings), base_url=LOCAL, raise_server_exceptions=False))
             return sign_in(c, settings.resolved_database_url) if settings.auth else c
 
         yield make
