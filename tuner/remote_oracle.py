@@ -5,18 +5,27 @@ keras-tuner's own distributed mode (a gRPC chief) cannot run here: importing its
 "dtype='string' is not a valid dtype for Keras type promotion" (TF 2.21, protobuf 7). So the same
 shape is kept with another transport: one process owns the real oracle, which still decides every
 trial, and each trial process talks to it through `OracleProxy`, a stand-in for keras-tuner's
-`OracleClient`. Pickled Trial objects travel both ways; exceptions raised by the oracle (such as
-its "consecutive failures" stop) are raised again in the caller.
+`OracleClient`.
+
+Messages are JSON, never pickles: whoever reaches the port and knows the authkey (it is published in
+the job's row, for trial processes on other hosts) can then at worst send bad trial data, not run
+code. Trials travel as keras-tuner's own `Trial.get_state()` (what it writes to `trial.json`),
+hyperparameter spaces as `HyperParameters.get_config()`; an exception raised by the oracle (such
+as its "consecutive failures" stop) comes back as its type's name and message and is raised again
+in the caller as that type where it is one of a known few, as a RuntimeError otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src import errors as kt_errors
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +33,61 @@ log = logging.getLogger(__name__)
 REMOTE_METHODS = frozenset(
     {"create_trial", "update_trial", "end_trial", "get_trial", "get_space", "update_space", "get_best_trials"}
 )
+
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a trial's state is a few KiB; a longer message is refused unread
+# The exceptions raised again as themselves in the trial process (keras-tuner's stops among them).
+RAISED_AS_ITSELF: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        kt_errors.FatalError,
+        kt_errors.FatalRuntimeError,
+        kt_errors.FatalValueError,
+        kt_errors.FatalTypeError,
+        kt_errors.FailedTrialError,
+    )
+}
+
+
+def encode(value: Any) -> Any:
+    """A call's argument or result as plain JSON data: trials and spaces tagged with their kind."""
+    if isinstance(value, kt.engine.trial.Trial):
+        return {"__trial__": value.get_state()}
+    if isinstance(value, kt.HyperParameters):
+        return {"__space__": value.get_config()}
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"{type(value).__name__} does not travel to or from the oracle")
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__trial__"}:
+            return kt.engine.trial.Trial.from_state(value["__trial__"])
+        if set(value) == {"__space__"}:
+            return kt.HyperParameters.from_config(value["__space__"])
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def send(conn: Connection, message: Any) -> None:
+    conn.send_bytes(json.dumps(message).encode())
+
+
+def receive(conn: Connection) -> Any:
+    """The next message, parsed as JSON (never unpickled); OSError past MAX_MESSAGE_BYTES."""
+    return json.loads(conn.recv_bytes(MAX_MESSAGE_BYTES))
 
 
 class OracleServer:
@@ -46,7 +110,7 @@ class OracleServer:
         while not self._closed:
             try:
                 conn = self.listener.accept()
-            except (OSError, EOFError):
+            except (OSError, EOFError, AuthenticationError):  # a wrong key must not end the accepting
                 if self._closed:
                     return
                 log.warning("a connection to the oracle failed its handshake")
@@ -59,16 +123,19 @@ class OracleServer:
         with conn:
             while True:
                 try:
-                    method, args, kwargs = conn.recv()
+                    request = receive(conn)
                 except (EOFError, OSError):
                     return
-                if method not in REMOTE_METHODS:
-                    conn.send(("error", AttributeError(f"the oracle does not serve {method!r}")))
-                    continue
+                except ValueError:
+                    log.warning("the oracle got a message that is not JSON; closing that connection")
+                    return
                 try:
-                    conn.send(("ok", self._call(method, args, kwargs)))
+                    method, args, kwargs = request["method"], decode(request["args"]), decode(request["kwargs"])
+                    if method not in REMOTE_METHODS:
+                        raise AttributeError(f"the oracle does not serve {method!r}")
+                    send(conn, {"ok": encode(self._call(method, args, kwargs))})
                 except Exception as exc:  # travels back to the trial process, which raises it
-                    conn.send(("error", exc))
+                    send(conn, {"error": {"type": type(exc).__name__, "message": str(exc)}})
 
     def _call(self, method: str, args: Any, kwargs: Any) -> Any:
         with self._lock:
@@ -98,11 +165,13 @@ class OracleProxy:
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            self._conn.send((method, args, kwargs))
-            status, value = self._conn.recv()
-        if status == "error":
-            raise value
-        return value
+            send(self._conn, {"method": method, "args": encode(list(args)), "kwargs": encode(kwargs)})
+            answer = receive(self._conn)
+        if "error" in answer:
+            kind = RAISED_AS_ITSELF.get(answer["error"]["type"])
+            message = answer["error"]["message"]
+            raise kind(message) if kind else RuntimeError(f"{answer['error']['type']}: {message}")
+        return decode(answer["ok"])
 
     def create_trial(self, tuner_id: str) -> Any:
         return self._call("create_trial", tuner_id)
