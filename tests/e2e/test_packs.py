@@ -69,19 +69,15 @@ def two_long_packs(epochs: int) -> dict[str, Any]:
 
 
 CANCEL_EPOCHS = 20
-# Longer than the cancelled job, which starts beside it: its second pack begins after that test is done.
-KILL_EPOCHS = 48
+KILL_EPOCHS = 30
 
 
 @pytest.fixture(scope="module")
 def packed_jobs(service: Service) -> dict[str, str]:
-    """Every job of this module by name, submitted at once so both workers stay busy. The two long
-    jobs go first: the workers take them at once, and the cancel and kill tests catch them mid-pack."""
-    specs = {
-        "kill": two_long_packs(KILL_EPOCHS),
-        "cancel": two_long_packs(CANCEL_EPOCHS),
-        **PACKED_SPECS,
-    }
+    """The jobs of this module that its tests only read, by name, submitted at once so both workers
+    stay busy; the long one to cancel goes first, so a worker takes it at once and the cancel test
+    catches it mid-pack (it cancels it as soon as the second pack has trained 2 epochs)."""
+    specs = {"cancel": two_long_packs(CANCEL_EPOCHS), **PACKED_SPECS}
     return {name: service.submit({**spec, "name": f"packed {name}"})["id"] for name, spec in specs.items()}
 
 
@@ -141,9 +137,11 @@ def test_cancel_in_the_middle_of_a_pack_stops_its_trials_and_keeps_the_finished_
 
 
 def test_a_search_killed_in_the_middle_of_a_pack_runs_that_pack_again_and_keeps_the_finished_trials(
-    service: Service, packed_jobs: dict[str, str]
+    service: Service,
 ) -> None:
-    job = {"id": packed_jobs["kill"]}
+    # Submitted here, not with the module's jobs: started earlier, on a fast machine, it could have
+    # ended before this test looked.
+    job = service.submit({**two_long_packs(KILL_EPOCHS), "name": "packed kill"})
     wait_for_trial(service, job["id"], 4, epochs=2)
     search = service.search_process(job["id"])
     # Frozen at once, so what is read below is the pack the kill interrupts, however fast this
