@@ -22,7 +22,7 @@ from store import npz
 from store.config import Settings
 from store.datasets import sniff_format
 from store.db import Database
-from store.errors import InputError
+from store.errors import InputError, TooLargeError
 from store.spec import MAX_MC_SAMPLES
 from store.tables import StoredModel
 
@@ -157,11 +157,35 @@ def read_request(body: bytes | Upload, signature: Signature, max_rows: int) -> R
         if sniff_format(body.data) == "npz":
             return Rows(npz_rows(body.data, signature, max_rows), mc_samples, seed)
         return Rows(csv_rows(body.data, signature, max_rows), mc_samples, seed)
+    check_json_cost(body, signature, max_rows)
     try:
         request = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         raise _input_error(exc) from None
     return Rows(json_rows(request.rows, signature, max_rows), request.mc_samples, request.seed)
+
+
+# The most text one value of a JSON row needs: a float's longest repr (24 characters), a separator
+# and some white space. An object row adds the feature's name, quoted, and a colon.
+JSON_BYTES_PER_VALUE = 40
+JSON_OVERHEAD_BYTES = 4096  # the braces, `mc_samples`, `seed`, and room for pretty-printing
+
+
+def check_json_cost(body: bytes, signature: Signature, max_rows: int) -> None:
+    """Refuse, before parsing, a JSON body that cannot be `max_rows` rows of the model's input: parsing
+    makes a Python object of every value, and 16 million one-value rows in a 64 MiB body took an API
+    process to 3.9 GB before the row count was checked. The length and the commas (one per value,
+    nested lists or not) bound what parsing would build; both are counted in C, without parsing."""
+    width = math.prod(signature.input_shape)
+    name = max((len(n) for n in signature.feature_names or []), default=0)
+    max_values = max_rows * width
+    max_bytes = max_values * (JSON_BYTES_PER_VALUE + name) + JSON_OVERHEAD_BYTES
+    if len(body) > max_bytes or body.count(b",") > max_values + max_rows + 16:
+        raise TooLargeError(
+            "rows",
+            f"at most {max_rows} rows of {width} values may be sent as JSON ({max_bytes} bytes at most); "
+            "send a larger batch as a CSV or NPZ file, or in several requests",
+        )
 
 
 def _options(sent: dict[str, str | None]) -> tuple[int, int]:

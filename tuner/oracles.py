@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+from functools import cmp_to_key
 from typing import Any
 
 import keras_tuner as kt
 from keras_tuner.src.tuners.bayesian import BayesianOptimizationOracle
-from keras_tuner.src.tuners.gridsearch import GridSearchOracle
+from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
 from keras_tuner.src.tuners.hyperband import HyperbandOracle
 from keras_tuner.src.tuners.randomsearch import RandomSearchOracle
 
@@ -60,6 +61,23 @@ class CanonicalBayesianOracle(_BaselineFirst, BayesianOptimizationOracle):  # ty
 
 
 class PackingGridOracle(GridSearchOracle):  # type: ignore[misc]
+    def set_state(self, state: dict[str, Any]) -> None:
+        """keras-tuner saves neither the grid order of the trials made so far (`_ordered_ids`) nor
+        the trials whose successor is still to be made (`_populate_next`), so a grid search reloaded
+        from its saved state failed at its next trial with a KeyError (keras-team/keras-tuner#1055).
+        Both follow from the trials themselves: every trial, in grid order, each queued once more
+        for its successor (one already made is skipped, as keras-tuner skips it)."""
+        super().set_state(state)
+
+        def grid_order(a: str, b: str) -> int:
+            return int(self._compare(self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values))
+
+        ordered = sorted(self.trials, key=cmp_to_key(grid_order))
+        self._ordered_ids = LinkedList()
+        for trial_id in ordered:
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = ordered
+
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         response: dict[str, Any] = super().populate_space(trial_id)
         if response["status"] == RUNNING and trial_id not in self._populate_next:

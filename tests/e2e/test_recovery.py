@@ -300,6 +300,27 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
         stop_service(svc)
 
 
+@pytest.mark.parametrize("pack_size", [1, 2])
+def test_a_grid_search_killed_mid_way_resumes_and_tries_every_grid_point_once(service: Service, pack_size: int) -> None:
+    # keras-tuner saves neither the grid's order nor its queue of points to extend: before they were
+    # rebuilt on reload (tuner/oracles.py), every resumed grid search failed with a KeyError.
+    spec = small_job("iris", algorithm="grid", max_trials=10, pack_size=pack_size, training={"epochs": 10})
+    job = service.submit(spec)
+    began = "trial 2 began:" if pack_size == 1 else "pack of 2 trials (2, 3)"
+    family = freeze_search_once_logged(service, job["id"], began)
+    for proc in family:  # as the OOM killer would
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(family, timeout=10)
+    final = service.wait(job["id"], timeout=240)
+    assert final["status"] == "succeeded", final["error"]
+    trials = service.trials(job["id"])
+    assert [t["status"] for t in trials] == ["completed"] * 5  # the baseline and 2 rates x 2 layer counts
+    grid = {(t["hyperparameters"]["dropout_rate"], t["hyperparameters"]["dropout_layers"]) for t in trials}
+    assert grid == {(None, 0), (0.25, 1), (0.25, 2), (0.5, 1), (0.5, 2)}
+    search_log = (service.data_dir / "logs" / f"job-{job['id']}.log").read_text()
+    assert search_log.count("TensorFlow uses") == 2  # the killed search, then one that resumed it
+
+
 # --- search processes that die or hang under a living worker --------------------------------------
 
 CRASH_BUDGET = 2

@@ -56,3 +56,26 @@ def test_keras_tuners_own_grid_oracle_hands_out_only_two_points_before_one_ends(
     plain = oracle(tmp_path, kt.oracles.GridSearchOracle)
     pack = [plain.create_trial(f"slot-{i}") for i in range(5)]
     assert sum(t.status == "RUNNING" for t in pack) == 2
+
+
+@pytest.mark.parametrize("ended_before_the_kill", [1, 2, 4])
+def test_a_grid_search_reloaded_from_its_saved_state_goes_on_where_it_stopped(
+    tmp_path: Path, ended_before_the_kill: int
+) -> None:
+    # keras-tuner saves the oracle after each trial; the search process dies; a fresh one reloads.
+    first = oracle(tmp_path / "job")
+    done = []
+    for _ in range(ended_before_the_kill):
+        trial = first.create_trial("serial")
+        first.update_trial(trial.trial_id, {"val_loss": 1.0})
+        trial.status = "COMPLETED"
+        first.end_trial(trial)
+        done.append(trial)
+    first.save()
+
+    again = oracle(tmp_path / "job")
+    again.reload()
+    rest = serial_walk(again)
+
+    whole = serial_walk(oracle(tmp_path / "uninterrupted"))
+    assert points(done) + points(rest) == points(whole)  # every grid point once, in the grid's order

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -232,6 +233,35 @@ def test_more_rows_than_the_limit_are_refused(make_app: Any) -> None:
     job_id = svc.job()
     assert "4 rows; at most 3" in error(predict(svc, job_id, {"rows": [ROW] * 4}))["msg"]
     assert predict(svc, job_id, {"rows": [ROW] * 3}).status_code == 200
+
+
+HUGE_JSON_BODIES = {
+    # What the probe sent, each 64 MiB (the default predict_max_bytes): before they were refused, the
+    # API process parsed them into Python objects, 3.9 GB and 1.6 GB at its peak.
+    "16M one-value rows": b'{"rows": [' + b"[1]," * (16 * 1024 * 1024 - 4) + b"[1]]}",
+    "one row of 32M integers": b'{"rows": [[' + b"1," * (32 * 1024 * 1024 - 8) + b"1]]}",
+}
+
+
+@pytest.mark.parametrize("name", list(HUGE_JSON_BODIES))
+def test_a_json_body_that_cannot_fit_the_row_limit_is_refused_before_it_is_parsed(svc: App, name: str) -> None:
+    job_id = svc.job()
+    body = HUGE_JSON_BODIES[name]
+    assert len(body) <= svc.settings.predict_max_bytes
+    tracemalloc.start()
+    try:
+        response = svc.alice.post(
+            f"/api/v1/jobs/{job_id}/trials/1/predict", content=body, headers={"content-type": "application/json"}
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413, response.text
+    item = response.json()["detail"][0]
+    assert item["loc"] == ["body", "rows"] and "at most 10000 rows of 4 values" in item["msg"]
+    assert "CSV or NPZ" in item["msg"]
+    # The body itself, and a copy or two of it as it is read; nothing of the size of its values parsed.
+    assert peak < 4 * len(body), f"{peak / 2**20:.0f} MiB at the peak for a {len(body) / 2**20:.0f} MiB body"
 
 
 def test_a_body_neither_json_nor_multipart_gets_415(svc: App) -> None:
