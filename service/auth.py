@@ -33,12 +33,13 @@ bearer = HTTPBearer(
 class Caller:
     owner: str  # who new datasets and jobs belong to
     scope: str | None  # whose objects the caller sees; None: everyone's (authentication off)
+    operator: bool = False  # may read the service-wide /metrics (authentication off: the one user may)
 
 
 def resolve_caller(settings: Settings, db: Database, authorization: str | None) -> Caller:
     """The caller an `Authorization` header stands for; AuthError if it stands for no one."""
     if not settings.auth:
-        return Caller(owner=LOCAL_OWNER, scope=None)
+        return Caller(owner=LOCAL_OWNER, scope=None, operator=True)
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthError("send an API token as 'Authorization: Bearer <token>'")
@@ -52,7 +53,7 @@ def resolve_caller(settings: Settings, db: Database, authorization: str | None) 
                 auth.touch(session, token)
     except StoreError:
         pass  # a busy database must not refuse a valid caller over a bookkeeping write
-    return Caller(owner=token.owner, scope=token.owner)
+    return Caller(owner=token.owner, scope=token.owner, operator=token.operator)
 
 
 async def get_caller(

@@ -98,6 +98,13 @@ class RequestGuard:
             except StoreError as exc:
                 log.error("database error while checking a token: %s", exc)
                 return database_unavailable()
+            if scope["path"] == METRICS_PATH and not scope["state"]["caller"].operator:
+                return forbidden(
+                    ["header", "authorization"],
+                    "/metrics sums every owner's jobs: it needs an operator token "
+                    "(python -m service.tokens create --owner NAME --operator), or the scraper's address "
+                    "in DROPTUNE_METRICS_ALLOW",
+                )
         # PostgreSQL cannot store or compare a NUL: no id or query value may hold one.
         if "\x00" in scope["path"]:
             return not_found()

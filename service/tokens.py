@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--owner", required=True, help="who the token's datasets and jobs belong to")
     create.add_argument("--name", default="", help="a label, e.g. the machine it is for")
     create.add_argument("--quiet", action="store_true", help="print only the token")
+    create.add_argument(
+        "--operator", action="store_true", help="may also read /metrics, which sums every owner's jobs"
+    )
     listing = commands.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--owner", help="only this owner's tokens")
     revoke = commands.add_parser("revoke", help="revoke a token by its id; it stops working at once")
@@ -42,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with db.session() as session:
             if args.command == "create":
-                return _print_new(auth.create_token(session, args.owner, args.name), args.quiet)
+                new = auth.create_token(session, args.owner, args.name, operator=args.operator)
+                return _print_new(new, args.quiet)
             if args.command == "first":
                 if auth.count_tokens(session):
                     return 0
-                return _print_new(auth.create_token(session, "local", "first token"), args.quiet)
+                # The installer's: an operator, so that /metrics works from the start.
+                return _print_new(auth.create_token(session, "local", "first token", operator=True), args.quiet)
             if args.command == "list":
                 _print_list(auth.list_tokens(session, args.owner))
                 return 0
@@ -69,12 +74,13 @@ def _print_new(new: auth.NewToken, quiet: bool) -> int:
 
 
 def _print_list(rows: list[ApiToken]) -> None:
-    print(f"{'id':<14}{'owner':<20}{'name':<24}{'created':<22}{'last used':<22}revoked")
+    print(f"{'id':<14}{'owner':<20}{'name':<24}{'created':<22}{'last used':<22}{'revoked':<22}operator")
     for row in rows:
         created = row.created_at.strftime("%Y-%m-%d %H:%M:%S")
         used = row.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if row.last_used_at else "never"
         revoked = row.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if row.revoked_at else "-"
-        print(f"{row.id:<14}{row.owner:<20}{row.name[:22]:<24}{created:<22}{used:<22}{revoked}")
+        operator = "yes" if row.operator else "no"
+        print(f"{row.id:<14}{row.owner:<20}{row.name[:22]:<24}{created:<22}{used:<22}{revoked:<22}{operator}")
 
 
 if __name__ == "__main__":

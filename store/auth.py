@@ -50,12 +50,12 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, owner: str, name: str = "") -> NewToken:
+def create_token(session: Session, owner: str, name: str = "", *, operator: bool = False) -> NewToken:
     check_owner(owner)
     token_id = secrets.token_hex(6)
     token = f"{PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
     label = name.strip()[:200] or "token"
-    session.add(ApiToken(id=token_id, owner=owner, name=label, token_hash=_digest(token)))
+    session.add(ApiToken(id=token_id, owner=owner, name=label, token_hash=_digest(token), operator=operator))
     session.flush()
     return NewToken(token_id, owner, label, token)
 
@@ -87,21 +87,29 @@ class Bearer:
     id: str
     owner: str
     last_used_at: dt.datetime | None
+    operator: bool = False
 
 
 def authenticate(reader: Session | Connection, presented: str) -> Bearer | None:
     """The live token that `presented` is, or None (malformed, unknown, wrong secret, revoked). One
-    select of four columns: every API call makes it (see service.auth)."""
+    select of a few columns: every API call makes it (see service.auth)."""
     match = _TOKEN_PATTERN.match(presented)
     row = None
     if match:
-        columns = (ApiToken.id, ApiToken.owner, ApiToken.token_hash, ApiToken.revoked_at, ApiToken.last_used_at)
+        columns = (
+            ApiToken.id,
+            ApiToken.owner,
+            ApiToken.token_hash,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            ApiToken.operator,
+        )
         row = reader.execute(select(*columns).where(ApiToken.id == match.group(1))).first()
     stored = row.token_hash if row is not None else _DUMMY_HASH
     matches = hmac.compare_digest(_digest(presented), stored)
     if row is None or not matches or row.revoked_at is not None:
         return None
-    return Bearer(row.id, row.owner, row.last_used_at)
+    return Bearer(row.id, row.owner, row.last_used_at, bool(row.operator))
 
 
 def touch_due(token: Bearer) -> bool:

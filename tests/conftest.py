@@ -292,19 +292,20 @@ def data_dir(tmp_path: Path, db_templates: DatabaseTemplates) -> Path:
     return tmp_path
 
 
-def issue_token(database_url: str, owner: str, name: str = "test") -> str:
-    """A fresh API token for `owner`, made the way `python -m service.tokens create` makes one."""
+def issue_token(database_url: str, owner: str, name: str = "test", *, operator: bool = False) -> str:
+    """A fresh API token for `owner`, made the way `python -m service.tokens create` makes one (with
+    `--operator`: one that may also read /metrics)."""
     from store.auth import create_token
     from store.db import Database
 
     upgrade(database_url)
     with Database(database_url).session() as session:
-        return create_token(session, owner, name).token
+        return create_token(session, owner, name, operator=operator).token
 
 
-def sign_in(client: Any, database_url: str, owner: str = "alice") -> Any:
+def sign_in(client: Any, database_url: str, owner: str = "alice", *, operator: bool = False) -> Any:
     """Give a test client (TestClient or httpx.Client) a fresh token of `owner`; returns the client."""
-    client.headers["Authorization"] = f"Bearer {issue_token(database_url, owner)}"
+    client.headers["Authorization"] = f"Bearer {issue_token(database_url, owner, operator=operator)}"
     return client
 
 

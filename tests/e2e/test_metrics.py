@@ -9,14 +9,15 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import small_job
+from tests.conftest import issue_token, small_job
 from tests.e2e.conftest import ON_SQLITE_ONLY, Service
 
 pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
 def figures(svc: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = svc.client.get("/metrics")
+    operator = issue_token(svc.database_url, "ops", operator=True)  # the service-wide figures need one
+    response = svc.client.get("/metrics", headers={"Authorization": f"Bearer {operator}"})
     assert response.status_code == 200, response.text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value

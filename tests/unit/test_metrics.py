@@ -24,7 +24,7 @@ from store import jobs as q
 from store.config import Settings
 from store.db import Database
 from store.states import JobStatus, TrialStatus
-from tests.conftest import sign_in, small_job
+from tests.conftest import LOCAL, sign_in, small_job
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "droptune.json"
@@ -49,7 +49,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
-        sign_in(client, settings.resolved_database_url)
+        sign_in(client, settings.resolved_database_url, "ops", operator=True)
         yield client
 
 
@@ -93,9 +93,26 @@ def test_metrics_need_a_token_unless_the_address_is_allowed(tmp_path: Path) -> N
         assert single.get("/metrics").status_code == 200
         refused = stranger.get("/metrics")
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="droptune"'
-        assert sign_in(stranger, Settings(data_dir=tmp_path).resolved_database_url).get("/metrics").status_code == 200
+        operator = sign_in(stranger, Settings(data_dir=tmp_path).resolved_database_url, "ops", operator=True)
+        assert operator.get("/metrics").status_code == 200
         # The allowed address reads metrics, nothing else.
         assert scraper.get("/api/v1/jobs").status_code == 401
+
+
+def test_an_owner_s_token_cannot_read_the_service_wide_figures(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        sign_in(client, settings.resolved_database_url, "alice")
+        assert client.get("/api/v1/jobs").status_code == 200  # a valid token, for its own jobs
+        refused = client.get("/metrics")
+        assert refused.status_code == 403, refused.text
+        item = refused.json()["detail"][0]
+        assert item["loc"] == ["header", "authorization"] and "--operator" in item["msg"]
+        assert "droptune_jobs" not in refused.text
+
+
+def test_with_authentication_off_the_one_user_reads_the_figures(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path, auth=False)), base_url=LOCAL) as local:
+        assert local.get("/metrics").status_code == 200
 
 
 def test_without_the_setting_every_address_needs_a_token(tmp_path: Path) -> None:
@@ -128,7 +145,8 @@ def test_request_latency_is_labelled_by_route_template_never_by_raw_path(client:
 def test_a_refused_request_is_timed_under_the_route_it_was_meant_for(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path))) as anonymous:
         assert anonymous.get("/api/v1/jobs/x/trials").status_code == 401
-        text = sign_in(anonymous, Settings(data_dir=tmp_path).resolved_database_url).get("/metrics").text
+        url = Settings(data_dir=tmp_path).resolved_database_url
+        text = sign_in(anonymous, url, "ops", operator=True).get("/metrics").text
     labels = {"route": "/api/v1/jobs/{job_id}/trials", "method": "GET", "status": "401"}
     assert value(text, "droptune_http_request_duration_seconds_count", **labels) == 1
 
