@@ -258,7 +258,7 @@ def errors(**described: str) -> dict[int | str, dict[str, Any]]:
 
 # What any /api call may answer besides its own errors.
 API_ERRORS = errors(
-    e400="a body that cannot be read as text",
+    e400="a body that cannot be read as text, or a Host this service does not answer for (DROPTUNE_ALLOWED_HOSTS)",
     e401="no token, or one that is not valid or was revoked",
     e403="with authentication off: a change sent from another site's page",
     e413="a body over its limit (uploads: DROPTUNE_UPLOAD_MAX_BYTES; any other: DROPTUNE_JSON_MAX_BYTES)",

@@ -19,7 +19,11 @@ EXPOSITION: dict[int | str, dict[str, Any]] = {
         "description": "Prometheus' text exposition format",
         "content": {"text/plain": {"schema": {"type": "string"}}},
     },
-    **errors(e401="no valid token, from an address DROPTUNE_METRICS_ALLOW does not open it to"),
+    **errors(
+        e400="a Host this service does not answer for (DROPTUNE_ALLOWED_HOSTS)",
+        e401="no valid token, from an address DROPTUNE_METRICS_ALLOW does not open it to",
+        e403="a valid token, but not an operator's (python -m service.tokens create --operator)",
+    ),
 }
 
 

@@ -366,8 +366,12 @@ def test_the_token_command_creates_lists_and_revokes(tmp_path: Path) -> None:
     created = tokens_command(tmp_path, "create", "--owner", "dana", "--name", "ci", "--quiet")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
+    operator = tokens_command(tmp_path, "create", "--owner", "ops", "--operator", "--quiet").stdout.strip()
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["owner"] == "dana"
+        # /metrics sums every owner's jobs: an operator's token reads it, an owner's does not.
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {operator}"}).status_code == 200
 
         listing = tokens_command(tmp_path, "list")
         assert "dana" in listing.stdout and "ci" in listing.stdout
@@ -387,6 +391,8 @@ def test_the_token_command_creates_lists_and_revokes(tmp_path: Path) -> None:
 def test_first_creates_a_local_token_only_on_an_empty_database(tmp_path: Path) -> None:
     first = tokens_command(tmp_path, "first", "--quiet")
     assert first.returncode == 0 and first.stdout.strip().startswith("dtk_")
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:  # the installer's token is an operator's
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {first.stdout.strip()}"}).status_code == 200
     again = tokens_command(tmp_path, "first", "--quiet")
     assert again.returncode == 0 and again.stdout.strip() == ""
 
