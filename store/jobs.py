@@ -63,9 +63,7 @@ def create_job(session: Session, spec: JobSpec, trials_planned: int, owner: str 
 # `owner` scopes a query to that owner's jobs; None means every job (the worker, or no auth).
 
 
-def get_job(
-    session: Session, job_id: str, owner: str | None = None, *, lock: bool = False, report: bool = True
-) -> Job:
+def get_job(session: Session, job_id: str, owner: str | None = None, *, lock: bool = False, report: bool = True) -> Job:
     """The job, or NotFoundError. `lock` holds its row until the transaction ends (PostgreSQL's FOR
     UPDATE; SQLite's writers already run one at a time), so a change decided on what was read holds.
     `report=False` leaves the stored report (large) unread until asked for, as polls never show it."""
@@ -459,15 +457,19 @@ def end_trial(
     *,
     worker_id: str | None = None,
     duration_s: float | None = None,
+    was: TrialStatus = TrialStatus.RUNNING,
 ) -> bool:
     """End a running trial. Guarded: False (nothing written) if the trial is no longer running, or
     `worker_id`, when given, no longer holds its job. `duration_s` is a packed trial's share of its
-    pack's time; by default it is the time from its start to now."""
+    pack's time; by default it is the time from its start to now.
+
+    `was=STOPPED` settles a trial whose end keras-tuner saved but a kill kept from the store (see
+    `stopped_trials`)."""
     if not holds_job(session, _job_of(session, trial_id), worker_id):
         return False
     locked = select(Trial).where(Trial.id == trial_id).with_for_update()
     trial = session.scalar(locked.execution_options(populate_existing=True))
-    if trial is None or trial.status != TrialStatus.RUNNING.value:
+    if trial is None or trial.status != was.value:
         return False
     trial.status = status.value
     error = redact_paths(error) if error else error  # users see it: without the server's paths
@@ -532,6 +534,28 @@ def failed_trial_errors(session: Session, job_id: str, numbers: list[int]) -> di
         )
     )
     return {number: error or "failed" for number, error in rows}
+
+
+@dataclass(frozen=True)
+class StoppedTrial:
+    """A stopped trial as the store holds it: its row, the time it trained, its epochs' metrics."""
+
+    row: int
+    duration_s: float | None
+    history: dict[int, dict[str, float | None]]
+
+
+def stopped_trials(session: Session, job_id: str, numbers: list[int]) -> dict[int, StoppedTrial]:
+    """Which of these trials the store holds as stopped (a requeue or hand-back ended them), by number."""
+    rows = session.scalars(
+        select(Trial)
+        .where(Trial.job_id == job_id, Trial.number.in_(numbers), Trial.status == TrialStatus.STOPPED.value)
+        .options(selectinload(Trial.epochs))
+    )
+    return {
+        trial.number: StoppedTrial(trial.id, trial.duration_s, {e.epoch: e.metrics for e in trial.epochs})
+        for trial in rows
+    }
 
 
 TrialSort = Literal["number", "score", "duration"]

@@ -34,10 +34,10 @@ from tuner.remote_oracle import OracleProxy, OracleServer
 from tuner.setup import (
     Prepared,
     configure_threads,
-    end_failed_retries,
     failure_cause,
     make_tuner,
     prepare,
+    reconcile_with_store,
     record_space,
 )
 
@@ -55,7 +55,7 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
     # trials, so it never writes one: without it a restarted search would begin again from scratch.
     oracle_tuner.save()
     record_space(db, job_id, oracle_tuner)
-    end_failed_retries(db, job_id, oracle_tuner.oracle)
+    reconcile_with_store(db, job_id, oracle_tuner)
     oracle_tuner.oracle.verbose = 0  # keras-tuner's own progress printing; the store has it all
     authkey = secrets.token_bytes(16)
     server = OracleServer(oracle_tuner.oracle, settings.oracle_host, authkey)

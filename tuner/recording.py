@@ -203,6 +203,32 @@ class Recorder:
 
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
         self.trials_ended += 1
+        self._record_end(trial, TrialStatus.RUNNING, self._durations.pop(trial.trial_id, None))
+
+    def settle_interrupted(self, oracle: kt.Oracle) -> None:
+        """Record the end of the trials a reloaded oracle holds as ended but the store as stopped.
+
+        keras-tuner saves a trial's end (`oracle.end_trial`, then the tuner's save) before
+        `trial_ended` writes it to the store; a kill between the two leaves the oracle counting it
+        done, never to run again, while the requeue stopped its row. Its score is in the oracle and
+        its epochs in the store, so its end is written now, as it would have been.
+        """
+        # A trial killed before the tuner's save is still ongoing in the saved state, and keras-tuner's
+        # reload queues it to run again: that run will record it.
+        again = set(oracle._retry_queue)  # keras-tuner has no public view of it
+        ended = [trial_id for trial_id in oracle.end_order if trial_id in oracle.trials and trial_id not in again]
+        if not ended:
+            return
+        with self.db.session(readonly=True) as session:
+            stopped = q.stopped_trials(session, self.job_id, [int(trial_id) for trial_id in ended])
+        for trial_id in ended:
+            if (found := stopped.get(int(trial_id))) is None:
+                continue
+            self._rows[trial_id], self._history[trial_id] = found.row, found.history
+            log.info("job %s: trial %s ended before its worker stopped; its end is recorded now", self.job_id, trial_id)
+            self._record_end(oracle.trials[trial_id], TrialStatus.STOPPED, found.duration_s)
+
+    def _record_end(self, trial: kt.engine.trial.Trial, was: TrialStatus, duration: float | None) -> None:
         row = self._rows[trial.trial_id]
         history = self._history.get(trial.trial_id, {})
         with self.db.session() as session:
@@ -217,16 +243,22 @@ class Recorder:
                     best_epoch=best_epoch,
                     best_metrics=history.get(best_epoch) if best_epoch else None,
                     worker_id=self.worker_id,
-                    duration_s=self._durations.pop(trial.trial_id, None),
+                    duration_s=duration,
+                    was=was,
                 )
                 level, outcome = logging.INFO, f"completed: {self.objective}={trial.score}"
             else:
                 message = trial.message or f"the objective {self.objective} was not a finite number (training diverged)"
                 summary = error_summary(message)
                 error = summary if summary == message.strip() else f"{summary}\n\n{message.strip()}"
-                duration = self._durations.pop(trial.trial_id, None)
                 ended = q.end_trial(
-                    session, row, TrialStatus.FAILED, error=error, worker_id=self.worker_id, duration_s=duration
+                    session,
+                    row,
+                    TrialStatus.FAILED,
+                    error=error,
+                    worker_id=self.worker_id,
+                    duration_s=duration,
+                    was=was,
                 )
                 level, outcome = logging.WARNING, f"failed: {summary}"
         if not ended:

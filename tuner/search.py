@@ -33,10 +33,10 @@ from tuner.recording import (
 )
 from tuner.setup import (
     configure_threads,
-    end_failed_retries,
     failure_cause,
     make_tuner,
     prepare,
+    reconcile_with_store,
     record_reference,
     record_space,
     worker_id_for,
@@ -64,7 +64,7 @@ def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
             tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir)
             resume_state.mirror(tuner, store, job_id, workdir)
             record_space(db, job_id, tuner)
-            end_failed_retries(db, job_id, tuner.oracle)
+            reconcile_with_store(db, job_id, tuner)
             packed_search.run(tuner, prepared, settings, workdir)
         # The verdict: confirmation runs over seeds, then the report, stored before the job ends; then
         # the models it keeps, the recommended configuration's among them.

@@ -130,6 +130,14 @@ def record_reference(db: Database, job_id: str, prepared: Prepared) -> None:
         log.exception("job %s: could not record its trivial-predictor reference", job_id)
 
 
+def reconcile_with_store(db: Database, job_id: str, tuner: kt.Tuner) -> None:
+    """Make a reloaded search and the store agree on how its interrupted trials ended, whatever
+    the moment its last process was killed: trials the store failed are failed in the oracle
+    (`end_failed_retries`), trials the oracle ended are ended in the store (`settle_interrupted`)."""
+    tuner.recorder.settle_interrupted(tuner.oracle)
+    end_failed_retries(db, job_id, tuner.oracle)
+
+
 def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
     """End as FAILED, in a reloaded oracle, the interrupted trials the store already holds as failed.
 
