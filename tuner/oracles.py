@@ -19,11 +19,9 @@ from functools import cmp_to_key
 from typing import Any
 
 import keras_tuner as kt
-from keras_tuner.src.tuners.bayesian import BayesianOptimizationOracle
-from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList
-from keras_tuner.src.tuners.hyperband import HyperbandOracle
-from keras_tuner.src.tuners.randomsearch import RandomSearchOracle
+from keras_tuner.oracles import BayesianOptimizationOracle, GridSearchOracle, HyperbandOracle, RandomSearchOracle
 
+from tuner.kt_internals import grid_compare, queue_successor, set_grid_order, set_max_collisions
 from tuner.space import baseline_values
 
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
@@ -70,18 +68,14 @@ class PackingGridOracle(GridSearchOracle):  # type: ignore[misc]
         super().set_state(state)
 
         def grid_order(a: str, b: str) -> int:
-            return int(self._compare(self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values))
+            return grid_compare(self, self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values)
 
-        ordered = sorted(self.trials, key=cmp_to_key(grid_order))
-        self._ordered_ids = LinkedList()
-        for trial_id in ordered:
-            self._ordered_ids.insert(trial_id)
-        self._populate_next = ordered
+        set_grid_order(self, sorted(self.trials, key=cmp_to_key(grid_order)))
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         response: dict[str, Any] = super().populate_space(trial_id)
-        if response["status"] == RUNNING and trial_id not in self._populate_next:
-            self._populate_next.append(trial_id)  # keras-tuner pushes it again when it ends; that is allowed
+        if response["status"] == RUNNING:
+            queue_successor(self, trial_id)  # keras-tuner queues it again when it ends; that is allowed
         return response
 
 
@@ -121,5 +115,5 @@ def make_oracle(algorithm: str, *, max_trials: int, **kwargs: Any) -> kt.Oracle:
         kwargs.pop("max_epochs", None)
         kwargs.pop("factor", None)
         oracle = ORACLES[algorithm](max_trials=max_trials, **kwargs)
-    oracle._max_collisions = MAX_COLLISIONS  # keras-tuner takes it from no argument
+    set_max_collisions(oracle, MAX_COLLISIONS)
     return oracle

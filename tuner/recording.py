@@ -12,7 +12,6 @@ import logging
 import math
 import re
 import threading
-from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
@@ -24,6 +23,7 @@ from store.config import get_settings
 from store.db import Database, db_now
 from store.states import TrialStatus
 from store.tables import utcnow
+from tuner.kt_internals import checkpoint_files, retry_queue
 from tuner.trial_weights import fetch_checkpoint, store_checkpoint
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Recorder:
         """
         # A trial killed before the tuner's save is still ongoing in the saved state, and keras-tuner's
         # reload queues it to run again: that run will record it.
-        again = set(oracle._retry_queue)  # keras-tuner has no public view of it
+        again = set(retry_queue(oracle))
         ended = [trial_id for trial_id in oracle.end_order if trial_id in oracle.trials and trial_id not in again]
         if not ended:
             return
@@ -305,9 +305,8 @@ class _RecordingMixin:
     def _fetch_checkpoint(self, trial_id: str) -> None:
         """Hyperband continues an unpacked trial from keras-tuner's checkpoint of it, which is in the
         work dir of whichever process (or host) trained it: fetch the stored copy where it is missing."""
-        path = Path(self._get_checkpoint_fname(trial_id))  # type: ignore[attr-defined]
+        path, config = checkpoint_files(self, trial_id)  # type: ignore[arg-type]
         if not path.exists():
-            config = Path(self._get_build_config_fname(trial_id))  # type: ignore[attr-defined]
             fetch_checkpoint(self.recorder.artifacts, self.recorder.job_id, int(trial_id), path, config)
 
     def on_epoch_end(self, trial: kt.engine.trial.Trial, model: Any, epoch: int, logs: Any = None) -> None:
@@ -329,8 +328,7 @@ class _RecordingMixin:
     def _keep_checkpoint(self, trial: kt.engine.trial.Trial) -> None:
         """An unpacked trial's best-epoch weights, as keras-tuner checkpointed them, go to the store
         (a packed one's went there as its slice ended)."""
-        path = Path(self._get_checkpoint_fname(trial.trial_id))  # type: ignore[attr-defined]
-        config = Path(self._get_build_config_fname(trial.trial_id))  # type: ignore[attr-defined]
+        path, config = checkpoint_files(self, trial.trial_id)  # type: ignore[arg-type]
         if path.exists():
             store_checkpoint(self.recorder.artifacts, self.recorder.job_id, int(trial.trial_id), path, config)
 

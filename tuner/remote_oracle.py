@@ -25,7 +25,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 import keras_tuner as kt
-from keras_tuner.src import errors as kt_errors
+from keras_tuner import errors as kt_errors
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import keras_tuner as kt
 
 from store.artifacts import ArtifactStore, download, job_prefix, put_bytes, read_bytes
+from tuner.kt_internals import on_saves, oracle_file, trial_file, tuner_file
 
 ORACLE_FILE = "oracle.json"
 
@@ -29,10 +30,10 @@ def mirror(tuner: kt.Tuner, store: ArtifactStore, job_id: str, root: Path) -> No
     """From now on, the state files the tuner and its oracle save go to the store as well.
 
     keras-tuner saves from inside its own methods (`create_trial`, `update_trial`, `end_trial`, the
-    tuner's `save`), so the instance's save methods are wrapped rather than every caller changed.
-    Files are sent once a trial has left the ongoing ones, not at each of keras-tuner's several saves
-    per trial: a stored state that lags behind by trials still running only has them run again, as a
-    reload does anyway, while a finished trial is in the store before its process takes another.
+    tuner's `save`); `kt_internals.on_saves` hears each of those saves. Files are sent once a trial
+    has left the ongoing ones, not at each of keras-tuner's several saves per trial: a stored state
+    that lags behind by trials still running only has them run again, as a reload does anyway, while
+    a finished trial is in the store before its process takes another.
     """
     oracle = tuner.oracle
     uploaded: dict[str, bytes] = {}
@@ -58,24 +59,14 @@ def mirror(tuner: kt.Tuner, store: ArtifactStore, job_id: str, root: Path) -> No
         for file in dirty.values():  # trial files first: the oracle's file names them
             upload(file)
         dirty.clear()
-        upload(Path(oracle._get_oracle_fname()))
+        upload(oracle_file(oracle))
 
-    save_oracle, save_trial, save_tuner = oracle.save, oracle._save_trial, tuner.save
-
-    def mirrored_save_oracle() -> None:
-        save_oracle()
-        flush_if_a_trial_ended()
-
-    def mirrored_save_trial(trial: Any) -> None:
-        save_trial(trial)
-        path = Path(oracle._get_trial_dir(trial.trial_id)) / "trial.json"
+    def dirty_trial(trial: Any) -> None:
+        path = trial_file(oracle, trial.trial_id)
         dirty[str(path)] = path
 
-    def mirrored_save_tuner() -> None:
-        save_tuner()  # saves the oracle too (mirrored above), then the tuner's own file
-        upload(Path(tuner._get_tuner_fname()))  # a restored work dir reloads only with it
-
-    oracle.save, oracle._save_trial, tuner.save = mirrored_save_oracle, mirrored_save_trial, mirrored_save_tuner
+    # After the tuner's own save (which saved the oracle first): a restored work dir reloads only with it.
+    on_saves(tuner, flush_if_a_trial_ended, dirty_trial, lambda: upload(tuner_file(tuner)))
 
 
 def restore(store: ArtifactStore, job_id: str, root: Path, project: str, tuner_id: str = "tuner0") -> bool:

@@ -34,6 +34,7 @@ from store.spec import JobSpec, resolve_space
 from store.tables import Job, utcnow
 from tuner.cpus import available_cpus
 from tuner.exit_codes import WORKER_ID_ENV
+from tuner.kt_internals import drop_retry, retry_queue
 from tuner.oracles import TUNERS, make_oracle
 from tuner.recording import Recorder, SearchFailed, error_summary, recording
 from tuner.space import to_hyperparameters
@@ -145,7 +146,7 @@ def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
     its time limit (recorded failed) would hang again: the oracle is told it failed instead, so the
     search moves on to the next trial, and it counts toward `max_failed_trials` like any failure.
     """
-    retries = list(oracle._retry_queue)  # keras-tuner has no public view of it
+    retries = retry_queue(oracle)
     if not retries:
         return
     with db.session(readonly=True) as session:
@@ -153,7 +154,7 @@ def end_failed_retries(db: Database, job_id: str, oracle: kt.Oracle) -> None:
     for trial_id in retries:
         if int(trial_id) not in failed:
             continue
-        oracle._retry_queue.remove(trial_id)
+        drop_retry(oracle, trial_id)
         trial = oracle.trials[trial_id]
         trial.status, trial.message = kt.engine.trial.TrialStatus.FAILED, failed[int(trial_id)]
         log.info("job %s: trial %s is recorded failed (%s); it is not run again", job_id, trial_id, trial.message)
