@@ -70,12 +70,16 @@ def epochs_recorded(session: Session, trial_ids: Iterable[int], now: dt.datetime
     if not ids:
         return
     last_epoch = func.max(Epoch.recorded_at)
-    since = session.execute(
-        select(Trial.id, func.coalesce(last_epoch, Trial.started_at))
-        .outerjoin(Epoch, Epoch.trial_id == Trial.id)
-        .where(Trial.id.in_(ids))
-        .group_by(Trial.id, Trial.started_at)
-    ).tuples().all()
+    since = (
+        session.execute(
+            select(Trial.id, func.coalesce(last_epoch, Trial.started_at))
+            .outerjoin(Epoch, Epoch.trial_id == Trial.id)
+            .where(Trial.id.in_(ids))
+            .group_by(Trial.id, Trial.started_at)
+        )
+        .tuples()
+        .all()
+    )
     amounts: dict[tuple[str, str], float] = {}
     for _, then in since:
         seconds = max(0.0, (now - then).total_seconds())

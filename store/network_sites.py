@@ -111,7 +111,8 @@ class _Graph:
 
     def sized_before(self, name: str, include: bool = False) -> str | None:
         """The nearest Dense, convolution or recurrent layer at or before `name` on a single path."""
-        current: str | None = name if include else (self.inputs.get(name) or [None])[0]
+        reads = self.inputs.get(name, [])
+        current: str | None = name if include else (reads[0] if len(reads) == 1 else None)
         while current is not None:
             if self.layers[current].class_name in SIZED:
                 return current
