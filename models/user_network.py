@@ -1,0 +1,101 @@
+"""A user's own network with a trial's dropout: its config rewritten, then built by Keras.
+
+The network comes as the `config.json` of its `.keras` file (checked by `store.network_files`). A
+trial's dropout is set in that config before Keras builds anything: each dropout site in use
+(`store.network_sites`) gets a Dropout (or SpatialDropout) layer after its layer, or its own dropout
+layer gets the trial's rate; every other site drops nothing. Building from a config gives each trial
+fresh weights from the network's own initializers, as a user's `build(hp)` would, and keeps the
+user's layer names, so a kept model is their network with the chosen dropout.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from store.network_sites import DropoutSite
+
+DROPOUT_NAME = "droptune_dropout_{}"  # an added layer's name; `{}` is the site's layer
+
+
+def set_dropout(config: dict[str, Any], sites: list[DropoutSite], rates: list[float]) -> dict[str, Any]:
+    """A copy of the model's config with `rates[i]` at `sites[i]` (0: no dropout there).
+
+    A site with its own dropout layer takes the rate into it (0 included, which drops nothing); at
+    another site a layer is added only for a rate above 0, so rate 0 everywhere is the network as
+    given, weight for weight.
+    """
+    if len(rates) != len(sites):
+        raise ValueError(f"{len(rates)} rates for {len(sites)} dropout sites")
+    out = copy.deepcopy(config)
+    layers = out["config"]["layers"]
+    by_name = {_layer_name(layer): layer for layer in layers}
+    sequential = out["class_name"] == "Sequential"
+    for site, rate in zip(sites, rates, strict=True):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate {rate} at {site.after!r} is outside [0, 1)")
+        if site.layer is not None:
+            by_name[site.layer]["config"]["rate"] = float(rate)
+            continue
+        if rate == 0:
+            continue
+        after = by_name[site.after]
+        added = _dropout_layer(DROPOUT_NAME.format(site.after), site.kind, rate, after)
+        if sequential:
+            layers.insert(layers.index(after) + 1, added)
+        else:
+            _insert_functional(layers, after, added)
+    return out
+
+
+def _layer_name(layer: dict[str, Any]) -> str:
+    return str(layer.get("name") or layer["config"]["name"])
+
+
+def _dropout_layer(name: str, kind: str, rate: float, after: dict[str, Any]) -> dict[str, Any]:
+    settings: dict[str, Any] = {"name": name, "rate": float(rate), "seed": None}
+    if "dtype" in after["config"]:
+        settings["dtype"] = copy.deepcopy(after["config"]["dtype"])
+    if kind == "Dropout":
+        settings["noise_shape"] = None
+    return {"module": "keras.layers", "class_name": kind, "config": settings, "registered_name": None}
+
+
+def _insert_functional(layers: list[dict[str, Any]], after: dict[str, Any], added: dict[str, Any]) -> None:
+    """Put `added` between `after` and every layer that reads `after`'s output."""
+    source = _layer_name(after)
+    name = added["config"]["name"]
+    template: dict[str, Any] | None = None
+    for layer in layers:
+        for tensor in _keras_tensors(layer.get("inbound_nodes") or []):
+            if tensor["config"]["keras_history"][0] == source:
+                template = template or copy.deepcopy(tensor)
+                tensor["config"]["keras_history"] = [name, 0, 0]
+    if template is None:
+        raise ValueError(f"no layer reads {source!r}; a dropout site there would drop nothing")
+    template["config"]["keras_history"] = [source, 0, 0]
+    added["name"] = name
+    added["inbound_nodes"] = [{"args": [template], "kwargs": {}}]
+    layers.insert(layers.index(after) + 1, added)
+
+
+def _keras_tensors(value: Any) -> list[dict[str, Any]]:
+    """The `__keras_tensor__` links in a layer's inbound nodes: the outputs it reads."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [value]
+        return [t for item in value.values() for t in _keras_tensors(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in _keras_tensors(item)]
+    return []
+
+
+def build_network(config: dict[str, Any]) -> Any:
+    """The Keras model a (rewritten) config describes, with fresh weights, compiled as its file was
+    (where it was), loaded as `safe_mode` loads a file: built-in classes only, no code."""
+    import keras
+
+    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    if config.get("compile_config"):
+        model.compile_from_config(config["compile_config"])
+    return model
