@@ -2,7 +2,7 @@
 the real app on SQLite and PostgreSQL: a repeat of a submit or an upload with the same key answers the
 first call's 201 and body and creates nothing; a new key creates anew; the same key with another request
 is a 422 naming the header; keys are per owner and live a day; repeats racing each other create one
-object."""
+object; and the Python client's retries after a gateway's 504 do not create a second job."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from droptune_client.client import Client
 from service import datasets as dataset_logic
 from service import jobs as job_logic
 from service.app import create_app
@@ -318,3 +319,52 @@ def test_uploads_racing_with_one_key_add_one_dataset(db: Database, tmp_path: Pat
         assert outcomes.count("created") == 1 and set(outcomes) <= {"created", "replayed", "conflict"}, outcomes
     with db.session(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Dataset).where(Dataset.owner == "racer")) == ROUNDS
+
+
+# --- the Python client's retries ------------------------------------------------------------------------
+
+
+class GatewayLosingAnswers:
+    """A gateway in front of the real app that passes each request on and answers the first `lose` of
+    them 504 whatever the app did, as one does when the app's answer comes back too late."""
+
+    def __init__(self, app: TestClient, lose: int) -> None:
+        self.app = app
+        self.lose = lose
+        self.keys: list[str | None] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.keys.append(request.headers.get(HEADER))
+        answer = self.app.send(request)
+        if self.lose:
+            self.lose -= 1
+            return httpx.Response(504, text="gateway timeout")
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+def client_behind(svc: Service, gateway: GatewayLosingAnswers) -> Client:
+    token = issue_token(svc.db.url, "alice")
+    return Client(str(gateway.app.base_url), token, transport=httpx.MockTransport(gateway), sleep=lambda _: None)
+
+
+def test_a_submit_retried_after_a_gateway_s_504_creates_one_job(svc: Service) -> None:
+    gateway = GatewayLosingAnswers(svc.client(), lose=2)
+    job = client_behind(svc, gateway).submit(small_job())
+    assert len(gateway.keys) == 3 and len(set(gateway.keys)) == 1 and gateway.keys[0]
+    assert svc.count(Job) == 1
+    with svc.db.session(readonly=True) as session:
+        assert session.scalar(select(Job.id)) == job["id"]
+
+
+def test_an_upload_retried_after_a_gateway_s_504_adds_one_dataset(svc: Service) -> None:
+    gateway = GatewayLosingAnswers(svc.client(), lose=1)
+    dataset = client_behind(svc, gateway).upload(classification_csv(), filename="pets.csv")
+    assert len(gateway.keys) == 2 and gateway.keys[0] == gateway.keys[1]
+    assert svc.count(Dataset) == 1 and dataset["name"] == "pets"
+
+
+def test_each_client_call_sends_a_key_of_its_own(svc: Service) -> None:
+    gateway = GatewayLosingAnswers(svc.client(), lose=0)
+    client = client_behind(svc, gateway)
+    first, second = client.submit(small_job()), client.submit(small_job())
+    assert first["id"] != second["id"] and len(set(gateway.keys)) == 2
