@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from service.guard import RequestGuard
+from service.idempotency import REPLAYED_HEADER, Replay
 from service.metrics import Metrics, RequestTimer
 from service.predictor_client import PredictorClient, PredictorFailed, PredictorUnavailable
 from service.responses import SECURITY_HEADERS, database_unavailable, error_response, unauthorized
@@ -26,7 +27,7 @@ from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
 from store.db import ConflictError, Database, StoreError
-from store.errors import AuthError, InputError, LimitError, NotFoundError, StateError, TooLargeError
+from store.errors import AuthError, HeaderError, InputError, LimitError, NotFoundError, StateError, TooLargeError
 
 log = logging.getLogger(__name__)
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -171,12 +172,20 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain_errors(exc.errors())})
 
+    # Not an error: a repeat of an Idempotency-Key, answered as its first call was (service.idempotency).
+    @app.exception_handler(Replay)
+    async def replay(_: Request, exc: Replay) -> Response:
+        headers = {REPLAYED_HEADER: "true"}
+        return Response(exc.body, status_code=exc.status_code, media_type="application/json", headers=headers)
+
     # Domain errors carry what the client needs; map each to one status, in the shape FastAPI
     # uses for its own validation errors so clients parse a single format.
     @app.exception_handler(InputError)
     async def input_error(_: Request, exc: InputError) -> JSONResponse:
         code = status.HTTP_413_CONTENT_TOO_LARGE if isinstance(exc, TooLargeError) else 422
         loc: list[str | int] = ["body", *exc.field.split(".")]
+        if isinstance(exc, HeaderError):
+            loc = ["header", exc.field]
         return error_response(code, loc, exc.reason, "value_error")
 
     @app.exception_handler(NotFoundError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
+from service import idempotency
 from service.schemas import DatasetOut
 from store import catalog, dataset_files
 from store.artifacts import artifact_store
@@ -42,8 +44,16 @@ def register_upload(
     name: str | None,
     filename: str | None,
     target: str | None,
+    key: str | None = None,
 ) -> DatasetOut:
-    """Parse, check and store an upload; nothing is kept unless all of it succeeds."""
+    """Parse, check and store an upload; nothing is kept unless all of it succeeds. With an
+    Idempotency-Key `key`, a repeat of an earlier upload raises `idempotency.Replay` with its answer
+    instead (service.idempotency)."""
+    once = None  # the file is hashed only for a call with a key
+    if key is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        once = idempotency.Key.of(owner, key, "upload_dataset", digest, name, filename, target)
+    idempotency.check(db, once)
     # PostgreSQL cannot store NUL in text; no backend gets one, so every backend answers alike.
     for field, value in (("name", name), ("target", target), ("file", filename)):
         if value and "\x00" in value:
@@ -64,11 +74,14 @@ def register_upload(
         row = catalog.dataset_row(dataset_id, title, fmt, parsed, owner, content_hash=content_hash)
         session.add(row)
         session.flush()
-        return DatasetOut.of(row, size_bytes=size)
+        created = DatasetOut.of(row, size_bytes=size)
+        idempotency.stored(session, once, created)
+        return created
 
     # The normalized file goes to the artifact store (where every worker fetches it) from a temporary
-    # file here; nothing is kept on this host.
-    with tempfile.TemporaryDirectory(prefix="droptune-upload-") as tmp:
+    # file here; nothing is kept on this host. A repeat of the key racing this call stores the same
+    # file (kept once, under its hash), and the key's row lets only one of them add a dataset.
+    with tempfile.TemporaryDirectory(prefix="droptune-upload-") as tmp, idempotency.winner_on_conflict(db, once):
         path = Path(tmp) / f"{dataset_id}.npz"
         save_normalized(parsed, path)
         size = path.stat().st_size

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from service import idempotency
 from service.conditional import Answer, answer, etag, matches
 from service.models import delete_job_files
 from service.schemas import JobOut, JobPlan, Page, TrialDetail, TrialOut, TrialPage
@@ -124,19 +125,31 @@ def _check_split(spec: JobSpec, dataset: Dataset) -> None:
 # belongs to, `scope` whose jobs may be read or changed (None: everyone's).
 
 
-def submit_job(db: Database, spec: JobSpec, settings: Settings, owner: str, scope: str | None) -> JobOut:
+def submit_job(
+    db: Database, spec: JobSpec, settings: Settings, owner: str, scope: str | None, key: str | None = None
+) -> JobOut:
+    """Create a queued job. With an Idempotency-Key `key`, a repeat of an earlier submit raises
+    `idempotency.Replay` with its answer instead (service.idempotency)."""
+    once = idempotency.Key.of(owner, key, "submit_job", spec.model_dump(mode="json"))
     # Validation only reads, so it runs before the writing transaction: SQLite's write lock (taken
     # at BEGIN) is then held just for the few rows written, never for checking a spec.
     with db.session(readonly=True) as session:
+        idempotency.replay_if_answered(session, once)
         normalized = normalize_spec(spec, _dataset_of(session, spec, scope), settings)
     planned = planned_trials(normalized)
-    with db.session() as session:
+    with idempotency.winner_on_conflict(db, once), db.session() as session:
         # Held shared until commit: a delete of the dataset meanwhile either waits and then sees
         # this job (409), or went first and this submit finds no dataset (422).
         _dataset_of(session, spec, scope, lock=True)
+        # One owner's submits run one at a time from here: two cannot both slip under the limit, and a
+        # repeat of this key that committed meanwhile is answered, not counted as an active job.
+        q.lock_owner(session, owner)
+        idempotency.replay_if_answered(session, once)
         _check_active_limit(session, owner, settings)
         job = q.create_job(session, normalized, planned, owner)
-        return JobOut.of(q.summarize(session, [job])[0])
+        created = JobOut.of(q.summarize(session, [job])[0])
+        idempotency.stored(session, once, created)
+        return created
 
 
 def plan_job(db: Database, spec: JobSpec, settings: Settings, scope: str | None) -> JobPlan:
@@ -155,7 +168,7 @@ def _dataset_of(session: Session, spec: JobSpec, scope: str | None, *, lock: boo
 
 
 def _check_active_limit(session: Session, owner: str, settings: Settings) -> None:
-    q.lock_owner(session, owner)  # two submits at once must not both slip under the limit
+    """Under `q.lock_owner`, so two submits at once cannot both slip under the limit."""
     active = q.count_active_jobs(session, owner)
     limit = settings.max_active_jobs_per_owner
     if active >= limit:

@@ -12,6 +12,10 @@ class InputError(Exception):
         self.reason = reason
 
 
+class HeaderError(InputError):
+    """A request header that cannot be accepted; `field` is its name in lower case (`idempotency-key`)."""
+
+
 class NotFoundError(Exception):
     """The object asked for does not exist."""
 

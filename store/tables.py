@@ -252,3 +252,19 @@ class MetricTally(Base):
     # A label value (a trial's status), or a histogram's bucket bound (`le`), "+Inf" or "sum".
     label: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class IdempotencyKey(Base):
+    """A create's answer kept under the caller's `Idempotency-Key` for a day (`store.idempotency`), so a
+    repeat of the call (a client retrying after a lost answer) gets it again instead of a second object."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32))  # the API operation's id: submit_job, upload_dataset
+    # SHA-256 of the request as parsed: the same key with another request is refused, not replayed.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)  # the JSON body as first answered
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -37,7 +37,9 @@ class Snapshot:
 class Client:
     """The droptune API. `url` and `token` default to DROPTUNE_URL / DROPTUNE_TOKEN, then to the
     file `droptune login` writes. Errors are `ApiError` (with `.status` and the API's `.detail`) or
-    `ConnectionFailed`; 429, 503 and connection failures are retried with backoff first."""
+    `ConnectionFailed`; 429, 502, 503, 504 and connection failures are retried with backoff first, and
+    `submit` and `upload` send an Idempotency-Key so that a retry never creates a second job or dataset
+    (see `droptune_client.http.Http`)."""
 
     def __init__(
         self,
@@ -94,7 +96,7 @@ class Client:
             filename = filename or path.name
         form = {k: v for k, v in (("name", name), ("target", target)) if v is not None}
         files = {"file": (filename or "data.csv", data)}
-        return self.http.json("POST", "/api/v1/datasets", files=files, data=form)  # type: ignore[no-any-return]
+        return self.http.json("POST", "/api/v1/datasets", once=True, files=files, data=form)  # type: ignore[no-any-return]
 
     def delete_dataset(self, dataset_id: str) -> None:
         self.http.request("DELETE", f"/api/v1/datasets/{dataset_id}")
@@ -103,7 +105,7 @@ class Client:
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Submit a job spec (see the README's "The job spec"); returns the queued job."""
-        return self.http.json("POST", "/api/v1/jobs", json=spec)  # type: ignore[no-any-return]
+        return self.http.json("POST", "/api/v1/jobs", once=True, json=spec)  # type: ignore[no-any-return]
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first: every job (or the first `limit`), paging through the API."""

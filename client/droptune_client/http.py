@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -12,10 +13,14 @@ import httpx
 from droptune_client.errors import ApiError, ConnectionFailed, describe
 
 # Worth asking again: the service is busy (429: too many active jobs, with Retry-After) or briefly
-# unavailable (503: database or predictor); a gateway in front of it may say 502 or 504.
+# unavailable (503: database or predictor); a gateway in front of it may say 502 or 504, and may say
+# so after the service acted (a 504 when the answer was slow to come back).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Methods safe to send twice when the first try may have reached the server (a read timed out).
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Sent with a create (`request(..., once=True)`): the server answers a repeat of it with the first answer,
+# and 409 to one that raced a call it could not answer yet (sent again, it gets that call's answer).
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -30,8 +35,13 @@ def retry_after(response: httpx.Response) -> float | None:
 class Http:
     """An httpx client that retries with exponential backoff and raises `ApiError` for 4xx and 5xx.
 
-    A POST is retried only where the server cannot have acted on it: it could not be connected to,
-    or it answered 429/5xx. `attempts` bounds the tries; Retry-After is honoured up to `max_delay`.
+    Every request is retried after 429, 502, 503 and 504, and when the server could not be connected
+    to. A 502 or 504 from a gateway may come after the service acted, so a POST that creates something
+    is sent with `once=True`: it carries an `Idempotency-Key` of its own, the same on each try, and the
+    service answers a repeat with the first answer instead of creating again. Such a POST is also
+    retried after a read timed out, and after a 409 (it raced a repeat still in progress). Any other
+    POST is sent again as it is after 429 and 5xx (a cancel that had worked may then answer 409), but
+    not after a read timed out. `attempts` bounds the tries; Retry-After is honoured up to `max_delay`.
     """
 
     def __init__(
@@ -66,19 +76,24 @@ class Http:
         # Full jitter: clients retrying together do not come back together.
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
+        """`once`: send an Idempotency-Key, one for this call and the same on each of its tries."""
         what = f"{method} {path}"
+        retried = RETRY_STATUSES
+        if once:
+            kwargs["headers"] = {**kwargs.get("headers", {}), IDEMPOTENCY_KEY: str(uuid.uuid4())}
+            retried = RETRY_STATUSES | {409}
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1
             try:
                 response = self.client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                safe = method in IDEMPOTENT or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                safe = once or method in IDEMPOTENT or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if last or not safe:
                     raise ConnectionFailed(f"cannot reach {self.url} ({what}): {exc or type(exc).__name__}") from exc
                 self.sleep(self.delay(attempt, None))
                 continue
-            if response.status_code in RETRY_STATUSES and not last:
+            if response.status_code in retried and not last:
                 self.sleep(self.delay(attempt, response))
                 continue
             if response.status_code >= 400:
@@ -86,8 +101,8 @@ class Http:
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.request(method, path, **kwargs).json()
+    def json(self, method: str, path: str, *, once: bool = False, **kwargs: Any) -> Any:
+        return self.request(method, path, once=once, **kwargs).json()
 
     def download(self, path: str, target: Any, params: dict[str, Any] | None = None) -> str | None:
         """Stream a file into the open binary `target`; returns the server's file name, if it gave one.

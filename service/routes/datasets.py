@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 from service import datasets as logic
 from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
+from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
 from service.schemas import API_ERRORS, DatasetOut, errors
 from store.errors import InputError
 
@@ -24,7 +25,7 @@ async def each_field_once(request: Request) -> None:
             raise InputError(field, f"the form has {count} {field!r} fields; send one")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(each_field_once)])
+@router.post("", status_code=status.HTTP_201_CREATED, responses=REPLAYABLE, dependencies=[Depends(each_field_once)])
 def upload_dataset(
     db: DatabaseDep,
     settings: SettingsDep,
@@ -37,9 +38,10 @@ def upload_dataset(
     ],
     name: Annotated[str | None, Form(max_length=200)] = None,
     target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> DatasetOut:
     data = logic.read_limited(file.file, settings.upload_max_bytes)
-    return logic.register_upload(db, settings, caller.owner, data, name, file.filename, target)
+    return logic.register_upload(db, settings, caller.owner, data, name, file.filename, target, idempotency_key)
 
 
 @router.get("")

@@ -9,6 +9,7 @@ from service import jobs as logic
 from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
+from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
 from service.params import TrialNumber
 from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
@@ -41,11 +42,17 @@ async def with_service_caps(settings: SettingsDep) -> None:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=errors(e429="too many active jobs; see Retry-After"),
+    responses={**REPLAYABLE, **errors(e429="too many active jobs; see Retry-After")},
     dependencies=[Depends(with_service_caps)],
 )
-def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobOut:
-    return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
+def submit_job(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    spec: JobSpec,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobOut:
+    return logic.submit_job(db, spec, settings, caller.owner, caller.scope, idempotency_key)
 
 
 @router.post("/plan", dependencies=[Depends(with_service_caps)])

@@ -165,11 +165,35 @@ def test_an_unreachable_server_is_a_connection_failure_after_the_last_attempt() 
     assert caught.value.exit_code == Exit.UNAVAILABLE and len(server.requests) == 4
 
 
-def test_a_post_that_may_have_reached_the_server_is_not_sent_twice() -> None:
-    server = Recorder(httpx.ReadTimeout("timed out"), httpx.Response(201, json={"id": "j2"}))
+def test_a_post_without_a_key_that_may_have_reached_the_server_is_not_sent_twice() -> None:
+    server = Recorder(httpx.ReadTimeout("timed out"), httpx.Response(200, json={"id": "j2"}))
     with pytest.raises(ConnectionFailed):
-        make_client(server).submit({})
-    assert len(server.requests) == 1
+        make_client(server).cancel("j2")
+    assert len(server.requests) == 1 and "idempotency-key" not in server.requests[0].headers
+
+
+def keys_sent(server: Recorder) -> list[str | None]:
+    return [r.headers.get("idempotency-key") for r in server.requests]
+
+
+@pytest.mark.parametrize("call", [lambda c: c.submit({}), lambda c: c.upload(b"a,b\n1,2\n")], ids=["submit", "upload"])
+def test_a_create_sends_one_idempotency_key_on_every_retry(call: Callable[[Client], Any]) -> None:
+    """A gateway's 504 may come after the job or dataset was made: the retry's key makes the service
+    answer it with the first result instead of making another."""
+    lost = httpx.Response(504, text="gateway timeout")
+    server = Recorder(lost, httpx.ReadTimeout("timed out"), error(409, {"msg": "raced"}), httpx.Response(201, json={}))
+    call(make_client(server))
+    [key] = set(keys_sent(server))
+    assert len(server.requests) == 4 and key and len(key) <= 255 and key.isascii()
+
+
+def test_each_create_call_has_a_key_of_its_own() -> None:
+    server = Recorder(*[httpx.Response(201, json={"id": "j"})] * 2)
+    client = make_client(server)
+    client.submit({})
+    client.submit({})
+    first, second = keys_sent(server)
+    assert first and second and first != second
 
 
 def test_a_get_that_timed_out_is_retried() -> None:
