@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.errors import NotFoundError
@@ -100,6 +101,14 @@ def download(store: ArtifactStore, key: str, path: Path, sha256: str | None = No
     return path
 
 
+def _one_writer(session: Session, key: str) -> None:
+    """Until this transaction ends, no other put of `key` runs. Two puts of one key (two uploads of the
+    same data) would otherwise both find no row to delete, and the second's insert would fail on the
+    first's row. SQLite runs one writer at a time already; PostgreSQL takes a lock on the key."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(int(hashlib.sha256(key.encode()).hexdigest()[:15], 16))))
+
+
 class DatabaseArtifacts:
     """Files as rows: one `artifacts` row per file and its bytes in `artifact_chunks` of 1 MiB."""
 
@@ -117,6 +126,7 @@ class DatabaseArtifacts:
         """A file of one chunk (most of them: state files, weights, small models) in four statements."""
         stored = StoredArtifact(key, len(data), hashlib.sha256(data).hexdigest())
         with self.db.session() as session:
+            _one_writer(session, key)
             session.execute(delete(ArtifactChunk).where(ArtifactChunk.key == key))
             session.execute(delete(Artifact).where(Artifact.key == key))
             session.execute(
@@ -130,6 +140,7 @@ class DatabaseArtifacts:
         # One transaction: a reader sees the old file or the whole new one, and a crash leaves neither
         # half. Chunks are flushed as they come, so only one is held in memory.
         with self.db.session() as session:
+            _one_writer(session, key)
             session.execute(delete(ArtifactChunk).where(ArtifactChunk.key == key))
             session.execute(delete(Artifact).where(Artifact.key == key))
             artifact = Artifact(key=key, size=0, sha256="")

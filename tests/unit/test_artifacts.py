@@ -9,6 +9,7 @@ import hashlib
 import os
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ def test_putting_a_key_again_replaces_the_file_whole(store: ArtifactStore) -> No
     put_bytes(store, "jobs/a/models/trial_0.keras", os.urandom(CHUNK_BYTES + 1))
     put_bytes(store, "jobs/a/models/trial_0.keras", b"short")
     assert read_bytes(store, "jobs/a/models/trial_0.keras") == b"short"
+
+
+@pytest.mark.parametrize("size", [10, CHUNK_BYTES + 1], ids=["one part", "two parts"])
+def test_puts_of_one_key_at_the_same_time_all_succeed_and_leave_one_whole_file(store: ArtifactStore, size: int) -> None:
+    # Two uploads of the same data store it under one key at once.
+    contents = [bytes([i]) * size for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        stored = list(pool.map(lambda data: put_bytes(store, "datasets/same.npz", data), contents))
+    assert [s.size for s in stored] == [size] * 4
+    assert read_bytes(store, "datasets/same.npz") in contents
 
 
 def test_an_empty_file_is_stored_and_read_back_empty(store: ArtifactStore) -> None:
