@@ -307,16 +307,15 @@ def test_submits_racing_with_one_key_create_one_job(db: Database, tmp_path: Path
 
 
 def test_uploads_racing_with_one_key_add_one_dataset(db: Database, tmp_path: Path) -> None:
-    """The uploads parse and store their file side by side; the key's row lets one add its dataset. A
-    loser may also fail earlier, putting the same file as the winner (in the database's artifact store
-    on PostgreSQL): a 409, which the client retries with the same key."""
+    """The uploads parse and store their file side by side (puts of one key take turns in the
+    database's artifact store); the key's row lets one add its dataset and the others get its answer."""
     settings = Settings(data_dir=tmp_path, database_url=db.url)
     data = classification_csv()
     for n in range(ROUNDS):
         outcomes = race(
             3, lambda n=n: dataset_logic.register_upload(db, settings, "racer", data, None, "a.csv", None, f"key-{n}")
         )
-        assert outcomes.count("created") == 1 and set(outcomes) <= {"created", "replayed", "conflict"}, outcomes
+        assert sorted(outcomes) == ["created", "replayed", "replayed"], outcomes
     with db.session(readonly=True) as session:
         assert session.scalar(select(func.count()).select_from(Dataset).where(Dataset.owner == "racer")) == ROUNDS
 
