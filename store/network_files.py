@@ -11,6 +11,7 @@ safe_mode=True)` only ever meets what is listed here.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -94,6 +95,10 @@ class NetworkLayer:
     rate: float | None = None
     inbound: tuple[str, ...] = ()  # a Functional model's: the layers it reads (a Sequential's: none)
     nested: bool = False  # inside a model nested in the network: no dropout site is placed there
+    # Without the batch dimension, as Keras recorded the shape it was built for (None: not recorded).
+    input_shape: tuple[int | None, ...] | None = None
+    output_shape: tuple[int | None, ...] | None = None  # where the config tells it (see `_shapes`)
+    parameters: int | None = None  # its weights' count, for the layers `_parameters` knows
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ def summarise(config: Any, keras_version: str | None = None) -> NetworkSummary:
             f"the model is a {model_class!r}; droptune takes Sequential and Functional Keras models "
             "(a subclassed model's code cannot be loaded safely)",
         )
-    layers = tuple(_layers(config))
+    layers = _shapes(tuple(_layers(config)), config.get("class_name") == "Sequential")
     if not layers:
         raise InputError("file", "the model has no layers")
     seen: set[str] = set()
@@ -254,6 +259,9 @@ def _layers(model: dict[str, Any], nested: bool = False) -> Iterator[NetworkLaye
         if not isinstance(name, str):
             raise InputError("file", "config.json lists a layer without a name")
         inbound = tuple(_inbound_names(layer.get("inbound_nodes") or []))
+        built = (layer.get("build_config") or {}).get("input_shape")
+        if layer.get("class_name") == "InputLayer":
+            built = config.get("batch_shape")
         yield NetworkLayer(
             name=name,
             class_name=str(layer.get("class_name")),
@@ -262,7 +270,98 @@ def _layers(model: dict[str, Any], nested: bool = False) -> Iterator[NetworkLaye
             rate=_float(config.get("rate")),
             inbound=inbound,
             nested=nested,
+            input_shape=_shape(built),
+            parameters=_parameters(str(layer.get("class_name")), config, _shape(built)),
         )
+
+
+SAME_SHAPE = frozenset(
+    {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "LayerNormalization",
+     "GroupNormalization", "UnitNormalization", "Normalization", "Rescaling", "Identity", "Masking",
+     "ActivityRegularization", "GaussianNoise"} | DROPOUT_LAYERS | {"GaussianDropout", "AlphaDropout"}
+)  # fmt: skip
+
+
+def _shape(value: Any) -> tuple[int | None, ...] | None:
+    """A recorded batch shape, without its batch dimension; None where there is none (or several)."""
+    if not isinstance(value, list) or not value or isinstance(value[0], list):
+        return None
+    if not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in value):
+        return None
+    return tuple(value[1:])
+
+
+def _parameters(class_name: str, config: dict[str, Any], shape: tuple[int | None, ...] | None) -> int | None:
+    """The count of a layer's weights, from its settings and the shape it was built for; None for a
+    layer this does not know. BatchNormalization counts its moving statistics, as Keras's summary does."""
+    last = shape[-1] if shape else None
+    units, filters = _int(config.get("units")), _int(config.get("filters"))
+    bias = 1 if config.get("use_bias", True) else 0
+    if class_name in DROPOUT_LAYERS or class_name in SAME_SHAPE - {"BatchNormalization", "LayerNormalization"}:
+        return 0 if class_name not in ("PReLU", "Normalization") else None
+    if "Pooling" in class_name or class_name in ("InputLayer", "Flatten", "Reshape", "Permute", "RepeatVector"):
+        return 0
+    if last is None:
+        return None
+    if class_name == "Dense" and units:
+        return last * units + bias * units
+    if class_name in ("Conv1D", "Conv2D", "Conv3D") and filters:
+        kernel = config.get("kernel_size") or []
+        size = 1
+        for k in kernel:
+            size *= int(k)
+        return size * last * filters + bias * filters
+    if class_name == "BatchNormalization":
+        return 4 * last
+    if class_name == "LayerNormalization":
+        return 2 * last
+    if class_name == "Embedding":
+        dims = _int(config.get("input_dim")), _int(config.get("output_dim"))
+        return dims[0] * dims[1] if dims[0] and dims[1] else None
+    if class_name in ("LSTM", "GRU", "SimpleRNN") and units:
+        gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[class_name]
+        biases = 2 if class_name == "GRU" and config.get("reset_after", True) else 1
+        return gates * (units * (last + units) + bias * biases * units)
+    return None
+
+
+def _shapes(layers: tuple[NetworkLayer, ...], sequential: bool) -> tuple[NetworkLayer, ...]:
+    """Each layer's input and output shapes where the config tells them: what its readers were built
+    for, what the layer it reads gives, passed through the layers that keep a shape, and a Dense
+    layer's units. None where it does not (Keras records the input shape of layers with weights)."""
+    top = [layer for layer in layers if not layer.nested]
+    outputs_known = {layer.name for layer in top}  # a nested model is read as a whole: its shapes are not followed
+    reads: dict[str, tuple[str, ...]] = {}
+    for i, layer in enumerate(top):
+        sources = (top[i - 1].name,) if sequential and i > 0 else layer.inbound
+        reads[layer.name] = tuple(name for name in sources if name in outputs_known)
+    inputs = {layer.name: layer.input_shape for layer in layers}
+    outputs: dict[str, tuple[int | None, ...] | None] = {layer.name: None for layer in layers}
+    for _ in range(len(top) + 1):  # each pass carries what is known one layer further
+        changed = False
+        for layer in top:
+            name, sources = layer.name, reads[layer.name]
+            found = inputs[name] or (outputs[sources[0]] if len(sources) == 1 else None)
+            out = outputs[name]
+            if out is None and found is not None:
+                if layer.class_name in SAME_SHAPE or layer.class_name == "InputLayer":
+                    out = found
+                elif layer.class_name == "Dense" and layer.units:
+                    out = (*found[:-1], layer.units)
+            if found is None and out is not None and layer.class_name in SAME_SHAPE:
+                found = out
+            if len(sources) == 1 and found is not None and outputs[sources[0]] is None:
+                outputs[sources[0]], changed = found, True
+            if (found, out) != (inputs[name], outputs[name]):
+                inputs[name], outputs[name], changed = found, out, True
+        if not changed:
+            break
+    return tuple(
+        dataclasses.replace(layer, input_shape=inputs[layer.name], output_shape=outputs[layer.name])
+        if not layer.nested
+        else layer
+        for layer in layers
+    )
 
 
 def _inbound_names(nodes: Any) -> Iterator[str]:

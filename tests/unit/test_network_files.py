@@ -110,6 +110,19 @@ def test_a_network_with_dropout_layers_has_its_sites_there(tmp_path: Path) -> No
     assert network.layer("head_dropout").rate == 0.25
 
 
+@pytest.mark.parametrize("make", [cnn, lstm], ids=["cnn", "lstm"])
+def test_shapes_and_parameter_counts_are_keras_own_or_left_unknown(tmp_path: Path, make: Callable[[], Any]) -> None:
+    model = make()
+    network = read_network(saved(model, tmp_path), CAP)
+    for layer in network.layers:
+        keras_layer = model.get_layer(layer.name)
+        assert layer.parameters == keras_layer.count_params(), layer.name
+        if layer.output_shape is not None:  # never a wrong one
+            assert layer.output_shape == tuple(keras_layer.output.shape[1:]), layer.name
+    known = sum(layer.output_shape is not None for layer in network.layers)
+    assert known >= len(network.layers) - 1, network.layers  # a pooling's convolution may be unknown
+
+
 # --- hostile files -------------------------------------------------------------------------------
 
 
