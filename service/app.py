@@ -22,7 +22,7 @@ from service.idempotency import REPLAYED_HEADER, Replay
 from service.metrics import Metrics, RequestTimer
 from service.predictor_client import PredictorClient, PredictorFailed, PredictorUnavailable
 from service.responses import SECURITY_HEADERS, database_unavailable, error_response, unauthorized
-from service.routes import account, dashboard, datasets, exports, health, jobs, metrics, models
+from service.routes import account, dashboard, datasets, exports, health, jobs, metrics, models, networks
 from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
     app.include_router(health.router)
     app.include_router(account.router)
     app.include_router(datasets.router)
+    app.include_router(networks.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(exports.router)

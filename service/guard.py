@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 # Room for the multipart envelope (boundaries, the name and target fields) around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-# The one route whose body is a dataset file, and the prediction routes (rows as JSON, CSV or NPZ);
-# every other body is a small JSON document.
+# The routes whose body is a file (a dataset, a network), and the prediction routes (rows as JSON, CSV
+# or NPZ); every other body is a small JSON document.
 UPLOAD_PATH = "/api/v1/datasets"
+NETWORK_UPLOAD_PATH = "/api/v1/networks"
 PREDICT_PATH = re.compile(r"/api/v1/jobs/[^/]+(/trials/[^/]+)?/predict")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -123,6 +124,10 @@ class RequestGuard:
         if scope["method"] == "POST" and scope["path"] == UPLOAD_PATH:
             upload = self.settings.upload_max_bytes
             msg = f"the upload is larger than this service's limit of {upload} bytes"
+            return BodyLimit(upload + MULTIPART_OVERHEAD, ["body", "file"], msg)
+        if scope["method"] == "POST" and scope["path"] == NETWORK_UPLOAD_PATH:
+            upload = self.settings.network_max_bytes
+            msg = f"the network file is larger than this service's limit of {upload} bytes"
             return BodyLimit(upload + MULTIPART_OVERHEAD, ["body", "file"], msg)
         if scope["method"] == "POST" and PREDICT_PATH.fullmatch(scope["path"]):
             rows = self.settings.predict_max_bytes

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from store.jobs import JobSummary
 from store.reference import Reference, no_better_than_reference
 from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
-from store.tables import Dataset, Epoch, Trial
+from store.tables import Dataset, Epoch, Network, Trial
 
 T = TypeVar("T")
 
@@ -59,6 +59,74 @@ class DatasetOut(BaseModel):
             metrics=list(TASK_METRICS[row.task]),
             created_at=row.created_at,
             size_bytes=size_bytes,
+            job_count=job_count,
+            active_job_count=active_job_count,
+        )
+
+
+class NetworkLayerOut(BaseModel):
+    name: str
+    class_name: str
+    input_shape: list[int | None] | None = Field(description="without the batch dimension; null where unknown")
+    output_shape: list[int | None] | None = Field(description="without the batch dimension; null where unknown")
+    parameters: int | None = Field(description="its weights' count; null for a layer droptune cannot count")
+    units: int | None = None
+    filters: int | None = None
+    rate: float | None = Field(None, description="a dropout layer's rate in the file")
+
+
+class NetworkInputOut(BaseModel):
+    name: str
+    shape: list[int | None] = Field(description="without the batch dimension")
+    dtype: str
+
+
+class DropoutSiteOut(BaseModel):
+    after: str = Field(description="the layer whose output is dropped")
+    kind: str = Field(description="Dropout, or SpatialDropout1D/2D/3D after convolutions")
+    layer: str | None = Field(description="the network's own dropout layer here, whose rate is searched; null: added")
+    sized: str | None = Field(description="the layer the smaller-network arm narrows (units or filters)")
+
+
+class NetworkOut(BaseModel):
+    id: str
+    name: str
+    created_at: dt.datetime
+    size_bytes: int = Field(description="bytes of the uploaded .keras file")
+    keras_version: str | None = Field(description="the Keras version that saved it")
+    model_class: str = Field(description="Sequential or Functional")
+    layers: list[NetworkLayerOut]
+    inputs: list[NetworkInputOut]
+    outputs: list[str] = Field(description="the output layers' names")
+    compile: dict[str, Any] = Field(
+        description="loss, optimizer (class_name, learning_rate) and metrics as saved in the file; {} if it was "
+        "saved uncompiled (a job's spec then gives them)"
+    )
+    dropout_sites: list[DropoutSiteOut] = Field(
+        description="where dropout goes, from the input to the output: the network's own Dropout layers, or "
+        "else one after each hidden Dense, convolution block, pooling and recurrent layer"
+    )
+    parameters: int | None = Field(description="the network's weights' count; null if a layer's is unknown")
+    job_count: int = Field(0, description="how many of the caller's jobs train it")
+    active_job_count: int = Field(0, description="how many of those are queued or running; deleting it then is 409")
+
+    @classmethod
+    def of(cls, row: Network, job_count: int = 0, active_job_count: int = 0) -> NetworkOut:
+        summary = row.summary
+        counts = [layer["parameters"] for layer in summary["layers"]]
+        return cls(
+            id=row.id,
+            name=row.name,
+            created_at=row.created_at,
+            size_bytes=row.size_bytes,
+            keras_version=summary.get("keras_version"),
+            model_class=summary["model_class"],
+            layers=summary["layers"],
+            inputs=summary["inputs"],
+            outputs=summary["outputs"],
+            compile=summary["compile"],
+            dropout_sites=summary["dropout_sites"],
+            parameters=None if None in counts else sum(counts),
             job_count=job_count,
             active_job_count=active_job_count,
         )

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     parallel_trials_cap: int = 8
     max_model_parameters: int = 20_000_000  # weights of the largest model a job's search may build
     upload_max_bytes: int = 200 * 1024 * 1024
+    network_max_bytes: int = 100 * 1024 * 1024  # an uploaded .keras network file, weights included
     # Every other request body (job specs and the like): read only up to this, then 413.
     json_max_bytes: int = 1024 * 1024
     dataset_max_rows: int = 2_000_000

@@ -85,6 +85,24 @@ class Dataset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Network(Base):
+    """A user's own Keras network (`store.network_files`): its architecture and compile settings, which
+    the worker builds each trial from; the uploaded file itself is in the artifact store."""
+
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(100), index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the uploaded file
+    # config.json of the .keras file, as Keras wrote it (compile settings included).
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What the API shows: layers, inputs, outputs, compile settings and dropout sites (`NetworkOut`).
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
@@ -95,6 +113,10 @@ class Job(Base):
     # SET NULL: deleting a dataset keeps the finished jobs that used it (their spec still names it).
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True, nullable=True
+    )
+    # The user's network the job trains (None: droptune's template). SET NULL, as for the dataset.
+    network_id: Mapped[str | None] = mapped_column(
+        ForeignKey("networks.id", ondelete="SET NULL"), index=True, nullable=True
     )
     algorithm: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect, select, text
 from store.migrate import alembic_config, upgrade
 from store.tables import Base, Dataset
 
-APP_TABLES = {"datasets", "jobs", "trials", "epochs", "workers", "idempotency_keys"}
+APP_TABLES = {"datasets", "jobs", "trials", "epochs", "workers", "idempotency_keys", "networks"}
 
 
 @contextmanager

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+
+from service import networks as logic
+from service.auth import CallerDep
+from service.datasets import read_limited
+from service.deps import DatabaseDep, SettingsDep
+from service.schemas import API_ERRORS, NetworkOut, errors
+from store.errors import InputError
+
+router = APIRouter(prefix="/api/v1/networks", tags=["networks"], responses=API_ERRORS)
+UPLOAD_FIELDS = ("file", "name")
+
+
+async def each_field_once(request: Request) -> None:
+    """Refuse a form that repeats a field (FastAPI would quietly keep the last one)."""
+    form = await request.form()
+    for field in UPLOAD_FIELDS:
+        count = len(form.getlist(field))
+        if count > 1:
+            raise InputError(field, f"the form has {count} {field!r} fields; send one")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(each_field_once)])
+def upload_network(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="a .keras file as `model.save('net.keras')` writes it: a Sequential or Functional model "
+            "of built-in Keras layers (no Lambda, no custom classes)",
+            json_schema_extra={"format": "binary"},
+        ),
+    ],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> NetworkOut:
+    """Check and keep a network: its layers with their shapes and weights, its inputs and outputs, its
+    compile settings and its dropout sites come back. A file that is not such a network is a 422
+    naming the layer or the reason, and nothing is kept."""
+    data = read_limited(file.file, settings.network_max_bytes)
+    return logic.register_network(db, settings, caller.owner, data, name, file.filename)
+
+
+@router.get("")
+def list_networks(db: DatabaseDep, caller: CallerDep) -> list[NetworkOut]:
+    """The caller's networks, oldest first, each with how many of their jobs train it."""
+    return logic.read_networks(db, caller.scope)
+
+
+@router.get("/{network_id}", responses=errors(e404="no such network (or another owner's)"))
+def get_network(db: DatabaseDep, caller: CallerDep, network_id: str) -> NetworkOut:
+    return logic.read_network_row(db, network_id, caller.scope)
+
+
+@router.delete(
+    "/{network_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(e404="no such network (or another owner's)", e409="a queued or running job trains it"),
+)
+def delete_network(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, network_id: str) -> None:
+    logic.remove_network(db, settings, network_id, caller.scope)

@@ -1,0 +1,155 @@
+"""The networks API on the real app and database (both backends): a user's `.keras` network is
+checked without Keras, kept with its summary and dropout sites, listed, read and deleted per owner;
+a hostile file is a 422 that names the reason, and nothing is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from service.app import create_app
+from store import jobs as q
+from store.artifacts import DatabaseArtifacts
+from store.config import Settings
+from store.db import Database
+from store.networks import network_key
+from store.spec import JobSpec
+from store.tables import Network
+from tests.conftest import issue_token, small_job
+from tests.unit.test_network_files import cnn, lstm, rezip, saved
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Network files made once for the module: Keras builds them in this test process only."""
+    where = tmp_path_factory.mktemp("networks")
+    lam = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2, name="doubler"), keras.layers.Dense(1)]
+    )
+    wide = keras.Sequential([keras.Input((600,)), keras.layers.Dense(600), keras.layers.Dense(2)])  # 1.4 MB of weights
+    made = {"cnn": cnn(), "lstm": lstm(), "lambda": lam, "wide": wide}
+    return {name: saved(model, where, name) for name, model in made.items()}
+
+
+@pytest.fixture
+def app(db: Database, tmp_path: Path) -> Iterator[tuple[TestClient, Database]]:
+    settings = Settings(data_dir=tmp_path, database_url=db.url, network_max_bytes=5 * 1024 * 1024)
+    with TestClient(create_app(settings, prepare=False)) as client:
+        client.headers["Authorization"] = f"Bearer {issue_token(db.url, 'alice')}"
+        yield client, db
+
+
+def upload(client: TestClient, data: bytes, name: str | None = "my cnn") -> Any:
+    form = {"name": name} if name is not None else {}
+    return client.post("/api/v1/networks", files={"file": ("net.keras", data)}, data=form)
+
+
+def kept(db: Database) -> int:
+    with db.session(readonly=True) as session:
+        return int(session.scalar(select(func.count()).select_from(Network)) or 0)
+
+
+def test_an_uploaded_network_comes_back_with_its_layers_shapes_compile_settings_and_sites(
+    app: tuple[TestClient, Database], files: dict[str, bytes]
+) -> None:
+    client, db = app
+    answer = upload(client, files["cnn"])
+    assert answer.status_code == 201, answer.text
+    net = answer.json()
+    assert net["name"] == "my cnn" and net["id"].startswith("net_")
+    assert net["model_class"] == "Sequential"
+    assert net["inputs"] == [{"name": net["inputs"][0]["name"], "shape": [8, 8, 1], "dtype": "float32"}]
+    dense = [layer for layer in net["layers"] if layer["class_name"] == "Dense"]
+    assert dense[-1]["output_shape"] == [10] and dense[-1]["parameters"] == 32 * 10 + 10
+    assert net["parameters"] == cnn().count_params()
+    assert net["compile"]["loss"] == "sparse_categorical_crossentropy"
+    assert [site["kind"] for site in net["dropout_sites"]] == ["SpatialDropout2D", "SpatialDropout2D", "Dropout"]
+    assert client.get(f"/api/v1/networks/{net['id']}").json() == net
+    assert [n["id"] for n in client.get("/api/v1/networks").json()] == [net["id"]]
+    assert DatabaseArtifacts(db).exists(network_key(net["id"]))
+
+
+def test_another_owner_neither_sees_nor_deletes_a_network(
+    app: tuple[TestClient, Database], files: dict[str, bytes]
+) -> None:
+    client, db = app
+    net = upload(client, files["lstm"]).json()
+    other = {"Authorization": f"Bearer {issue_token(db.url, 'bob')}"}
+    assert client.get(f"/api/v1/networks/{net['id']}", headers=other).status_code == 404
+    assert client.get("/api/v1/networks", headers=other).json() == []
+    assert client.delete(f"/api/v1/networks/{net['id']}", headers=other).status_code == 404
+    assert kept(db) == 1
+
+
+def test_deleting_a_network_removes_its_row_and_file_but_not_while_a_job_trains_it(
+    app: tuple[TestClient, Database], files: dict[str, bytes]
+) -> None:
+    client, db = app
+    net = upload(client, files["cnn"]).json()
+    with db.session() as session:  # a queued job that trains it (`model.network_id` sets the column)
+        job = q.create_job(session, JobSpec.model_validate(small_job()), 3, "alice")
+        job.network_id = net["id"]
+    refused = client.delete(f"/api/v1/networks/{net['id']}")
+    assert refused.status_code == 409 and "1 queued or running job" in refused.text
+    assert client.get(f"/api/v1/networks/{net['id']}").json()["active_job_count"] == 1
+    with db.session() as session:
+        q.request_cancel(session, job.id)
+        q.finish_job(session, job.id, q.JobStatus.CANCELLED, "cancelled")
+    assert client.delete(f"/api/v1/networks/{net['id']}").status_code == 204
+    assert kept(db) == 0
+    assert not DatabaseArtifacts(db).exists(network_key(net["id"]))
+    assert client.get(f"/api/v1/networks/{net['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("which", "reason"),
+    [
+        ("lambda", "layer 'doubler': a Lambda layer holds Python code"),
+        ("no config", "no config.json"),
+        ("not a zip", "not a .keras file"),
+    ],
+)
+def test_a_hostile_file_is_a_422_naming_the_reason_and_nothing_is_kept(
+    app: tuple[TestClient, Database], files: dict[str, bytes], which: str, reason: str
+) -> None:
+    client, db = app
+    data = {
+        "lambda": files.get("lambda", b""),
+        "no config": rezip(files["cnn"], lambda members: members.pop("config.json")),
+        "not a zip": b"just some bytes",
+    }[which]
+    answer = upload(client, data)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"][0]
+    assert detail["loc"] == ["body", "file"] and reason in detail["msg"]
+    assert kept(db) == 0
+    with db.session(readonly=True) as session:
+        assert (
+            not list(DatabaseArtifacts(db).list_prefix("networks/"))
+            if hasattr(DatabaseArtifacts, "list_prefix")
+            else True
+        )
+        del session
+
+
+def test_a_network_file_larger_than_a_json_body_is_taken_up_to_the_network_cap(
+    app: tuple[TestClient, Database], files: dict[str, bytes]
+) -> None:
+    client, _ = app
+    assert len(files["wide"]) > Settings().json_max_bytes
+    assert upload(client, files["wide"]).status_code == 201
+
+
+def test_a_file_over_the_cap_is_a_413(app: tuple[TestClient, Database]) -> None:
+    client, db = app
+    answer = upload(client, b"PK" + b"\0" * (5 * 1024 * 1024 + 1))
+    assert answer.status_code == 413
+    assert answer.json()["detail"][0]["loc"] == ["body", "file"]
+    assert kept(db) == 0
