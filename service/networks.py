@@ -14,6 +14,7 @@ import logging
 import zipfile
 from pathlib import Path
 
+from service import idempotency
 from service.schemas import NetworkOut
 from store import networks as nets
 from store.artifacts import artifact_store, put_bytes
@@ -28,8 +29,19 @@ log = logging.getLogger(__name__)
 
 
 def register_network(
-    db: Database, settings: Settings, owner: str, data: bytes, name: str | None, filename: str | None
+    db: Database,
+    settings: Settings,
+    owner: str,
+    data: bytes,
+    name: str | None,
+    filename: str | None,
+    key: str | None = None,
 ) -> NetworkOut:
+    """Check and keep an upload; with an Idempotency-Key `key`, a repeat of an earlier upload raises
+    `idempotency.Replay` with its answer instead (service.idempotency)."""
+    digest = hashlib.sha256(data).hexdigest()
+    once = idempotency.Key.of(owner, key, "upload_network", digest, name, filename)
+    idempotency.check(db, once)
     if len(data) > settings.network_max_bytes:
         raise TooLargeError(
             "file", f"the network file is larger than this service's limit of {settings.network_max_bytes} bytes"
@@ -49,7 +61,7 @@ def register_network(
         name=title,
         owner=owner,
         size_bytes=len(data),
-        content_hash=hashlib.sha256(data).hexdigest(),
+        content_hash=digest,
         config=config,
         summary=nets.summary_json(network, sites),
         created_at=utcnow(),
@@ -57,8 +69,10 @@ def register_network(
     store = artifact_store(db, settings.artifacts_url)
     put_bytes(store, nets.network_key(row.id), data)
     try:
-        with db.session() as session:
-            return NetworkOut.of(nets.add_network(session, row))
+        with idempotency.winner_on_conflict(db, once), db.session() as session:
+            created = NetworkOut.of(nets.add_network(session, row))
+            idempotency.stored(session, once, created)
+            return created
     except Exception:
         store.delete_prefix(nets.network_key(row.id))  # no row names it: nothing half-kept
         raise

@@ -31,6 +31,7 @@ exit codes:
 """
 JOB_EXIT = {"succeeded": Exit.OK, "failed": Exit.FAILED, "cancelled": Exit.CANCELLED}
 DATASET_COLUMNS = ["id", "name", "format", "task", "n_samples", "n_features", "n_classes", "target"]
+NETWORK_COLUMNS = ["id", "name", "model_class", "layers", "parameters", "dropout_sites", "created_at"]
 JOB_COLUMNS = ["id", "name", "dataset_id", "algorithm", "status", "progress", "best", "created_at"]
 
 
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         as_json = getattr(args, "json", False)
         if cmd == "datasets":
             return datasets(client, args, as_json)
+        if cmd == "networks":
+            return networks(client, args, as_json)
         if cmd == "submit":
             job = client.submit(read_spec(args.spec))
             if as_json and not args.follow:
@@ -191,6 +194,57 @@ def datasets(client: Client, args: argparse.Namespace, as_json: bool) -> int:
     return Exit.OK
 
 
+def networks(client: Client, args: argparse.Namespace, as_json: bool) -> int:
+    action = args.action
+    if action == "list":
+        items = client.networks()
+        rows = [{**n, "layers": len(n["layers"]), "dropout_sites": len(n["dropout_sites"])} for n in items]
+        dump(items) if as_json else out(table(rows, NETWORK_COLUMNS))
+    elif action in ("show", "upload"):
+        item = client.network(args.id) if action == "show" else client.upload_network(args.file, name=args.name)
+        dump(item) if as_json else out(show_network(item))
+    elif action == "delete":
+        client.delete_network(args.id)
+        out(f"deleted network {args.id}")
+    return Exit.OK
+
+
+def show_network(network: dict[str, Any]) -> str:
+    """A network's summary, then its layers with the dropout sites marked where dropout goes."""
+    compile_settings = network["compile"] or {}
+    optimizer = (compile_settings.get("optimizer") or {}).get("class_name")
+    head = [
+        f"{'id:':<14}{network['id']}",
+        f"{'name:':<14}{network['name']}",
+        f"{'model:':<14}{network['model_class']}, {len(network['layers'])} layers, "
+        f"{network['parameters'] if network['parameters'] is not None else '?'} parameters",
+        f"{'inputs:':<14}" + ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in network["inputs"]),
+        f"{'compiled:':<14}"
+        + (
+            f"loss {compile_settings.get('loss')}, {optimizer}, metrics {compile_settings.get('metrics')}"
+            if compile_settings
+            else "no (the job's spec gives loss and optimizer)"
+        ),
+        "",
+    ]
+    sites = {site["after"]: site for site in network["dropout_sites"]}
+    own = {site["layer"] for site in network["dropout_sites"] if site["layer"]}
+    rows = []
+    for layer in network["layers"]:
+        site = sites.get(layer["name"])
+        mark = "searched" if layer["name"] in own else (f"+ {site['kind']}" if site and not site["layer"] else "")
+        rows.append(
+            {
+                "layer": layer["name"],
+                "class": layer["class_name"],
+                "output": "?" if layer["output_shape"] is None else str(layer["output_shape"]),
+                "parameters": layer["parameters"],
+                "dropout": mark or None,
+            }
+        )
+    return "\n".join(head) + table(rows)
+
+
 def login(args: argparse.Namespace) -> int:
     """Ask for the URL and token (or take the flags), check them against the server, save them."""
     current = config.read_config()
@@ -242,6 +296,20 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     actions.add_parser("delete", help="delete an uploaded dataset", parents=[common]).add_argument("id")
+
+    nets = command("networks", "list, upload, show or delete your own Keras networks", json_flag=False)
+    net_actions = nets.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
+    net_actions.add_parser("list", help="your networks", parents=[common]).add_argument("--json", action="store_true")
+    net_up = net_actions.add_parser(
+        "upload", help="upload a .keras file (Sequential or Functional, built-in layers)", parents=[common]
+    )
+    net_up.add_argument("file")
+    net_up.add_argument("--name", help="a name for it (default: the file's)")
+    net_up.add_argument("--json", action="store_true")
+    net_show = net_actions.add_parser("show", help="a network's layers and dropout sites", parents=[common])
+    net_show.add_argument("id")
+    net_show.add_argument("--json", action="store_true")
+    net_actions.add_parser("delete", help="delete a network", parents=[common]).add_argument("id")
 
     submit = command("submit", "submit a job spec (.json or .yaml; - for JSON on stdin)")
     submit.add_argument("spec")

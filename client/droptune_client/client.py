@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,6 +101,40 @@ class Client:
 
     def delete_dataset(self, dataset_id: str) -> None:
         self.http.request("DELETE", f"/api/v1/datasets/{dataset_id}")
+
+    # --- networks ---------------------------------------------------------------------------------
+
+    def networks(self) -> list[dict[str, Any]]:
+        return self.http.json("GET", "/api/v1/networks")  # type: ignore[no-any-return]
+
+    def network(self, network_id: str) -> dict[str, Any]:
+        return self.http.json("GET", f"/api/v1/networks/{network_id}")  # type: ignore[no-any-return]
+
+    def upload_network(self, model: Any, *, name: str | None = None) -> dict[str, Any]:
+        """Upload your own Keras network: a `.keras` file (a path, or its bytes), or a Keras model, which
+        is saved to a temporary `.keras` file first. Its layers, compile settings and dropout sites
+        come back; a job trains it with `"model": {"network_id": ...}`."""
+        if hasattr(model, "save") and hasattr(model, "layers"):
+            with tempfile.TemporaryDirectory(prefix="droptune-network-") as tmp:
+                path = Path(tmp) / f"{getattr(model, 'name', None) or 'network'}.keras"
+                model.save(path)
+                return self.upload_network(path, name=name or getattr(model, "name", None))
+        filename = "network.keras"
+        if not isinstance(model, bytes):
+            path = Path(model)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+            filename = path.name
+        else:
+            data = model
+        form = {"name": name} if name is not None else {}
+        files = {"file": (filename, data)}
+        return self.http.json("POST", "/api/v1/networks", once=True, files=files, data=form)  # type: ignore[no-any-return]
+
+    def delete_network(self, network_id: str) -> None:
+        self.http.request("DELETE", f"/api/v1/networks/{network_id}")
 
     # --- jobs -------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from service import networks as logic
 from service.auth import CallerDep
 from service.datasets import read_limited
 from service.deps import DatabaseDep, SettingsDep
+from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
 from service.schemas import API_ERRORS, NetworkOut, errors
 from store.errors import InputError
 
@@ -24,7 +25,7 @@ async def each_field_once(request: Request) -> None:
             raise InputError(field, f"the form has {count} {field!r} fields; send one")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(each_field_once)])
+@router.post("", status_code=status.HTTP_201_CREATED, responses=REPLAYABLE, dependencies=[Depends(each_field_once)])
 def upload_network(
     db: DatabaseDep,
     settings: SettingsDep,
@@ -38,12 +39,13 @@ def upload_network(
         ),
     ],
     name: Annotated[str | None, Form(max_length=200)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> NetworkOut:
     """Check and keep a network: its layers with their shapes and weights, its inputs and outputs, its
     compile settings and its dropout sites come back. A file that is not such a network is a 422
     naming the layer or the reason, and nothing is kept."""
     data = read_limited(file.file, settings.network_max_bytes)
-    return logic.register_network(db, settings, caller.owner, data, name, file.filename)
+    return logic.register_network(db, settings, caller.owner, data, name, file.filename, idempotency_key)
 
 
 @router.get("")

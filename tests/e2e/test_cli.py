@@ -181,3 +181,46 @@ def test_cancelling_a_followed_job_ends_the_follower_with_exit_3(service: Servic
         if follower.poll() is None:
             follower.kill()
             follower.wait()
+
+
+def test_a_network_is_uploaded_shown_with_its_dropout_sites_listed_and_deleted(
+    service: Service, tmp_path: Path
+) -> None:
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="features"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(16, activation="relu", name="hidden"),
+            keras.layers.Dense(10, activation="softmax", name="classes"),
+        ]
+    )
+    path = tmp_path / "digits_cnn.keras"
+    model.save(path)
+    upload = droptune(service, "networks", "upload", str(path), "--json")
+    assert upload.returncode == 0, upload.stderr
+    network = json.loads(upload.stdout)
+    assert network["name"] == "digits_cnn"
+    shown = droptune(service, "networks", "show", network["id"])
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert f"{model.count_params()} parameters" in shown.stdout
+    assert any(line.startswith("pool") and "+ SpatialDropout2D" in line for line in lines), shown.stdout
+    assert any(line.startswith("hidden") and "+ Dropout" in line for line in lines), shown.stdout
+    assert not any(line.startswith("classes") and "Dropout" in line for line in lines), shown.stdout
+    listed = droptune(service, "networks", "list")
+    assert network["id"] in listed.stdout
+    assert droptune(service, "networks", "delete", network["id"]).returncode == 0
+    assert network["id"] not in droptune(service, "networks", "list").stdout
+
+
+def test_a_file_that_holds_code_is_refused_naming_the_layer(service: Service, tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x + 1, name="shift")])
+    path = tmp_path / "code.keras"
+    model.save(path)
+    refused = droptune(service, "networks", "upload", str(path))
+    assert refused.returncode == 2, refused.stderr
+    assert "shift" in refused.stderr and "Lambda" in refused.stderr
