@@ -48,6 +48,29 @@ def set_dropout(config: dict[str, Any], sites: list[DropoutSite], rates: list[fl
     return out
 
 
+def narrowed(config: dict[str, Any], sites: list[DropoutSite], rates: list[float]) -> dict[str, Any]:
+    """The verdict's smaller network: a copy of the config without dropout where each site with a rate
+    p above 0 has its sized layer's units (or filters) scaled by 1 - p, as many as dropout keeps on
+    average. A layer feeding two sites is narrowed by the larger rate."""
+    if len(rates) != len(sites):
+        raise ValueError(f"{len(rates)} rates for {len(sites)} dropout sites")
+    out = set_dropout(config, sites, [0.0] * len(sites))
+    by_name = {_layer_name(layer): layer for layer in out["config"]["layers"]}
+    scale: dict[str, float] = {}
+    for site, rate in zip(sites, rates, strict=True):
+        if rate > 0 and site.sized is not None:
+            scale[site.sized] = min(scale.get(site.sized, 1.0), 1.0 - rate)
+    for name, keep in scale.items():
+        settings = by_name[name]["config"]
+        for width in ("units", "filters"):
+            if isinstance(settings.get(width), int):
+                settings[width] = max(1, round(settings[width] * keep))
+    if scale:  # weights' shapes change downstream of a narrowed layer: Keras builds every layer anew
+        for layer in out["config"]["layers"]:
+            layer.pop("build_config", None)
+    return out
+
+
 def _layer_name(layer: dict[str, Any]) -> str:
     return str(layer.get("name") or layer["config"]["name"])
 

@@ -14,7 +14,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from models.user_network import build_network, set_dropout  # noqa: E402
+from models.user_network import build_network, narrowed, set_dropout  # noqa: E402
 from store.network_files import read_network  # noqa: E402
 from store.network_sites import default_sites  # noqa: E402
 from tests.unit.test_network_files import CAP, cnn, lstm, saved  # noqa: E402
@@ -76,3 +76,23 @@ def test_a_rate_outside_zero_to_one_or_a_wrong_count_is_refused(tmp_path: Path) 
         set_dropout(config_of(data), sites, [1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="3 dropout sites"):
         set_dropout(config_of(data), sites, [0.1])
+
+
+def test_the_smaller_network_narrows_each_sites_layer_by_its_rate_and_has_no_dropout(tmp_path: Path) -> None:
+    data = saved(lstm(), tmp_path)
+    sites = default_sites(read_network(data, CAP))
+    model = build_network(narrowed(config_of(data), sites, [0.5, 0.25]))
+    assert model.get_layer("encoder").units == 8  # 16 x (1 - 0.5)
+    assert model.get_layer("summary").units == 6  # 8 x (1 - 0.25)
+    assert not any("Dropout" in type(layer).__name__ for layer in model.layers)
+    tokens = np.zeros((2, 20), "int32")
+    assert model(tokens).shape == (2, 1)
+
+
+def test_the_smaller_cnn_has_fewer_filters_where_its_pooling_site_drops(tmp_path: Path) -> None:
+    data = saved(cnn(), tmp_path)
+    sites = default_sites(read_network(data, CAP))
+    model = build_network(narrowed(config_of(data), sites, [0.5, 0.0, 0.0]))
+    assert model.get_layer(sites[0].sized).filters == 4
+    assert model.get_layer(sites[1].sized).filters == 16
+    assert model(np.zeros((1, 8, 8, 1), "float32")).shape == (1, 10)
