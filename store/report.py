@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scistats
 
 from store.report_schema import (
     Confirmed,
@@ -96,8 +95,16 @@ def summary(values: Sequence[float]) -> Stats | None:
     if data.size < 2:
         return Stats(n=1, mean=mean, sd=None, low=None, high=None)
     sd = float(data.std(ddof=1))
-    half = float(scistats.t.ppf(0.5 + CONFIDENCE / 2, data.size - 1)) * sd / math.sqrt(data.size)
+    half = _t_quantile(data.size - 1) * sd / math.sqrt(data.size)
     return Stats(n=int(data.size), mean=mean, sd=sd, low=mean - half, high=mean + half)
+
+
+def _t_quantile(df: float) -> float:
+    """Student's t quantile whose two-sided interval holds CONFIDENCE."""
+    # Imported here: scipy costs the API seconds at start, and only a report asked for needs it.
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> Interval | None:
@@ -113,7 +120,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Interval | None:
     if se == 0:
         return Interval(estimate=estimate, low=estimate, high=estimate)
     df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
-    half = float(scistats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    half = _t_quantile(df) * se
     return Interval(estimate=estimate, low=estimate - half, high=estimate + half)
 
 
