@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from store.report_schema import (
+    CONFIDENCE,
     Confirmed,
     Convergence,
     Effects,
@@ -37,7 +38,6 @@ from store.report_schema import (
 from store.states import TrialStatus
 from store.tables import Trial
 
-CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 MAX_LEVELS = 8  # a hyperparameter with more distinct values is binned into BINS equal-width bins
 BINS = 5
@@ -108,7 +108,7 @@ def _t_quantile(df: float) -> float:
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> Interval | None:
-    """mean(a) - mean(b) with Welch's 95% interval (no equal-variance assumption)."""
+    """mean(a) - mean(b) with Welch's interval (no equal-variance assumption)."""
     x, y = np.asarray(a, float), np.asarray(b, float)
     if x.size == 0 or y.size == 0:
         return None
@@ -341,6 +341,7 @@ def build_report(
         computed_at=(now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
         objective=objective,
         direction=direction,  # type: ignore[arg-type]
+        confidence=CONFIDENCE,
         repeats=repeats,
         verdict=verdict,
         recommended=next((c for c in confirmed if c.recommended), None),
@@ -355,6 +356,10 @@ def build_report(
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _difference(estimate: float, low: float, high: float) -> str:
+    return f"; difference {_fmt(estimate)}, {CONFIDENCE:.0%} CI [{_fmt(low)}, {_fmt(high)}]"
 
 
 def _mean_sd(arm: _Arm) -> str:
@@ -424,7 +429,7 @@ def _verdict(
         answer, lead = "no_evidence", "Too few runs to tell whether dropout helps"
         tail = ""
     else:
-        tail = f"; difference {_fmt(difference.estimate)}, 95% CI [{_fmt(difference.low)}, {_fmt(difference.high)}]"
+        tail = _difference(difference.estimate, difference.low, difference.high)
         if difference.low > 0:
             answer, lead = "helps", "Dropout helps"
         elif difference.high < 0:
@@ -465,9 +470,7 @@ def _smaller(arms: list[_Arm], recommended: _Arm | None, sign: float, objective:
             f"{objective} {_mean_sd(smaller)} against {_mean_sd(recommended)}"
         )
         if difference is not None and difference.low is not None and difference.high is not None:
-            sentence += (
-                f"; difference {_fmt(difference.estimate)}, 95% CI [{_fmt(difference.low)}, {_fmt(difference.high)}]"
-            )
+            sentence += _difference(difference.estimate, difference.low, difference.high)
         sentence += "."
     return SmallerNetwork(
         label=smaller.label,
@@ -490,7 +493,9 @@ def _convergence(dropout: _Arm | None, baseline: _Arm | None) -> Convergence | N
             with_dropout=with_d, without_dropout=without, ratio=ratio, sentence="Too few runs to compare."
         )
     interval = (
-        f", 95% CI [{ratio.low:.2f}, {ratio.high:.2f}]" if ratio.low is not None and ratio.high is not None else ""
+        f", {CONFIDENCE:.0%} CI [{ratio.low:.2f}, {ratio.high:.2f}]"
+        if ratio.low is not None and ratio.high is not None
+        else ""
     )
     sentence = (
         f"With dropout ({dropout.label}) the best epoch came at {with_d.mean:.1f} on average, without at "
