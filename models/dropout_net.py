@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from store.spec import task_metric
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -94,10 +96,11 @@ def _conv_stem(x: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _head(x: Any, config: ModelConfig) -> tuple[Any, str, list[str]]:
+    metrics = [task_metric(config.task)]
     if config.task == "regression":
-        return keras.layers.Dense(1, name="output")(x), "mean_squared_error", ["mae"]
+        return keras.layers.Dense(1, name="output")(x), "mean_squared_error", metrics
     if config.n_classes == 2:
         out = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
-        return out, "binary_crossentropy", ["accuracy"]
+        return out, "binary_crossentropy", metrics
     out = keras.layers.Dense(config.n_classes, activation="softmax", name="output")(x)
-    return out, "sparse_categorical_crossentropy", ["accuracy"]
+    return out, "sparse_categorical_crossentropy", metrics

@@ -15,11 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from store.spec import TASK_METRIC, task_metric
+
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps], as Keras's cross-entropies do
 ECE_BINS = 15
-# The objective's metric without its split prefix: `val_loss` and `loss` are the same figure, on
-# whatever rows the caller passes.
-METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae")}
 
 
 @dataclass(frozen=True)
@@ -74,17 +73,18 @@ def _batched(model: keras.Model, training: bool, batch_size: int) -> Callable[[n
 
 
 def objective(task: str, n_classes: int | None, y: np.ndarray, predicted: np.ndarray, metric: str) -> float:
-    """`metric` of `predicted` (rows, outputs) against `y`: cross-entropy or MSE for (val_)loss,
-    (val_)accuracy for classification, (val_)mae for regression."""
+    """`metric` of `predicted` (rows, outputs) against `y`: cross-entropy or MSE for (val_)loss, else
+    the task's own metric (`store.spec.TASK_METRIC`: accuracy, mae). `val_loss` and `loss` are the
+    same figure, on whatever rows the caller passes."""
     name = metric.removeprefix("val_")
-    if name not in METRICS.get(task, ()):
+    if task not in TASK_METRIC or name not in ("loss", task_metric(task)):
         raise ValueError(f"no MC dropout figure for metric {metric!r} of a {task} task")
     if task == "regression":
         errors = predicted[:, 0].astype(np.float64) - y.astype(np.float64).ravel()
-        return float(np.mean(np.abs(errors)) if name == "mae" else np.mean(errors**2))
+        return float(np.mean(errors**2) if name == "loss" else np.mean(np.abs(errors)))
     probabilities = _class_probabilities(predicted, n_classes)
     labels = y.astype(int).ravel()
-    if name == "accuracy":
+    if name != "loss":
         return float(np.mean(probabilities.argmax(axis=1) == labels))
     clipped = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
     return float(-np.mean(np.log(clipped)))

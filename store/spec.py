@@ -21,10 +21,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
 
-# Metrics each task's models report, and whether lower is better.
+# The metric each task's models report beside their loss (Keras's name), and whether lower is better.
+# A trial records both on the training split and, prefixed `val_`, on the validation split.
+TASK_METRIC: dict[str, tuple[str, Literal["min", "max"]]] = {
+    "classification": ("accuracy", "max"),
+    "regression": ("mae", "min"),
+}
+# Every metric a trial of each task records, and whether lower is better: what an objective may name.
 TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
-    "classification": {"loss": "min", "accuracy": "max", "val_loss": "min", "val_accuracy": "max"},
-    "regression": {"loss": "min", "mae": "min", "val_loss": "min", "val_mae": "min"},
+    task: {"loss": "min", name: better, "val_loss": "min", f"val_{name}": better}
+    for task, (name, better) in TASK_METRIC.items()
 }
 
 # The most values one range may hold, listed or stepped: a grid over more is not a search anyone
@@ -42,6 +48,17 @@ MAX_KEEP_MODELS = 20
 HYPERPARAMETERS = ("dropout_rate", "dropout_layers", "units", "learning_rate")
 # The largest integer any field takes; the service's own caps (settings) are far lower.
 MAX_INT = 2**31 - 1
+
+
+def task_metric(task: str) -> str:
+    """The metric `task`'s models report beside their loss."""
+    return TASK_METRIC[task][0]
+
+
+def epoch_figures(task: str, train: tuple[float, float], validation: tuple[float, float]) -> dict[str, float]:
+    """(loss, metric) on each split, under the names a trial records them by."""
+    name = task_metric(task)
+    return {"loss": train[0], name: train[1], "val_loss": validation[0], f"val_{name}": validation[1]}
 
 
 def _no_control_characters(text: str) -> str:
