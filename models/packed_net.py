@@ -27,14 +27,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.dropout_net import ModelConfig, build, dropout_of, hyperparameter
+from models.dropout_net import ModelConfig, build, hyperparameter
+from store.spec import dropout_in
 
 
 @dataclass(frozen=True)
 class SliceConfig:
     """One configuration of a pack: the hyperparameters one trial searched."""
 
-    dropout_rate: float
+    dropout_rate: float  # with `dropout_layers`, as `store.spec.dropout_in` reads them (`from_hp`)
     dropout_layers: int
     units: int
     learning_rate: float
@@ -46,7 +47,7 @@ class SliceConfig:
 
     @classmethod
     def from_hp(cls, hp: Any, config: ModelConfig) -> SliceConfig:
-        rate, layers = dropout_of(hp)
+        rate, layers = dropout_in(hp.values)
         return cls(
             dropout_rate=rate,
             dropout_layers=layers,
@@ -139,10 +140,7 @@ class PackedNet:
         ]
         self.rates = tf.constant([s.dropout_rate for s in slices], tf.float32)
         # Per hidden layer, the slices that drop out after it (the first `dropout_layers` of each).
-        self.dropping = [
-            tf.constant([i < s.dropout_layers and s.dropout_rate > 0 for s in slices])
-            for i in range(config.hidden_layers)
-        ]
+        self.dropping = [tf.constant([i < s.dropout_layers for s in slices]) for i in range(config.hidden_layers)]
 
     @property
     def variables(self) -> list[tf.Variable]:

@@ -35,6 +35,7 @@ from store.report_schema import (
     Stats,
     Verdict,
 )
+from store.spec import dropout_in
 from store.states import TrialStatus
 from store.tables import Trial
 
@@ -72,9 +73,8 @@ def figures_of(trials: Iterable[Trial]) -> list[TrialFigures]:
 def label(hp: dict[str, Any], searched: Iterable[str] = ()) -> str:
     """A configuration in words: "rate 0.3 after 2 layers", "no dropout", plus units and learning
     rate where the job searched them."""
-    layers = int(hp.get("dropout_layers") or 0)
-    rate = hp.get("dropout_rate")
-    text = "no dropout" if not layers or not rate else f"rate {rate:g} after {layers} layer{'s' if layers > 1 else ''}"
+    rate, layers = dropout_in(hp)
+    text = f"rate {rate:g} after {layers} layer{'s' if layers > 1 else ''}" if layers else "no dropout"
     if "units" in searched and hp.get("units") is not None:
         text += f", {hp['units']} units"
     if "learning_rate" in searched and hp.get("learning_rate") is not None:
@@ -83,7 +83,7 @@ def label(hp: dict[str, Any], searched: Iterable[str] = ()) -> str:
 
 
 def has_dropout(hp: dict[str, Any]) -> bool:
-    return bool(hp.get("dropout_layers")) and bool(hp.get("dropout_rate"))
+    return dropout_in(hp)[1] > 0
 
 
 def summary(values: Sequence[float]) -> Stats | None:

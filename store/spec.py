@@ -11,6 +11,7 @@ searches (see its docstring).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -464,6 +465,15 @@ def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationEr
     """A spec-wide rule's error, placed at the field it is about (as a field's own rule would be)."""
     error = PydanticCustomError("value_error", message)  # type: ignore[call-overload]
     return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
+def dropout_in(values: Mapping[str, Any]) -> tuple[float, int]:
+    """The dropout rate and number of dropout layers a configuration's network really has: dropout
+    only where there is a layer and a rate above 0 (see `ResolvedSpace`); else (0.0, 0), the network
+    without dropout. `values` are stored hyperparameters or a keras-tuner trial's `values`."""
+    layers = int(values.get("dropout_layers") or 0)
+    rate = float(values.get("dropout_rate") or 0.0) if layers > 0 else 0.0
+    return (rate, layers) if rate > 0 else (0.0, 0)
 
 
 class ResolvedSpace(BaseModel):

@@ -25,7 +25,7 @@ from store import jobs as q
 from store.db import Database
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import McDropout, Report, Run
-from store.spec import resolve_space
+from store.spec import dropout_in, resolve_space
 from tuner.pack_training import PackTrainer
 from tuner.recording import Recorder
 from tuner.setup import Prepared
@@ -127,7 +127,7 @@ def _smaller_network(hp: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     """No dropout, and round(n(1 - p)) units in each layer that had a dropout layer after it."""
     config = prepared.config
     units = int(hp.get("units") or config.units)
-    rate, layers = float(hp["dropout_rate"]), int(hp["dropout_layers"])
+    rate, layers = dropout_in(hp)
     widths = [max(1, round(units * (1 - rate))) if i < layers else units for i in range(config.hidden_layers)]
     smaller = {n: None for n in hp} | {"dropout_layers": 0, "layer_units": widths}
     if "learning_rate" in hp:
