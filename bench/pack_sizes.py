@@ -26,7 +26,7 @@ import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.dropout_net import ModelConfig, build  # noqa: E402
-from models.packed_net import PackedNet, SliceConfig  # noqa: E402
+from models.packed_net import PackedNet, SliceConfig, slice_seed  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
@@ -83,7 +83,7 @@ def time_pack(config: ModelConfig, data: tuple[np.ndarray, ...], k: int, epochs:
     x_train, y_train, x_val, y_val = data
     rng = np.random.default_rng(SEED + k)
     started = time.perf_counter()
-    net = PackedNet(config, slices(k, config, rng), seeds=[SEED * 100_003 + i for i in range(k)])
+    net = PackedNet(config, slices(k, config, rng), seeds=[slice_seed(SEED, i) for i in range(k)])
     trainer = PackTrainer(
         net, (x_train, y_train), (x_val, y_val),
         batch_size=BATCH, objective="val_loss", direction="min", patience=None, seed=SEED,

@@ -56,6 +56,16 @@ class SliceConfig:
         )
 
 
+# A pack's draws are seeded per slice from the job's seed and the slice's index (a trial id, a run's
+# place in its pack): a prime above any index, so distinct pairs give distinct seeds.
+SEED_STRIDE = 100_003
+
+
+def slice_seed(seed: int, index: int) -> int:
+    """The seed of one slice's own draws: the same job seed and index give the same, also on a re-run."""
+    return seed * SEED_STRIDE + index
+
+
 STEM_FILTERS = (16, 32)  # the filters of `dropout_net`'s conv stem, layer by layer
 STEM_KERNEL = 3
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.dropout_net import HpValues
 from models.mc_dropout import mc_dropout
-from models.packed_net import PackedNet, SliceConfig, plain_model
+from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
 from store import jobs as q
 from store.db import Database
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
@@ -151,7 +151,7 @@ def _train(
     spec, config = prepared.spec, prepared.config
     names = spec.hyperparameter_names()
     slices = [_slice(hp, prepared) for _, hp, _ in planned]
-    net = PackedNet(config, slices, seeds=[seed * 100_003 + i for i, (_, _, seed) in enumerate(planned)])
+    net = PackedNet(config, slices, seeds=[slice_seed(seed, i) for i, (_, _, seed) in enumerate(planned)])
     trainer = PackTrainer(
         net,
         prepared.fit_args,
