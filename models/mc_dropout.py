@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from store.outputs import class_probabilities
 from store.spec import TASK_METRIC, task_metric
 
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps], as Keras's cross-entropies do
@@ -82,7 +83,7 @@ def objective(task: str, n_classes: int | None, y: np.ndarray, predicted: np.nda
     if task == "regression":
         errors = predicted[:, 0].astype(np.float64) - y.astype(np.float64).ravel()
         return float(np.mean(errors**2) if name == "loss" else np.mean(np.abs(errors)))
-    probabilities = _class_probabilities(predicted, n_classes)
+    probabilities = class_probabilities(predicted, n_classes)
     labels = y.astype(int).ravel()
     if name != "loss":
         return float(np.mean(probabilities.argmax(axis=1) == labels))
@@ -105,14 +106,6 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
         if members.any():
             total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(total)
-
-
-def _class_probabilities(predicted: np.ndarray, n_classes: int | None) -> np.ndarray:
-    """(rows, classes) in float64: a binary head's one sigmoid output becomes two columns."""
-    if n_classes == 2 or predicted.shape[-1] == 1:
-        p = predicted[:, 0].astype(np.float64)
-        return np.stack([1 - p, p], axis=1)
-    return predicted.astype(np.float64)
 
 
 def summarize(
@@ -140,8 +133,8 @@ def summarize(
     else:
         labels = y.astype(int).ravel()
         calibration = {
-            "ece": expected_calibration_error(_class_probabilities(deterministic, n_classes), labels),
-            "ece_mc": expected_calibration_error(_class_probabilities(mean, n_classes), labels),
+            "ece": expected_calibration_error(class_probabilities(deterministic, n_classes), labels),
+            "ece_mc": expected_calibration_error(class_probabilities(mean, n_classes), labels),
         }
     return McFigures(
         deterministic=objective(task, n_classes, y, deterministic, metric),
