@@ -2,8 +2,9 @@
 
 `mc_dropout` gives the verdict's figures for a trained plain model (`dropout_net.build`): the
 objective with dropout off (as the model predicts by default) and of the MC-averaged prediction, the
-predictive spread, and calibration. The models hold no batch normalisation and `Normalization` ignores
-`training`, so `training=True` changes nothing but dropout.
+predictive spread, and calibration. `dropout_generators` and `seed_dropout` seed the passes, here
+and in the predictor process (`tuner.predictor`). The models hold no batch normalisation and
+`Normalization` ignores `training`, so `training=True` changes nothing but dropout.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ class McFigures:
     calibration: dict[str, float]  # ece and ece_mc (classification); coverage_2sd (regression)
 
 
+def dropout_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
+    """The seed generators of the model's dropout layers (the only layers here that draw)."""
+    return [
+        layer.seed_generator
+        for layer in model.layers
+        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
+    ]
+
+
+def seed_dropout(generators: list[keras.random.SeedGenerator], seed: int) -> None:
+    """Set the generators from `seed`, so that the same seed gives the same masks."""
+    # One stream per layer: equal states would give equal masks to layers of equal width.
+    for generator, stream in zip(generators, np.random.SeedSequence(seed).generate_state(len(generators)), strict=True):
+        generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
+
+
 def mc_predictions(model: keras.Model, x: np.ndarray, samples: int, seed: int, batch_size: int = 1024) -> np.ndarray:
     """(samples, rows, outputs): the model's outputs (probabilities or values) with dropout on.
 
@@ -38,15 +55,9 @@ def mc_predictions(model: keras.Model, x: np.ndarray, samples: int, seed: int, b
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
-    generators = [
-        layer.seed_generator
-        for layer in model.layers
-        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
-    ]
+    generators = dropout_generators(model)
     saved = [keras.ops.convert_to_numpy(g.state.value) for g in generators]
-    # One stream per layer: equal states would give equal masks to layers of equal width.
-    for generator, stream in zip(generators, np.random.SeedSequence(seed).generate_state(len(generators)), strict=True):
-        generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
+    seed_dropout(generators, seed)
     forward = _batched(model, training=True, batch_size=batch_size)
     try:
         passes = [forward(x) for _ in range(samples)]
