@@ -30,9 +30,10 @@ from models.packed_net import PackedNet, SliceConfig, slice_seed  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
+from tuner.cpus import configure_threads  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
 from tuner.packed_search import auto_pack_size  # noqa: E402
-from tuner.setup import configure_threads, model_config, split  # noqa: E402
+from tuner.setup import model_config, split  # noqa: E402
 
 DATASET, SEED, BATCH = "digits", 42, 32
 RATES = [round(0.1 * i, 1) for i in range(8)]
@@ -102,7 +103,7 @@ def main() -> None:
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores; timings on a shared 2-core machine are noisy, compare only side by side")
     settings = Settings()
-    threads = configure_threads(settings)  # as the worker's search process does, before any op
+    threads = configure_threads(settings.worker_threads)  # as the worker's search process does, before any op
     spec = job_spec(args.epochs)
     config, data = prepare(spec)
     auto = auto_pack_size(config, spec, settings.pack_memory_mb)

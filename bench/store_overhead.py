@@ -35,7 +35,7 @@ from store.errors import NotFoundError  # noqa: E402
 from store.spec import JobSpec, planned_trials  # noqa: E402
 from tuner import keep as keep_module  # noqa: E402
 from tuner import parallel, recording, search  # noqa: E402
-from tuner.setup import configure_threads  # noqa: E402
+from tuner.cpus import configure_threads  # noqa: E402
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ def main() -> None:
         db = Database(url)
         with db.session() as session:
             ensure_builtin_datasets(session)
-        configure_threads(settings)
+        configure_threads(settings.worker_threads)
         job_spec = spec(args.trials, args.epochs)
         run_once(db, settings, spec(4, 1), keep=True)  # warm-up: traces, caches, first connections
         times: dict[bool, list[float]] = {False: [], True: []}

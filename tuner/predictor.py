@@ -57,7 +57,7 @@ from store.config import Settings, get_settings
 from store.db import Database
 from store.spec import MAX_MC_SAMPLES
 from store.tables import StoredModel
-from tuner.cpus import available_cpus
+from tuner.cpus import configure_threads
 from tuner.log_format import configure_logging
 
 log = logging.getLogger(__name__)
@@ -349,9 +349,7 @@ def main() -> None:
         parser.error(f"listening on {args.host} needs DROPTUNE_PREDICTOR_TOKEN (the API sends it with each call)")
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         parser.exit(0, "the parent process is already gone\n")
-    threads = available_cpus(settings.worker_threads)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    configure_threads(settings.worker_threads)
     app = create_app(settings, settings.predictor_token)
     where: dict[str, Any] = {"uds": args.uds} if args.uds else {"host": args.host, "port": args.port}
     # Idle connections are kept longer than the API's client keeps them (5 s), so the client never
