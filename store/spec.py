@@ -414,7 +414,7 @@ class JobSpec(_Strict):
     parallel_trials: Annotated[Integer, _capped("parallel_trials")] = Field(1, ge=1)
     # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
     # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
-    # own loop). Image models are always trained one at a time.
+    # own loop). Image models pack too, with a fused conv stem.
     pack_size: Literal["auto"] | Annotated[Integer, Field(ge=1, le=MAX_PACK_SIZE)] = "auto"
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: Integer = Field(3, ge=1, le=1000)
