@@ -45,7 +45,11 @@ def local_service(workers: int = 1, data_dir: str | None = None, auth: bool = Fa
             if auth:
                 made = subprocess.run(
                     [sys.executable, "-m", "service.tokens", "create", "--owner", "local", "--quiet"],
-                    cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 client.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
             procs += [

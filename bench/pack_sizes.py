@@ -40,14 +40,19 @@ RATES = [round(0.1 * i, 1) for i in range(8)]
 
 
 def job_spec(epochs: int) -> JobSpec:
-    return JobSpec.model_validate({
-        "dataset_id": DATASET,
-        "algorithm": "random",
-        "search_space": {"dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1}, "dropout_layers": {"min": 0, "max": 3}},
-        "model": {"hidden_layers": 3, "units": 128, "activation": "relu"},
-        "training": {"epochs": epochs, "batch_size": BATCH, "validation_split": 0.2},
-        "seed": SEED,
-    })
+    return JobSpec.model_validate(
+        {
+            "dataset_id": DATASET,
+            "algorithm": "random",
+            "search_space": {
+                "dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1},
+                "dropout_layers": {"min": 0, "max": 3},
+            },
+            "model": {"hidden_layers": 3, "units": 128, "activation": "relu"},
+            "training": {"epochs": epochs, "batch_size": BATCH, "validation_split": 0.2},
+            "seed": SEED,
+        }
+    )
 
 
 def prepare(spec: JobSpec) -> tuple[ModelConfig, tuple[np.ndarray, ...]]:
@@ -86,8 +91,14 @@ def time_pack(config: ModelConfig, data: tuple[np.ndarray, ...], k: int, epochs:
     started = time.perf_counter()
     net = PackedNet(config, slices(k, config, rng), seeds=[slice_seed(SEED, i) for i in range(k)])
     trainer = PackTrainer(
-        net, (x_train, y_train), (x_val, y_val),
-        batch_size=BATCH, objective="val_loss", direction="min", patience=None, seed=SEED,
+        net,
+        (x_train, y_train),
+        (x_val, y_val),
+        batch_size=BATCH,
+        objective="val_loss",
+        direction="min",
+        patience=None,
+        seed=SEED,
     )
     for number in range(1, epochs + 1):
         trainer.run_epoch(number)
@@ -131,9 +142,11 @@ def main() -> None:
         print(f"{row} {speedup:>15}{note}")
     best = min(ks, key=per_trial.__getitem__)
     within = per_trial[auto] <= 1.10 * per_trial[best]
-    print(f"auto_pack_size picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
-          f" auto's s/trial within 10% of the best: {'yes' if within else 'no'}"
-          f" ({per_trial[auto] / per_trial[best]:.2f}x)")
+    print(
+        f"auto_pack_size picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
+        f" auto's s/trial within 10% of the best: {'yes' if within else 'no'}"
+        f" ({per_trial[auto] / per_trial[best]:.2f}x)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -93,18 +93,23 @@ class NothingKept:
 
 
 def spec(trials: int, epochs: int) -> JobSpec:
-    return JobSpec.model_validate({
-        "name": "store overhead",
-        "dataset_id": "digits",
-        "algorithm": "random",
-        "max_trials": trials,
-        "search_space": {"dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1}, "dropout_layers": {"min": 0, "max": 3}},
-        "model": {"hidden_layers": 3, "units": 128},
-        "training": {"epochs": epochs, "batch_size": 32},
-        "seed": 42,
-        "repeats": 0,
-        "keep_models": 3,
-    })
+    return JobSpec.model_validate(
+        {
+            "name": "store overhead",
+            "dataset_id": "digits",
+            "algorithm": "random",
+            "max_trials": trials,
+            "search_space": {
+                "dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1},
+                "dropout_layers": {"min": 0, "max": 3},
+            },
+            "model": {"hidden_layers": 3, "units": 128},
+            "training": {"epochs": epochs, "batch_size": 32},
+            "seed": 42,
+            "repeats": 0,
+            "keep_models": 3,
+        }
+    )
 
 
 def run_once(db: Database, settings: Settings, job_spec: JobSpec, keep: bool) -> tuple[float, float]:

@@ -220,7 +220,7 @@ def test_bad_rows_get_a_422_naming_the_problem(svc: App, body: Any, loc: list[st
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused(svc: App, literal: str) -> None:
     job_id = svc.job()
-    body = '{"rows": [[5.1, 3.5, ' + literal + ', 0.2]]}'
+    body = '{"rows": [[5.1, 3.5, ' + literal + ", 0.2]]}"
     response = svc.alice.post(
         f"/api/v1/jobs/{job_id}/trials/1/predict", content=body, headers={"content-type": "application/json"}
     )
