@@ -28,7 +28,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dashboard_1000 import seed  # noqa: E402
+
+from tests.ports import free_port  # noqa: E402
 
 
 @dataclass
@@ -77,12 +78,6 @@ def ensure_hey() -> str:
     if not found:
         raise SystemExit("this benchmark needs `hey`: apt-get install -y hey (Debian), or its release binary")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

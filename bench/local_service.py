@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # scripts that import this one put only bench/ on the path
+    sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port  # noqa: E402
 
 
 @contextmanager
@@ -25,9 +28,7 @@ def local_service(workers: int = 1, data_dir: str | None = None, auth: bool = Fa
     With `auth`, the service checks tokens and the client carries one for the owner `local`."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = data_dir or scratch
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         # One local user on loopback: authentication off, as the README's single-user switch has it.
         env = {**os.environ, "DROPTUNE_DATA_DIR": directory, "DROPTUNE_PORT": str(port), "DROPTUNE_AUTH": str(auth)}
         env.pop("DROPTUNE_DATABASE_URL", None)
@@ -44,7 +45,11 @@ def local_service(workers: int = 1, data_dir: str | None = None, auth: bool = Fa
             if auth:
                 made = subprocess.run(
                     [sys.executable, "-m", "service.tokens", "create", "--owner", "local", "--quiet"],
-                    cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 client.headers["Authorization"] = f"Bearer {made.stdout.strip()}"
             procs += [

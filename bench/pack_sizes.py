@@ -26,27 +26,33 @@ import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.dropout_net import ModelConfig, build  # noqa: E402
-from models.packed_net import PackedNet, SliceConfig  # noqa: E402
+from models.packed_net import PackedNet, SliceConfig, slice_seed  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
+from tuner.cpus import configure_threads  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
 from tuner.packed_search import auto_pack_size  # noqa: E402
-from tuner.setup import configure_threads, model_config, split  # noqa: E402
+from tuner.setup import model_config, split  # noqa: E402
 
 DATASET, SEED, BATCH = "digits", 42, 32
 RATES = [round(0.1 * i, 1) for i in range(8)]
 
 
 def job_spec(epochs: int) -> JobSpec:
-    return JobSpec.model_validate({
-        "dataset_id": DATASET,
-        "algorithm": "random",
-        "search_space": {"dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1}, "dropout_layers": {"min": 0, "max": 3}},
-        "model": {"hidden_layers": 3, "units": 128, "activation": "relu"},
-        "training": {"epochs": epochs, "batch_size": BATCH, "validation_split": 0.2},
-        "seed": SEED,
-    })
+    return JobSpec.model_validate(
+        {
+            "dataset_id": DATASET,
+            "algorithm": "random",
+            "search_space": {
+                "dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1},
+                "dropout_layers": {"min": 0, "max": 3},
+            },
+            "model": {"hidden_layers": 3, "units": 128, "activation": "relu"},
+            "training": {"epochs": epochs, "batch_size": BATCH, "validation_split": 0.2},
+            "seed": SEED,
+        }
+    )
 
 
 def prepare(spec: JobSpec) -> tuple[ModelConfig, tuple[np.ndarray, ...]]:
@@ -83,10 +89,16 @@ def time_pack(config: ModelConfig, data: tuple[np.ndarray, ...], k: int, epochs:
     x_train, y_train, x_val, y_val = data
     rng = np.random.default_rng(SEED + k)
     started = time.perf_counter()
-    net = PackedNet(config, slices(k, config, rng), seeds=[SEED * 100_003 + i for i in range(k)])
+    net = PackedNet(config, slices(k, config, rng), seeds=[slice_seed(SEED, i) for i in range(k)])
     trainer = PackTrainer(
-        net, (x_train, y_train), (x_val, y_val),
-        batch_size=BATCH, objective="val_loss", direction="min", patience=None, seed=SEED,
+        net,
+        (x_train, y_train),
+        (x_val, y_val),
+        batch_size=BATCH,
+        objective="val_loss",
+        direction="min",
+        patience=None,
+        seed=SEED,
     )
     for number in range(1, epochs + 1):
         trainer.run_epoch(number)
@@ -102,7 +114,7 @@ def main() -> None:
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores; timings on a shared 2-core machine are noisy, compare only side by side")
     settings = Settings()
-    threads = configure_threads(settings)  # as the worker's search process does, before any op
+    threads = configure_threads(settings.worker_threads)  # as the worker's search process does, before any op
     spec = job_spec(args.epochs)
     config, data = prepare(spec)
     auto = auto_pack_size(config, spec, settings.pack_memory_mb)
@@ -130,9 +142,11 @@ def main() -> None:
         print(f"{row} {speedup:>15}{note}")
     best = min(ks, key=per_trial.__getitem__)
     within = per_trial[auto] <= 1.10 * per_trial[best]
-    print(f"auto_pack_size picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
-          f" auto's s/trial within 10% of the best: {'yes' if within else 'no'}"
-          f" ({per_trial[auto] / per_trial[best]:.2f}x)")
+    print(
+        f"auto_pack_size picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
+        f" auto's s/trial within 10% of the best: {'yes' if within else 'no'}"
+        f" ({per_trial[auto] / per_trial[best]:.2f}x)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -35,7 +35,7 @@ from store.errors import NotFoundError  # noqa: E402
 from store.spec import JobSpec, planned_trials  # noqa: E402
 from tuner import keep as keep_module  # noqa: E402
 from tuner import parallel, recording, search  # noqa: E402
-from tuner.setup import configure_threads  # noqa: E402
+from tuner.cpus import configure_threads  # noqa: E402
 
 T = TypeVar("T")
 
@@ -93,18 +93,23 @@ class NothingKept:
 
 
 def spec(trials: int, epochs: int) -> JobSpec:
-    return JobSpec.model_validate({
-        "name": "store overhead",
-        "dataset_id": "digits",
-        "algorithm": "random",
-        "max_trials": trials,
-        "search_space": {"dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1}, "dropout_layers": {"min": 0, "max": 3}},
-        "model": {"hidden_layers": 3, "units": 128},
-        "training": {"epochs": epochs, "batch_size": 32},
-        "seed": 42,
-        "repeats": 0,
-        "keep_models": 3,
-    })
+    return JobSpec.model_validate(
+        {
+            "name": "store overhead",
+            "dataset_id": "digits",
+            "algorithm": "random",
+            "max_trials": trials,
+            "search_space": {
+                "dropout_rate": {"min": 0.0, "max": 0.7, "step": 0.1},
+                "dropout_layers": {"min": 0, "max": 3},
+            },
+            "model": {"hidden_layers": 3, "units": 128},
+            "training": {"epochs": epochs, "batch_size": 32},
+            "seed": 42,
+            "repeats": 0,
+            "keep_models": 3,
+        }
+    )
 
 
 def run_once(db: Database, settings: Settings, job_spec: JobSpec, keep: bool) -> tuple[float, float]:
@@ -159,7 +164,7 @@ def main() -> None:
         db = Database(url)
         with db.session() as session:
             ensure_builtin_datasets(session)
-        configure_threads(settings)
+        configure_threads(settings.worker_threads)
         job_spec = spec(args.trials, args.epochs)
         run_once(db, settings, spec(4, 1), keep=True)  # warm-up: traces, caches, first connections
         times: dict[bool, list[float]] = {False: [], True: []}

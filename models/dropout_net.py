@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from store.spec import dropout_in, task_metric
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -55,17 +57,9 @@ def hyperparameter(hp: Any, name: str, default: Any) -> Any:
     return hp.values.get(name, default)
 
 
-def dropout_of(hp: Any) -> tuple[float, int]:
-    """A trial's dropout rate and number of dropout layers. The rate is searched only with a dropout
-    layer (`tuner.space`): a network without one has no rate, and rate 0 drops nothing."""
-    layers = int(hp.values["dropout_layers"])
-    rate = float(hp.values.get("dropout_rate") or 0.0) if layers > 0 else 0.0
-    return rate, layers if rate > 0 else 0
-
-
 def build(hp: Any, config: ModelConfig) -> keras.Model:
     """Build and compile one trial's model from its hyperparameters."""
-    dropout_rate, dropout_layers = dropout_of(hp)
+    dropout_rate, dropout_layers = dropout_in(hp.values)
     units = int(hyperparameter(hp, "units", config.units))
     learning_rate = float(hyperparameter(hp, "learning_rate", config.learning_rate))
 
@@ -94,10 +88,11 @@ def _conv_stem(x: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _head(x: Any, config: ModelConfig) -> tuple[Any, str, list[str]]:
+    metrics = [task_metric(config.task)]
     if config.task == "regression":
-        return keras.layers.Dense(1, name="output")(x), "mean_squared_error", ["mae"]
+        return keras.layers.Dense(1, name="output")(x), "mean_squared_error", metrics
     if config.n_classes == 2:
         out = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
-        return out, "binary_crossentropy", ["accuracy"]
+        return out, "binary_crossentropy", metrics
     out = keras.layers.Dense(config.n_classes, activation="softmax", name="output")(x)
-    return out, "sparse_categorical_crossentropy", ["accuracy"]
+    return out, "sparse_categorical_crossentropy", metrics

@@ -2,8 +2,9 @@
 
 `mc_dropout` gives the verdict's figures for a trained plain model (`dropout_net.build`): the
 objective with dropout off (as the model predicts by default) and of the MC-averaged prediction, the
-predictive spread, and calibration. The models hold no batch normalisation and `Normalization` ignores
-`training`, so `training=True` changes nothing but dropout.
+predictive spread, and calibration. `dropout_generators` and `seed_dropout` seed the passes, here
+and in the predictor process (`tuner.predictor`). The models hold no batch normalisation and
+`Normalization` ignores `training`, so `training=True` changes nothing but dropout.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from store.outputs import class_probabilities
+from store.spec import TASK_METRIC, task_metric
+
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps], as Keras's cross-entropies do
 ECE_BINS = 15
-# The objective's metric without its split prefix: `val_loss` and `loss` are the same figure, on
-# whatever rows the caller passes.
-METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae")}
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,22 @@ class McFigures:
     calibration: dict[str, float]  # ece and ece_mc (classification); coverage_2sd (regression)
 
 
+def dropout_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
+    """The seed generators of the model's dropout layers (the only layers here that draw)."""
+    return [
+        layer.seed_generator
+        for layer in model.layers
+        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
+    ]
+
+
+def seed_dropout(generators: list[keras.random.SeedGenerator], seed: int) -> None:
+    """Set the generators from `seed`, so that the same seed gives the same masks."""
+    # One stream per layer: equal states would give equal masks to layers of equal width.
+    for generator, stream in zip(generators, np.random.SeedSequence(seed).generate_state(len(generators)), strict=True):
+        generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
+
+
 def mc_predictions(model: keras.Model, x: np.ndarray, samples: int, seed: int, batch_size: int = 1024) -> np.ndarray:
     """(samples, rows, outputs): the model's outputs (probabilities or values) with dropout on.
 
@@ -38,15 +55,9 @@ def mc_predictions(model: keras.Model, x: np.ndarray, samples: int, seed: int, b
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
-    generators = [
-        layer.seed_generator
-        for layer in model.layers
-        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
-    ]
+    generators = dropout_generators(model)
     saved = [keras.ops.convert_to_numpy(g.state.value) for g in generators]
-    # One stream per layer: equal states would give equal masks to layers of equal width.
-    for generator, stream in zip(generators, np.random.SeedSequence(seed).generate_state(len(generators)), strict=True):
-        generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
+    seed_dropout(generators, seed)
     forward = _batched(model, training=True, batch_size=batch_size)
     try:
         passes = [forward(x) for _ in range(samples)]
@@ -74,17 +85,18 @@ def _batched(model: keras.Model, training: bool, batch_size: int) -> Callable[[n
 
 
 def objective(task: str, n_classes: int | None, y: np.ndarray, predicted: np.ndarray, metric: str) -> float:
-    """`metric` of `predicted` (rows, outputs) against `y`: cross-entropy or MSE for (val_)loss,
-    (val_)accuracy for classification, (val_)mae for regression."""
+    """`metric` of `predicted` (rows, outputs) against `y`: cross-entropy or MSE for (val_)loss, else
+    the task's own metric (`store.spec.TASK_METRIC`: accuracy, mae). `val_loss` and `loss` are the
+    same figure, on whatever rows the caller passes."""
     name = metric.removeprefix("val_")
-    if name not in METRICS.get(task, ()):
+    if task not in TASK_METRIC or name not in ("loss", task_metric(task)):
         raise ValueError(f"no MC dropout figure for metric {metric!r} of a {task} task")
     if task == "regression":
         errors = predicted[:, 0].astype(np.float64) - y.astype(np.float64).ravel()
-        return float(np.mean(np.abs(errors)) if name == "mae" else np.mean(errors**2))
-    probabilities = _class_probabilities(predicted, n_classes)
+        return float(np.mean(errors**2) if name == "loss" else np.mean(np.abs(errors)))
+    probabilities = class_probabilities(predicted, n_classes)
     labels = y.astype(int).ravel()
-    if name == "accuracy":
+    if name != "loss":
         return float(np.mean(probabilities.argmax(axis=1) == labels))
     clipped = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
     return float(-np.mean(np.log(clipped)))
@@ -105,14 +117,6 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
         if members.any():
             total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(total)
-
-
-def _class_probabilities(predicted: np.ndarray, n_classes: int | None) -> np.ndarray:
-    """(rows, classes) in float64: a binary head's one sigmoid output becomes two columns."""
-    if n_classes == 2 or predicted.shape[-1] == 1:
-        p = predicted[:, 0].astype(np.float64)
-        return np.stack([1 - p, p], axis=1)
-    return predicted.astype(np.float64)
 
 
 def summarize(
@@ -140,8 +144,8 @@ def summarize(
     else:
         labels = y.astype(int).ravel()
         calibration = {
-            "ece": expected_calibration_error(_class_probabilities(deterministic, n_classes), labels),
-            "ece_mc": expected_calibration_error(_class_probabilities(mean, n_classes), labels),
+            "ece": expected_calibration_error(class_probabilities(deterministic, n_classes), labels),
+            "ece_mc": expected_calibration_error(class_probabilities(mean, n_classes), labels),
         }
     return McFigures(
         deterministic=objective(task, n_classes, y, deterministic, metric),

@@ -27,14 +27,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.dropout_net import ModelConfig, build, dropout_of, hyperparameter
+from models.dropout_net import ModelConfig, build, hyperparameter
+from store.spec import dropout_in
 
 
 @dataclass(frozen=True)
 class SliceConfig:
     """One configuration of a pack: the hyperparameters one trial searched."""
 
-    dropout_rate: float
+    dropout_rate: float  # with `dropout_layers`, as `store.spec.dropout_in` reads them (`from_hp`)
     dropout_layers: int
     units: int
     learning_rate: float
@@ -46,13 +47,23 @@ class SliceConfig:
 
     @classmethod
     def from_hp(cls, hp: Any, config: ModelConfig) -> SliceConfig:
-        rate, layers = dropout_of(hp)
+        rate, layers = dropout_in(hp.values)
         return cls(
             dropout_rate=rate,
             dropout_layers=layers,
             units=int(hyperparameter(hp, "units", config.units)),
             learning_rate=float(hyperparameter(hp, "learning_rate", config.learning_rate)),
         )
+
+
+# A pack's draws are seeded per slice from the job's seed and the slice's index (a trial id, a run's
+# place in its pack): a prime above any index, so distinct pairs give distinct seeds.
+SEED_STRIDE = 100_003
+
+
+def slice_seed(seed: int, index: int) -> int:
+    """The seed of one slice's own draws: the same job seed and index give the same, also on a re-run."""
+    return seed * SEED_STRIDE + index
 
 
 STEM_FILTERS = (16, 32)  # the filters of `dropout_net`'s conv stem, layer by layer
@@ -139,10 +150,7 @@ class PackedNet:
         ]
         self.rates = tf.constant([s.dropout_rate for s in slices], tf.float32)
         # Per hidden layer, the slices that drop out after it (the first `dropout_layers` of each).
-        self.dropping = [
-            tf.constant([i < s.dropout_layers and s.dropout_rate > 0 for s in slices])
-            for i in range(config.hidden_layers)
-        ]
+        self.dropping = [tf.constant([i < s.dropout_layers for s in slices]) for i in range(config.hidden_layers)]
 
     @property
     def variables(self) -> list[tf.Variable]:

@@ -23,6 +23,7 @@ from store.config import Settings
 from store.datasets import sniff_format
 from store.db import Database
 from store.errors import InputError, TooLargeError
+from store.outputs import class_probabilities
 from store.spec import MAX_MC_SAMPLES
 from store.tables import StoredModel
 
@@ -426,7 +427,7 @@ def _regression(outputs: np.ndarray) -> list[dict[str, Any]]:
 
 def _classification(signature: Signature, outputs: np.ndarray) -> list[dict[str, Any]]:
     classes = signature.classes
-    probabilities = _class_probabilities(outputs[0])
+    probabilities = class_probabilities(outputs[0])
     labels = [classes[k] for k in probabilities.argmax(axis=1)]
     rows = [
         {"label": label, "probabilities": dict(zip(classes, _floats(p), strict=True))}
@@ -434,7 +435,7 @@ def _classification(signature: Signature, outputs: np.ndarray) -> list[dict[str,
     ]
     if len(outputs) == 1:
         return rows
-    means = _class_probabilities(outputs[1])
+    means = class_probabilities(outputs[1])
     # A binary model's one sigmoid output spreads the same for either class.
     stds = np.repeat(outputs[2], 2, axis=1) if outputs.shape[2] == 1 else outputs[2]
     spreads = _floats(stds.mean(axis=1))
@@ -446,13 +447,6 @@ def _classification(signature: Signature, outputs: np.ndarray) -> list[dict[str,
             "spread": spread,
         }
     return rows
-
-
-def _class_probabilities(out: np.ndarray) -> np.ndarray:
-    """(rows, classes): a binary model's sigmoid output p is the second class's, 1 - p the first's."""
-    if out.shape[1] == 1:
-        return np.concatenate([1.0 - out, out], axis=1)
-    return out
 
 
 def _floats(values: np.ndarray) -> list[float | None]:

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
+from store.spec import epoch_figures
+
 # Keras clips predicted probabilities to [EPSILON, 1 - EPSILON] before taking their log.
 EPSILON = 1e-7
 # Scores this close (relative) count as equal: Keras reports float32, the reference is float64.
@@ -71,23 +73,19 @@ def _classification(y_train: np.ndarray, y_val: np.ndarray, n_classes: int | Non
     def accuracy(y: np.ndarray) -> float:
         return float(np.mean(y == majority))
 
-    return {
-        "loss": cross_entropy(labels),
-        "accuracy": accuracy(labels),
-        "val_loss": cross_entropy(val),
-        "val_accuracy": accuracy(val),
-    }
+    return epoch_figures(
+        "classification", (cross_entropy(labels), accuracy(labels)), (cross_entropy(val), accuracy(val))
+    )
 
 
 def _regression(y_train: np.ndarray, y_val: np.ndarray) -> dict[str, float]:
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is left out, as any non-finite score
         mean, median = float(np.mean(y_train)), float(np.median(y_train))  # the models' loss is MSE
-        return {
-            "loss": float(np.mean((y_train - mean) ** 2)),
-            "mae": float(np.mean(np.abs(y_train - median))),
-            "val_loss": float(np.mean((y_val - mean) ** 2)),
-            "val_mae": float(np.mean(np.abs(y_val - median))),
-        }
+
+        def scores(y: np.ndarray) -> tuple[float, float]:
+            return float(np.mean((y - mean) ** 2)), float(np.mean(np.abs(y - median)))
+
+        return epoch_figures("regression", scores(y_train), scores(y_val))
 
 
 def no_better_than_reference(

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scistats
 
 from store.report_schema import (
+    CONFIDENCE,
     Confirmed,
     Convergence,
     Effects,
@@ -35,10 +35,10 @@ from store.report_schema import (
     Stats,
     Verdict,
 )
+from store.spec import dropout_in
 from store.states import TrialStatus
 from store.tables import Trial
 
-CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 MAX_LEVELS = 8  # a hyperparameter with more distinct values is binned into BINS equal-width bins
 BINS = 5
@@ -73,9 +73,8 @@ def figures_of(trials: Iterable[Trial]) -> list[TrialFigures]:
 def label(hp: dict[str, Any], searched: Iterable[str] = ()) -> str:
     """A configuration in words: "rate 0.3 after 2 layers", "no dropout", plus units and learning
     rate where the job searched them."""
-    layers = int(hp.get("dropout_layers") or 0)
-    rate = hp.get("dropout_rate")
-    text = "no dropout" if not layers or not rate else f"rate {rate:g} after {layers} layer{'s' if layers > 1 else ''}"
+    rate, layers = dropout_in(hp)
+    text = f"rate {rate:g} after {layers} layer{'s' if layers > 1 else ''}" if layers else "no dropout"
     if "units" in searched and hp.get("units") is not None:
         text += f", {hp['units']} units"
     if "learning_rate" in searched and hp.get("learning_rate") is not None:
@@ -84,7 +83,7 @@ def label(hp: dict[str, Any], searched: Iterable[str] = ()) -> str:
 
 
 def has_dropout(hp: dict[str, Any]) -> bool:
-    return bool(hp.get("dropout_layers")) and bool(hp.get("dropout_rate"))
+    return dropout_in(hp)[1] > 0
 
 
 def summary(values: Sequence[float]) -> Stats | None:
@@ -96,12 +95,20 @@ def summary(values: Sequence[float]) -> Stats | None:
     if data.size < 2:
         return Stats(n=1, mean=mean, sd=None, low=None, high=None)
     sd = float(data.std(ddof=1))
-    half = float(scistats.t.ppf(0.5 + CONFIDENCE / 2, data.size - 1)) * sd / math.sqrt(data.size)
+    half = _t_quantile(data.size - 1) * sd / math.sqrt(data.size)
     return Stats(n=int(data.size), mean=mean, sd=sd, low=mean - half, high=mean + half)
 
 
+def _t_quantile(df: float) -> float:
+    """Student's t quantile whose two-sided interval holds CONFIDENCE."""
+    # Imported here: scipy costs the API seconds at start, and only a report asked for needs it.
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
+
+
 def welch(a: Sequence[float], b: Sequence[float]) -> Interval | None:
-    """mean(a) - mean(b) with Welch's 95% interval (no equal-variance assumption)."""
+    """mean(a) - mean(b) with Welch's interval (no equal-variance assumption)."""
     x, y = np.asarray(a, float), np.asarray(b, float)
     if x.size == 0 or y.size == 0:
         return None
@@ -113,7 +120,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Interval | None:
     if se == 0:
         return Interval(estimate=estimate, low=estimate, high=estimate)
     df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
-    half = float(scistats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    half = _t_quantile(df) * se
     return Interval(estimate=estimate, low=estimate - half, high=estimate + half)
 
 
@@ -334,6 +341,7 @@ def build_report(
         computed_at=(now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
         objective=objective,
         direction=direction,  # type: ignore[arg-type]
+        confidence=CONFIDENCE,
         repeats=repeats,
         verdict=verdict,
         recommended=next((c for c in confirmed if c.recommended), None),
@@ -348,6 +356,10 @@ def build_report(
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _difference(estimate: float, low: float, high: float) -> str:
+    return f"; difference {_fmt(estimate)}, {CONFIDENCE:.0%} CI [{_fmt(low)}, {_fmt(high)}]"
 
 
 def _mean_sd(arm: _Arm) -> str:
@@ -417,7 +429,7 @@ def _verdict(
         answer, lead = "no_evidence", "Too few runs to tell whether dropout helps"
         tail = ""
     else:
-        tail = f"; difference {_fmt(difference.estimate)}, 95% CI [{_fmt(difference.low)}, {_fmt(difference.high)}]"
+        tail = _difference(difference.estimate, difference.low, difference.high)
         if difference.low > 0:
             answer, lead = "helps", "Dropout helps"
         elif difference.high < 0:
@@ -458,9 +470,7 @@ def _smaller(arms: list[_Arm], recommended: _Arm | None, sign: float, objective:
             f"{objective} {_mean_sd(smaller)} against {_mean_sd(recommended)}"
         )
         if difference is not None and difference.low is not None and difference.high is not None:
-            sentence += (
-                f"; difference {_fmt(difference.estimate)}, 95% CI [{_fmt(difference.low)}, {_fmt(difference.high)}]"
-            )
+            sentence += _difference(difference.estimate, difference.low, difference.high)
         sentence += "."
     return SmallerNetwork(
         label=smaller.label,
@@ -483,7 +493,9 @@ def _convergence(dropout: _Arm | None, baseline: _Arm | None) -> Convergence | N
             with_dropout=with_d, without_dropout=without, ratio=ratio, sentence="Too few runs to compare."
         )
     interval = (
-        f", 95% CI [{ratio.low:.2f}, {ratio.high:.2f}]" if ratio.low is not None and ratio.high is not None else ""
+        f", {CONFIDENCE:.0%} CI [{ratio.low:.2f}, {ratio.high:.2f}]"
+        if ratio.low is not None and ratio.high is not None
+        else ""
     )
     sentence = (
         f"With dropout ({dropout.label}) the best epoch came at {with_d.mean:.1f} on average, without at "

@@ -2,7 +2,8 @@
 
 `store.report` computes it from the job's trials and confirmation runs; the worker stores it when
 the job ends, and the API computes it on demand for a running job. Scores are the job's objective
-(`objective.metric`); "better" follows its direction. An interval is a 95% interval.
+(`objective.metric`); "better" follows its direction. Every interval is at the level `CONFIDENCE`,
+which the report carries (`confidence`) for its readers (the dashboard, the client) to name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pydantic import BaseModel
 Arm = Literal["candidate", "baseline", "smaller"]
 Answer = Literal["helps", "no_evidence", "hurts", "unconfirmed", "pending"]
 
+CONFIDENCE = 0.95  # the level of every interval in a report
+
 
 class Interval(BaseModel):
     estimate: float
@@ -22,7 +25,7 @@ class Interval(BaseModel):
 
 
 class Stats(BaseModel):
-    """One set of repeated scores: their mean, standard deviation and the mean's 95% interval."""
+    """One set of repeated scores: their mean, standard deviation and the mean's interval."""
 
     n: int
     mean: float
@@ -122,6 +125,8 @@ class Report(BaseModel):
     computed_at: str
     objective: str
     direction: Literal["min", "max"]
+    # The level of its intervals. Reports stored before the field existed were computed at this level.
+    confidence: float = CONFIDENCE
     repeats: int
     verdict: Verdict
     recommended: Confirmed | None

@@ -11,6 +11,7 @@ searches (see its docstring).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -21,10 +22,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
 
-# Metrics each task's models report, and whether lower is better.
+# The metric each task's models report beside their loss (Keras's name), and whether lower is better.
+# A trial records both on the training split and, prefixed `val_`, on the validation split.
+TASK_METRIC: dict[str, tuple[str, Literal["min", "max"]]] = {
+    "classification": ("accuracy", "max"),
+    "regression": ("mae", "min"),
+}
+# Every metric a trial of each task records, and whether lower is better: what an objective may name.
 TASK_METRICS: dict[str, dict[str, Literal["min", "max"]]] = {
-    "classification": {"loss": "min", "accuracy": "max", "val_loss": "min", "val_accuracy": "max"},
-    "regression": {"loss": "min", "mae": "min", "val_loss": "min", "val_mae": "min"},
+    task: {"loss": "min", name: better, "val_loss": "min", f"val_{name}": better}
+    for task, (name, better) in TASK_METRIC.items()
 }
 
 # The most values one range may hold, listed or stepped: a grid over more is not a search anyone
@@ -42,6 +49,17 @@ MAX_KEEP_MODELS = 20
 HYPERPARAMETERS = ("dropout_rate", "dropout_layers", "units", "learning_rate")
 # The largest integer any field takes; the service's own caps (settings) are far lower.
 MAX_INT = 2**31 - 1
+
+
+def task_metric(task: str) -> str:
+    """The metric `task`'s models report beside their loss."""
+    return TASK_METRIC[task][0]
+
+
+def epoch_figures(task: str, train: tuple[float, float], validation: tuple[float, float]) -> dict[str, float]:
+    """(loss, metric) on each split, under the names a trial records them by."""
+    name = task_metric(task)
+    return {"loss": train[0], name: train[1], "val_loss": validation[0], f"val_{name}": validation[1]}
 
 
 def _no_control_characters(text: str) -> str:
@@ -396,7 +414,7 @@ class JobSpec(_Strict):
     parallel_trials: Annotated[Integer, _capped("parallel_trials")] = Field(1, ge=1)
     # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
     # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
-    # own loop). Image models are always trained one at a time.
+    # own loop). Image models pack too, with a fused conv stem.
     pack_size: Literal["auto"] | Annotated[Integer, Field(ge=1, le=MAX_PACK_SIZE)] = "auto"
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: Integer = Field(3, ge=1, le=1000)
@@ -447,6 +465,15 @@ def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationEr
     """A spec-wide rule's error, placed at the field it is about (as a field's own rule would be)."""
     error = PydanticCustomError("value_error", message)  # type: ignore[call-overload]
     return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
+def dropout_in(values: Mapping[str, Any]) -> tuple[float, int]:
+    """The dropout rate and number of dropout layers a configuration's network really has: dropout
+    only where there is a layer and a rate above 0 (see `ResolvedSpace`); else (0.0, 0), the network
+    without dropout. `values` are stored hyperparameters or a keras-tuner trial's `values`."""
+    layers = int(values.get("dropout_layers") or 0)
+    rate = float(values.get("dropout_rate") or 0.0) if layers > 0 else 0.0
+    return (rate, layers) if rate > 0 else (0.0, 0)
 
 
 class ResolvedSpace(BaseModel):

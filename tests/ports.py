@@ -32,8 +32,10 @@ def served_by_fd(sock: socket.socket) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A port free now, for a server that binds it itself (a container's, published by podman), where
-    no socket can be handed over; the race above remains, so such tests run in one xdist group."""
+    """A port free now, for a server that binds it itself where no socket can be handed over (a
+    container's, published by podman; the local S3 server; the benchmarks' services), or for an
+    address nothing listens on. The race above remains: container tests run in one xdist group, and
+    the S3 server is started again on another port if it loses."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return port_of(sock)

@@ -7,7 +7,6 @@ Test modules that need it import the fixtures: `from tests.s3_server import s3_e
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.ports import free_port
+
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server's URL, on a free port of 127.0.0.1, for one test module."""
     log = tmp_path_factory.mktemp("moto") / "server.log"
     for _ in range(3):  # the free port may be taken between finding it and the server binding it
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         with open(log, "wb") as out:
             server = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -20,12 +20,12 @@ import numpy as np
 
 from models.dropout_net import HpValues
 from models.mc_dropout import mc_dropout
-from models.packed_net import PackedNet, SliceConfig, plain_model
+from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
 from store import jobs as q
 from store.db import Database
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import McDropout, Report, Run
-from store.spec import resolve_space
+from store.spec import dropout_in, resolve_space
 from tuner.pack_training import PackTrainer
 from tuner.recording import Recorder
 from tuner.setup import Prepared
@@ -127,7 +127,7 @@ def _smaller_network(hp: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     """No dropout, and round(n(1 - p)) units in each layer that had a dropout layer after it."""
     config = prepared.config
     units = int(hp.get("units") or config.units)
-    rate, layers = float(hp["dropout_rate"]), int(hp["dropout_layers"])
+    rate, layers = dropout_in(hp)
     widths = [max(1, round(units * (1 - rate))) if i < layers else units for i in range(config.hidden_layers)]
     smaller = {n: None for n in hp} | {"dropout_layers": 0, "layer_units": widths}
     if "learning_rate" in hp:
@@ -151,7 +151,7 @@ def _train(
     spec, config = prepared.spec, prepared.config
     names = spec.hyperparameter_names()
     slices = [_slice(hp, prepared) for _, hp, _ in planned]
-    net = PackedNet(config, slices, seeds=[seed * 100_003 + i for i, (_, _, seed) in enumerate(planned)])
+    net = PackedNet(config, slices, seeds=[slice_seed(seed, i) for i, (_, _, seed) in enumerate(planned)])
     trainer = PackTrainer(
         net,
         prepared.fit_args,

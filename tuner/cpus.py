@@ -1,7 +1,9 @@
 """How many CPUs this process may really use: the container's CPU quota, not the host's cores.
 
 TensorFlow sizes its thread pools from the host's core count; a worker limited to 1 CPU by its
-cgroup would otherwise run a dozen busy threads fighting over one core.
+cgroup would otherwise run a dozen busy threads fighting over one core. `configure_threads` sizes
+them from what is really there, in every process that runs TensorFlow (a search, a trial process,
+the predictor).
 """
 
 from __future__ import annotations
@@ -47,3 +49,16 @@ def available_cpus(setting: int | None = None, root: Path = CGROUP) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = cgroup_quota(root)
     return max(1, min(cores, math.ceil(quota))) if quota else max(1, cores)
+
+
+def configure_threads(setting: int | None = None, share: int = 1) -> int:
+    """Size TensorFlow's thread pools from the CPU quota (or the setting, `worker_threads`) before any
+    op runs, and return the threads per pool. `share` processes of one job split the CPUs between them.
+    """
+    # Imported here: the worker's supervisor reads the CPUs without loading TensorFlow.
+    import tensorflow as tf
+
+    threads = max(1, available_cpus(setting) // share)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads

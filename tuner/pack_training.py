@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.packed_net import PackedNet, cost
+from store.spec import epoch_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults
 # The validation split goes through in chunks whose activations, all slices together, stay under
@@ -67,7 +68,7 @@ class PackTrainer:
     ) -> None:
         self.net = net
         task, n_classes = net.config.task, net.config.n_classes
-        self.metric = "accuracy" if task == "classification" else "mae"
+        self.task = task
         self.sparse = task == "classification" and n_classes != 2
         self.x, self.y = tf.constant(train[0], tf.float32), self._targets(train[1])
         self.x_val, self.y_val = validation[0].astype(np.float32), self._targets(validation[1])
@@ -105,7 +106,7 @@ class PackTrainer:
             metric = tf.cast(tf.equal(tf.argmax(out, axis=-1), target), tf.float32)
         else:
             target = tf.tile(y[None, :, :], [k, 1, 1])
-            if self.metric == "accuracy":  # binary: a probability above 0.5 is a logit above 0
+            if self.task == "classification":  # binary: a probability above 0.5 is a logit above 0
                 loss = keras.losses.binary_crossentropy(target, out, from_logits=True)
                 metric = tf.reduce_mean(tf.cast(tf.equal(tf.cast(out > 0, tf.float32), target), tf.float32), -1)
             else:
@@ -171,14 +172,9 @@ class PackTrainer:
         live = [k for k, r in enumerate(self.results) if r.active]
         ended, improved = [], np.zeros(self.net.k, bool)
         for k in live:
-            logs = {
-                "loss": loss[k],
-                self.metric: metric[k],
-                "val_loss": val_loss[k],
-                f"val_{self.metric}": val_metric[k],
-            }
             result = self.results[k]
-            result.history[number] = {name: float(value) for name, value in logs.items()}
+            train, validation = (float(loss[k]), float(metric[k])), (float(val_loss[k]), float(val_metric[k]))
+            result.history[number] = epoch_figures(self.task, train, validation)
             if not math.isfinite(float(loss[k])):
                 result.failure = (
                     f"training diverged: loss is {float(loss[k])} at epoch {number} "

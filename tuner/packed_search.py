@@ -24,7 +24,7 @@ import keras_tuner as kt
 from keras_tuner.errors import FatalError
 
 from models.dropout_net import ModelConfig
-from models.packed_net import PackedNet, SliceConfig, cost
+from models.packed_net import PackedNet, SliceConfig, cost, slice_seed
 from store.config import Settings
 from store.spec import MAX_PACK_SIZE, JobSpec, planned_trials
 from tuner.pack_training import PackTrainer
@@ -133,7 +133,7 @@ def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared) -> None:
     net = PackedNet(
         config,
         [SliceConfig.from_hp(t.hyperparameters, config) for t in trials],
-        seeds=[spec.seed * 100_003 + int(t.trial_id) for t in trials],  # a trial's own draw, also on a re-run
+        seeds=[slice_seed(spec.seed, int(t.trial_id)) for t in trials],
     )
     x_val, y_val = prepared.fit_kwargs["validation_data"]
     trainer = PackTrainer(
@@ -144,7 +144,7 @@ def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared) -> None:
         objective=spec.objective.metric,
         direction=spec.objective.direction or "min",
         patience=spec.training.early_stopping_patience,
-        seed=spec.seed * 100_003 + int(trials[0].trial_id),
+        seed=slice_seed(spec.seed, int(trials[0].trial_id)),
     )
     for k, trial in enumerate(trials):
         parent = trial.hyperparameters.values.get("tuner/trial_id")

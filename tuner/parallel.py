@@ -27,13 +27,13 @@ from store.artifacts import artifact_store
 from store.config import Settings, get_settings
 from store.db import Database
 from tuner import packed_search, resume_state
+from tuner.cpus import configure_threads
 from tuner.exit_codes import SearchOutcome
 from tuner.log_format import configure_logging
 from tuner.recording import STOP_REQUESTED, JobCancelled, JobHandedBack, SearchFailed
 from tuner.remote_oracle import OracleProxy, OracleServer
 from tuner.setup import (
     Prepared,
-    configure_threads,
     failure_cause,
     make_tuner,
     prepare,
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     # SIGTERM (the worker stopping signals the search's whole process group): end at the next epoch.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
-    configure_threads(settings, args.share)
+    configure_threads(settings.worker_threads, args.share)
     database = Database(settings.resolved_database_url)
     return run_trials(database, settings, args.job_id, args.tuner_id).exit_code
 

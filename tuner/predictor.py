@@ -50,13 +50,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from models.mc_dropout import dropout_generators, seed_dropout
 from store import kept_models as km
 from store.artifacts import ArtifactStore, artifact_store, download, put_file
 from store.config import Settings, get_settings
 from store.db import Database
 from store.spec import MAX_MC_SAMPLES
 from store.tables import StoredModel
-from tuner.cpus import available_cpus
+from tuner.cpus import configure_threads
 from tuner.log_format import configure_logging
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,7 @@ def load_model(db: Database, store: ArtifactStore, row_id: int, version: str) ->
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     deterministic = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     stochastic = tf.function(lambda x: model(x, training=True), input_signature=[spec])
-    generators = [
-        layer.seed_generator
-        for layer in model.layers
-        if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
-    ]
-    loaded = LoadedModel(row_id, version, model, deterministic, stochastic, generators)
+    loaded = LoadedModel(row_id, version, model, deterministic, stochastic, dropout_generators(model))
     warm = np.zeros((1, *loaded.input_shape), dtype=np.float32)
     deterministic(warm)
     stochastic(warm)
@@ -185,17 +181,9 @@ def predict(loaded: LoadedModel, x: np.ndarray, mc_samples: int, seed: int) -> n
     if mc_samples == 0:
         return deterministic[None]
     with loaded.mc_lock:
-        _seed_dropout(loaded.generators, seed)
+        seed_dropout(loaded.generators, seed)
         mean, std = mc_moments(loaded.stochastic, x, mc_samples, batch)
     return np.stack([deterministic, mean, std])
-
-
-def _seed_dropout(generators: list[keras.random.SeedGenerator], seed: int) -> None:
-    # One stream per layer, as models.mc_dropout does: equal states would give equal masks to layers
-    # of equal width.
-    streams = np.random.SeedSequence(seed).generate_state(len(generators))
-    for generator, stream in zip(generators, streams, strict=True):
-        generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
 
 
 def mc_moments(forward: Callable[[Any], Any], x: np.ndarray, samples: int, batch: int) -> tuple[np.ndarray, ...]:
@@ -361,9 +349,7 @@ def main() -> None:
         parser.error(f"listening on {args.host} needs DROPTUNE_PREDICTOR_TOKEN (the API sends it with each call)")
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         parser.exit(0, "the parent process is already gone\n")
-    threads = available_cpus(settings.worker_threads)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    configure_threads(settings.worker_threads)
     app = create_app(settings, settings.predictor_token)
     where: dict[str, Any] = {"uds": args.uds} if args.uds else {"host": args.host, "port": args.port}
     # Idle connections are kept longer than the API's client keeps them (5 s), so the client never

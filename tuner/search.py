@@ -20,6 +20,7 @@ from store.config import Settings, get_settings
 from store.db import Database
 from store.states import JobStatus
 from tuner import confirm, keep, packed_search, resume_state
+from tuner.cpus import configure_threads
 from tuner.exit_codes import SearchOutcome
 from tuner.log_format import configure_logging
 from tuner.parallel import coordinate
@@ -32,7 +33,6 @@ from tuner.recording import (
     ProcessRecycled,
 )
 from tuner.setup import (
-    configure_threads,
     failure_cause,
     make_tuner,
     prepare,
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     # SIGTERM from the worker: finish the current epoch, then hand the job back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
-    log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings))
+    log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings.worker_threads))
     return run_search(Database(settings.resolved_database_url), settings, argv[1]).exit_code
 
 

@@ -32,7 +32,6 @@ from store.db import Database
 from store.reference import trivial_reference
 from store.spec import JobSpec, resolve_space
 from store.tables import Job, utcnow
-from tuner.cpus import available_cpus
 from tuner.exit_codes import WORKER_ID_ENV
 from tuner.kt_internals import drop_retry, retry_queue
 from tuner.oracles import TUNERS, make_oracle
@@ -227,16 +226,3 @@ def failure_cause(db: Database, job_id: str, exc: Exception) -> str:
         if last:
             return f"trials kept failing; the last one failed with: {error_summary(last)}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def configure_threads(settings: Settings, share: int = 1) -> int:
-    """Size TensorFlow's thread pools from the CPU quota (or the setting) before any op runs.
-
-    `share` processes of one job split the CPUs between them.
-    """
-    import tensorflow as tf
-
-    threads = max(1, available_cpus(settings.worker_threads) // share)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return threads

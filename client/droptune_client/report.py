@@ -32,6 +32,8 @@ def levels(items: list[dict[str, Any]]) -> str:
 
 def render_report(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
+    # The level of the intervals, from the report (a server older than the field does not say).
+    level = f"{report['confidence']:.0%} CI" if report.get("confidence") else "CI"
     lines = [
         f"verdict:     {verdict['answer']}" + ("" if report["final"] else " (not final: the job has not ended)"),
         f"             {verdict['sentence']}",
@@ -46,7 +48,7 @@ def render_report(report: dict[str, Any]) -> str:
                 "configuration": c["label"],
                 "recommended": c["recommended"],
                 "score": stats(c["score"]),
-                "95% CI": f"[{num(c['score']['low'])}, {num(c['score']['high'])}]",
+                level: f"[{num(c['score']['low'])}, {num(c['score']['high'])}]",
                 "best epoch": num(c["best_epoch"]["mean"]),
             }
             for c in report["confirmed"]

@@ -332,6 +332,17 @@ def test_effects_convergence_smaller_network_and_mc_dropout_are_shown(open_job: 
     expect(page.locator("#mc-dropout [data-calibration=ece_mc]")).to_have_text("0.01675")
 
 
+def test_intervals_are_named_at_the_level_the_report_gives(open_job: Callable[..., Any]) -> None:
+    report = final_report() | {"confidence": 0.9}
+    page, _ = open_job(lambda path: (200, report) if path.endswith("/report") else finished_job(path))
+
+    expect(page.locator(".verdict-difference")).to_contain_text("90% interval")
+    expect(page.locator("#recommended")).to_contain_text("90% interval")
+    expect(page.locator("#verdict thead").first).to_contain_text("90% interval")
+    expect(page.locator("#verdict")).to_contain_text("at each value, with 90% intervals.")
+    expect(page.locator("#verdict")).not_to_contain_text("95%")
+
+
 def test_a_running_job_shows_a_pending_verdict_then_the_final_one(open_job: Callable[..., Any]) -> None:
     calls = {"job": 0}
 

@@ -885,6 +885,8 @@ def test_the_favicon_is_served(client: TestClient) -> None:
 
 
 def test_api_process_never_imports_tensorflow(tmp_path: Path) -> None:
+    # A fresh database: the first start registers the built-in datasets, which loads scikit-learn
+    # (and scipy) once; the test below checks the starts after it.
     script = textwrap.dedent(
         """
         import sys
@@ -905,6 +907,39 @@ def test_api_process_never_imports_tensorflow(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPTUNE_")}
     env["DROPTUNE_DATA_DIR"] = str(tmp_path / "data")
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_api_process_imports_neither_tensorflow_nor_scipy_on_a_prepared_database(data_dir: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        heavy = ("tensorflow", "keras", "scipy", "sklearn")
+        import service.app
+        loaded = [m for m in heavy if m in sys.modules]
+        assert not loaded, f"importing the API imported {loaded}"
+
+        from fastapi.testclient import TestClient
+        from tests.conftest import sign_in
+        from store.config import get_settings
+
+        with TestClient(service.app.create_app()) as client:
+            sign_in(client, get_settings().resolved_database_url)
+            assert client.get("/api/v1/datasets").status_code == 200
+            spec = {"dataset_id": "iris", "search_space": {
+                "dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}}
+            assert client.post("/api/v1/jobs", json=spec).status_code == 201
+        loaded = [m for m in heavy if m in sys.modules]
+        assert not loaded, f"the API imported {loaded}"
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPTUNE_")}
+    env["DROPTUNE_DATA_DIR"] = str(data_dir)
 
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120

@@ -5,7 +5,6 @@ dataset's terms, the SavedModel download, and a predictor that cannot start or b
 
 from __future__ import annotations
 
-import socket
 import sys
 import tracemalloc
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from store.db import Database
 from store.spec import JobSpec
 from store.tables import StoredModel
 from tests.conftest import csv_bytes, npz_bytes, sign_in, small_job
+from tests.ports import free_port
 
 IRIS = {
     "dataset_id": "iris",
@@ -220,7 +220,7 @@ def test_bad_rows_get_a_422_naming_the_problem(svc: App, body: Any, loc: list[st
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused(svc: App, literal: str) -> None:
     job_id = svc.job()
-    body = '{"rows": [[5.1, 3.5, ' + literal + ', 0.2]]}'
+    body = '{"rows": [[5.1, 3.5, ' + literal + ", 0.2]]}"
     response = svc.alice.post(
         f"/api/v1/jobs/{job_id}/trials/1/predict", content=body, headers={"content-type": "application/json"}
     )
@@ -391,18 +391,12 @@ def test_the_savedmodel_format_is_made_once_by_the_predictor_and_then_served_fro
 # --- the predictor process, unreachable ---------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def real_predictor(svc: App, client: PredictorClient) -> None:
     svc.app.dependency_overrides[get_predictor] = lambda: client
 
 
 def test_a_predictor_that_cannot_be_reached_gets_503_with_retry_after(svc: App) -> None:
-    client = PredictorClient(svc.settings.model_copy(update={"predictor_url": f"http://127.0.0.1:{closed_port()}"}))
+    client = PredictorClient(svc.settings.model_copy(update={"predictor_url": f"http://127.0.0.1:{free_port()}"}))
     real_predictor(svc, client)
     job_id = svc.job()
     response = predict(svc, job_id, {"rows": [ROW]})

@@ -30,6 +30,8 @@ const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed
 const words = (key) => key.replaceAll("_", " ").replaceAll(":", " × ");
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 const better = (report) => (report.direction === "max" ? "higher is better" : "lower is better");
+// The level of the report's intervals as a percentage, read from the report itself.
+const level = (report) => `${+(report.confidence * 100).toFixed(1)}%`;
 
 function facts(rows) {
   return h("dl", { class: "facts" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
@@ -63,7 +65,7 @@ function summary(report, trialHref) {
     const d = verdict.difference;
     nodes.push(h("p", { class: "verdict-difference" },
       `Baseline minus the best dropout configuration${verdict.dropout ? ` (${verdict.dropout})` : ""}: ${num(d.estimate)}, ` +
-      `95% interval ${interval(d.low, d.high)}; above 0 favours dropout.`,
+      `${level(report)} interval ${interval(d.low, d.high)}; above 0 favours dropout.`,
       verdict.method ? h("span", { class: "muted" }, ` Interval: ${verdict.method}.`) : null));
   }
   const rec = report.recommended;
@@ -73,7 +75,7 @@ function summary(report, trialHref) {
     ? h("div", { id: "recommended" }, facts([
       ["Configuration", configLabel(rec, trialHref)],
       [report.objective, `${meanSd(rec.score)} over ${plural(rec.score.n, "seed")}`],
-      ["95% interval", statsInterval(rec.score)],
+      [`${level(report)} interval`, statsInterval(rec.score)],
       ["Best epoch", meanSd(rec.best_epoch)],
     ]))
     : h("p", { class: "muted" }, "No configuration is recommended."));
@@ -91,7 +93,7 @@ function confirmedTable(report, trialHref) {
   const gapTitle = "validation loss minus training loss";
   const head = [
     ["Configuration"], ["Arm"], ["Search space"],
-    [`${report.objective} mean ± sd`, { class: "num" }], ["95% interval", { class: "num" }],
+    [`${report.objective} mean ± sd`, { class: "num" }], [`${level(report)} interval`, { class: "num" }],
     ["Best epoch (mean)", { class: "num" }],
     ["Gap at best", { class: "num", title: `${gapTitle}, at the best epoch` }],
     ["Gap at last", { class: "num", title: `${gapTitle}, at the last epoch trained` }],
@@ -122,13 +124,13 @@ function effects(report) {
       h("td", { class: "num" }, meanSd(l.score)),
       h("td", { class: "num" }, statsInterval(l.score))));
     const box = h("div", { class: "effect", id: `effect-${key}` }, h("h4", {}, title), chart,
-      table(`${objective} ${title.toLowerCase()}`, [["Value"], ["n", { class: "num" }], ["mean ± sd", { class: "num" }], ["95% interval", { class: "num" }]], rows));
+      table(`${objective} ${title.toLowerCase()}`, [["Value"], ["n", { class: "num" }], ["mean ± sd", { class: "num" }], [`${level(report)} interval`, { class: "num" }]], rows));
     intervalChart(chart, {
       rows: levels.map((l) => ({
         key: l.value, label: name(l.value), estimate: l.score.mean, low: l.score.low, high: l.score.high,
-        title: `${name(l.value)}: mean ${objective} ${meanSd(l.score)}, 95% interval ${statsInterval(l.score)}, n=${l.score.n}`,
+        title: `${name(l.value)}: mean ${objective} ${meanSd(l.score)}, ${level(report)} interval ${statsInterval(l.score)}, n=${l.score.n}`,
       })),
-      xLabel: `mean ${objective} (${better(report)})`, title: `mean ${objective} ${title.toLowerCase()}, with 95% intervals`,
+      xLabel: `mean ${objective} (${better(report)})`, title: `mean ${objective} ${title.toLowerCase()}, with ${level(report)} intervals`,
     });
     return box;
   };
@@ -136,7 +138,7 @@ function effects(report) {
     .sort(([a, x], [b, y]) => (a === "residual") - (b === "residual") || y - x);
   return [
     h("h3", {}, "Effects in the search"),
-    h("p", { class: "muted" }, `Mean ${objective} of the ${plural(e.trials, "completed search trial")} at each value, with 95% intervals.`),
+    h("p", { class: "muted" }, `Mean ${objective} of the ${plural(e.trials, "completed search trial")} at each value, with ${level(report)} intervals.`),
     h("div", { class: "subgrid wide" },
       block("rate", "By dropout rate", e.by_rate, (v) => (v === "none" ? "no dropout" : v)),
       block("layers", "By dropout layers", e.by_layers, (v) => v),
