@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -9,7 +8,7 @@ from service import jobs as logic
 from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
-from service.params import TrialNumber
+from service.params import Since, TrialNumber
 from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
 from store.report_schema import Report
 from store.spec import ACTIVE_CAPS, JobSpec
@@ -24,10 +23,6 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 IfNoneMatch = Annotated[
     str | None, Header(description="the ETag of the copy the caller holds: 304 without a body if it is current")
-]
-Since = Annotated[
-    dt.datetime | None,
-    Query(description="only the trials changed after this cursor: the `cursor` of the previous answer"),
 ]
 
 
