@@ -38,7 +38,9 @@ class PredictRequest(BaseModel):
 
     rows: list[Any] = Field(
         description="Rows in the dataset's feature order, each a list of numbers (tabular) or nested lists of the "
-        "input shape (images); a tabular row may also be an object keyed by feature name."
+        "input shape (images); a tabular row may also be an object keyed by feature name.",
+        # Stated, not checked here: `json_rows` refuses no rows with a message of its own.
+        json_schema_extra={"minItems": 1},
     )
     mc_samples: StrictInt = Field(0, ge=0, le=MAX_MC_SAMPLES, description="MC-dropout passes (0: none)")
     seed: StrictInt = Field(0, ge=0, le=2**32 - 1, description="seeds the MC passes: the same request, the same answer")

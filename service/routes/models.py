@@ -57,6 +57,8 @@ PREDICT_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    # As `read_predict_body` refuses them: a misspelt option must not be ignored.
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",

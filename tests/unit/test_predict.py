@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.predict import PredictOut, Signature, shape_predictions
 from service.predictor_client import ModelRef, PredictorClient, settings_env
-from service.routes.models import get_predictor
+from service.routes.models import UPLOAD_FIELDS, get_predictor
 from store import jobs as q
 from store import kept_models as km
 from store.artifacts import ArtifactStore, artifact_store, put_bytes
@@ -220,7 +220,7 @@ def test_bad_rows_get_a_422_naming_the_problem(svc: App, body: Any, loc: list[st
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused(svc: App, literal: str) -> None:
     job_id = svc.job()
-    body = '{"rows": [[5.1, 3.5, ' + literal + ', 0.2]]}'
+    body = '{"rows": [[5.1, 3.5, ' + literal + ", 0.2]]}"
     response = svc.alice.post(
         f"/api/v1/jobs/{job_id}/trials/1/predict", content=body, headers={"content-type": "application/json"}
     )
@@ -346,6 +346,26 @@ def test_bad_form_fields_get_a_422(svc: App) -> None:
     assert error(upload(svc, job_id, data, mc_samples="5000"))["loc"] == ["body", "mc_samples"]
     assert error(upload(svc, job_id, data, rows="1"))["loc"] == ["body", "rows"]
     assert error(upload(svc, job_id, b""))["msg"] == "the file is empty"
+
+
+PREDICT_PATHS = ("/api/v1/jobs/{job_id}/predict", "/api/v1/jobs/{job_id}/trials/{number}/predict")
+
+
+def test_the_schema_says_a_form_takes_no_other_field_as_the_server_refuses_one(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        form = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["additionalProperties"] is False and set(form["properties"]) == set(UPLOAD_FIELDS)
+    item = error(upload(svc, svc.job(), csv_bytes([ROW], IRIS["feature_names"]), mc_sample="3"))
+    assert item["loc"] == ["body", "mc_sample"] and "unknown form field" in item["msg"]
+
+
+def test_the_schema_says_json_rows_hold_one_row_at_least(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["properties"]["rows"]["minItems"] == 1 and body["additionalProperties"] is False
+    assert error(predict(svc, svc.job(), {"rows": []}))["loc"] == ["body", "rows"]
 
 
 # --- owners and missing models ------------------------------------------------------------------------
