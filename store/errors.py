@@ -1,6 +1,9 @@
-"""Errors that carry the request field they are about, so the API can name it in a 4xx."""
+"""Errors that carry the request field they are about, so the API can name it in a 4xx; and the rules
+behind such errors that the OpenAPI schema can only list (`Rule`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class InputError(Exception):
@@ -10,6 +13,16 @@ class InputError(Exception):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule on input that JSON Schema cannot state (it spans fields, or needs stored data or a service's
+    settings), so data the schema allows may still get a 422: `/openapi.json` lists each under its
+    operation's 422 response (`x-rules`), where the refusal's `loc` is `field` or a field inside it."""
+
+    field: str  # a dotted path, as InputError's
+    rule: str
 
 
 class NotFoundError(Exception):

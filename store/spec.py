@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from store.errors import Rule
+
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
 
@@ -321,7 +323,7 @@ class DropoutRateRange(FloatRange):
 
 
 class DropoutLayersRange(IntRange):
-    """Numbers of dropout layers, each after one hidden layer (0: no dropout)."""
+    """Numbers of dropout layers, each after one hidden layer (0: no dropout): at most `model.hidden_layers`."""
 
     model_config = ConfigDict(json_schema_extra=_bounded(0, MAX_INT))
 
@@ -381,10 +383,54 @@ class ObjectiveSpec(_Strict):
     direction: Literal["min", "max"] | None = None
 
 
+def _range_rules(name: str, *, floats: bool) -> list[Rule]:
+    at = f"search_space.{name}"
+    if not floats:
+        return [Rule(at, "min is at most max"), Rule(f"{at}.step", "at most max - min")]
+    return [
+        Rule(at, "min is at most max"),
+        Rule(f"{at}.min", "with log sampling, above 0"),
+        Rule(
+            f"{at}.step",
+            "with log sampling a factor above 1, else at most max - min; from min to max it steps through at most "
+            f"{MAX_RANGE_VALUES:,} values, each distinct at float precision",
+        ),
+    ]
+
+
+# The spec's rules across fields, which JSON Schema cannot state: `/openapi.json` lists them on JobSpec
+# and on the 422 of each operation that reads a spec, by the field each error names (see `Rule`).
+SPEC_RULES: tuple[Rule, ...] = (
+    *_range_rules("dropout_rate", floats=True),
+    *_range_rules("dropout_layers", floats=False),
+    *_range_rules("units", floats=False),
+    *_range_rules("learning_rate", floats=True),
+    Rule(
+        "search_space.dropout_layers",
+        "at most model.hidden_layers (its largest count): each dropout layer follows one hidden layer",
+    ),
+    *(
+        Rule(f"search_space.{n}", "with algorithm grid, a step or a list of values")
+        for n in ("dropout_rate", "learning_rate")
+    ),
+)
+
+
+def _spec_schema(schema: dict[str, Any]) -> None:
+    schema["x-rules"] = [{"loc": rule.field.split("."), "rule": rule.rule} for rule in SPEC_RULES]
+
+
 class JobSpec(_Strict):
+    """A search to run. Besides each field's own constraints, rules across fields that JSON Schema cannot
+    state (`x-rules`, by the field each error names): a range's min is at most its max, and its step
+    fits between them; `search_space.dropout_layers` reaches at most `model.hidden_layers`; grid search
+    needs a step or values for each float range. A submit also checks this service's caps and the dataset."""
+
+    model_config = ConfigDict(json_schema_extra=_spec_schema)
+
     name: Text = Field("", max_length=200)
     dataset_id: Text = Field(min_length=1, max_length=64)
-    algorithm: Algorithm = "random"
+    algorithm: Algorithm = Field("random", description="grid needs a step or a list of values for each float range")
     max_trials: Annotated[Integer, _capped("max_trials")] = Field(10, ge=1)
     objective: ObjectiveSpec = ObjectiveSpec()
     search_space: SearchSpace

@@ -9,7 +9,7 @@ from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
 from service.params import Since, TrialNumber
-from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
+from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors, refusals
 from store.report_schema import Report
 from store.spec import ACTIVE_CAPS, JobSpec
 from store.states import JobStatus, TrialStatus
@@ -17,6 +17,9 @@ from store.states import JobStatus, TrialStatus
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=API_ERRORS)
 NOT_FOUND = errors(e404="no such job (or another owner's)")
 NOT_NOW = errors(e404="no such job (or another owner's)", e409="not allowed in the job's state")
+SPEC_REFUSALS = refusals(
+    logic.SUBMIT_RULES, "the spec's rules across fields, this service's caps and the dataset's rules are checked"
+)
 
 # Bounds keep numbers inside what SQLite's 64-bit integers (and PostgreSQL's) can hold.
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -36,14 +39,14 @@ async def with_service_caps(settings: SettingsDep) -> None:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=errors(e429="too many active jobs; see Retry-After"),
+    responses={**errors(e429="too many active jobs; see Retry-After"), **SPEC_REFUSALS},
     dependencies=[Depends(with_service_caps)],
 )
 def submit_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobOut:
     return logic.submit_job(db, spec, settings, caller.owner, caller.scope)
 
 
-@router.post("/plan", dependencies=[Depends(with_service_caps)])
+@router.post("/plan", responses=SPEC_REFUSALS, dependencies=[Depends(with_service_caps)])
 def plan_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobPlan:
     """Check a spec as a submit would and say how many trials it would run (a grid's size among
     them), without creating a job: what the form's hints read as the user types."""

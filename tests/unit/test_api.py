@@ -316,6 +316,56 @@ def test_a_plan_of_a_bad_spec_is_the_submit_s_422(make_client: Callable[..., Tes
     assert "greater than max" in error_at(response, "search_space", "dropout_rate")["msg"]
 
 
+def documented_refusals(client: TestClient, path: str) -> list[list[str | int]]:
+    """The `loc`s the 422 of POST `path` lists for rules the schema cannot state (`x-rules`)."""
+    response = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]["422"]
+    assert "x-rules" in response["description"]
+    return [rule["loc"] for rule in response["x-rules"]]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/jobs/plan"])
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        (
+            spec_of(**{"model.hidden_layers": 2, "search_space.dropout_layers": {"min": 0, "max": 3}}),
+            ("search_space", "dropout_layers"),
+        ),
+        (
+            spec_of(algorithm="grid", **{"search_space.dropout_rate": {"min": 0.0, "max": 0.5}}),
+            ("search_space", "dropout_rate"),
+        ),
+        (
+            spec_of(algorithm="grid", **{"search_space.learning_rate": {"min": 0.001, "max": 0.01}}),
+            ("search_space", "learning_rate"),
+        ),
+        (spec_of(**{"search_space.units": {"min": 8, "max": 16, "step": 9}}), ("search_space", "units", "step")),
+        (spec_of(max_trials=501), ("max_trials",)),
+        (spec_of(dataset_id="no_such_dataset"), ("dataset_id",)),
+        (spec_of(**{"objective.metric": "val_mae"}), ("objective", "metric")),
+    ],
+    ids=[
+        "dropout-layers-above-hidden-layers",
+        "grid-over-rates",
+        "grid-over-learning-rates",
+        "step",
+        "cap",
+        "dataset",
+        "metric",
+    ],
+)
+def test_a_spec_the_schema_allows_is_refused_only_by_a_rule_its_422_lists(
+    client: TestClient, path: str, overrides: Json, loc: tuple[str, ...]
+) -> None:
+    # Each spec breaks one rule that JSON Schema cannot state; the schema lists it where the error is.
+    assert ["body", *loc] in documented_refusals(client, path)
+
+    response = client.post(path, json=make_spec(**overrides))
+
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", *loc]]
+
+
 def test_job_at_the_service_caps_is_accepted(make_client: Callable[..., TestClient]) -> None:
     client = make_client(max_trials_cap=5, epochs_cap=5, batch_size_cap=64, units_cap=32)
 

@@ -13,7 +13,15 @@ from pydantic import ValidationError
 from service.jobs import normalize_spec
 from store.config import Settings
 from store.errors import InputError
-from store.spec import FloatRange, IntRange, JobSpec, grid_size, hyperband_schedule_size, planned_trials
+from store.spec import (
+    SPEC_RULES,
+    FloatRange,
+    IntRange,
+    JobSpec,
+    grid_size,
+    hyperband_schedule_size,
+    planned_trials,
+)
 from store.tables import Dataset
 
 # --- factories ----------------------------------------------------------------------------------
@@ -585,6 +593,61 @@ def test_the_schema_says_a_range_needs_min_and_max_or_values() -> None:
     # No explicit null where the server wants a number or leaves the key out.
     assert schema["properties"]["min"]["type"] == "number"
     assert schema["properties"]["values"]["maxItems"] == 1000
+
+
+def schema_field(schema: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """The JSON Schema of the field at `path` in a model's schema, through its `$ref`s."""
+    defs, node = schema["$defs"], schema
+    for name in path:
+        node = node["properties"][name]
+        refs = [node] + node.get("anyOf", [])
+        ref = next((r["$ref"] for r in refs if "$ref" in r), None)
+        node = defs[ref.rsplit("/", 1)[1]] if ref else node
+    return node
+
+
+def test_the_schema_lists_the_rules_across_fields_by_the_field_each_error_names() -> None:
+    schema = JobSpec.model_json_schema()
+    rules = {tuple(rule["loc"]): rule["rule"] for rule in schema["x-rules"]}
+    assert "model.hidden_layers" in rules[("search_space", "dropout_layers")]
+    assert "hidden_layers" in schema_field(schema, ["search_space", "dropout_layers"])["description"]
+    assert (
+        "grid" in rules[("search_space", "learning_rate")]
+        and "grid" in schema["properties"]["algorithm"]["description"]
+    )
+    assert "rules across fields" in schema["description"]
+    for rule in SPEC_RULES:  # each names a field the schema has
+        assert schema_field(schema, rule.field.split("."))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (
+            {"model": {"hidden_layers": 2}, "search_space": {"dropout_layers": {"min": 0, "max": 3}}},
+            "search_space.dropout_layers",
+        ),
+        (
+            {"algorithm": "grid", "search_space": {"dropout_rate": {"min": 0.0, "max": 0.5}}},
+            "search_space.dropout_rate",
+        ),
+        ({"search_space": {"dropout_rate": {"min": 0.5, "max": 0.1}}}, "search_space.dropout_rate"),
+        (
+            {"search_space": {"dropout_rate": {"min": 0.0, "max": 0.5, "sampling": "log"}}},
+            "search_space.dropout_rate.min",
+        ),
+        ({"search_space": {"dropout_layers": {"min": 0, "max": 1, "step": 2}}}, "search_space.dropout_layers.step"),
+    ],
+    ids=["layers-above-hidden-layers", "grid-over-a-continuous-range", "min-above-max", "log-from-0", "step-too-big"],
+)
+def test_each_rule_across_fields_refuses_at_the_field_its_rule_names(
+    make_spec: Callable[..., JobSpec], overrides: dict[str, Any], field: str
+) -> None:
+    space = {**BASE_SPEC["search_space"], **overrides.pop("search_space", {})}
+    with pytest.raises(ValidationError) as exc:
+        make_spec(search_space=space, **overrides)
+    assert error_locs(exc.value) == [field]
+    assert field in {rule.field for rule in SPEC_RULES}
 
 
 def test_the_schema_bounds_every_integer_field() -> None:
