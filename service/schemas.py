@@ -272,6 +272,12 @@ def refusals(rules: Sequence[Rule], what: str) -> dict[int | str, dict[str, Any]
     }
 
 
+# An upload's file part as the schema states it (`encoding`): a CSV or an NPZ, numpy's zip of arrays.
+# The server reads the bytes themselves, whatever the part's Content-Type says; any other file (an
+# image, say) gets 422 at `file`.
+UPLOAD_ENCODING = {"file": {"contentType": "text/csv, application/zip"}}
+
+
 # What any /api call may answer besides its own errors.
 API_ERRORS = errors(
     e400="a body that cannot be read as text, or a Host this service does not answer for (DROPTUNE_ALLOWED_HOSTS)",

@@ -702,6 +702,21 @@ def test_upload_neither_csv_nor_npz_is_rejected(client: TestClient, tmp_path: Pa
     assert_rejected_upload(client, tmp_path, response, ("file",), "not a csv (utf-8 text) or npz")
 
 
+def test_the_schema_says_an_upload_is_a_csv_or_an_npz_and_a_png_is_refused_as_its_422_lists(
+    client: TestClient, tmp_path: Path
+) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/datasets"]["post"]
+    assert operation["requestBody"]["content"]["multipart/form-data"]["encoding"]["file"]["contentType"] == (
+        "text/csv, application/zip"
+    )
+    assert ["body", "file"] in [rule["loc"] for rule in operation["responses"]["422"]["x-rules"]]
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+
+    response = client.post("/api/v1/datasets", files={"file": ("picture.png", png, "image/png")})
+
+    assert_rejected_upload(client, tmp_path, response, ("file",), "not a csv (utf-8 text) or npz")
+
+
 def test_upload_above_the_size_limit_is_too_large(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
     client = make_client(upload_max_bytes=1000)
     data = regression_csv(80)

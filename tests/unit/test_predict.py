@@ -360,6 +360,20 @@ def test_the_schema_says_a_form_takes_no_other_field_as_the_server_refuses_one(s
     assert item["loc"] == ["body", "mc_sample"] and "unknown form field" in item["msg"]
 
 
+def test_the_schema_says_an_upload_is_a_csv_or_an_npz_and_a_png_is_refused_as_its_422_lists(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        operation = paths[path]["post"]
+        form = operation["requestBody"]["content"]["multipart/form-data"]
+        assert form["encoding"]["file"]["contentType"] == "text/csv, application/zip"
+        assert [rule["loc"] for rule in operation["responses"]["422"]["x-rules"]] == [
+            ["body", "rows"],
+            ["body", "file"],
+        ]
+    item = error(upload(svc, svc.job(), b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)))
+    assert item["loc"] == ["body", "file"] and "not a CSV" in item["msg"]
+
+
 def test_the_schema_says_json_rows_hold_one_row_at_least(svc: App) -> None:
     paths = svc.alice.get("/openapi.json").json()["paths"]
     for path in PREDICT_PATHS:
