@@ -24,8 +24,9 @@ def _plain_trial_number(raw: object) -> object:
 
 TrialNumber = Annotated[
     int,
-    BeforeValidator(_plain_trial_number),
     Path(ge=0, le=MAX_TRIAL_NUMBER, description="the trial's number: 0, 1, 2, ... as the job lists them"),
+    # After the bounds: pydantic states bounds set outside a validator as raw `ge`/`le`, not JSON Schema's.
+    BeforeValidator(_plain_trial_number),
 ]
 
 
