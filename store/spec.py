@@ -15,7 +15,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from store.errors import Rule
@@ -53,9 +62,19 @@ def _no_control_characters(text: str) -> str:
     return text
 
 
-# Strict: JSON's true is not the number 1 (Python's bool is an int), nor is "3" a number.
-Integer = Annotated[int, Strict(), Field(le=MAX_INT)]
-SignedInteger = Annotated[Integer, Field(ge=-MAX_INT)]
+def _whole_number(value: object) -> object:
+    # JSON Schema's integer is any number without a fraction, 3.0 as well as 3 (JSON writers differ on
+    # which they write), so the schema's `type: integer` holds for both.
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# Strict: JSON's true is not the number 1 (Python's bool is an int), nor is "3" a number; 3.0 is 3.
+# The conversion goes outside any bounds, which pydantic would otherwise state as raw `le`, not `maximum`.
+WHOLE = BeforeValidator(_whole_number)
+WholeNumber = Annotated[int, Strict(), WHOLE]
+Integer = Annotated[int, Strict(), Field(le=MAX_INT), WHOLE]
+SignedInteger = Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT), WHOLE]
+PositiveInteger = Annotated[int, Strict(), Field(ge=1, le=MAX_INT), WHOLE]
 Number = Annotated[float, Strict()]
 Text = Annotated[str, AfterValidator(_no_control_characters)]
 
@@ -215,7 +234,7 @@ class IntRange(_Strict):
 
     min: SignedInteger | None = _optional()
     max: SignedInteger | None = _optional()
-    step: Annotated[Integer, Field(ge=1)] | None = _optional()
+    step: PositiveInteger | None = _optional()
     values: list[SignedInteger] | None = _optional(min_length=1, max_length=MAX_RANGE_VALUES)
 
     @model_validator(mode="after")
@@ -375,7 +394,7 @@ class TrainingSpec(_Strict):
     epochs: Annotated[Integer, _capped("epochs")] = Field(10, ge=1)
     batch_size: Annotated[Integer, _capped("batch_size")] = Field(32, ge=1)
     validation_split: Number = Field(0.2, gt=0, lt=1)
-    early_stopping_patience: Annotated[Integer, Field(ge=1)] | None = None
+    early_stopping_patience: PositiveInteger | None = None
 
 
 class ObjectiveSpec(_Strict):
@@ -443,7 +462,7 @@ class JobSpec(_Strict):
     # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
     # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
     # own loop). Image models are always trained one at a time.
-    pack_size: Literal["auto"] | Annotated[Integer, Field(ge=1, le=MAX_PACK_SIZE)] = "auto"
+    pack_size: Literal["auto"] | Annotated[int, Strict(), Field(ge=1, le=MAX_PACK_SIZE), WHOLE] = "auto"
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: Integer = Field(3, ge=1, le=1000)
     # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.

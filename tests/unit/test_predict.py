@@ -280,6 +280,12 @@ def test_a_body_that_is_not_json_gets_422(svc: App) -> None:
     assert error(response)["loc"] == ["body", "json"]
 
 
+def test_a_whole_number_written_with_a_fraction_is_taken_as_that_integer(svc: App) -> None:
+    response = predict(svc, svc.job(), {"rows": [ROW], "mc_samples": 2.0, "seed": 7.0})
+    assert response.status_code == 200, response.text
+    assert svc.predictor.calls[0][2:] == (2, 7)
+
+
 # --- uploads ------------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ settings and the dataset. Fast: no TensorFlow, except the one test marked as che
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -561,6 +562,21 @@ def test_booleans_huge_integers_and_strings_are_not_integers(section: str | None
     with pytest.raises(ValidationError) as exc:
         JobSpec.model_validate(data)
     assert exc.value.errors()[0]["loc"][-1] == field
+
+
+def test_a_whole_number_written_with_a_fraction_is_that_integer() -> None:
+    # JSON Schema's `integer` holds for 10.0 as for 10, so the server takes it; 2.5 is still refused.
+    space = {"dropout_rate": {"values": [0.1]}, "dropout_layers": {"min": 0.0, "max": 2.0, "step": 1.0}}
+    raw = json.dumps(
+        {**BASE_SPEC, "search_space": space, "max_trials": 10.0, "pack_size": 4.0, "training": {"epochs": 3.0}}
+    )
+    spec = JobSpec.model_validate_json(raw)
+    assert (spec.max_trials, spec.pack_size, spec.training.epochs) == (10, 4, 3)
+    assert spec.search_space.dropout_layers.candidate_values() == [0, 1, 2]
+    assert all(type(v) is int for v in (spec.max_trials, spec.pack_size, spec.search_space.dropout_layers.min))
+    with pytest.raises(ValidationError) as exc:
+        JobSpec.model_validate_json(json.dumps({**BASE_SPEC, "max_trials": 2.5}))
+    assert error_locs(exc.value) == ["max_trials"]
 
 
 @pytest.mark.parametrize("value", [True, 10**309])
