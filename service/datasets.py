@@ -27,7 +27,8 @@ UPLOAD_RULES = (
         "a dataset: a CSV (UTF-8 text whose header row names its columns, at least one feature column of numbers "
         f"and the target, {MIN_ROWS} rows or more) or an NPZ (numpy's zip) with arrays x and y of {MIN_ROWS} "
         "samples or more; a classification target has two classes or more, and two rows of each; within "
-        "DROPTUNE_DATASET_MAX_ROWS, DROPTUNE_DATASET_MAX_FEATURES and DROPTUNE_DATASET_MAX_BYTES",
+        "DROPTUNE_DATASET_MAX_ROWS, DROPTUNE_DATASET_MAX_FEATURES and DROPTUNE_DATASET_MAX_BYTES; its filename "
+        "holds no NUL",
     ),
     Rule("target", "a column of the CSV's header (an NPZ's target is its array y), holding two classes or more"),
     Rule("name", "left out or blank, the name is the file's, which is then at most 200 characters too"),

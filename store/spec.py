@@ -76,7 +76,10 @@ Integer = Annotated[int, Strict(), Field(le=MAX_INT), WHOLE]
 SignedInteger = Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT), WHOLE]
 PositiveInteger = Annotated[int, Strict(), Field(ge=1, le=MAX_INT), WHOLE]
 Number = Annotated[float, Strict()]
-Text = Annotated[str, AfterValidator(_no_control_characters)]
+# The schema states the rule as a pattern; the validator keeps its own, clearer message.
+Text = Annotated[
+    str, AfterValidator(_no_control_characters), Field(json_schema_extra={"pattern": "^[^\\x00-\\x1f\\x7f]*$"})
+]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from store.errors import InputError
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=API_ERRORS)
 UPLOAD_FIELDS = ("file", "name", "target")
+NO_NUL = {"pattern": "^[^\\x00]*$"}  # as `register_upload` refuses it, with a message of its own
 
 
 async def each_field_once(request: Request) -> None:
@@ -44,8 +45,10 @@ def upload_dataset(
             json_schema_extra={"format": "binary"},
         ),
     ],
-    name: Annotated[str | None, Form(max_length=200)] = None,
-    target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
+    name: Annotated[str | None, Form(max_length=200, json_schema_extra=NO_NUL)] = None,
+    target: Annotated[
+        str | None, Form(description="CSV target column; default: the last column", json_schema_extra=NO_NUL)
+    ] = None,
 ) -> DatasetOut:
     data = logic.read_limited(file.file, settings.upload_max_bytes)
     return logic.register_upload(db, settings, caller.owner, data, name, file.filename, target)

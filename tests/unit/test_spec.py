@@ -4,6 +4,7 @@ settings and the dataset. Fast: no TensorFlow, except the one test marked as che
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -593,6 +594,15 @@ def test_control_characters_in_names_are_refused(field: str, text: str) -> None:
     with pytest.raises(ValidationError) as exc:
         JobSpec.model_validate({**BASE_SPEC, field: text})
     assert "control characters" in error_messages(exc.value)
+
+
+def test_the_schema_states_that_names_hold_no_control_characters() -> None:
+    schema = JobSpec.model_json_schema()
+    texts = [schema["properties"]["name"], schema["properties"]["dataset_id"]]
+    texts.append(schema["$defs"]["ObjectiveSpec"]["properties"]["metric"])
+    for text in texts:
+        assert re.fullmatch(text["pattern"], "Iris, söarch 1") and re.fullmatch(text["pattern"], "\x85 is no C0")
+        assert not any(re.search(text["pattern"], bad) for bad in ["a\x00b", "tab\tbell\x07", "del\x7f"])
 
 
 def test_the_objective_metric_is_bounded_and_free_of_nul() -> None:
