@@ -15,13 +15,26 @@ from service.schemas import DatasetOut
 from store import catalog, dataset_files
 from store.artifacts import artifact_store
 from store.config import Settings
-from store.datasets import parse_upload, save_normalized
+from store.datasets import MIN_ROWS, parse_upload, save_normalized
 from store.db import Database
-from store.errors import InputError, NotFoundError, TooLargeError
+from store.errors import InputError, NotFoundError, Rule, TooLargeError
 from store.tables import Dataset
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
+# What an upload's 422 may refuse that the schema allows (see `store.errors.Rule`).
+UPLOAD_RULES = (
+    Rule(
+        "file",
+        "a dataset: a CSV (UTF-8 text whose header row names its columns, at least one feature column of numbers "
+        f"and the target, {MIN_ROWS} rows or more) or an NPZ (numpy's zip) with arrays x and y of {MIN_ROWS} "
+        "samples or more; a classification target has two classes or more, and two rows of each; within "
+        "DROPTUNE_DATASET_MAX_ROWS, DROPTUNE_DATASET_MAX_FEATURES and DROPTUNE_DATASET_MAX_BYTES; its filename "
+        "holds no NUL",
+    ),
+    Rule("target", "a column of the CSV's header (an NPZ's target is its array y), holding two classes or more"),
+    Rule("name", "left out or blank, the name is the file's, which is then at most 200 characters too"),
+)
 
 
 def read_limited(stream: BinaryIO, limit: int) -> bytes:

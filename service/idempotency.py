@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from service.schemas import errors
 from store import idempotency as keys
 from store.db import ConflictError, Database
-from store.errors import HeaderError
+from store.errors import HeaderError, Rule
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -61,6 +61,14 @@ REPLAYABLE: dict[int | str, dict[str, Any]] = {
         e409="it raced another call (such as a repeat of its Idempotency-Key) that had not finished; send it again"
     ),
 }
+
+
+# The header's rule the schema cannot state: a key is for one request (listed with the 422s of the creates).
+KEY_RULE = Rule(
+    HEADER.lower(),
+    "a key used in the last 24 hours is for that request only: another request with it is refused",
+    where="header",
+)
 
 
 @dataclass(frozen=True)

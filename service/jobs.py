@@ -19,12 +19,42 @@ from store import polling
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
-from store.errors import InputError, LimitError, NotFoundError
+from store.errors import InputError, LimitError, NotFoundError, Rule
 from store.report import build_report, figures_of
 from store.report_schema import Report
-from store.spec import TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
+from store.spec import SPEC_RULES, TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset
+
+_METRICS = "; ".join(f"{task}: {', '.join(metrics)}" for task, metrics in TASK_METRICS.items())
+_MODEL_SIZE = "the largest model of the search has at most DROPTUNE_MAX_MODEL_PARAMETERS weights on the dataset"
+# What a submit checks beyond the spec's own rules (`SPEC_RULES`): this service's caps and the
+# dataset; the 422 of each operation that reads a spec lists them all (see `store.errors.Rule`).
+SUBMIT_RULES: tuple[Rule, ...] = (
+    *SPEC_RULES,
+    *(
+        Rule(field, f"at most this service's limit, {setting}")
+        for field, setting in [
+            ("max_trials", "DROPTUNE_MAX_TRIALS_CAP"),
+            ("training.epochs", "DROPTUNE_EPOCHS_CAP"),
+            ("training.batch_size", "DROPTUNE_BATCH_SIZE_CAP"),
+            ("model.units", "DROPTUNE_UNITS_CAP"),
+            ("search_space.units", "DROPTUNE_UNITS_CAP (its largest value)"),
+            ("model.hidden_layers", "DROPTUNE_HIDDEN_LAYERS_CAP"),
+            ("parallel_trials", "DROPTUNE_PARALLEL_TRIALS_CAP"),
+            ("trial_timeout_s", "DROPTUNE_TRIAL_TIMEOUT_S"),
+        ]
+    ),
+    Rule("dataset_id", "a dataset the caller may use: a built-in or one of their uploads"),
+    Rule("objective.metric", f"a metric the dataset's task reports ({_METRICS})"),
+    Rule("objective.direction", "the metric's own: min for a loss or mae, max for accuracy"),
+    Rule(
+        "training.validation_split",
+        "leaves the dataset's training and validation splits a sample each (classification: one of each class)",
+    ),
+    Rule("model.units", _MODEL_SIZE),
+    Rule("search_space.units", _MODEL_SIZE),
+)
 
 
 def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSpec:

@@ -20,12 +20,22 @@ from store import networks as nets
 from store.artifacts import artifact_store, put_bytes
 from store.config import Settings
 from store.db import Database
-from store.errors import InputError, NotFoundError, TooLargeError
+from store.errors import InputError, NotFoundError, Rule, TooLargeError
 from store.network_files import CONFIG_MEMBER, read_network
 from store.network_sites import default_sites
 from store.tables import Network, utcnow
 
 log = logging.getLogger(__name__)
+# What an upload is checked for beyond the schema (`/openapi.json` lists these under its 422).
+NETWORK_RULES = (
+    Rule(
+        "file",
+        "a .keras file as model.save writes it (a zip holding config.json): a Sequential or Functional model "
+        "of built-in Keras layers that droptune trains, with no Lambda layer, Python function or custom class "
+        "anywhere in its config; within DROPTUNE_NETWORK_MAX_BYTES; its filename holds no NUL",
+    ),
+    Rule("name", "left out or blank, the name is the file's, which is then at most 200 characters too"),
+)
 
 
 def register_network(

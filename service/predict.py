@@ -11,10 +11,10 @@ import io
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service import models
 from service.predictor_client import ModelRef, Predictor
@@ -22,14 +22,28 @@ from store import npz
 from store.config import Settings
 from store.datasets import sniff_format
 from store.db import Database
-from store.errors import InputError, TooLargeError
+from store.errors import InputError, Rule, TooLargeError
 from store.outputs import class_probabilities
-from store.spec import MAX_MC_SAMPLES
+from store.spec import MAX_MC_SAMPLES, WholeNumber
 from store.tables import StoredModel
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-StrictInt = Annotated[int, Strict()]  # JSON's true is not 1, nor is "3" a number
 NAMES_SHOWN = 8  # feature names an error lists before it says how many more there are
+_MODEL_INPUT = "finite float32 numbers; at most DROPTUNE_PREDICT_MAX_ROWS rows"
+# What a prediction's 422 may refuse that the schema allows: rows that are not the model's input, which
+# is its dataset's (`GET /api/v1/datasets/{id}`: feature_names, input_shape); see `store.errors.Rule`.
+PREDICT_RULES = (
+    Rule(
+        "rows",
+        "each row is an input of the model's dataset: a list of its features' values in their order, or an object "
+        f"keyed by their names (tabular), or nested lists of its input_shape (images); {_MODEL_INPUT}",
+    ),
+    Rule(
+        "file",
+        "a CSV whose header names every feature of the model's dataset (in any order; its target column is "
+        f"ignored), or an NPZ whose array x has shape (rows, *input_shape); {_MODEL_INPUT}",
+    ),
+)
 
 
 class PredictRequest(BaseModel):
@@ -39,10 +53,14 @@ class PredictRequest(BaseModel):
 
     rows: list[Any] = Field(
         description="Rows in the dataset's feature order, each a list of numbers (tabular) or nested lists of the "
-        "input shape (images); a tabular row may also be an object keyed by feature name."
+        "input shape (images); a tabular row may also be an object keyed by feature name.",
+        # Stated, not checked here: `json_rows` refuses no rows with a message of its own.
+        json_schema_extra={"minItems": 1},
     )
-    mc_samples: StrictInt = Field(0, ge=0, le=MAX_MC_SAMPLES, description="MC-dropout passes (0: none)")
-    seed: StrictInt = Field(0, ge=0, le=2**32 - 1, description="seeds the MC passes: the same request, the same answer")
+    mc_samples: WholeNumber = Field(0, ge=0, le=MAX_MC_SAMPLES, description="MC-dropout passes (0: none)")
+    seed: WholeNumber = Field(
+        0, ge=0, le=2**32 - 1, description="seeds the MC passes: the same request, the same answer"
+    )
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from store.errors import Rule
 from store.jobs import JobSummary
 from store.reference import Reference, no_better_than_reference
 from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
@@ -322,6 +324,28 @@ class ErrorOut(BaseModel):
 def errors(**described: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for error statuses: `errors(e404="no such job")`."""
     return {int(code[1:]): {"model": ErrorOut, "description": text} for code, text in described.items()}
+
+
+def refusals(rules: Sequence[Rule], what: str) -> dict[int | str, dict[str, Any]]:
+    """The 422 of an operation that checks rules JSON Schema cannot state, so that data the schema
+    allows may still be refused: `what` they are in words, and each in `x-rules` with the `loc` its
+    error names (or begins with), for people and for tools such as a fuzzer."""
+    return {
+        422: {
+            "model": ErrorOut,
+            "description": f"invalid input; `loc` names the field. Besides what the schema states, {what} "
+            "(`x-rules`: each rule, by the `loc` its error names or begins with)",
+            "x-rules": [{"loc": [rule.where, *rule.field.split(".")], "rule": rule.rule} for rule in rules],
+        }
+    }
+
+
+NO_NUL = {"pattern": "^[^\\x00]*$"}  # an upload's form field, as the upload refuses a NUL
+
+# An upload's file part as the schema states it (`encoding`): a CSV or an NPZ, numpy's zip of arrays.
+# The server reads the bytes themselves, whatever the part's Content-Type says; any other file (an
+# image, say) gets 422 at `file`.
+UPLOAD_ENCODING = {"file": {"contentType": "text/csv, application/zip"}}
 
 
 # What any /api call may answer besides its own errors.

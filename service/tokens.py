@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--owner", required=True, help="who the token's datasets and jobs belong to")
     create.add_argument("--name", default="", help="a label, e.g. the machine it is for")
     create.add_argument("--quiet", action="store_true", help="print only the token")
-    create.add_argument(
-        "--operator", action="store_true", help="may also read /metrics, which sums every owner's jobs"
-    )
+    create.add_argument("--operator", action="store_true", help="may also read /metrics, which sums every owner's jobs")
     listing = commands.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--owner", help="only this owner's tokens")
     revoke = commands.add_parser("revoke", help="revoke a token by its id; it stops working at once")

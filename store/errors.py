@@ -1,6 +1,9 @@
-"""Errors that carry the request field they are about, so the API can name it in a 4xx."""
+"""Errors that carry the request field they are about, so the API can name it in a 4xx; and the rules
+behind such errors that the OpenAPI schema can only list (`Rule`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class InputError(Exception):
@@ -14,6 +17,17 @@ class InputError(Exception):
 
 class HeaderError(InputError):
     """A request header that cannot be accepted; `field` is its name in lower case (`idempotency-key`)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule on input that JSON Schema cannot state (it spans fields, or needs stored data or a service's
+    settings), so data the schema allows may still get a 422: `/openapi.json` lists each under its
+    operation's 422 response (`x-rules`), where the refusal's `loc` is `field` or a field inside it."""
+
+    field: str  # a dotted path, as InputError's
+    rule: str
+    where: str = "body"  # or "header": the first part of the error's `loc`
 
 
 class NotFoundError(Exception):

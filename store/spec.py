@@ -16,8 +16,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from store.errors import Rule
 
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
@@ -69,11 +80,24 @@ def _no_control_characters(text: str) -> str:
     return text
 
 
-# Strict: JSON's true is not the number 1 (Python's bool is an int), nor is "3" a number.
-Integer = Annotated[int, Strict(), Field(le=MAX_INT)]
-SignedInteger = Annotated[Integer, Field(ge=-MAX_INT)]
+def _whole_number(value: object) -> object:
+    # JSON Schema's integer is any number without a fraction, 3.0 as well as 3 (JSON writers differ on
+    # which they write), so the schema's `type: integer` holds for both.
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# Strict: JSON's true is not the number 1 (Python's bool is an int), nor is "3" a number; 3.0 is 3.
+# The conversion goes outside any bounds, which pydantic would otherwise state as raw `le`, not `maximum`.
+WHOLE = BeforeValidator(_whole_number)
+WholeNumber = Annotated[int, Strict(), WHOLE]
+Integer = Annotated[int, Strict(), Field(le=MAX_INT), WHOLE]
+SignedInteger = Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT), WHOLE]
+PositiveInteger = Annotated[int, Strict(), Field(ge=1, le=MAX_INT), WHOLE]
 Number = Annotated[float, Strict()]
-Text = Annotated[str, AfterValidator(_no_control_characters)]
+# The schema states the rule as a pattern; the validator keeps its own, clearer message.
+Text = Annotated[
+    str, AfterValidator(_no_control_characters), Field(json_schema_extra={"pattern": "^[^\\x00-\\x1f\\x7f]*$"})
+]
 
 
 @dataclass(frozen=True)
@@ -231,7 +255,7 @@ class IntRange(_Strict):
 
     min: SignedInteger | None = _optional()
     max: SignedInteger | None = _optional()
-    step: Annotated[Integer, Field(ge=1)] | None = _optional()
+    step: PositiveInteger | None = _optional()
     values: list[SignedInteger] | None = _optional(min_length=1, max_length=MAX_RANGE_VALUES)
 
     @model_validator(mode="after")
@@ -339,7 +363,7 @@ class DropoutRateRange(FloatRange):
 
 
 class DropoutLayersRange(IntRange):
-    """Numbers of dropout layers, each after one hidden layer (0: no dropout)."""
+    """Numbers of dropout layers, each after one hidden layer (0: no dropout): at most `model.hidden_layers`."""
 
     model_config = ConfigDict(json_schema_extra=_bounded(0, MAX_INT))
 
@@ -391,7 +415,7 @@ class TrainingSpec(_Strict):
     epochs: Annotated[Integer, _capped("epochs")] = Field(10, ge=1)
     batch_size: Annotated[Integer, _capped("batch_size")] = Field(32, ge=1)
     validation_split: Number = Field(0.2, gt=0, lt=1)
-    early_stopping_patience: Annotated[Integer, Field(ge=1)] | None = None
+    early_stopping_patience: PositiveInteger | None = None
 
 
 class ObjectiveSpec(_Strict):
@@ -399,10 +423,54 @@ class ObjectiveSpec(_Strict):
     direction: Literal["min", "max"] | None = None
 
 
+def _range_rules(name: str, *, floats: bool) -> list[Rule]:
+    at = f"search_space.{name}"
+    if not floats:
+        return [Rule(at, "min is at most max"), Rule(f"{at}.step", "at most max - min")]
+    return [
+        Rule(at, "min is at most max"),
+        Rule(f"{at}.min", "with log sampling, above 0"),
+        Rule(
+            f"{at}.step",
+            "with log sampling a factor above 1, else at most max - min; from min to max it steps through at most "
+            f"{MAX_RANGE_VALUES:,} values, each distinct at float precision",
+        ),
+    ]
+
+
+# The spec's rules across fields, which JSON Schema cannot state: `/openapi.json` lists them on JobSpec
+# and on the 422 of each operation that reads a spec, by the field each error names (see `Rule`).
+SPEC_RULES: tuple[Rule, ...] = (
+    *_range_rules("dropout_rate", floats=True),
+    *_range_rules("dropout_layers", floats=False),
+    *_range_rules("units", floats=False),
+    *_range_rules("learning_rate", floats=True),
+    Rule(
+        "search_space.dropout_layers",
+        "at most model.hidden_layers (its largest count): each dropout layer follows one hidden layer",
+    ),
+    *(
+        Rule(f"search_space.{n}", "with algorithm grid, a step or a list of values")
+        for n in ("dropout_rate", "learning_rate")
+    ),
+)
+
+
+def _spec_schema(schema: dict[str, Any]) -> None:
+    schema["x-rules"] = [{"loc": rule.field.split("."), "rule": rule.rule} for rule in SPEC_RULES]
+
+
 class JobSpec(_Strict):
+    """A search to run. Besides each field's own constraints, rules across fields that JSON Schema cannot
+    state (`x-rules`, by the field each error names): a range's min is at most its max, and its step
+    fits between them; `search_space.dropout_layers` reaches at most `model.hidden_layers`; grid search
+    needs a step or values for each float range. A submit also checks this service's caps and the dataset."""
+
+    model_config = ConfigDict(json_schema_extra=_spec_schema)
+
     name: Text = Field("", max_length=200)
     dataset_id: Text = Field(min_length=1, max_length=64)
-    algorithm: Algorithm = "random"
+    algorithm: Algorithm = Field("random", description="grid needs a step or a list of values for each float range")
     max_trials: Annotated[Integer, _capped("max_trials")] = Field(10, ge=1)
     objective: ObjectiveSpec = ObjectiveSpec()
     search_space: SearchSpace
@@ -415,7 +483,7 @@ class JobSpec(_Strict):
     # Trials trained together as one fused model (see models/packed_net.py): "auto" sizes packs from
     # the model's size and the worker's memory budget; 1 trains one trial at a time (keras-tuner's
     # own loop). Image models pack too, with a fused conv stem.
-    pack_size: Literal["auto"] | Annotated[Integer, Field(ge=1, le=MAX_PACK_SIZE)] = "auto"
+    pack_size: Literal["auto"] | Annotated[int, Strict(), Field(ge=1, le=MAX_PACK_SIZE), WHOLE] = "auto"
     # The search stops after this many failed trials in a row (keras-tuner's own limit).
     max_failed_trials: Integer = Field(3, ge=1, le=1000)
     # Wall-clock limit for the whole job; it stops at an epoch boundary and keeps finished trials.

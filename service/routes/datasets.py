@@ -7,8 +7,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 from service import datasets as logic
 from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
-from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
-from service.schemas import API_ERRORS, DatasetOut, errors
+from service.idempotency import KEY_RULE, REPLAYABLE, IdempotencyKeyHeader
+from service.schemas import API_ERRORS, NO_NUL, UPLOAD_ENCODING, DatasetOut, errors, refusals
 from store.errors import InputError
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=API_ERRORS)
@@ -25,7 +25,13 @@ async def each_field_once(request: Request) -> None:
             raise InputError(field, f"the form has {count} {field!r} fields; send one")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=REPLAYABLE, dependencies=[Depends(each_field_once)])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(each_field_once)],
+    responses={**REPLAYABLE, **refusals((*logic.UPLOAD_RULES, KEY_RULE), "the file is read as a dataset")},
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": UPLOAD_ENCODING}}}},
+)
 def upload_dataset(
     db: DatabaseDep,
     settings: SettingsDep,
@@ -34,10 +40,15 @@ def upload_dataset(
     # send a file part rather than a text field.
     file: Annotated[
         UploadFile,
-        File(description="CSV with a header row, or NPZ with arrays x and y", json_schema_extra={"format": "binary"}),
+        File(
+            description="CSV with a header row, or NPZ with arrays x and y; any other file (an image, say) gets 422",
+            json_schema_extra={"format": "binary"},
+        ),
     ],
-    name: Annotated[str | None, Form(max_length=200)] = None,
-    target: Annotated[str | None, Form(description="CSV target column; default: the last column")] = None,
+    name: Annotated[str | None, Form(max_length=200, json_schema_extra=NO_NUL)] = None,
+    target: Annotated[
+        str | None, Form(description="CSV target column; default: the last column", json_schema_extra=NO_NUL)
+    ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> DatasetOut:
     data = logic.read_limited(file.file, settings.upload_max_bytes)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -9,9 +8,9 @@ from service import jobs as logic
 from service.auth import CallerDep
 from service.conditional import CONDITIONAL, to_response
 from service.deps import DatabaseDep, SettingsDep
-from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
-from service.params import TrialNumber
-from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors
+from service.idempotency import KEY_RULE, REPLAYABLE, IdempotencyKeyHeader
+from service.params import Since, TrialNumber
+from service.schemas import API_ERRORS, JobOut, JobPlan, Page, TrialDetail, TrialPage, errors, refusals
 from store.report_schema import Report
 from store.spec import ACTIVE_CAPS, JobSpec
 from store.states import JobStatus, TrialStatus
@@ -19,16 +18,14 @@ from store.states import JobStatus, TrialStatus
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=API_ERRORS)
 NOT_FOUND = errors(e404="no such job (or another owner's)")
 NOT_NOW = errors(e404="no such job (or another owner's)", e409="not allowed in the job's state")
+SPEC_RULES = "the spec's rules across fields, this service's caps and the dataset's rules are checked"
+SPEC_REFUSALS = refusals(logic.SUBMIT_RULES, SPEC_RULES)
 
 # Bounds keep numbers inside what SQLite's 64-bit integers (and PostgreSQL's) can hold.
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 IfNoneMatch = Annotated[
     str | None, Header(description="the ETag of the copy the caller holds: 304 without a body if it is current")
-]
-Since = Annotated[
-    dt.datetime | None,
-    Query(description="only the trials changed after this cursor: the `cursor` of the previous answer"),
 ]
 
 
@@ -42,7 +39,11 @@ async def with_service_caps(settings: SettingsDep) -> None:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**REPLAYABLE, **errors(e429="too many active jobs; see Retry-After")},
+    responses={
+        **REPLAYABLE,
+        **errors(e429="too many active jobs; see Retry-After"),
+        **refusals((*logic.SUBMIT_RULES, KEY_RULE), SPEC_RULES),
+    },
     dependencies=[Depends(with_service_caps)],
 )
 def submit_job(
@@ -55,7 +56,7 @@ def submit_job(
     return logic.submit_job(db, spec, settings, caller.owner, caller.scope, idempotency_key)
 
 
-@router.post("/plan", dependencies=[Depends(with_service_caps)])
+@router.post("/plan", responses=SPEC_REFUSALS, dependencies=[Depends(with_service_caps)])
 def plan_job(db: DatabaseDep, settings: SettingsDep, caller: CallerDep, spec: JobSpec) -> JobPlan:
     """Check a spec as a submit would and say how many trials it would run (a grid's size among
     them), without creating a job: what the form's hints read as the user types."""

@@ -15,7 +15,7 @@ from service.auth import CallerDep
 from service.deps import DatabaseDep, SettingsDep
 from service.params import TrialNumber
 from service.predictor_client import ModelRef, Predictor
-from service.schemas import API_ERRORS, errors
+from service.schemas import API_ERRORS, UPLOAD_ENCODING, errors, refusals
 from store.errors import InputError
 from store.spec import MAX_MC_SAMPLES
 
@@ -45,6 +45,7 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
         e404="no such job (or another owner's), or it kept no such model",
         e415="a body that is neither JSON nor a multipart upload",
     ),
+    **refusals(predict.PREDICT_RULES, "the rows are read as the model's input"),
     **PREDICTOR_ERRORS,
 }
 UPLOAD_FIELDS = ("file", "mc_samples", "seed")
@@ -57,17 +58,21 @@ PREDICT_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    # As `read_predict_body` refuses them: a misspelt option must not be ignored.
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": "CSV with a header naming the dataset's features (any order; a target "
-                            "column is ignored), or NPZ with an array `x` of shape (rows, *input_shape)",
+                            "column is ignored), or NPZ with an array `x` of shape (rows, *input_shape); any other "
+                            "file (an image, say) gets 422",
                         },
                         "mc_samples": {"type": "integer", "minimum": 0, "maximum": MAX_MC_SAMPLES},
                         "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
                     },
-                }
+                },
+                "encoding": UPLOAD_ENCODING,
             },
         },
     }

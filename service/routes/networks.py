@@ -8,8 +8,8 @@ from service import networks as logic
 from service.auth import CallerDep
 from service.datasets import read_limited
 from service.deps import DatabaseDep, SettingsDep
-from service.idempotency import REPLAYABLE, IdempotencyKeyHeader
-from service.schemas import API_ERRORS, NetworkOut, errors
+from service.idempotency import KEY_RULE, REPLAYABLE, IdempotencyKeyHeader
+from service.schemas import API_ERRORS, NO_NUL, NetworkOut, errors, refusals
 from store.errors import InputError
 
 router = APIRouter(prefix="/api/v1/networks", tags=["networks"], responses=API_ERRORS)
@@ -25,7 +25,17 @@ async def each_field_once(request: Request) -> None:
             raise InputError(field, f"the form has {count} {field!r} fields; send one")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=REPLAYABLE, dependencies=[Depends(each_field_once)])
+# The file part as the schema states it: a .keras file is a zip.
+NETWORK_ENCODING = {"file": {"contentType": "application/zip"}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(each_field_once)],
+    responses={**REPLAYABLE, **refusals((*logic.NETWORK_RULES, KEY_RULE), "the file is read as a Keras network")},
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": NETWORK_ENCODING}}}},
+)
 def upload_network(
     db: DatabaseDep,
     settings: SettingsDep,
@@ -38,7 +48,7 @@ def upload_network(
             json_schema_extra={"format": "binary"},
         ),
     ],
-    name: Annotated[str | None, Form(max_length=200)] = None,
+    name: Annotated[str | None, Form(max_length=200, json_schema_extra=NO_NUL)] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> NetworkOut:
     """Check and keep a network: its layers with their shapes and weights, its inputs and outputs, its

@@ -143,6 +143,10 @@ API_CALLS = [
     ("GET", "/api/v1/datasets/iris"),
     ("DELETE", "/api/v1/datasets/ds_x"),
     ("POST", "/api/v1/datasets"),
+    ("GET", "/api/v1/networks"),
+    ("GET", "/api/v1/networks/net_x"),
+    ("DELETE", "/api/v1/networks/net_x"),
+    ("POST", "/api/v1/networks"),
     ("GET", "/api/v1/jobs"),
     ("POST", "/api/v1/jobs"),
     ("POST", "/api/v1/jobs/plan"),
@@ -170,7 +174,13 @@ def test_every_api_operation_is_listed_here(svc: Service) -> None:
     guarded = [p for p in schema["paths"] if p.startswith("/api/") or p == "/metrics"]
     documented = {(m.upper(), p) for p in guarded for m in schema["paths"][p]}
     listed = {
-        (m, p.replace("/x", "/{job_id}").replace("/ds_x", "/{dataset_id}").replace("/iris", "/{dataset_id}"))
+        (
+            m,
+            p.replace("/x", "/{job_id}")
+            .replace("/ds_x", "/{dataset_id}")
+            .replace("/iris", "/{dataset_id}")
+            .replace("/net_x", "/{network_id}"),
+        )
         for m, p in API_CALLS
     }
     listed = {(m, p.replace("/trials/0", "/trials/{number}")) for m, p in listed}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -99,6 +100,8 @@ def test_a_nul_in_a_form_field_is_a_422_naming_the_field(client: TestClient, fie
 
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", field]
+    form = client.get("/openapi.json").json()["components"]["schemas"]["Body_upload_dataset"]
+    assert re.search(form["properties"][field]["pattern"], "b\x00") is None  # as the schema says
 
 
 def test_a_nul_in_the_file_name_is_a_422_naming_the_file(client: TestClient) -> None:
@@ -126,7 +129,9 @@ def test_an_upload_that_repeats_a_field_is_refused_naming_it(client: TestClient,
 
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0] == {
-        "type": "value_error", "loc": ["body", field], "msg": f"the form has 2 {field!r} fields; send one"
+        "type": "value_error",
+        "loc": ["body", field],
+        "msg": f"the form has 2 {field!r} fields; send one",
     }
     assert [d["format"] for d in client.get("/api/v1/datasets").json()] == ["builtin"] * 4
 
@@ -154,17 +159,47 @@ JOBS: list[tuple[str, Any]] = [
     ("string for a number", spec_with(max_trials="ten")),
     ("list for an object", spec_with(search_space=[1, 2, 3])),
     # Found by the security review and stateful fuzzing (issue 9).
-    ("huge grid", spec_with(algorithm="grid", search_space={
-        "dropout_rate": {"min": 0.0, "max": 0.9, "step": 1e-9}, "dropout_layers": {"min": 0, "max": 1}})),
-    ("step below the float's resolution", spec_with(search_space={
-        "dropout_rate": {"min": 0.5, "max": 0.6, "step": 1e-17}, "dropout_layers": {"min": 0, "max": 1}})),
-    ("huge values list", spec_with(search_space={
-        "dropout_rate": {"values": [i / 1e5 for i in range(50_000)]}, "dropout_layers": {"min": 0, "max": 1}})),
+    (
+        "huge grid",
+        spec_with(
+            algorithm="grid",
+            search_space={
+                "dropout_rate": {"min": 0.0, "max": 0.9, "step": 1e-9},
+                "dropout_layers": {"min": 0, "max": 1},
+            },
+        ),
+    ),
+    (
+        "step below the float's resolution",
+        spec_with(
+            search_space={
+                "dropout_rate": {"min": 0.5, "max": 0.6, "step": 1e-17},
+                "dropout_layers": {"min": 0, "max": 1},
+            }
+        ),
+    ),
+    (
+        "huge values list",
+        spec_with(
+            search_space={
+                "dropout_rate": {"values": [i / 1e5 for i in range(50_000)]},
+                "dropout_layers": {"min": 0, "max": 1},
+            }
+        ),
+    ),
     ("boolean for an integer", spec_with(max_trials=True)),
     ("integer of 10^309", spec_with(max_trials=10**309)),
     ("10^309 units", spec_with(model={"hidden_layers": 2, "units": 10**309})),
-    ("10^309 unit values", spec_with(search_space={
-        "dropout_rate": {"values": [0.1]}, "dropout_layers": {"min": 0, "max": 1}, "units": {"values": [8, 10**309]}})),
+    (
+        "10^309 unit values",
+        spec_with(
+            search_space={
+                "dropout_rate": {"values": [0.1]},
+                "dropout_layers": {"min": 0, "max": 1},
+                "units": {"values": [8, 10**309]},
+            }
+        ),
+    ),
     ("NUL in the name", spec_with(name="a\x00b")),
     ("NUL in the dataset id", spec_with(dataset_id="iris\x00")),
 ]

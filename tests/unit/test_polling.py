@@ -181,6 +181,17 @@ def test_since_returns_only_the_trials_changed_after_the_cursor(alice: TestClien
     assert changed["cursor"] is not None
 
 
+@pytest.mark.parametrize("since", ["0.5", "1700000000", "-104377246537", "2025-01-31", "2025-01-31T12:00:00"])
+def test_since_is_a_date_time_with_its_offset_not_a_number(alice: TestClient, store: Database, since: str) -> None:
+    job_id = make_job(store)
+    for cursor in ["2025-01-31T12:00:00Z", "2025-01-31T14:00:00.5+02:00"]:  # what the schema's date-time is
+        assert alice.get(f"/api/v1/jobs/{job_id}/trials", params={"since": cursor}).status_code == 200
+    response = alice.get(f"/api/v1/jobs/{job_id}/trials", params={"since": since})
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["query", "since"] and "date-time with its offset" in error["msg"]
+
+
 def test_a_finished_jobs_cursor_is_its_last_change_and_then_nothing_is_new(alice: TestClient, store: Database) -> None:
     job_id = make_job(store)
     end(store, start(store, job_id, 0))

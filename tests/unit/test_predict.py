@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.predict import PredictOut, Signature, shape_predictions
 from service.predictor_client import ModelRef, PredictorClient, settings_env
-from service.routes.models import get_predictor
+from service.routes.models import UPLOAD_FIELDS, get_predictor
 from store import jobs as q
 from store import kept_models as km
 from store.artifacts import ArtifactStore, artifact_store, put_bytes
@@ -280,6 +280,12 @@ def test_a_body_that_is_not_json_gets_422(svc: App) -> None:
     assert error(response)["loc"] == ["body", "json"]
 
 
+def test_a_whole_number_written_with_a_fraction_is_taken_as_that_integer(svc: App) -> None:
+    response = predict(svc, svc.job(), {"rows": [ROW], "mc_samples": 2.0, "seed": 7.0})
+    assert response.status_code == 200, response.text
+    assert svc.predictor.calls[0][2:] == (2, 7)
+
+
 # --- uploads ------------------------------------------------------------------------------------------
 
 
@@ -346,6 +352,40 @@ def test_bad_form_fields_get_a_422(svc: App) -> None:
     assert error(upload(svc, job_id, data, mc_samples="5000"))["loc"] == ["body", "mc_samples"]
     assert error(upload(svc, job_id, data, rows="1"))["loc"] == ["body", "rows"]
     assert error(upload(svc, job_id, b""))["msg"] == "the file is empty"
+
+
+PREDICT_PATHS = ("/api/v1/jobs/{job_id}/predict", "/api/v1/jobs/{job_id}/trials/{number}/predict")
+
+
+def test_the_schema_says_a_form_takes_no_other_field_as_the_server_refuses_one(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        form = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["additionalProperties"] is False and set(form["properties"]) == set(UPLOAD_FIELDS)
+    item = error(upload(svc, svc.job(), csv_bytes([ROW], IRIS["feature_names"]), mc_sample="3"))
+    assert item["loc"] == ["body", "mc_sample"] and "unknown form field" in item["msg"]
+
+
+def test_the_schema_says_an_upload_is_a_csv_or_an_npz_and_a_png_is_refused_as_its_422_lists(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        operation = paths[path]["post"]
+        form = operation["requestBody"]["content"]["multipart/form-data"]
+        assert form["encoding"]["file"]["contentType"] == "text/csv, application/zip"
+        assert [rule["loc"] for rule in operation["responses"]["422"]["x-rules"]] == [
+            ["body", "rows"],
+            ["body", "file"],
+        ]
+    item = error(upload(svc, svc.job(), b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)))
+    assert item["loc"] == ["body", "file"] and "not a CSV" in item["msg"]
+
+
+def test_the_schema_says_json_rows_hold_one_row_at_least(svc: App) -> None:
+    paths = svc.alice.get("/openapi.json").json()["paths"]
+    for path in PREDICT_PATHS:
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["properties"]["rows"]["minItems"] == 1 and body["additionalProperties"] is False
+    assert error(predict(svc, svc.job(), {"rows": []}))["loc"] == ["body", "rows"]
 
 
 # --- owners and missing models ------------------------------------------------------------------------

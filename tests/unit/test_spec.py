@@ -3,6 +3,8 @@ settings and the dataset. Fast: no TensorFlow, except the one test marked as che
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,15 @@ from pydantic import ValidationError
 from service.jobs import normalize_spec
 from store.config import Settings
 from store.errors import InputError
-from store.spec import FloatRange, IntRange, JobSpec, grid_size, hyperband_schedule_size, planned_trials
+from store.spec import (
+    SPEC_RULES,
+    FloatRange,
+    IntRange,
+    JobSpec,
+    grid_size,
+    hyperband_schedule_size,
+    planned_trials,
+)
 from store.tables import Dataset
 
 # --- factories ----------------------------------------------------------------------------------
@@ -555,6 +565,21 @@ def test_booleans_huge_integers_and_strings_are_not_integers(section: str | None
     assert exc.value.errors()[0]["loc"][-1] == field
 
 
+def test_a_whole_number_written_with_a_fraction_is_that_integer() -> None:
+    # JSON Schema's `integer` holds for 10.0 as for 10, so the server takes it; 2.5 is still refused.
+    space = {"dropout_rate": {"values": [0.1]}, "dropout_layers": {"min": 0.0, "max": 2.0, "step": 1.0}}
+    raw = json.dumps(
+        {**BASE_SPEC, "search_space": space, "max_trials": 10.0, "pack_size": 4.0, "training": {"epochs": 3.0}}
+    )
+    spec = JobSpec.model_validate_json(raw)
+    assert (spec.max_trials, spec.pack_size, spec.training.epochs) == (10, 4, 3)
+    assert spec.search_space.dropout_layers.candidate_values() == [0, 1, 2]
+    assert all(type(v) is int for v in (spec.max_trials, spec.pack_size, spec.search_space.dropout_layers.min))
+    with pytest.raises(ValidationError) as exc:
+        JobSpec.model_validate_json(json.dumps({**BASE_SPEC, "max_trials": 2.5}))
+    assert error_locs(exc.value) == ["max_trials"]
+
+
 @pytest.mark.parametrize("value", [True, 10**309])
 def test_booleans_and_huge_integers_are_refused_in_int_ranges(value: Any) -> None:
     with pytest.raises(ValidationError):
@@ -571,6 +596,15 @@ def test_control_characters_in_names_are_refused(field: str, text: str) -> None:
     assert "control characters" in error_messages(exc.value)
 
 
+def test_the_schema_states_that_names_hold_no_control_characters() -> None:
+    schema = JobSpec.model_json_schema()
+    texts = [schema["properties"]["name"], schema["properties"]["dataset_id"]]
+    texts.append(schema["$defs"]["ObjectiveSpec"]["properties"]["metric"])
+    for text in texts:
+        assert re.fullmatch(text["pattern"], "Iris, söarch 1") and re.fullmatch(text["pattern"], "\x85 is no C0")
+        assert not any(re.search(text["pattern"], bad) for bad in ["a\x00b", "tab\tbell\x07", "del\x7f"])
+
+
 def test_the_objective_metric_is_bounded_and_free_of_nul() -> None:
     for metric in ["val_loss\x00", "m" * 65]:
         with pytest.raises(ValidationError):
@@ -585,6 +619,61 @@ def test_the_schema_says_a_range_needs_min_and_max_or_values() -> None:
     # No explicit null where the server wants a number or leaves the key out.
     assert schema["properties"]["min"]["type"] == "number"
     assert schema["properties"]["values"]["maxItems"] == 1000
+
+
+def schema_field(schema: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """The JSON Schema of the field at `path` in a model's schema, through its `$ref`s."""
+    defs, node = schema["$defs"], schema
+    for name in path:
+        node = node["properties"][name]
+        refs = [node] + node.get("anyOf", [])
+        ref = next((r["$ref"] for r in refs if "$ref" in r), None)
+        node = defs[ref.rsplit("/", 1)[1]] if ref else node
+    return node
+
+
+def test_the_schema_lists_the_rules_across_fields_by_the_field_each_error_names() -> None:
+    schema = JobSpec.model_json_schema()
+    rules = {tuple(rule["loc"]): rule["rule"] for rule in schema["x-rules"]}
+    assert "model.hidden_layers" in rules[("search_space", "dropout_layers")]
+    assert "hidden_layers" in schema_field(schema, ["search_space", "dropout_layers"])["description"]
+    assert (
+        "grid" in rules[("search_space", "learning_rate")]
+        and "grid" in schema["properties"]["algorithm"]["description"]
+    )
+    assert "rules across fields" in schema["description"]
+    for rule in SPEC_RULES:  # each names a field the schema has
+        assert schema_field(schema, rule.field.split("."))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (
+            {"model": {"hidden_layers": 2}, "search_space": {"dropout_layers": {"min": 0, "max": 3}}},
+            "search_space.dropout_layers",
+        ),
+        (
+            {"algorithm": "grid", "search_space": {"dropout_rate": {"min": 0.0, "max": 0.5}}},
+            "search_space.dropout_rate",
+        ),
+        ({"search_space": {"dropout_rate": {"min": 0.5, "max": 0.1}}}, "search_space.dropout_rate"),
+        (
+            {"search_space": {"dropout_rate": {"min": 0.0, "max": 0.5, "sampling": "log"}}},
+            "search_space.dropout_rate.min",
+        ),
+        ({"search_space": {"dropout_layers": {"min": 0, "max": 1, "step": 2}}}, "search_space.dropout_layers.step"),
+    ],
+    ids=["layers-above-hidden-layers", "grid-over-a-continuous-range", "min-above-max", "log-from-0", "step-too-big"],
+)
+def test_each_rule_across_fields_refuses_at_the_field_its_rule_names(
+    make_spec: Callable[..., JobSpec], overrides: dict[str, Any], field: str
+) -> None:
+    space = {**BASE_SPEC["search_space"], **overrides.pop("search_space", {})}
+    with pytest.raises(ValidationError) as exc:
+        make_spec(search_space=space, **overrides)
+    assert error_locs(exc.value) == [field]
+    assert field in {rule.field for rule in SPEC_RULES}
 
 
 def test_the_schema_bounds_every_integer_field() -> None:
