@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service import idempotency
 from service.conditional import Answer, answer, etag, matches
 from service.models import delete_job_files
+from service.networks import check_network_job, metric_direction, network_metrics, network_of
 from service.schemas import JobOut, JobPlan, Page, TrialDetail, TrialOut, TrialPage
 from store import jobs as q
 from store import polling
@@ -24,7 +25,7 @@ from store.report import build_report, figures_of
 from store.report_schema import Report
 from store.spec import SPEC_RULES, TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
 from store.states import JobStatus, TrialStatus
-from store.tables import Dataset
+from store.tables import Dataset, Network
 
 _METRICS = "; ".join(f"{task}: {', '.join(metrics)}" for task, metrics in TASK_METRICS.items())
 _MODEL_SIZE = "the largest model of the search has at most DROPTUNE_MAX_MODEL_PARAMETERS weights on the dataset"
@@ -52,27 +53,47 @@ SUBMIT_RULES: tuple[Rule, ...] = (
         "training.validation_split",
         "leaves the dataset's training and validation splits a sample each (classification: one of each class)",
     ),
+    Rule(
+        "model.network_id",
+        "a network the caller uploaded, whose one input fits the dataset's samples and "
+        "whose one output fits its task (a unit per class, or 1 for two classes or a regression)",
+    ),
+    Rule(
+        "objective.metric",
+        "with model.network_id: loss, or a metric the network is compiled with, val_ for the validation split's",
+    ),
+    Rule("objective.direction", "given where the metric's name does not tell it"),
+    Rule("model.dropout_sites", "hidden layers of the network (not its input or output)"),
     Rule("model.units", _MODEL_SIZE),
     Rule("search_space.units", _MODEL_SIZE),
 )
 
 
-def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings) -> JobSpec:
-    """Check the rules that span fields, settings and the dataset; fill in what was left out."""
+def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings, network: Network | None = None) -> JobSpec:
+    """Check the rules that span fields, settings, the dataset and the network; fill in what was left out."""
     _check_caps(spec, settings)
-    metrics = TASK_METRICS[dataset.task]
     metric = spec.objective.metric
+    if network is None:
+        metrics: dict[str, str | None] = dict(TASK_METRICS[dataset.task])
+        reported = f"{dataset.task} datasets"
+    else:
+        metrics = {name: metric_direction(name) for name in network_metrics(network, dataset.task)}
+        reported = f"network {network.id!r}"
     if metric not in metrics:
         raise InputError(
-            "objective.metric",
-            f"{metric!r} is not reported for {dataset.task} datasets; choose one of {', '.join(metrics)}",
+            "objective.metric", f"{metric!r} is not reported for {reported}; choose one of {', '.join(metrics)}"
         )
-    natural = metrics[metric]
+    natural = metrics[metric] or spec.objective.direction
+    if natural is None:
+        raise InputError("objective.direction", f"say whether {metric} is better lower (min) or higher (max)")
     if spec.objective.direction is not None and spec.objective.direction != natural:
         better = "lower" if natural == "min" else "higher"
         raise InputError("objective.direction", f"{metric} is better when {better}; use {natural!r}")
     _check_split(spec, dataset)
-    _check_model_size(spec, dataset, settings)
+    if network is None:
+        _check_model_size(spec, dataset, settings)
+    else:
+        spec = check_network_job(spec, dataset, network, settings)
     update = {
         "name": spec.name.strip() or f"{spec.algorithm} search on {dataset.id}",
         "objective": spec.objective.model_copy(update={"direction": natural}),
@@ -165,12 +186,14 @@ def submit_job(
     # at BEGIN) is then held just for the few rows written, never for checking a spec.
     with db.session(readonly=True) as session:
         idempotency.replay_if_answered(session, once)
-        normalized = normalize_spec(spec, _dataset_of(session, spec, scope), settings)
+        dataset, network = _dataset_of(session, spec, scope), network_of(session, spec, scope)
+        normalized = normalize_spec(spec, dataset, settings, network)
     planned = planned_trials(normalized)
     with idempotency.winner_on_conflict(db, once), db.session() as session:
-        # Held shared until commit: a delete of the dataset meanwhile either waits and then sees
-        # this job (409), or went first and this submit finds no dataset (422).
+        # Held shared until commit: a delete of the dataset (or network) meanwhile either waits and
+        # then sees this job (409), or went first and this submit finds none (422).
         _dataset_of(session, spec, scope, lock=True)
+        network_of(session, spec, scope, lock=True)
         # One owner's submits run one at a time from here: two cannot both slip under the limit, and a
         # repeat of this key that committed meanwhile is answered, not counted as an active job.
         q.lock_owner(session, owner)
@@ -185,7 +208,8 @@ def submit_job(
 def plan_job(db: Database, spec: JobSpec, settings: Settings, scope: str | None) -> JobPlan:
     """Check `spec` as a submit would (its dataset included) and say what it would run; stores nothing."""
     with db.session(readonly=True) as session:
-        normalized = normalize_spec(spec, _dataset_of(session, spec, scope), settings)
+        dataset, network = _dataset_of(session, spec, scope), network_of(session, spec, scope)
+        normalized = normalize_spec(spec, dataset, settings, network)
     space = resolve_space(normalized.search_space)
     return JobPlan(trials_planned=planned_trials(normalized), networks=space.networks, search_space=space)
 

@@ -14,6 +14,8 @@ import logging
 import zipfile
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from service import idempotency
 from service.schemas import NetworkOut
 from store import networks as nets
@@ -21,9 +23,10 @@ from store.artifacts import artifact_store, put_bytes
 from store.config import Settings
 from store.db import Database
 from store.errors import InputError, NotFoundError, Rule, TooLargeError
-from store.network_files import CONFIG_MEMBER, read_network
-from store.network_sites import default_sites
-from store.tables import Network, utcnow
+from store.network_files import CONFIG_MEMBER, NetworkSummary, read_network
+from store.network_sites import default_sites, job_sites
+from store.spec import TASK_METRICS, JobSpec, ModelSpec
+from store.tables import Dataset, Network, utcnow
 
 log = logging.getLogger(__name__)
 # What an upload is checked for beyond the schema (`/openapi.json` lists these under its 422).
@@ -109,3 +112,107 @@ def remove_network(db: Database, settings: Settings, network_id: str, scope: str
         nets.delete_network(session, network_id, scope)
     # Only after the commit: a failed delete keeps both the row and the file.
     artifact_store(db, settings.artifacts_url).delete_prefix(nets.network_key(network_id))
+
+
+# --- a job that trains a network ------------------------------------------------------------------------
+
+# keras-tuner's own inference of a metric's direction, by name (`keras_tuner.engine.metrics_tracking`):
+# these are better higher; losses and errors lower.
+BETTER_HIGHER = ("acc", "accuracy", "auc", "precision", "recall", "f1_score", "fbeta_score", "r2_score")
+
+
+def metric_direction(metric: str) -> str | None:
+    """A metric's direction as keras-tuner infers it from its name; None where the name does not say."""
+    name = metric.removeprefix("val_")
+    if name in ("loss", "mae", "mse", "rmse", "msle", "mape") or name.endswith(("_error", "crossentropy", "loss")):
+        return "min"
+    if name in BETTER_HIGHER or name.endswith(("_accuracy", "_auc", "_precision", "_recall")):
+        return "max"
+    return None
+
+
+def network_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool = False) -> Network | None:
+    """The network a job trains (None: the template); 422 on `model.network_id` for none the caller owns."""
+    if spec.model.network_id is None:
+        return None
+    try:
+        return nets.get_network(session, spec.model.network_id, scope, lock="share" if lock else None)
+    except NotFoundError:
+        raise InputError("model.network_id", f"no network with id {spec.model.network_id!r}") from None
+
+
+def check_network_job(spec: JobSpec, dataset: Dataset, row: Network, settings: Settings) -> JobSpec:
+    """Check a job against the network it trains and the dataset; the spec with the network's own
+    learning rate where the job leaves it at the default."""
+    network = NetworkSummary.from_json(row.summary)
+    _check_input(network, dataset)
+    _check_output(network, dataset)
+    sites = job_sites(network, spec.model.dropout_sites, spec.model.dropout_order, spec.model.dropout_kind)
+    high = spec.search_space.dropout_layers.bounds()[1]
+    if high > len(sites):
+        raise InputError(
+            "search_space.dropout_layers",
+            f"max {high} is above the network's {len(sites)} dropout site(s) "
+            f"({', '.join(site.layer or site.after for site in sites) or 'none'})",
+        )
+    counts = [layer.parameters for layer in network.layers]
+    if None not in counts and sum(c or 0 for c in counts) > settings.max_model_parameters:
+        raise InputError(
+            "model.network_id",
+            f"the network has {sum(c or 0 for c in counts):,} weights; this service's limit is "
+            f"{settings.max_model_parameters:,}",
+        )
+    learning_rate = (network.compile.get("optimizer") or {}).get("learning_rate")
+    if learning_rate is not None and spec.model.learning_rate == ModelSpec.model_fields["learning_rate"].default:
+        return spec.model_copy(update={"model": spec.model.model_copy(update={"learning_rate": learning_rate})})
+    return spec
+
+
+def network_metrics(row: Network, task: str) -> list[str]:
+    """What a network's training reports each epoch: its loss and its compiled metrics (or the task's
+    metric where its file has none), each also on the validation split."""
+    compiled = (row.summary.get("compile") or {}).get("metrics") or []
+    names = [str(m) for m in compiled if isinstance(m, str)]
+    if not compiled:
+        names = [m for m in TASK_METRICS[task] if not m.startswith("val_") and m != "loss"]
+    return ["loss", *names, "val_loss", *(f"val_{name}" for name in names)]
+
+
+def _shape_text(shape: tuple[int | None, ...] | list[int]) -> str:
+    """A shape as Keras prints it, the batch dimension first: `(None, 8, 8, 1)`."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in (None, *shape)) + ")"
+
+
+def _check_input(network: NetworkSummary, dataset: Dataset) -> None:
+    if len(network.inputs) != 1:
+        raise InputError("model.network_id", f"the network has {len(network.inputs)} inputs; droptune feeds one")
+    expected = network.inputs[0].shape
+    given = tuple(dataset.input_shape)
+    if len(expected) != len(given) or any(e is not None and e != g for e, g in zip(expected, given, strict=False)):
+        raise InputError(
+            "model.network_id",
+            f"the network's input {_shape_text(expected)} does not fit the dataset's samples "
+            f"{_shape_text(list(given))} ({dataset.id})",
+        )
+
+
+def _check_output(network: NetworkSummary, dataset: Dataset) -> None:
+    if len(network.outputs) != 1:
+        raise InputError("model.network_id", f"the network has {len(network.outputs)} outputs; droptune trains one")
+    layer = network.layer(network.outputs[0])
+    shape = layer.output_shape
+    width = shape[-1] if shape else layer.units
+    if dataset.task == "classification":
+        k = dataset.n_classes or 2
+        fits = width == k or (k == 2 and width == 1)
+        wanted = f"{k} units (softmax)" + (" or 1 (sigmoid)" if k == 2 else "")
+    else:
+        fits, wanted = width == 1, "1 unit"
+    if not fits:
+        shown = _shape_text(shape) if shape else f"{width} units"
+        what = f"{dataset.n_classes} classes" if dataset.task == "classification" else "a regression target"
+        raise InputError(
+            "model.network_id",
+            f"the network's output {shown} (layer {layer.name!r}) does not fit {dataset.id}'s {what}: "
+            f"it needs {wanted}",
+        )

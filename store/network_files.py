@@ -122,6 +122,29 @@ class NetworkSummary:
     def layer(self, name: str) -> NetworkLayer:
         return next(layer for layer in self.layers if layer.name == name)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkSummary:
+        """A summary as `dataclasses.asdict` wrote it (a `networks` row's), read back."""
+
+        def shape(value: Any) -> tuple[int | None, ...] | None:
+            return None if value is None else tuple(value)
+
+        layers = tuple(
+            NetworkLayer(
+                **{
+                    **layer,
+                    "inbound": tuple(layer["inbound"]),
+                    "input_shape": shape(layer["input_shape"]),
+                    "output_shape": shape(layer["output_shape"]),
+                }
+            )
+            for layer in data["layers"]
+        )
+        inputs = tuple(NetworkTensor(i["name"], tuple(i["shape"]), i["dtype"]) for i in data["inputs"])
+        return cls(
+            data["model_class"], layers, inputs, tuple(data["outputs"]), data["compile"], data.get("keras_version")
+        )
+
 
 def read_network(data: bytes, max_bytes: int) -> NetworkSummary:
     """Check an uploaded `.keras` file and summarise it; an InputError on `file` says what is wrong."""

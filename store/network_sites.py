@@ -14,9 +14,11 @@ whose units or filters the smaller-network arm scales.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
+from store.errors import InputError
 from store.network_files import (
     CONV_LAYERS,
     DENSE_LAYERS,
@@ -124,3 +126,30 @@ class _Graph:
 def sites_in_order(sites: list[DropoutSite], order: str) -> list[DropoutSite]:
     """The sites in the order "number of dropout layers" fills them."""
     return list(reversed(sites)) if order == "from_output" else list(sites)
+
+
+def job_sites(network: NetworkSummary, names: list[str] | None, order: str, kind: str) -> list[DropoutSite]:
+    """A job's dropout sites, in the order "number of dropout layers" fills them: the network's own
+    (`default_sites`), or those the job names (`model.dropout_sites`: layers after which dropout goes,
+    or the network's dropout layers); `kind` "dropout" puts plain Dropout where SpatialDropout would go."""
+    sites = default_sites(network) if names is None else _named_sites(network, names)
+    if kind == "dropout":
+        sites = [dataclasses.replace(s, kind="Dropout") if s.layer is None else s for s in sites]
+    return sites_in_order(sites, order)
+
+
+def _named_sites(network: NetworkSummary, names: list[str]) -> list[DropoutSite]:
+    graph = _Graph(network)
+    order = [layer.name for layer in network.layers]
+    sites = []
+    for name in names:
+        layer = graph.layers.get(name)
+        if layer is None or layer.class_name == "InputLayer" or name in network.outputs:
+            what = "an output" if layer is not None and name in network.outputs else "not a hidden layer of the network"
+            raise InputError("model.dropout_sites", f"{name!r} is {what}; name layers dropout may follow")
+        if layer.class_name in DROPOUT_LAYERS:
+            sites.append(DropoutSite(graph.source(layer), layer.class_name, name, graph.sized_before(name)))
+        else:
+            sites.append(DropoutSite(name, _kind(layer), None, graph.sized_before(name, include=True)))
+    # From the input to the output, whatever order they were named in.
+    return sorted(sites, key=lambda site: order.index(site.layer or site.after))

@@ -402,13 +402,56 @@ class SearchSpace(_Strict):
     learning_rate: LearningRateRange | None = None
 
 
+TEMPLATE_FIELDS = ("hidden_layers", "units", "activation")  # the template's architecture: not for a network
+NETWORK_FIELDS = ("dropout_sites", "dropout_order", "dropout_kind")  # where dropout goes in a network
+
+
 class ModelSpec(_Strict):
-    """The fixed architecture around the searched hyperparameters."""
+    """The network the search trains: droptune's template (`hidden_layers` Dense layers of `units`), or
+    the user's own uploaded network (`network_id`, see `POST /api/v1/networks`), whose dropout sites
+    the job may name and order."""
 
     hidden_layers: Annotated[Integer, _capped("hidden_layers")] = Field(2, ge=1)
     units: Annotated[Integer, _capped("units")] = Field(64, ge=1)
     activation: Literal["relu", "tanh", "elu", "gelu", "selu", "sigmoid"] = "relu"
-    learning_rate: Number = Field(1e-3, gt=0, le=1)
+    learning_rate: Number = Field(
+        1e-3,
+        gt=0,
+        le=1,
+        description="the optimizer's; a network compiled with one in its file keeps it unless set here",
+    )
+    network_id: Text | None = Field(None, min_length=1, max_length=32, description="a network you uploaded")
+    dropout_sites: list[Annotated[Text, Field(min_length=1, max_length=200)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a network's layers after which dropout may go (or its own dropout layers), in the order "
+        "from the input; default: the network's dropout_sites",
+    )
+    dropout_order: Literal["from_input", "from_output"] = Field(
+        "from_input", description="the sites 'number of dropout layers' fills first"
+    )
+    dropout_kind: Literal["auto", "dropout"] = Field(
+        "auto", description="auto: SpatialDropout after convolutions and their pooling, Dropout elsewhere"
+    )
+
+    @model_validator(mode="after")
+    def _template_or_network(self) -> ModelSpec:
+        # A stored spec holds every field, defaults included, so only a value other than the default
+        # counts as given.
+        fields = type(self).model_fields
+        changed = {name for name in self.model_fields_set if getattr(self, name) != fields[name].default}
+        if self.network_id is None:
+            for name in NETWORK_FIELDS:
+                if name in changed:
+                    raise _field_error((name,), "only with network_id: the template's dropout follows its layers", None)
+        else:
+            for name in TEMPLATE_FIELDS:
+                if name in changed:
+                    raise _field_error((name,), "only without network_id: a network has its own layers", None)
+        if self.dropout_sites is not None and len(set(self.dropout_sites)) != len(self.dropout_sites):
+            raise _field_error(("dropout_sites",), "names a layer twice", None)
+        return self
 
 
 class TrainingSpec(_Strict):
@@ -447,8 +490,13 @@ SPEC_RULES: tuple[Rule, ...] = (
     *_range_rules("learning_rate", floats=True),
     Rule(
         "search_space.dropout_layers",
-        "at most model.hidden_layers (its largest count): each dropout layer follows one hidden layer",
+        "at most model.hidden_layers (its largest count): each dropout layer follows one hidden layer; with "
+        "model.network_id, at most the network's dropout sites",
     ),
+    Rule("search_space.units", "not with model.network_id: a network has its own widths"),
+    *(Rule(f"model.{n}", "only without model.network_id") for n in TEMPLATE_FIELDS),
+    *(Rule(f"model.{n}", "only with model.network_id") for n in NETWORK_FIELDS),
+    Rule("model.dropout_sites", "each layer once"),
     *(
         Rule(f"search_space.{n}", "with algorithm grid, a step or a list of values")
         for n in ("dropout_rate", "learning_rate")
@@ -508,7 +556,12 @@ class JobSpec(_Strict):
     def _check_space_against_model(self) -> JobSpec:
         space = self.search_space
         high = space.dropout_layers.bounds()[1]
-        if high > self.model.hidden_layers:
+        if self.model.network_id is not None and space.units is not None:
+            raise _field_error(
+                ("search_space", "units"), "a network has its own widths; units are searched on the template only", None
+            )
+        # A network's sites are known once it is read: the submit checks its dropout_layers.
+        if self.model.network_id is None and high > self.model.hidden_layers:
             raise _field_error(
                 ("search_space", "dropout_layers"),
                 f"max {high} is above model.hidden_layers ({self.model.hidden_layers}); "

@@ -153,3 +153,97 @@ def test_a_file_over_the_cap_is_a_413(app: tuple[TestClient, Database]) -> None:
     assert answer.status_code == 413
     assert answer.json()["detail"][0]["loc"] == ["body", "file"]
     assert kept(db) == 0
+
+
+# --- jobs that name a network ---------------------------------------------------------------------------
+
+
+def iris_mlp(outputs: int = 3, compiled: bool = True) -> Any:
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(16, activation="relu", name="first"),
+            keras.layers.BatchNormalization(name="norm"),
+            keras.layers.Dense(8, activation="relu", name="second"),
+            keras.layers.Dense(outputs, activation="softmax", name="classes"),
+        ]
+    )
+    if compiled:
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+    return model
+
+
+def network_job(network_id: str, **overrides: Any) -> dict[str, Any]:
+    spec = small_job("iris", model={"network_id": network_id})
+    spec.pop("model") if overrides.get("model") else None
+    return {**spec, **overrides}
+
+
+def test_a_job_that_names_a_fitting_network_is_queued_with_its_learning_rate_and_the_network_recorded(
+    app: tuple[TestClient, Database], tmp_path: Path
+) -> None:
+    client, db = app
+    net = upload(client, saved(iris_mlp(), tmp_path)).json()
+    answer = client.post("/api/v1/jobs", json=network_job(net["id"], objective={"metric": "val_accuracy"}))
+    assert answer.status_code == 201, answer.text
+    job = answer.json()
+    assert job["spec"]["model"]["network_id"] == net["id"]
+    assert job["spec"]["model"]["learning_rate"] == pytest.approx(0.01)  # the file's
+    assert job["spec"]["objective"] == {"metric": "val_accuracy", "direction": "max"}
+    with db.session(readonly=True) as session:
+        assert q.get_job(session, job["id"]).network_id == net["id"]
+    assert client.get(f"/api/v1/networks/{net['id']}").json()["active_job_count"] == 1
+    assert client.delete(f"/api/v1/networks/{net['id']}").status_code == 409
+
+
+def refusal(answer: Any) -> tuple[list[Any], str]:
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"][0]
+    return detail["loc"], detail["msg"]
+
+
+def test_a_network_whose_output_or_input_does_not_fit_the_dataset_is_refused_naming_both_shapes(
+    app: tuple[TestClient, Database], tmp_path: Path
+) -> None:
+    client, _ = app
+    wrong_output = upload(client, saved(iris_mlp(outputs=5), tmp_path, "five")).json()
+    loc, msg = refusal(client.post("/api/v1/jobs", json=network_job(wrong_output["id"])))
+    assert loc == ["body", "model", "network_id"]
+    assert "(None, 5)" in msg and "3 classes" in msg
+    wrong_input = upload(client, saved(cnn(), tmp_path, "cnn")).json()
+    loc, msg = refusal(client.post("/api/v1/jobs", json=network_job(wrong_input["id"])))
+    assert loc == ["body", "model", "network_id"]
+    assert "(None, 8, 8, 1)" in msg and "(None, 4)" in msg
+
+
+def test_a_network_jobs_own_rules(app: tuple[TestClient, Database], tmp_path: Path) -> None:
+    client, _ = app
+    net = upload(client, saved(iris_mlp(compiled=False), tmp_path)).json()
+    assert len(net["dropout_sites"]) == 2  # after the first block (Dense + BatchNorm) and after the second
+    too_many = network_job(
+        net["id"], search_space={"dropout_rate": {"min": 0.1, "max": 0.5}, "dropout_layers": {"min": 0, "max": 3}}
+    )
+    loc, msg = refusal(client.post("/api/v1/jobs", json=too_many))
+    assert loc == ["body", "search_space", "dropout_layers"] and "2 dropout site(s) (norm, second)" in msg
+    unknown = network_job(net["id"], model={"network_id": net["id"], "dropout_sites": ["classes"]})
+    loc, msg = refusal(client.post("/api/v1/jobs", json=unknown))
+    assert loc == ["body", "model", "dropout_sites"] and "'classes' is an output" in msg
+    template = network_job(net["id"], model={"network_id": net["id"], "units": 32})
+    assert refusal(client.post("/api/v1/jobs", json=template))[0] == ["body", "model", "units"]
+    missing = network_job("net_0000000000000000")
+    assert refusal(client.post("/api/v1/jobs", json=missing))[0] == ["body", "model", "network_id"]
+    metric = network_job(net["id"], objective={"metric": "val_auc"})
+    loc, msg = refusal(client.post("/api/v1/jobs", json=metric))
+    assert loc == ["body", "objective", "metric"] and "val_accuracy" in msg
+    one_site = {"dropout_rate": {"min": 0.1, "max": 0.5}, "dropout_layers": {"min": 0, "max": 1}}
+    model = {"network_id": net["id"], "dropout_sites": ["second"], "dropout_order": "from_output"}
+    named = network_job(net["id"], model=model, search_space=one_site)
+    assert client.post("/api/v1/jobs/plan", json=named).status_code == 200
+    other = {"Authorization": f"Bearer {issue_token(app[1].url, 'bob')}"}
+    assert refusal(client.post("/api/v1/jobs", json=network_job(net["id"]), headers=other))[0] == [
+        "body",
+        "model",
+        "network_id",
+    ]
