@@ -58,12 +58,21 @@ def mc_predictions(model: keras.Model, x: np.ndarray, samples: int, seed: int, b
     generators = dropout_generators(model)
     saved = [keras.ops.convert_to_numpy(g.state.value) for g in generators]
     seed_dropout(generators, seed)
+    # Only dropout samples: a frozen BatchNormalization runs in inference mode (Keras 3), on its
+    # moving statistics, even in a training-mode call.
+    frozen = [
+        layer for layer in _layers(model) if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
+    for layer in frozen:
+        layer.trainable = False
     forward = _batched(model, training=True, batch_size=batch_size)
     try:
         passes = [forward(x) for _ in range(samples)]
     finally:
         for generator, state in zip(generators, saved, strict=True):
             generator.state.assign(state)
+        for layer in frozen:
+            layer.trainable = True
     return np.stack(passes)
 
 
@@ -168,3 +177,13 @@ def mc_dropout(
     """MC dropout figures of a trained model on the rows given (the caller's validation split)."""
     deterministic = deterministic_predictions(model, x_val)
     return summarize(task, n_classes, y_val, deterministic, mc_predictions(model, x_val, samples, seed), metric)
+
+
+def _layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of the model, those of nested models included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(_layers(layer))
+    return found

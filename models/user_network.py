@@ -11,9 +11,11 @@ user's layer names, so a kept model is their network with the chosen dropout.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from store.network_sites import DropoutSite
+from store.spec import dropout_in, task_metric
 
 DROPOUT_NAME = "droptune_dropout_{}"  # an added layer's name; `{}` is the site's layer
 
@@ -122,3 +124,55 @@ def build_network(config: dict[str, Any]) -> Any:
     if config.get("compile_config"):
         model.compile_from_config(config["compile_config"])
     return model
+
+
+@dataclass(frozen=True)
+class NetworkBuild:
+    """Everything fixed about a job's network: its config, its sites in the order "number of dropout
+    layers" fills them, and how to compile it where its file is not compiled."""
+
+    config: dict[str, Any]
+    sites: tuple[DropoutSite, ...]
+    task: str
+    n_classes: int | None
+    learning_rate: float  # the job's (the file's own, where the job left it; see `service.networks`)
+
+    @property
+    def input_dtype(self) -> str:
+        first = next(layer for layer in self.config["config"]["layers"] if layer["class_name"] == "InputLayer")
+        return str(first["config"].get("dtype") or "float32")
+
+    def rates(self, values: dict[str, Any]) -> list[float]:
+        """Each site's rate for a trial's values: the trial's rate at its first `dropout_layers` sites."""
+        rate, layers = dropout_in(values)
+        return [rate if i < layers else 0.0 for i in range(len(self.sites))]
+
+
+def build_trial(hp: Any, network: NetworkBuild) -> Any:
+    """One trial's model, as keras-tuner's hypermodel: the network with the trial's dropout, compiled
+    as its file was (at the trial's learning rate) or, uncompiled, with the task's loss and metric."""
+    learning_rate = float(hp.values.get("learning_rate", network.learning_rate))
+    return compiled(
+        build_network(set_dropout(network.config, list(network.sites), network.rates(hp.values))),
+        network,
+        learning_rate,
+    )
+
+
+def compiled(model: Any, network: NetworkBuild, learning_rate: float) -> Any:
+    import keras
+
+    if getattr(model, "optimizer", None) is None:
+        loss = _task_loss(network, model)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[task_metric(network.task)])
+    elif isinstance(
+        network.config.get("compile_config", {}).get("optimizer", {}).get("config", {}).get("learning_rate"), float
+    ):
+        model.optimizer.learning_rate = learning_rate  # a schedule in the file stays the file's
+    return model
+
+
+def _task_loss(network: NetworkBuild, model: Any) -> str:
+    if network.task == "regression":
+        return "mean_squared_error"
+    return "binary_crossentropy" if int(model.outputs[0].shape[-1]) == 1 else "sparse_categorical_crossentropy"

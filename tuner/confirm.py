@@ -14,20 +14,24 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
+import keras
 import numpy as np
 
 from models.dropout_net import HpValues
 from models.mc_dropout import mc_dropout
 from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
+from models.user_network import NetworkBuild, build_network, compiled, narrowed
 from store import jobs as q
 from store.db import Database
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import McDropout, Report, Run
-from store.spec import dropout_in, resolve_space
-from tuner.pack_training import PackTrainer
-from tuner.recording import Recorder
+from store.spec import dropout_in, resolve_space, task_metric
+from tuner.pack_training import PackTrainer, SliceResult
+from tuner.recording import Recorder, error_summary
 from tuner.setup import Prepared
 
 log = logging.getLogger(__name__)
@@ -95,7 +99,8 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     spec = prepared.spec
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
-    runs, trainer = _train(prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
+    train = _train if prepared.network is None else _train_one_by_one
+    runs, best_model = train(prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
     baseline_candidate = resolve_space(spec.search_space).baseline_candidate
@@ -114,22 +119,40 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     # MC dropout needs dropout: where no dropout is recommended, the best dropout configuration's.
     with_dropout = [n for n in means if has_dropout(hp_of[n])]
     mc_label = best_label if has_dropout(best_hp) or not with_dropout else min(with_dropout, key=lambda n: means[n])
-    mc_hp = hp_of[mc_label]
-    mc = _mc(prepared, runs, trainer, mc_label, mc_hp) if spec.mc_samples else None
+    mc = _mc(prepared, runs, best_model, mc_label) if spec.mc_samples else None
     if has_dropout(best_hp):
         smaller = _smaller_network(best_hp, prepared)
-        more, _ = _train(prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
+        more, _ = train(prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
         runs += more
     return runs, mc
 
 
 def _smaller_network(hp: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     """No dropout, and round(n(1 - p)) units in each layer that had a dropout layer after it."""
+    if prepared.network is not None:
+        return _smaller_user_network(hp, prepared.network)
     config = prepared.config
     units = int(hp.get("units") or config.units)
     rate, layers = dropout_in(hp)
     widths = [max(1, round(units * (1 - rate))) if i < layers else units for i in range(config.hidden_layers)]
     smaller = {n: None for n in hp} | {"dropout_layers": 0, "layer_units": widths}
+    if "learning_rate" in hp:
+        smaller["learning_rate"] = hp["learning_rate"]
+    return smaller
+
+
+def _smaller_user_network(hp: dict[str, Any], network: NetworkBuild) -> dict[str, Any]:
+    """A user's network narrowed where `hp` drops (`user_network.narrowed`): `narrowed_by` keeps the
+    rates it was narrowed by, `layer_units` the narrowed layers' new widths, for the report."""
+    rates = network.rates(hp)
+    narrowed_config = narrowed(network.config, list(network.sites), rates)
+    widths = {}
+    by_name = {layer["config"]["name"]: layer["config"] for layer in narrowed_config["config"]["layers"]}
+    for site, rate in zip(network.sites, rates, strict=True):
+        if rate > 0 and site.sized is not None:
+            settings = by_name[site.sized]
+            widths[site.sized] = settings.get("units") or settings.get("filters")
+    smaller = {n: None for n in hp} | {"dropout_layers": 0, "narrowed_by": rates, "layer_units": list(widths.values())}
     if "learning_rate" in hp:
         smaller["learning_rate"] = hp["learning_rate"]
     return smaller
@@ -144,9 +167,11 @@ def _slice(hp: dict[str, Any], prepared: Prepared) -> SliceConfig:
     return base
 
 
-def _train(
-    prepared: Prepared, recorder: Recorder, planned: list[tuple[str, dict[str, Any], int]]
-) -> tuple[list[Run], PackTrainer]:
+Planned = list[tuple[str, dict[str, Any], int]]  # (arm, configuration, seed) of each run
+BestModel = Callable[[int], keras.Model]  # run k's model at its best epoch
+
+
+def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
     """Train every (arm, configuration, seed) as one pack; one run each."""
     spec, config = prepared.spec, prepared.config
     names = spec.hyperparameter_names()
@@ -168,8 +193,84 @@ def _train(
             break
         trainer.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
+    runs = _runs(planned, trainer.results, names)
+
+    def best_model(k: int) -> keras.Model:
+        return plain_model(HpValues(planned[k][1]), config, trainer.best_weights(k))
+
+    return runs, best_model
+
+
+def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+    """A user's network: each run a plain `fit` of its own, seeded, its best epoch's weights kept."""
+    spec = prepared.spec
+    results, models = [], []
+    log.info("confirming: %d runs, one after another", len(planned))
+    for arm, hp, seed in planned:
+        keras.utils.set_random_seed(seed)
+        model = _user_model(prepared, arm, hp)
+        keeper = _BestEpoch(spec.objective.metric, spec.objective.direction or "min", recorder)
+        callbacks: list[Any] = [keeper, *prepared.fit_kwargs["callbacks"]]
+        started = time.monotonic()
+        try:
+            kwargs = {**prepared.fit_kwargs, "callbacks": callbacks}
+            model.fit(*prepared.fit_args, **kwargs)
+        except (ValueError, tf_errors()) as exc:  # a run that cannot train fails alone
+            keeper.result.failure = error_summary(str(exc))
+        keeper.result.seconds = time.monotonic() - started
+        if keeper.best_weights is not None:
+            model.set_weights(keeper.best_weights)
+        results.append(keeper.result)
+        models.append(model)
+    return _runs(planned, results, spec.hyperparameter_names()), lambda k: models[k]
+
+
+def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
+    network = prepared.network
+    assert network is not None
+    if arm != "smaller":
+        return prepared.build_model(hp)
+    learning_rate = float(hp.get("learning_rate") or network.learning_rate)
+    return compiled(
+        build_network(narrowed(network.config, list(network.sites), hp["narrowed_by"])), network, learning_rate
+    )
+
+
+class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
+    """A plain run's figures by epoch, its best epoch by the objective (ties: the earliest) and that
+    epoch's weights; a non-finite training loss fails it; between epochs, a cancel or limit stops it."""
+
+    def __init__(self, objective: str, direction: str, recorder: Recorder) -> None:
+        super().__init__()
+        self.objective, self.sign, self.recorder = objective, 1.0 if direction == "min" else -1.0, recorder
+        self.result = SliceResult()
+        self.best_weights: list[Any] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        figures = {k: float(v) for k, v in (logs or {}).items()}
+        number = epoch + 1
+        self.result.history[number] = figures
+        loss, value = figures.get("loss", math.nan), figures.get(self.objective)
+        if not math.isfinite(loss):
+            self.result.failure = f"training diverged: loss is {loss} at epoch {number}"
+            self.model.stop_training = True
+        elif value is not None and math.isfinite(value):
+            best = self.result.best_value
+            if best is None or self.sign * value < self.sign * best:
+                self.result.best_epoch, self.result.best_value = number, value
+                self.best_weights = self.model.get_weights()
+        self.recorder.check_running()
+
+
+def tf_errors() -> type[Exception]:
+    import tensorflow as tf
+
+    return tf.errors.OpError  # type: ignore[no-any-return]
+
+
+def _runs(planned: Planned, results: list[SliceResult], names: list[str]) -> list[Run]:
     runs = []
-    for (arm, hp, seed), result in zip(planned, trainer.results, strict=True):
+    for (arm, hp, seed), result in zip(planned, results, strict=True):
         ok = result.failure is None and result.best_value is not None and math.isfinite(result.best_value)
         name = label(hp, names) if arm != "smaller" else f"no dropout, {'/'.join(map(str, hp['layer_units']))} units"
         runs.append(
@@ -185,24 +286,25 @@ def _train(
                 history=[_finite(result.history[e]) for e in sorted(result.history)],
             )
         )
-    return runs, trainer
+    return runs
 
 
 def _finite(row: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in row.items()}
 
 
-def _mc(
-    prepared: Prepared, runs: list[Run], trainer: PackTrainer, best_label: str, best_hp: dict[str, Any]
-) -> McDropout | None:
+def _mc(prepared: Prepared, runs: list[Run], best_model: BestModel, best_label: str) -> McDropout | None:
     """MC dropout on a configuration's best seed, at its best epoch."""
     spec, config = prepared.spec, prepared.config
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     mine = [(k, r) for k, r in enumerate(runs) if r.label == best_label and r.score is not None]
     if not mine:
         return None
+    if spec.objective.metric.removeprefix("val_") not in ("loss", task_metric(config.task)):
+        log.info("no MC dropout figures: they are computed for the loss and %s only", task_metric(config.task))
+        return None
     k, _ = min(mine, key=lambda pair: sign * float(pair[1].score))  # type: ignore[arg-type]
-    model = plain_model(HpValues(best_hp), config, trainer.best_weights(k))
+    model = best_model(k)
     x_val, y_val = prepared.fit_kwargs["validation_data"]
     figures = mc_dropout(
         model, x_val, y_val, config.task, config.n_classes, spec.objective.metric, spec.mc_samples, spec.seed

@@ -32,9 +32,9 @@ from tuner.trial_weights import H5, slice_weights, weights_key
 log = logging.getLogger(__name__)
 
 
-def trial_model(store: ArtifactStore, job_id: str, trial: Trial, config: ModelConfig) -> keras.Model | None:
+def trial_model(store: ArtifactStore, job_id: str, trial: Trial, prepared: Prepared) -> keras.Model | None:
     """The plain model of a stored trial at its best epoch, or None where its weights were not kept."""
-    model = build(HpValues(trial.hyperparameters), config)
+    model = prepared.build_model(trial.hyperparameters)
     weights = slice_weights(store, job_id, trial.number)
     if weights is not None:
         for name, values in weights.items():
@@ -72,7 +72,7 @@ def keep_models(db: Database, store: ArtifactStore, job_id: str, prepared: Prepa
     chosen = ranked[: spec.keep_models]
     chosen += [t for t in trials if t.number == recommended and t not in chosen]
     for trial in chosen:
-        model = trial_model(store, job_id, trial, prepared.config)
+        model = trial_model(store, job_id, trial, prepared)
         if model is None:
             log.warning("job %s: trial %s's weights were not kept; it has no model", job_id, trial.number)
             continue
@@ -98,10 +98,13 @@ def refit(prepared: Prepared, trial: Trial) -> keras.Model:
     x_train, y_train = prepared.fit_args
     x_val, y_val = prepared.fit_kwargs["validation_data"]
     x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-    mean, variance = normalization_stats(x)
-    config = dataclasses.replace(prepared.config, mean=mean, variance=variance)
     keras.utils.set_random_seed(prepared.spec.seed)
-    model = build(HpValues(trial.hyperparameters), config)
+    if prepared.network is not None:  # a user's network normalises its inputs as it was made to
+        model = prepared.build_model(trial.hyperparameters)
+    else:
+        mean, variance = normalization_stats(x)
+        config = dataclasses.replace(prepared.config, mean=mean, variance=variance)
+        model = build(HpValues(trial.hyperparameters), config)
     model.fit(x, y, epochs=int(trial.best_epoch or 1), batch_size=prepared.spec.training.batch_size, verbose=0)
     return model
 

@@ -67,6 +67,10 @@ def auto_pack_size(config: ModelConfig, spec: JobSpec, memory_mb: float) -> int:
 def run(tuner: kt.Tuner, prepared: Prepared, settings: Settings, workdir: Path) -> None:
     """The job's search in this process: packed, or keras-tuner's own loop when packs hold one."""
     size = pack_size(prepared.spec, prepared.config, settings)
+    if prepared.network is not None:
+        # The fused pack is the template's; a user's network trains trial by trial for now.
+        log.info("training one trial at a time: packs hold droptune's template network only")
+        size = 1
     if size == 1:
         tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
     else:

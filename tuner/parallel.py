@@ -49,7 +49,7 @@ def coordinate(db: Database, settings: Settings, job_id: str, prepared: Prepared
     store = artifact_store(db, settings.artifacts_url)
     if resume_state.restore(store, job_id, workdir, "oracle/search"):
         log.info("job %s: keras-tuner's state restored from the store", job_id)
-    oracle_tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / "oracle")
+    oracle_tuner = make_tuner(prepared, prepared.recorder(db, job_id), workdir / "oracle")
     resume_state.mirror(oracle_tuner, store, job_id, workdir)
     # keras-tuner reloads a work dir only where the tuner's own file exists, and this tuner runs no
     # trials, so it never writes one: without it a restarted search would begin again from scratch.
@@ -113,7 +113,7 @@ def run_trials(db: Database, settings: Settings, job_id: str, tuner_id: str) -> 
         host, port, authkey = _oracle_address(db, job_id)
         prepared = prepare(db, settings, job_id)
         prepared.recycle_after = 0  # trial processes live as long as the job's oracle (not recycled)
-        tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir / tuner_id)
+        tuner = make_tuner(prepared, prepared.recorder(db, job_id), workdir / tuner_id)
         tuner.tuner_id = tuner_id
         tuner.oracle = OracleProxy(tuner.oracle, host, port, authkey)
         packed_search.run(tuner, prepared, settings, workdir)

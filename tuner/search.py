@@ -61,7 +61,7 @@ def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
             # A job resumed on another host than the one it ran on gets its keras-tuner state from the store.
             if resume_state.restore(store, job_id, workdir, "search"):
                 log.info("job %s: keras-tuner's state restored from the store", job_id)
-            tuner = make_tuner(prepared.spec, prepared.config, prepared.recorder(db, job_id), workdir)
+            tuner = make_tuner(prepared, prepared.recorder(db, job_id), workdir)
             resume_state.mirror(tuner, store, job_id, workdir)
             record_space(db, job_id, tuner)
             reconcile_with_store(db, job_id, tuner)

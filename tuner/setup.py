@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,13 +23,17 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from models.dropout_net import ModelConfig, build, normalization_stats
+from models.dropout_net import HpValues, ModelConfig, build, normalization_stats
+from models.user_network import NetworkBuild, build_trial
 from store import jobs as q
 from store.catalog import get_dataset
 from store.config import Settings
 from store.dataset_files import DatasetFile, local_path
 from store.datasets import load_arrays
 from store.db import Database
+from store.network_files import NetworkSummary
+from store.network_sites import job_sites
+from store.networks import get_network
 from store.reference import trivial_reference
 from store.spec import JobSpec, resolve_space
 from store.tables import Job, utcnow
@@ -47,10 +52,11 @@ def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -
     return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
 
 
-def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: Path) -> kt.Tuner:
+def make_tuner(prepared: Prepared, recorder: Recorder, workdir: Path) -> kt.Tuner:
     """The job's keras-tuner tuner, over its canonical space. Over a work dir left by an interrupted
     run it reloads that run's state (keras-tuner's own `overwrite=False`): finished trials stay done,
     the interrupted one runs again."""
+    spec = prepared.spec
     oracle = make_oracle(
         spec.algorithm,
         objective=kt.Objective(spec.objective.metric, direction=spec.objective.direction or "min"),
@@ -63,7 +69,7 @@ def make_tuner(spec: JobSpec, config: ModelConfig, recorder: Recorder, workdir: 
     )
     tuner = recording(TUNERS[spec.algorithm])(
         oracle,
-        partial(build, config=config),
+        prepared.hypermodel,
         directory=str(workdir),
         project_name="search",
         overwrite=not (workdir / "search" / "oracle.json").exists(),
@@ -83,6 +89,18 @@ class Prepared:
     deadline: dt.datetime | None = None  # from the job's first start and its timeout_s
     recycle_after: int = 0
     worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
+    network: NetworkBuild | None = None  # the user's network the job trains; None: the template
+
+    @property
+    def hypermodel(self) -> Callable[[Any], keras.Model]:
+        """keras-tuner's `build(hp)`: one trial's compiled model."""
+        if self.network is not None:
+            return partial(build_trial, network=self.network)
+        return partial(build, config=self.config)
+
+    def build_model(self, values: dict[str, Any]) -> keras.Model:
+        """The compiled model of stored hyperparameter values (a trial's, a confirmed run's)."""
+        return self.hypermodel(HpValues(values))
 
     def recorder(self, db: Database, job_id: str) -> Recorder:
         objective = self.spec.objective
@@ -192,8 +210,11 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         started = job.started_at or utcnow()
         worker_id = worker_id_for(job)
     deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
+    network = _network_build(db, spec, task, n_classes)
     keras.utils.set_random_seed(spec.seed)
     x, y = load_arrays(local_path(db, settings, dataset_file), spec.dataset_id)
+    if network is not None and network.input_dtype != str(x.dtype):
+        x = x.astype(network.input_dtype)  # token ids stay integers, as the network takes them
     x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
     config = model_config(spec, x_train, task, n_classes)
     callbacks = []
@@ -212,7 +233,21 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         "callbacks": callbacks,
         "verbose": 0,
     }
-    return Prepared(spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id)
+    return Prepared(
+        spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id, network
+    )
+
+
+def _network_build(db: Database, spec: JobSpec, task: str, n_classes: int | None) -> NetworkBuild | None:
+    """The job's network as its trials build it (None: the template): its config and dropout sites."""
+    if spec.model.network_id is None:
+        return None
+    with db.session(readonly=True) as session:
+        row = get_network(session, spec.model.network_id)
+        config, summary = row.config, NetworkSummary.from_json(row.summary)
+    model = spec.model
+    sites = job_sites(summary, model.dropout_sites, model.dropout_order, model.dropout_kind)
+    return NetworkBuild(config, tuple(sites), task, n_classes, model.learning_rate)
 
 
 def failure_cause(db: Database, job_id: str, exc: Exception) -> str:
