@@ -45,6 +45,11 @@ def datasets_page() -> FileResponse:
     return _page("datasets.html")
 
 
+@router.get("/networks")
+def networks_page() -> FileResponse:
+    return _page("networks.html")
+
+
 @router.get("/jobs/{job_id}")
 def job_page(job_id: str) -> FileResponse:
     return _page("job.html", JOB_ID.fullmatch(job_id) is not None)

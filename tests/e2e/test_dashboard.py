@@ -175,9 +175,7 @@ def test_sorting_the_trials_table_by_score_puts_the_best_first(
     expect(page.locator('button.sort[data-sort="score"]')).to_have_attribute("aria-sort", "ascending")
 
 
-def test_an_invalid_form_shows_the_error_beside_its_field_and_submits_nothing(
-    page: Page, service: Service
-) -> None:
+def test_an_invalid_form_shows_the_error_beside_its_field_and_submits_nothing(page: Page, service: Service) -> None:
     before = job_total(service)
     page.goto("/new")
     page.select_option("#f-dataset", "wine")
@@ -405,6 +403,7 @@ def test_every_page_is_served_with_the_policy_and_breaks_none_of_it(
         "/": "#jobs-table tbody tr",
         "/new": "#f-dataset option[value=iris]",
         "/datasets": '#datasets-table tr[data-dataset="iris"]',
+        "/networks": "#networks-table tbody tr, #no-networks:not([hidden])",
         "/signin": "#f-token",
         f"/jobs/{job}": "#heatmap-chart rect[data-cell]",
         f"/jobs/{job}/trials/{form_job['best']['number']}": "#epochs-table tbody tr",

@@ -218,7 +218,7 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(svc: Servi
 
 def test_the_dashboard_pages_and_health_need_no_token(svc: Service) -> None:
     job_page = "/jobs/0123456789abcdef0123456789abcdef"
-    pages = ["/", "/new", "/datasets", "/signin", job_page, "/docs"]
+    pages = ["/", "/new", "/datasets", "/networks", "/signin", job_page, "/docs"]
     for path in [*pages, "/healthz", "/static/js/common.js", "/openapi.json"]:
         assert svc.anonymous.get(path).status_code == 200, path
 

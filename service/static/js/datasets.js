@@ -1,7 +1,7 @@
 // Datasets page: every dataset the caller sees (built-ins, then uploads), what it holds, how big its
 // stored file is and which jobs use it; an upload form; and a delete button per upload, whose refusal
 // (409: a queued or running job uses it) is shown beside that dataset's row.
-import { api, counted, fmtTime, h, poll, showFlash } from "./common.js";
+import { api, counted, fmtBytes, fmtTime, h, poll, showFlash } from "./common.js";
 import { wireUploadForm } from "./upload.js";
 
 const tbody = document.querySelector("#datasets-table tbody");
@@ -15,15 +15,6 @@ showFlash(flashBox);
 let datasets = [];
 let shown = ""; // the list last drawn, as JSON: a poll that finds nothing new redraws nothing
 const refusals = new Map(); // dataset id -> why its delete was refused, shown under its row
-
-/** 1536 -> "1.5 KiB". */
-function fmtBytes(bytes) {
-  if (bytes === null || bytes === undefined) return null;
-  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes, unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-  return unit === 0 ? counted(bytes, "byte") : `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
-}
 
 function shapeText(d) {
   const text = `${d.n_samples.toLocaleString("en")} × ${d.n_features.toLocaleString("en")}`;
