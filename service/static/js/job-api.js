@@ -11,6 +11,7 @@ export function jobApi(jobId) {
     base,
     job: () => get(base),
     dataset: (id) => api(`/api/v1/datasets/${id}`),
+    network: (id) => api(`/api/v1/networks/${encodeURIComponent(id)}`),
     trial: (number) => get(`${base}/trials/${number}`),
 
     /** The trials changed since the last call (every trial on the first), or null on failure. */

@@ -2,7 +2,7 @@
 // the table's sort, filter and page) and the facts derived from it. No fetching, no DOM.
 
 export const state = {
-  jobId: null, job: null, dataset: null, trials: new Map(), details: new Map(), ticked: new Set(),
+  jobId: null, job: null, dataset: null, network: undefined, trials: new Map(), details: new Map(), ticked: new Set(),
   sort: { key: "number", dir: "asc" }, filter: "", page: 0, paused: false,
 };
 

@@ -2,6 +2,7 @@
 import { badge, counted, fmtTime, fmtValue, h, isActive, timingText } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { allTrials, hpNames, state, trialHref } from "./job-state.js";
+import { sitesCount } from "./network-facts.js";
 
 export function renderHeader() {
   const job = state.job;
@@ -36,6 +37,27 @@ function datasetText(spec) {
   return [h("a", { href: "/datasets", title: ds.id, "data-dataset": ds.id }, ds.name), ` (${ds.task}, ${counted(ds.n_samples, "sample")})`];
 }
 
+/** What the job trains: the user's network, its name linked to its layers on the networks page (its id
+ * where it was deleted since), or droptune's template, "template: 2 × 64 units, relu". */
+function modelText(spec) {
+  const m = spec.model;
+  if (!m.network_id) {
+    const size = spec.search_space.units ? counted(m.hidden_layers, "hidden layer") : `${m.hidden_layers} × ${m.units} units`;
+    return `template: ${size}, ${m.activation}`;
+  }
+  // How the job places its dropout, where it differs from the defaults.
+  const how = [
+    m.dropout_sites ? `; dropout at ${m.dropout_sites.join(", ")}` : "",
+    m.dropout_order === "from_output" ? "; sites filled from the output" : "",
+    m.dropout_kind === "dropout" ? "; plain Dropout only" : "",
+  ].join("");
+  const n = state.network;
+  if (n === null) return `network ${m.network_id} (deleted)${how}`;
+  if (!n) return `network ${m.network_id}${how}`;
+  const link = h("a", { href: `/networks#${encodeURIComponent(n.id)}`, title: n.id, "data-network": n.id }, n.name);
+  return ["network ", link, ` (${n.model_class}, ${sitesCount(n)})`, how];
+}
+
 function rangeText(r) {
   if (!r) return null;
   if (r.values) return `one of ${r.values.map(fmtValue).join(", ")}`;
@@ -54,9 +76,9 @@ export function renderSpec() {
     ["Progress", [`${progress.finished} of ${counted(progress.planned, "trial")}`, timingText(state.job)].filter(Boolean).join("; ")],
     ["Dropout rate", rangeText(spec.search_space.dropout_rate)],
     ["Dropout layers", rangeText(spec.search_space.dropout_layers)],
-    ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
-    ["Learning rate", rangeText(spec.search_space.learning_rate) || `${spec.model.learning_rate} (fixed)`],
-    ["Model", `${counted(spec.model.hidden_layers, "hidden layer")}, ${spec.model.activation}`],
+    spec.model.network_id ? null : ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
+    ["Learning rate", rangeText(spec.search_space.learning_rate) || `${fmtValue(spec.model.learning_rate)} (fixed)`],
+    ["Model", modelText(spec)],
     ["Training", `${counted(spec.training.epochs, "epoch")}, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
@@ -64,7 +86,7 @@ export function renderSpec() {
   const grid = gridText();
   if (grid) rows.splice(4, 0, ["Grid", grid]);
   if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
-  document.getElementById("spec").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  document.getElementById("spec").replaceChildren(...rows.filter(Boolean).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
 /** A grid search's coverage: "8 of 18 grid points"; when Max trials cuts the grid short, it says so

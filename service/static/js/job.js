@@ -33,10 +33,16 @@ async function refresh() {
     return;
   }
   state.job = job;
-  // While the trials load: the dataset (for axis units) and the best trial's curve.
+  // While the trials load: the dataset (for axis units), the network it trains (its name) and the
+  // best trial's curve.
   const side = [];
   if (!state.dataset && job.dataset_id) {
     side.push(api.dataset(job.dataset_id).then((ds) => { if (ds.ok) state.dataset = ds.data; }));
+  }
+  const networkId = job.spec.model.network_id;
+  if (networkId && state.network === undefined) {
+    // null: deleted since (the job keeps its results); asked again on a failure of another kind.
+    side.push(api.network(networkId).then((n) => { if (n.ok || n.status === 404) state.network = n.ok ? n.data : null; }));
   }
   if (job.best) side.push(loadDetail(job.best.number, isActive(job.status)));
   const [trials] = await Promise.all([trialsLoaded, ...side]);

@@ -1,11 +1,19 @@
 // New job and upload forms. The server validates; its errors appear beside their fields.
-import { api, clearErrors, counted, h, showErrors } from "./common.js";
+import { api, clearErrors, counted, fmtValue, h, showErrors } from "./common.js";
+import { inputsText, networkMetrics, siteName, sitesCount } from "./network-facts.js";
 import { wireUploadForm } from "./upload.js";
 
 const form = document.getElementById("job-form");
 const datasetSelect = document.getElementById("f-dataset");
 const metricSelect = document.getElementById("f-metric");
+const networkSelect = document.getElementById("f-network");
+const layersMax = document.getElementById("f-layers-max");
 let datasets = [];
+let networks = [];
+// The model fields of each kind of network (store/spec.py's TEMPLATE_FIELDS and NETWORK_FIELDS): a job
+// on the user's network may not send the template's, nor a template job the network's.
+const TEMPLATE_FIELDS = ["hidden_layers", "units", "activation"];
+const NETWORK_FIELDS = ["network_id", "dropout_sites", "dropout_order", "dropout_kind"];
 
 async function loadDatasets(selectId) {
   const { ok, data } = await api("/api/v1/datasets");
@@ -18,9 +26,56 @@ async function loadDatasets(selectId) {
   updateMetrics();
 }
 
+async function loadNetworks() {
+  const { ok, data } = await api("/api/v1/networks");
+  if (!ok) return;
+  networks = data;
+  networkSelect.replaceChildren(networkSelect.options[0],
+    ...data.map((n) => h("option", { value: n.id }, `${n.name} — ${n.model_class}, input ${inputsText(n)}, ${sitesCount(n)}`)));
+  const wanted = new URLSearchParams(location.search).get("network");
+  if (wanted && data.some((n) => n.id === wanted)) networkSelect.value = wanted;
+  applyNetwork();
+}
+
+const chosenNetwork = () => networks.find((n) => n.id === networkSelect.value) || null;
+
+/** Show the fields of the network chosen: the template's (hidden layers, units, the units search) or
+ * the user's network's (the order its sites fill in; the kind of dropout after its convolutions, where
+ * it has any). Fields hidden are disabled too, so the form neither sends nor requires them. Dropout
+ * layers reach at most the network's sites, and the objective lists what its training reports. */
+function applyNetwork() {
+  const network = chosenNetwork();
+  const spatial = network?.dropout_sites.some((s) => !s.layer && s.kind !== "Dropout");
+  const show = (field, on) => {
+    field.hidden = !on;
+    for (const input of field.querySelectorAll("input, select")) input.disabled = !on;
+  };
+  for (const field of form.querySelectorAll(".template-only")) show(field, !network);
+  for (const field of form.querySelectorAll(".network-only")) show(field, Boolean(network) && (!field.classList.contains("spatial-only") || spatial));
+  const about = document.getElementById("network-about");
+  document.getElementById("network-fit").textContent = "";
+  if (!network) {
+    layersMax.removeAttribute("max");
+    document.getElementById("layers-hint").textContent = "at most Hidden layers";
+    about.replaceChildren("Or one of your own Keras networks: upload it on the ", h("a", { href: "/networks" }, "Networks"), " page.");
+  } else {
+    const sites = network.dropout_sites.length;
+    layersMax.max = String(sites);
+    if (Number(layersMax.value) > sites) layersMax.value = String(sites);
+    document.getElementById("layers-hint").textContent = `at most ${sites}: the network's dropout sites`;
+    const opt = network.compile?.optimizer;
+    const trains = opt ? ` It trains with its own ${opt.class_name}${opt.learning_rate != null ? ` (learning rate ${fmtValue(opt.learning_rate)})` : ""}.` : "";
+    about.replaceChildren(`${sitesCount(network)}${sites ? `: ${network.dropout_sites.map(siteName).join(", ")}` : ""}.${trains} `,
+      h("a", { href: `/networks#${encodeURIComponent(network.id)}` }, "Its layers"));
+  }
+  updateMetrics();
+}
+
 function updateMetrics() {
   const dataset = datasets.find((d) => d.id === datasetSelect.value);
-  const metrics = dataset ? dataset.metrics : ["val_loss"];
+  const network = chosenNetwork();
+  const taskMetrics = dataset ? dataset.metrics : ["val_loss"];
+  const metrics = network ? networkMetrics(network, taskMetrics) : taskMetrics;
   const current = metricSelect.value;
   metricSelect.replaceChildren(...metrics.map((m) => h("option", { value: m }, m)));
   metricSelect.value = metrics.includes(current) ? current : "val_loss";
@@ -41,6 +96,10 @@ function specFromForm() {
   if (f.get("lr_min") !== "" || f.get("lr_max") !== "") {
     space.learning_rate = { min: num(f.get("lr_min")), max: num(f.get("lr_max")), sampling: "log" };
   }
+  const networkId = String(f.get("network_id") || "");
+  const model = networkId
+    ? { network_id: networkId, dropout_order: f.get("dropout_order"), ...(f.get("dropout_kind") ? { dropout_kind: f.get("dropout_kind") } : {}) }
+    : { hidden_layers: num(f.get("hidden_layers")), units: num(f.get("model_units")) };
   return {
     name: String(f.get("name") || ""),
     dataset_id: String(f.get("dataset_id") || ""),
@@ -48,7 +107,7 @@ function specFromForm() {
     max_trials: num(f.get("max_trials")),
     objective: { metric: f.get("metric") },
     search_space: space,
-    model: { hidden_layers: num(f.get("hidden_layers")), units: num(f.get("model_units")) },
+    model,
     training: { epochs: num(f.get("epochs")), batch_size: num(f.get("batch_size")), validation_split: num(f.get("validation_split")) },
     seed: num(f.get("seed")),
   };
@@ -58,7 +117,7 @@ function specFromForm() {
  * service would fill in its default without the user knowing. */
 function missingFields() {
   return [...form.querySelectorAll("input[required], select[required]")]
-    .filter((input) => !input.value.trim())
+    .filter((input) => !input.disabled && !input.value.trim())
     .map((input) => ({ loc: [input.closest("[data-loc]").dataset.loc], msg: "required: enter a value" }));
 }
 
@@ -72,6 +131,13 @@ function withRerun(spec) {
   if (!rerunOf) return spec;
   const merged = { ...rerunOf, ...spec };
   for (const key of ["model", "training"]) merged[key] = { ...rerunOf[key], ...spec[key] };
+  // The form's network decides which model fields go; a job on another network than the one rerun
+  // takes that network's learning rate and sites (or the template's default rate), not the old ones.
+  for (const key of spec.model.network_id ? TEMPLATE_FIELDS : NETWORK_FIELDS) delete merged.model[key];
+  if ((rerunOf.model.network_id ?? null) !== (spec.model.network_id ?? null)) {
+    delete merged.model.learning_rate;
+    delete merged.model.dropout_sites;
+  }
   // A listed range (`values: [...]`) shows as its lowest and highest value; left so, it is sent as listed.
   merged.search_space = { ...spec.search_space };
   for (const [name, { range, shown }] of Object.entries(listedRanges)) {
@@ -93,7 +159,14 @@ function fillFromSpec(spec) {
     if (range?.values) listedRanges[name] = { range, shown: bounds(range) };
   }
   set("name", `${spec.name || "job"} (again)`);
-  if (datasets.some((d) => d.id === spec.dataset_id)) { datasetSelect.value = spec.dataset_id; updateMetrics(); }
+  if (datasets.some((d) => d.id === spec.dataset_id)) datasetSelect.value = spec.dataset_id;
+  const networkId = spec.model.network_id;
+  networkSelect.value = networkId && networks.some((n) => n.id === networkId) ? networkId : "";
+  applyNetwork();
+  if (networkSelect.value) {
+    set("dropout_order", spec.model.dropout_order);
+    if (!form.elements.dropout_kind.disabled) set("dropout_kind", spec.model.dropout_kind);
+  }
   set("algorithm", spec.algorithm);
   set("max_trials", spec.max_trials);
   set("seed", spec.seed);
@@ -130,6 +203,7 @@ form.addEventListener("submit", async (event) => {
 });
 
 datasetSelect.addEventListener("change", updateMetrics);
+networkSelect.addEventListener("change", applyNetwork);
 
 // The plan hint under Max trials: what the spec as typed would run (a grid's size among it), from
 // POST /api/v1/jobs/plan, which counts as the search does. Asked for once typing pauses.
@@ -157,6 +231,10 @@ async function updatePlan() {
   });
   if (asked !== planAsked) return; // a later edit's answer is on its way
   planHint.textContent = ok ? planText(data, spec) : "";
+  // A network that does not fit the dataset (its input or output shape) is said at once, under it.
+  const detail = !ok && Array.isArray(data?.detail) ? data.detail : [];
+  const misfit = detail.find((d) => (d.loc || []).join(".") === "body.model.network_id");
+  document.getElementById("network-fit").textContent = misfit ? misfit.msg : "";
 }
 
 form.addEventListener("input", () => { clearTimeout(planTimer); planTimer = setTimeout(updatePlan, 300); });
@@ -167,15 +245,17 @@ wireUploadForm(document.getElementById("upload-form"), async (dataset) => {
   return "It is selected above.";
 });
 
-await loadDatasets();
+await Promise.all([loadDatasets(), loadNetworks()]);
 const rerunId = new URLSearchParams(location.search).get("from");
 if (rerunId) {
   const { ok, data } = await api(`/api/v1/jobs/${encodeURIComponent(rerunId)}`);
   if (ok) {
     rerunOf = data.spec;
     fillFromSpec(data.spec);
+    const gone = data.spec.model.network_id && !networkSelect.value
+      ? ` Its network (${data.spec.model.network_id}) is deleted: droptune's template is chosen instead.` : "";
     document.getElementById("rerun-note").textContent =
-      `Filled in from "${data.spec.name}". Settings this form has no field for are kept as that job had them.` +
+      `Filled in from "${data.spec.name}". Settings this form has no field for are kept as that job had them.${gone}` +
       Object.entries(listedRanges).map(([name, { range }]) =>
         ` Its ${name.replace("_", " ")} values (${range.values.join(", ")}) are kept unless you change that range's min, max or step.`).join("");
     document.getElementById("rerun-note").hidden = false;
