@@ -627,3 +627,33 @@ def test_run_again_opens_the_form_filled_in_and_submits_the_same_spec(
     service.client.post(f"/api/v1/jobs/{again['id']}/cancel")  # its spec is what counts, not its run
     assert again["id"] != form_job["id"]
     assert {**again["spec"], "name": form_job["spec"]["name"]} == form_job["spec"]
+
+
+def test_a_submit_sent_again_after_its_answer_was_lost_makes_one_job(page: Page, service: Service) -> None:
+    """The form sends an Idempotency-Key and the same one again for the same spec, so a job whose
+    answer never reached the page is not created twice."""
+    before = job_total(service)
+    keys: list[str | None] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the server creates the job...
+            route.abort()  # ...and its answer is lost on the way back
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/jobs", lose_the_first_answer)
+    page.goto("/new")
+    page.select_option("#f-dataset", "iris")
+    fill_small_search(page, **{"#f-trials": "1", "#f-epochs": "1"})
+    page.click("button[type=submit]")
+    expect(page.locator("#job-form .form-error")).to_contain_text("Submit again")
+    assert job_total(service) == before + 1
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    assert job_total(service) == before + 1
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]

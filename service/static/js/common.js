@@ -39,6 +39,31 @@ export async function api(path, options = {}) {
   return { ok: response.ok, status: response.status, data, etag: response.headers.get("etag") };
 }
 
+/** `api` for a create (a job, an upload) the user may send again after losing its answer: each call
+ * carries an Idempotency-Key, the same as the last call's while the request is the same (`signature`)
+ * and that call got no answer or a 5xx, so the server answers a repeat of a create that did happen
+ * with its first answer instead of creating a second. */
+export function createOnce() {
+  let last = null; // { key, signature } of a call whose outcome is unknown
+  return async (path, options, signature) => {
+    const key = last && last.signature === signature ? last.key : newKey();
+    last = { key, signature };
+    const answer = await api(path, { ...options, headers: { ...(options.headers || {}), "idempotency-key": key } });
+    if (answer.status < 500) last = null; // answered: a new request gets a new key
+    return answer;
+  };
+}
+
+function newKey() {
+  // crypto.randomUUID needs a secure context; a plain http page on another host is not one.
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What identifies a form's upload for `createOnce`: its fields, the file by name, size and date. */
+export function formSignature(body) {
+  return JSON.stringify([...body.entries()].map(([k, v]) => [k, v instanceof File ? [v.name, v.size, v.lastModified] : v]));
+}
+
 /** A GET that sends back the ETag of the copy it holds (If-None-Match): an unchanged answer is a 304
  * with no body, and the copy is returned (`changed: false`). Keeps the last `keep` answers. */
 export function conditionalGet(keep = 50) {

@@ -3,8 +3,9 @@
 // settings, opened by its "Layers" button or by the address /networks#<id>; an upload form whose
 // refusal (422: the layer or the reason) is shown beside the file; and a delete button per network,
 // whose refusal (409: a queued or running job trains it) is shown beside that network's row.
-import { api, clearErrors, counted, fmtBytes, fmtTime, fmtValue, h, poll, showErrors, showFlash } from "./common.js";
+import { api, clearErrors, counted, createOnce, fmtBytes, fmtTime, fmtValue, formSignature, h, poll, showErrors, showFlash } from "./common.js";
 import { inputsText, shapeText, siteKinds, sitesCount } from "./network-facts.js";
+const uploadOnce = createOnce(); // an upload sent again after a lost answer makes no second network
 
 const tbody = document.querySelector("#networks-table tbody");
 const empty = document.getElementById("no-networks");
@@ -189,7 +190,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const body = new FormData(form);
     if (!String(body.get("name") || "").trim()) body.delete("name");
-    const { ok, data, status } = await api("/api/v1/networks", { method: "POST", body });
+    const { ok, data, status } = await uploadOnce("/api/v1/networks", { method: "POST", body }, formSignature(body));
     if (!ok) { result.textContent = ""; showErrors(form, data?.detail, `The server answered ${status}.`); return; }
     form.reset();
     expanded.add(data.id);

@@ -1,5 +1,5 @@
 // New job and upload forms. The server validates; its errors appear beside their fields.
-import { api, clearErrors, counted, fmtValue, h, showErrors } from "./common.js";
+import { api, clearErrors, counted, createOnce, fmtValue, h, showErrors } from "./common.js";
 import { inputsText, networkMetrics, siteName, sitesCount } from "./network-facts.js";
 import { wireUploadForm } from "./upload.js";
 
@@ -184,6 +184,8 @@ function fillFromSpec(spec) {
   set("validation_split", spec.training.validation_split);
 }
 
+const submitOnce = createOnce(); // a submit sent again after a lost answer makes no second job
+const LOST = "The connection failed before the server answered. Submit again: if the job was created, you are taken to it.";
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(form);
@@ -192,11 +194,14 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    const { ok, data, status } = await api("/api/v1/jobs", {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(withRerun(specFromForm())),
-    });
+    const spec = JSON.stringify(withRerun(specFromForm()));
+    const { ok, data, status } = await submitOnce("/api/v1/jobs", {
+      method: "POST", headers: { "content-type": "application/json" }, body: spec,
+    }, spec);
     if (ok) { location.href = `/jobs/${data.id}`; return; }
     showErrors(form, data?.detail, `The server answered ${status}.`);
+  } catch {
+    showErrors(form, null, LOST);
   } finally {
     button.disabled = false;
   }

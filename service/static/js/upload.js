@@ -1,6 +1,6 @@
 // The dataset upload form, on the new-job page and the datasets page: posts the file, shows the
 // server's errors beside their fields, and hands the new dataset to the page.
-import { api, clearErrors, counted, h, showErrors } from "./common.js";
+import { api, clearErrors, counted, createOnce, formSignature, h, showErrors } from "./common.js";
 
 /** The form's fields, each inside a `data-loc` box named as the API names the field (where its error goes). */
 function uploadFields() {
@@ -24,6 +24,7 @@ function uploadFields() {
  * are not sent. */
 export function wireUploadForm(form, onUploaded) {
   form.replaceChildren(...uploadFields());
+  const uploadOnce = createOnce(); // an upload sent again after a lost answer makes no second dataset
   const result = document.getElementById("upload-result");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -31,7 +32,7 @@ export function wireUploadForm(form, onUploaded) {
     result.textContent = "Uploading…";
     const body = new FormData(form);
     for (const optional of ["name", "target"]) if (!body.get(optional)) body.delete(optional);
-    const { ok, data, status } = await api("/api/v1/datasets", { method: "POST", body });
+    const { ok, data, status } = await uploadOnce("/api/v1/datasets", { method: "POST", body }, formSignature(body));
     if (!ok) { result.textContent = ""; showErrors(form, data?.detail, `The server answered ${status}.`); return; }
     form.reset();
     const more = await onUploaded(data);
