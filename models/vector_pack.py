@@ -16,6 +16,9 @@ noise is its own stream, so it trains the same whatever pack it is in, and a job
 
 A network pfor cannot vectorise raises `NotVectorizable` at construction, naming the op and its
 layer (an op without a converter, or one pfor would run slice by slice): train it unpacked.
+
+Construction traces the epoch (about a second); `restart` starts the next K configurations of a
+job on the same graph.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.pack_internals import pfor_failure, stateless_optimizer
-from models.pack_network import Network, NotVectorizable, SiteDropout, compute_model, flat_layers, weight_pairs
+from models.pack_network import Network, NotVectorizable, compute_model, flat_layers, weight_pairs
 from models.vector_step import Stacked, VectorStep
 
 Arrays = Any  # an array, or the nested structure of arrays a multi-input model takes
@@ -94,7 +97,7 @@ class VectorPack:
         shuffle: bool = True,
         validation_batch_size: int | None = None,
     ) -> None:
-        self.network, self.slices, self.k = network, slices, len(slices)
+        self.network, self.k = network, len(slices)
         reference, site_names = network.reference()
         self.model = compute_model(reference)
         self.optimizer = stateless_optimizer(reference.optimizer)
@@ -107,14 +110,31 @@ class VectorPack:
         self.batch_size, self.validation_batch_size = batch_size, validation_batch_size or batch_size
         self.objective, self.direction, self.shuffle = objective, direction, shuffle
         self.order_rng = np.random.default_rng(seed)
-        self.results = [SliceResult() for _ in slices]
-        self._stoppers = self._early_stoppers(early_stopping)
-        self.step = VectorStep(self.model, self.optimizer, *self._dropout(reference, site_names))
+        self._early_stopping, self._site_names = early_stopping, site_names
+        self._own_rates = {
+            layer.name: float(layer.rate) for layer in flat_layers(reference) if isinstance(layer, keras.layers.Dropout)
+        }
+        self.step = VectorStep(self.model, self.optimizer, self.k)
         self._allocate_state()
         self._epoch_fn = tf.function(self._epoch, input_signature=[tf.TensorSpec([None], tf.int32)])
         self._predict_fn = tf.function(self.step.predict)
         with self._vectorizing():  # traced now: a network pfor cannot vectorise fails here, and early
             self._epoch_fn.get_concrete_function()
+        self.restart(slices)
+
+    def restart(self, slices: list[SliceSpec]) -> None:
+        """Start over with new slices, as many (a job's next pack): fresh results, initial weights
+        and optimizer state, on the graph traced already. They train as in a new pack."""
+        if len(slices) != self.k:
+            raise ValueError(f"a pack of {self.k} slices cannot restart with {len(slices)}")
+        self.slices = slices
+        self.results = [SliceResult() for _ in slices]
+        self._stoppers = self._early_stoppers(self._early_stopping)
+        rates, keys = self._dropout()
+        self.step.rates.assign(rates)
+        self.step.keys.assign(keys)
+        self._steps.assign(0)
+        self._active.assign(tf.ones(self.k, tf.bool))
         self._initialize()
 
     # -- setting up -----------------------------------------------------------------------------------
@@ -128,14 +148,12 @@ class VectorPack:
         self.model.reset_metrics()
         return [np.repeat(v.numpy()[None], self.k, axis=0) for v in self.model.metrics_variables]
 
-    def _dropout(self, reference: keras.Model, site_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _dropout(self) -> tuple[np.ndarray, np.ndarray]:
         """Each slice's rate at each dropout layer of the compute model (sites take the slice's,
         other dropout layers keep their own), and its noise key there."""
-        own = {
-            layer.name: float(layer.rate) for layer in flat_layers(reference) if isinstance(layer, keras.layers.Dropout)
-        }
-        names = [layer.name for layer in flat_layers(self.model) if isinstance(layer, SiteDropout)]
-        rates = [[s.rates[site_names.index(n)] if n in site_names else own[n] for n in names] for s in self.slices]
+        names = [layer.name for layer in self.step.dropouts]
+        sites = self._site_names
+        rates = [[s.rates[sites.index(n)] if n in sites else self._own_rates[n] for n in names] for s in self.slices]
         keys = [
             [np.random.SeedSequence([s.seed, j, 0xD509]).generate_state(1)[0] for j in range(len(names))]
             for s in self.slices
@@ -150,7 +168,7 @@ class VectorPack:
         )
         self._best = [tf.Variable(v) for v in self._trainable + self._non_trainable]
         self._active = tf.Variable(tf.ones(self.k, tf.bool))
-        self._steps = tf.Variable(0, dtype=tf.int64)
+        self._steps = tf.Variable(0, dtype=tf.int64)  # a slice's noise at a step is seeded by the step
 
     def _initialize(self) -> None:
         """Each slice's initial weights, from its own plain model built with its seed; its optimizer

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from models.pack_internals import add_converters
@@ -40,15 +39,16 @@ class Stacked(NamedTuple):
 class VectorStep:
     """A compute model's step, evaluation and prediction, vectorised over K slices.
 
-    `rates` (K, D) and `keys` (K, D) are each slice's rate and noise key at each of the model's D
-    dropout layers. `op_names` collects, while tracing, the name of one op of each type traced, so
-    an op pfor cannot vectorise can be traced back to its layer."""
+    `rates` and `keys` (K, D) hold each slice's rate and noise key at each of the model's D dropout
+    layers: variables, so that a pack can start on new slices without tracing again. `op_names`
+    collects, while tracing, the name of one op of each type traced, so that an op pfor cannot
+    vectorise can be traced back to its layer."""
 
-    def __init__(self, model: keras.Model, optimizer: Any, rates: np.ndarray, keys: np.ndarray) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: keras.Model, optimizer: Any, k: int) -> None:
+        self.model, self.optimizer, self.k = model, optimizer, k
         self.dropouts = [layer for layer in flat_layers(model) if isinstance(layer, SiteDropout)]
-        self.rates_np, self.keys = rates, keys
-        self.rates = tf.constant(rates, tf.float32)
+        self.rates = tf.Variable(tf.zeros((k, len(self.dropouts))), trainable=False)
+        self.keys = tf.Variable(tf.zeros((k, len(self.dropouts)), tf.int64), trainable=False)
         self.op_names: dict[str, str] = {}
         self._sparse: list[int] = []  # the trainable variables read only by row, as traced
 
@@ -93,18 +93,13 @@ class VectorStep:
         """One step of every slice on the batch (x, y); a slice not active, or whose loss is not
         finite, keeps its state. Returns the new state and each slice's loss."""
         noises = self._noise(step, tf.shape(tf.nest.flatten(x)[0])[0])
-        drawn = [n for n in noises if n is not None]
         forward = self._forward(x, y, training=True)
-
-        def with_noise(args: tuple[Any, ...]) -> tuple[Any, ...]:
-            it = iter(args[4])
-            return forward((*args[:4], [None if n is None else next(it) for n in noises]))
 
         with tf.GradientTape() as tape:
             tape.watch(state.trainable)
             loss, non_trainable, metrics, read_rows, read_indices = tf.vectorized_map(
-                with_noise,
-                (state.trainable, state.non_trainable, state.metrics, self.rates, drawn),
+                forward,
+                (state.trainable, state.non_trainable, state.metrics, self.rates, noises),
                 fallback_to_while_loop=False,
             )
             total = tf.reduce_sum(loss)
@@ -146,30 +141,18 @@ class VectorStep:
             where.append(tf.concat([tf.reshape(tf.cast(indices[j], tf.int64), [self.k, -1]) for j in mine], axis=1))
         return values, where
 
-    @property
-    def k(self) -> int:
-        return len(self.rates_np)
-
-    def _noise(self, step: tf.Tensor, batch: tf.Tensor) -> list[Any]:
-        """Each dropout layer's noise, (K, *noise shape): slice k's own stream; zeros (keep all)
-        where slice k does not drop; None where no slice does."""
-        noises: list[Any] = []
-        for j, layer in enumerate(self.dropouts):
-            if not (self.rates_np[:, j] > 0).any():
-                noises.append(None)
-                continue
-            shape = layer.noise_shape(batch)
-            noises.append(
-                tf.stack(
-                    [
-                        tf.random.stateless_uniform(shape, seed=tf.stack([tf.constant(int(key), tf.int64), step]))
-                        if rate > 0
-                        else tf.zeros(shape)
-                        for key, rate in zip(self.keys[:, j], self.rates_np[:, j], strict=True)
-                    ]
-                )
+    def _noise(self, step: tf.Tensor, batch: tf.Tensor) -> list[tf.Tensor]:
+        """Each dropout layer's uniform noise, (K, *noise shape), slice k's from its own stream (a
+        slice that does not drop there keeps everything: no noise is below a rate of 0)."""
+        return [
+            tf.stack(
+                [
+                    tf.random.stateless_uniform(layer.noise_shape(batch), seed=tf.stack([self.keys[k, j], step]))
+                    for k in range(self.k)
+                ]
             )
-        return noises
+            for j, layer in enumerate(self.dropouts)
+        ]
 
     # -- evaluation and prediction --------------------------------------------------------------------
     def evaluate(self, state: Stacked, x: Any, y: Any) -> tuple[tf.Tensor, list[Any]]:

@@ -33,9 +33,10 @@ def cnn(rates: tuple[float, ...]) -> keras.Model:
             keras.Input((8, 8, 1)),
             keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
             keras.layers.MaxPooling2D(),
+            keras.layers.SpatialDropout2D(rates[0]),
             keras.layers.Conv2D(16, 3, activation="relu"),
             keras.layers.Flatten(),
-            keras.layers.Dropout(rates[0]),
+            keras.layers.Dropout(rates[1]),
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
@@ -133,7 +134,7 @@ def template() -> Network:
 
 
 CASES: dict[str, tuple[Callable[[], Network], Callable[[], Data]]] = {
-    "cnn": (lambda: Network(cnn, 1), digit_images),
+    "cnn": (lambda: Network(cnn, 2), digit_images),
     "batchnorm_mlp": (lambda: Network(batchnorm_mlp, 2), binary),
     "embedding_lstm": (lambda: Network(embedding_lstm, 1), tokens),
     "template": (template, digit_rows),
@@ -213,20 +214,54 @@ def test_different_rates_train_differently() -> None:
     assert len(set(losses)) == 3
 
 
-def test_a_slice_trains_the_same_in_any_pack_with_the_same_seed() -> None:
-    swapped = make_pack("batchnorm_mlp", [SliceSpec((rate, rate), SEEDS[0]) for rate in (0.6, 0.3)])
-    assert_histories_close(history(swapped, 0), history(dropping_pack(), 2), 0.0)
-    assert_histories_close(history(swapped, 1), history(dropping_pack(), 1), 0.0)
+def test_a_slice_trains_the_same_in_any_pack_even_a_restarted_one() -> None:
+    pack = make_pack("batchnorm_mlp", [SliceSpec((0.3, 0.3), SEEDS[1]), SliceSpec((0.0, 0.0), SEEDS[2])], epochs=1)
+    pack.restart([SliceSpec((rate, rate), SEEDS[0]) for rate in (0.6, 0.3)])  # fewer slices, in another order
+    for number in range(1, EPOCHS + 1):
+        pack.run_epoch(number)
+    assert_histories_close(history(pack, 0), history(dropping_pack(), 2), 0.0)
+    assert_histories_close(history(pack, 1), history(dropping_pack(), 1), 0.0)
 
 
-@pytest.mark.parametrize("pack", [dropping_pack, lambda: pack_without_dropout("cnn")], ids=["batchnorm", "cnn"])
-def test_a_slice_as_a_plain_model_predicts_what_the_pack_does(pack: Callable[[], VectorPack]) -> None:
+@cache
+def dropping_cnn() -> VectorPack:
+    """The CNN dropping whole feature maps (SpatialDropout2D) and units, at two rates."""
+    return make_pack("cnn", [SliceSpec((0.2, 0.3), SEEDS[0]), SliceSpec((0.4, 0.1), SEEDS[1])], epochs=1)
+
+
+@pytest.mark.parametrize(("pack", "case"), [(dropping_pack, "batchnorm_mlp"), (dropping_cnn, "cnn")])
+def test_a_slice_as_a_plain_model_predicts_what_the_pack_does(pack: Callable[[], VectorPack], case: str) -> None:
     trained = pack()
-    x = CASES["batchnorm_mlp" if trained.k == 3 and trained.network.sites == 2 else "cnn"][1]()[1][0]
+    _, (x, _) = CASES[case][1]()
     predicted = trained.predict(x)
     for k in range(trained.k):
         plain = trained.slice_model(k).predict(x, verbose=0)
         np.testing.assert_allclose(plain, predicted[k], rtol=0, atol=TOLERANCE)
+
+
+def test_a_model_packs_with_the_dropout_layers_it_names_as_sites() -> None:
+    inputs = keras.Input((10,))
+    x = keras.layers.Dropout(0.25, name="kept")(keras.layers.Dense(8, activation="relu")(inputs))
+    x = keras.layers.Dropout(0.5, name="searched")(keras.layers.Dense(8, activation="relu")(x))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    network = Network.from_model(model, ["searched"])
+
+    plain = network.plain((0.3,))
+    assert (plain.get_layer("kept").rate, plain.get_layer("searched").rate) == (0.25, 0.3)
+    assert plain.get_compile_config()["loss"] == "binary_crossentropy"
+    (x_train, y_train), (x_val, _) = binary()
+    pack = VectorPack(
+        network, [SliceSpec((0.0,), 1), SliceSpec((0.6,), 2)], (x_train, y_train), binary()[1], batch_size=BATCH
+    )
+    pack.run_epoch(1)
+    losses = [r.history[1]["loss"] for r in pack.results]
+    assert all(np.isfinite(losses)) and losses[0] != losses[1]
+    for k in range(2):
+        assert pack.slice_model(k).get_layer("searched").rate == (0.0, 0.6)[k]
+        np.testing.assert_allclose(
+            pack.slice_model(k).predict(x_val, verbose=0), pack.predict(x_val)[k], atol=TOLERANCE
+        )
 
 
 # -- early stopping, best epoch, refusal ---------------------------------------------------------------
