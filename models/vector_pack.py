@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.pack_internals import pfor_failure, stateless_optimizer
+from models.pack_internals import pfor_failure, seed_keras, stateless_optimizer
 from models.pack_network import Network, NotVectorizable, compute_model, flat_layers, weight_pairs
 from models.vector_step import Stacked, VectorStep
 
@@ -118,7 +118,7 @@ class VectorPack:
         self._allocate_state()
         self._epoch_fn = tf.function(self._epoch, input_signature=[tf.TensorSpec([None], tf.int32)])
         self._predict_fn = tf.function(self.step.predict)
-        with self._vectorizing():  # traced now: a network pfor cannot vectorise fails here, and early
+        with self._vectorizing():  # traced before the K builds: a network pfor cannot vectorise fails at once
             self._epoch_fn.get_concrete_function()
         self.restart(slices)
 
@@ -127,6 +127,8 @@ class VectorPack:
         and optimizer state, on the graph traced already. They train as in a new pack."""
         if len(slices) != self.k:
             raise ValueError(f"a pack of {self.k} slices cannot restart with {len(slices)}")
+        if any(len(piece.rates) != self.network.sites for piece in slices):
+            raise ValueError(f"each slice needs a dropout rate for each of the network's {self.network.sites} sites")
         self.slices = slices
         self.results = [SliceResult() for _ in slices]
         self._stoppers = self._early_stoppers(self._early_stopping)
@@ -173,16 +175,26 @@ class VectorPack:
     def _initialize(self) -> None:
         """Each slice's initial weights, from its own plain model built with its seed; its optimizer
         state with its learning rate."""
+        weights, optimizer = [], []
         compiled_rate = keras.ops.convert_to_numpy(self.optimizer.learning_rate)
-        for k, piece in enumerate(self.slices):
-            self.load_slice(k, self.network.plain(piece.rates, seed=piece.seed))
+        for piece in self.slices:
+            seed_keras(piece.seed)  # as keras.utils.set_random_seed, keeping TensorFlow's caches
+            weights.append(self._weights_of(self.network.plain(piece.rates)))
             if piece.learning_rate is not None:
                 self.optimizer.learning_rate = piece.learning_rate
-            for stacked, v in zip(self._optimizer_state, self.optimizer.variables, strict=True):
-                stacked[k].assign(v)
+            optimizer.append([v.numpy() for v in self.optimizer.variables])
             self.optimizer.learning_rate = compiled_rate  # the optimizer's own variables stay as compiled
+        for stacked, values in zip(self._trainable + self._non_trainable, zip(*weights, strict=True), strict=True):
+            stacked.assign(np.stack(values))
+        for stacked, values in zip(self._optimizer_state, zip(*optimizer, strict=True), strict=True):
+            stacked.assign(np.stack(values))
         for best, current in zip(self._best, self._trainable + self._non_trainable, strict=True):
             best.assign(current)
+
+    def _weights_of(self, plain: keras.Model) -> list[np.ndarray]:
+        """A plain model's weights in the order of the stacked state (trainable, then not)."""
+        value = {id(mine): theirs.numpy() for mine, theirs in weight_pairs(self.model, plain)}
+        return [value[id(v)] for v in self.model.trainable_variables + self.model.non_trainable_variables]
 
     def _early_stoppers(self, template: keras.callbacks.EarlyStopping | None) -> list[Any]:
         if template is None:
@@ -346,10 +358,8 @@ class VectorPack:
     def load_slice(self, k: int, model: keras.Model) -> None:
         """Start slice k from a plain model's weights (Hyperband continues a trial so); its optimizer
         state stays as it is."""
-        value = {id(mine): theirs.numpy() for mine, theirs in weight_pairs(self.model, model)}
-        variables = self.model.trainable_variables + self.model.non_trainable_variables
-        for v, stacked in zip(variables, self._trainable + self._non_trainable, strict=True):
-            stacked[k].assign(value[id(v)])
+        for stacked, value in zip(self._trainable + self._non_trainable, self._weights_of(model), strict=True):
+            stacked[k].assign(value)
 
     def predict(self, x: Arrays, best: bool = False, batch_size: int = 1024) -> np.ndarray:
         """Every slice's predictions in inference mode, (K, rows, ...)."""

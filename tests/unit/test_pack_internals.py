@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from models import pack_internals  # noqa: E402
-from models.pack_internals import add_converters, pfor_failure, stateless_optimizer  # noqa: E402
+from models.pack_internals import add_converters, pfor_failure, seed_keras, stateless_optimizer  # noqa: E402
 
 OPTIMIZERS: dict[str, Callable[[], Any]] = {
     "adam": lambda: keras.optimizers.Adam(0.01),
@@ -65,6 +65,27 @@ def test_stateless_apply_treats_row_gradients_as_apply_does() -> None:
     stateless.build([keras.Variable(np.ones((4, 2), np.float32))])
     (value,), _ = stateless.stateless_apply([v.value for v in stateless.variables], [grad], [tf.ones((4, 2))])
     np.testing.assert_allclose(value.numpy(), table.numpy(), rtol=0, atol=1e-7)
+
+
+def test_seed_keras_initialises_as_set_random_seed_does() -> None:
+    def build() -> Any:
+        return keras.Sequential(
+            [
+                keras.Input((6, 6, 1)),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.BatchNormalization(),
+                keras.layers.Dropout(0.5),
+                keras.layers.Reshape((8, 4)),
+                keras.layers.LSTM(3),
+                keras.layers.Dense(2),
+            ]
+        )
+
+    keras.utils.set_random_seed(7)
+    expected = build().get_weights()
+    seed_keras(7)
+    for mine, theirs in zip(build().get_weights(), expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def vectorized(fn: Callable[[Any], Any], elems: Any) -> Any:

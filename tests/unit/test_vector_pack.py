@@ -20,6 +20,9 @@ from models.dropout_net import ModelConfig, normalization_stats  # noqa: E402
 from models.pack_network import Network, NotVectorizable, template_network  # noqa: E402
 from models.vector_pack import SliceSpec, VectorPack  # noqa: E402
 
+# One process runs them all (`--dist loadgroup`): they share the packs cached below.
+pytestmark = pytest.mark.xdist_group("vector_pack")
+
 SEEDS = (11, 12, 13)
 EPOCHS = 2
 BATCH = 32
