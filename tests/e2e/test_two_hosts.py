@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import backend_database, classification_csv, postgres_available, small_job
 from tests.e2e.conftest import Service, _start, start_service, stop_service
-from tests.e2e.test_recovery import completed_before, wait_for_trial
+from tests.e2e.test_recovery import completed_before, freeze, thaw, wait_for_line, wait_for_trial
 
 pytestmark = [
     pytest.mark.e2e,
@@ -125,6 +125,16 @@ def test_a_second_host_with_only_the_database_url_runs_resumes_and_joins_jobs(ho
         dir_c / "joiner.log",
     )
     svc.processes.append(joiner)
+    # The job's own two trial processes wait (frozen) until the joiner has begun a trial: however
+    # slowly host C starts, there are trials left for it.
+    worker_b = psutil.Process(svc.processes[-2].pid)
+    own = [p for p in worker_b.children(recursive=True) if "tuner.parallel" in " ".join(p.cmdline())]
+    assert len(own) == 2
+    freeze(svc, own)
+    try:
+        wait_for_line(dir_c / "joiner.log", "began", timeout=180)
+    finally:
+        thaw(own)
     final = svc.wait(job["id"], timeout=300)
     assert final["status"] == "succeeded", final["error"]
     joiner.wait(timeout=60)
