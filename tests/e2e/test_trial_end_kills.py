@@ -28,12 +28,12 @@ from tuner.exit_codes import WORKER_ID_ENV
 TRIALS = 4
 
 
-def spec(pack_size: int) -> JobSpec:
+def spec(pack_size: int, max_trials: int = TRIALS) -> JobSpec:
     return JobSpec.model_validate(
         {
             "dataset_id": "iris",
             "algorithm": "random",
-            "max_trials": TRIALS,
+            "max_trials": max_trials,
             "seed": 5,
             "search_space": {
                 "dropout_rate": {"values": [0.1, 0.2, 0.3, 0.4, 0.5]},
@@ -49,7 +49,9 @@ def spec(pack_size: int) -> JobSpec:
     )
 
 
-def run_search(db: Database, data_dir: Path, job_id: str, worker: str, step: str) -> subprocess.CompletedProcess[str]:
+def run_search(
+    db: Database, data_dir: Path, job_id: str, worker: str, step: str, trial: int = 1
+) -> subprocess.CompletedProcess[str]:
     with db.session() as session:
         claimed = q.claim_next_job(session, worker)
         assert claimed is not None and claimed.id == job_id
@@ -60,7 +62,7 @@ def run_search(db: Database, data_dir: Path, job_id: str, worker: str, step: str
         WORKER_ID_ENV: worker,
         "DROPTUNE_WORKER_THREADS": "1",
     }
-    command = [sys.executable, "-m", "tests.e2e.kill_at_trial_end", job_id, step, "1"]
+    command = [sys.executable, "-m", "tests.e2e.kill_at_trial_end", job_id, step, str(trial)]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
 
@@ -86,28 +88,52 @@ def kill_and_resume(
     return job_id, resumed.stderr
 
 
-def assert_every_trial_once(db: Database, job_id: str) -> None:
+def assert_every_trial_once(db: Database, job_id: str, trials: int = TRIALS) -> None:
     with db.session(readonly=True) as session:
         job = q.get_job(session, job_id)
         assert job.status == JobStatus.SUCCEEDED.value, job.error
     rows = trial_rows(db, job_id)
-    assert [number for number, _, _ in rows] == list(range(TRIALS)), rows
+    assert [number for number, _, _ in rows] == list(range(trials)), rows
     assert all(status == TrialStatus.COMPLETED.value and score is not None for _, status, score in rows), rows
 
 
+def crashed(db: Database, job_id: str, worker: str) -> None:
+    with db.session() as session:  # what the worker does when its search process dies
+        assert q.count_crash(session, job_id, 10, "killed", worker_id=worker) is JobStatus.QUEUED
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("step", STEPS)
-def test_a_search_killed_at_any_step_of_a_trials_end_ends_every_trial_once(
-    db: Database, tmp_path: Path, step: str
-) -> None:
-    job_id, log = kill_and_resume(db, tmp_path, 1, step)
-    assert_every_trial_once(db, job_id)
-    # Only a trial whose end keras-tuner saved and the store never saw is settled from the saved state;
-    # one killed before keras-tuner saved it runs again.
-    assert ("trial 1 ended before its worker stopped" in log) is (step == "tuner_saved"), log[-3000:]
-    assert ("trial 1 began" in log) is (step in ("ending", "oracle_saved")), log[-3000:]
+def test_a_search_killed_at_each_step_of_a_trials_end_ends_every_trial_once(db: Database, tmp_path: Path) -> None:
+    """One job, killed four times: at each step of a trial's end in turn (trials 1 to 4), each time
+    resumed by a fresh process, which the next kill stops in its turn."""
+    trials = len(STEPS) + 2
+    with db.session() as session:
+        job_id = q.create_job(session, spec(1, max_trials=trials), trials).id
+    logs = []
+    for i, step in enumerate(STEPS):
+        worker = f"worker-{i}"
+        killed = run_search(db, tmp_path, job_id, worker, step, trial=i + 1)
+        assert killed.returncode == KILLED, killed.stderr[-3000:]
+        assert f"killed at {step} of trial {i + 1}" in killed.stderr
+        logs.append(killed.stderr)
+        crashed(db, job_id, worker)
+    finished = run_search(db, tmp_path, job_id, "last-worker", "none")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    logs.append(finished.stderr)
+    assert_every_trial_once(db, job_id, trials)
+    for i, step in enumerate(STEPS):
+        after = logs[i + 1]  # the run that resumed the search after the kill at `step`
+        # Only a trial whose end keras-tuner saved and the store never saw is settled from the saved
+        # state; one killed before keras-tuner saved it runs again; one recorded is done.
+        trial = i + 1
+        assert (f"trial {trial} ended before its worker stopped" in after) is (step == "tuner_saved"), (
+            step,
+            after[-3000:],
+        )
+        assert (f"trial {trial} began" in after) is (step in ("ending", "oracle_saved")), (step, after[-3000:])
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_pack_killed_after_keras_tuner_saved_a_trials_end_records_that_trial_on_another_host(
     db: Database, tmp_path: Path
 ) -> None:
