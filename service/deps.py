@@ -6,12 +6,14 @@ lookup itself, on every dashboard poll."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from store.config import Settings
 from store.db import Database
+from store.errors import InputError
 
 
 async def get_settings(request: Request) -> Settings:
@@ -27,3 +29,17 @@ async def get_database(request: Request) -> Database:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def each_field_once(*fields: str) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing a form that repeats one of `fields`: FastAPI would quietly keep the last
+    one. (The form is the one FastAPI has parsed already; Starlette caches it.)"""
+
+    async def check(request: Request) -> None:
+        form = await request.form()
+        for field in fields:
+            count = len(form.getlist(field))
+            if count > 1:
+                raise InputError(field, f"the form has {count} {field!r} fields; send one")
+
+    return check

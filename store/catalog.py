@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from store.dataset_files import KEY_PREFIX, KEY_SUFFIX
@@ -117,17 +117,20 @@ def get_dataset(
     return row
 
 
+def refuse_while_active(session: Session, uses: ColumnElement[bool], what: str) -> None:
+    """StateError (409) while a queued or running job `uses` the thing about to be deleted."""
+    active = session.scalar(select(func.count()).select_from(Job).where(uses, Job.status.in_(ACTIVE)))
+    if active:
+        them = "it" if active == 1 else "them"
+        jobs = "1 queued or running job" if active == 1 else f"{active} queued or running jobs"
+        raise StateError(f"{what} is used by {jobs}: cancel {them} or wait for {them} to end")
+
+
 def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) -> Dataset:
     """Remove a dataset row; the caller releases its file after the commit (`dataset_files.release_file`)."""
     row = get_dataset(session, dataset_id, owner, lock="update")
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")
-    active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
-    )
-    if active:
-        them = "it" if active == 1 else "them"
-        jobs = "1 queued or running job" if active == 1 else f"{active} queued or running jobs"
-        raise StateError(f"dataset {dataset_id!r} is used by {jobs}: cancel {them} or wait for {them} to end")
+    refuse_while_active(session, Job.dataset_id == dataset_id, f"dataset {dataset_id!r}")
     session.delete(row)
     return row

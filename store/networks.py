@@ -15,8 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from store.catalog import ACTIVE
-from store.errors import NotFoundError, StateError
+from store.catalog import ACTIVE, refuse_while_active
+from store.errors import NotFoundError
 from store.network_files import NetworkSummary
 from store.network_sites import DropoutSite
 from store.tables import Job, Network
@@ -82,13 +82,7 @@ def delete_network(session: Session, network_id: str, owner: str | None = None) 
     """Remove a network's row; the caller removes its file after the commit. 409 while a queued or
     running job trains it."""
     row = get_network(session, network_id, owner, lock="update")
-    active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.network_id == network_id, Job.status.in_(ACTIVE))
-    )
-    if active:
-        them = "it" if active == 1 else "them"
-        jobs = "1 queued or running job" if active == 1 else f"{active} queued or running jobs"
-        raise StateError(f"network {network_id!r} is used by {jobs}: cancel {them} or wait for {them} to end")
+    refuse_while_active(session, Job.network_id == network_id, f"network {network_id!r}")
     session.delete(row)
     return row
 

@@ -2,33 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
 from service import datasets as logic
 from service.auth import CallerDep
-from service.deps import DatabaseDep, SettingsDep
+from service.deps import DatabaseDep, SettingsDep, each_field_once
 from service.idempotency import KEY_RULE, REPLAYABLE, IdempotencyKeyHeader
 from service.schemas import API_ERRORS, NO_NUL, UPLOAD_ENCODING, DatasetOut, errors, refusals
-from store.errors import InputError
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=API_ERRORS)
-UPLOAD_FIELDS = ("file", "name", "target")
-
-
-async def each_field_once(request: Request) -> None:
-    """Refuse a form that repeats a field: FastAPI would quietly keep the last one. (The form is the
-    one FastAPI has parsed already; Starlette caches it.)"""
-    form = await request.form()
-    for field in UPLOAD_FIELDS:
-        count = len(form.getlist(field))
-        if count > 1:
-            raise InputError(field, f"the form has {count} {field!r} fields; send one")
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(each_field_once)],
+    dependencies=[Depends(each_field_once("file", "name", "target"))],
     responses={**REPLAYABLE, **refusals((*logic.UPLOAD_RULES, KEY_RULE), "the file is read as a dataset")},
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": UPLOAD_ENCODING}}}},
 )

@@ -2,29 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
 from service import networks as logic
 from service.auth import CallerDep
 from service.datasets import read_limited
-from service.deps import DatabaseDep, SettingsDep
+from service.deps import DatabaseDep, SettingsDep, each_field_once
 from service.idempotency import KEY_RULE, REPLAYABLE, IdempotencyKeyHeader
 from service.schemas import API_ERRORS, NO_NUL, NetworkOut, errors, refusals
-from store.errors import InputError
 
 router = APIRouter(prefix="/api/v1/networks", tags=["networks"], responses=API_ERRORS)
-UPLOAD_FIELDS = ("file", "name")
-
-
-async def each_field_once(request: Request) -> None:
-    """Refuse a form that repeats a field (FastAPI would quietly keep the last one)."""
-    form = await request.form()
-    for field in UPLOAD_FIELDS:
-        count = len(form.getlist(field))
-        if count > 1:
-            raise InputError(field, f"the form has {count} {field!r} fields; send one")
-
-
 # The file part as the schema states it: a .keras file is a zip.
 NETWORK_ENCODING = {"file": {"contentType": "application/zip"}}
 
@@ -32,7 +19,7 @@ NETWORK_ENCODING = {"file": {"contentType": "application/zip"}}
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(each_field_once)],
+    dependencies=[Depends(each_field_once("file", "name"))],
     responses={**REPLAYABLE, **refusals((*logic.NETWORK_RULES, KEY_RULE), "the file is read as a Keras network")},
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": NETWORK_ENCODING}}}},
 )
