@@ -5,7 +5,7 @@ split 0.2 by seed 42). K = 1 is what `pack_size` 1 trains: a plain Keras model (
 `model.fit`), one per trial, here several in a row. K > 1 is one `PackTrainer` over K slices of varied
 dropout (rates 0..0.7, layers 0..3). Every run is timed fresh, model construction and tracing
 included, after one untimed warm-up (a K=4 pack and a plain fit, one epoch each); TensorFlow's import
-is not timed. Also says which K `auto_pack_size` picks for this job (timed too when not in the list)
+is not timed. Also says which K `auto` picks for this job (timed too when not in the list)
 and whether its seconds per trial are within 10% of the best K's.
 Usage: python bench/pack_sizes.py [--ks 1 4 8 16 32] [--epochs E] [--k1-trials N]
 """
@@ -32,7 +32,7 @@ from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner.cpus import configure_threads  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
-from tuner.packed_search import auto_pack_size  # noqa: E402
+from tuner.packs import pack_limit, trial_cost  # noqa: E402
 from tuner.setup import model_config, split  # noqa: E402
 
 DATASET, SEED, BATCH = "digits", 42, 32
@@ -117,7 +117,7 @@ def main() -> None:
     threads = configure_threads(settings.worker_threads)  # as the worker's search process does, before any op
     spec = job_spec(args.epochs)
     config, data = prepare(spec)
-    auto = auto_pack_size(config, spec, settings.pack_memory_mb)
+    auto = pack_limit(trial_cost(spec, config, None), spec, settings.pack_memory_mb)
     ks = sorted(set(args.ks) | {auto})
 
     time_pack(config, data, 4, 1)  # warm-up, untimed
@@ -143,7 +143,7 @@ def main() -> None:
     best = min(ks, key=per_trial.__getitem__)
     within = per_trial[auto] <= 1.10 * per_trial[best]
     print(
-        f"auto_pack_size picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
+        f"auto picks K={auto} (pack_memory_mb {settings.pack_memory_mb:g}); best K={best};"
         f" auto's s/trial within 10% of the best: {'yes' if within else 'no'}"
         f" ({per_trial[auto] / per_trial[best]:.2f}x)"
     )

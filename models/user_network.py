@@ -14,6 +14,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from store.network_files import NetworkSummary
 from store.network_sites import DropoutSite
 from store.spec import dropout_in, task_metric
 
@@ -136,6 +137,7 @@ class NetworkBuild:
     task: str
     n_classes: int | None
     learning_rate: float  # the job's (the file's own, where the job left it; see `service.networks`)
+    summary: NetworkSummary | None = None  # what the API read from the file: layers, shapes, weights
 
     @property
     def input_dtype(self) -> str:

@@ -122,14 +122,17 @@ class VectorPack:
             self._epoch_fn.get_concrete_function()
         self.restart(slices)
 
-    def restart(self, slices: list[SliceSpec]) -> None:
+    def restart(self, slices: list[SliceSpec], seed: int | None = None) -> None:
         """Start over with new slices, as many (a job's next pack): fresh results, initial weights
-        and optimizer state, on the graph traced already. They train as in a new pack."""
+        and optimizer state, on the graph traced already. They train as in a new pack (made with
+        `seed`, where given: its batch order)."""
         if len(slices) != self.k:
             raise ValueError(f"a pack of {self.k} slices cannot restart with {len(slices)}")
         if any(len(piece.rates) != self.network.sites for piece in slices):
             raise ValueError(f"each slice needs a dropout rate for each of the network's {self.network.sites} sites")
         self.slices = slices
+        if seed is not None:
+            self.order_rng = np.random.default_rng(seed)
         self.results = [SliceResult() for _ in slices]
         self._stoppers = self._early_stoppers(self._early_stopping)
         rates, keys = self._dropout()

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from store.errors import Rule
+from store.execution import Execution
 from store.jobs import JobSummary
 from store.reference import Reference, no_better_than_reference
 from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
@@ -232,6 +233,11 @@ class JobOut(BaseModel):
         "to it: the models learned nothing useful (check the learning rate and the data); null while either "
         "score is missing"
     )
+    execution: Execution | None = Field(
+        None,
+        description="how its trials train: packed (K together) or one at a time, and why not packed where "
+        "the job allowed packs; null until the search starts",
+    )
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -268,6 +274,7 @@ class JobOut(BaseModel):
             no_better_than_reference=no_better_than_reference(
                 best_score, reference_score, spec.objective.direction or "min"
             ),
+            execution=None if job.execution is None else Execution.model_validate(job.execution),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -195,6 +195,13 @@ def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, 
     session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
 
 
+def set_execution(session: Session, job_id: str, execution: dict[str, Any]) -> None:
+    """Store how the job's trials train (`store.execution`); each start of its search writes it again."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.execution = execution
+
+
 def set_reference(session: Session, job_id: str, reference: dict[str, Any]) -> bool:
     """Store the job's trivial-predictor reference (`store.reference`), once: False if it has one."""
     job = session.get(Job, job_id)

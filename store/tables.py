@@ -127,6 +127,8 @@ class Job(Base):
     # A trivial predictor's scores on the job's split (`store.reference.Reference`), written when the
     # search starts; None for jobs older than it, and until their search starts.
     reference: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # How its trials train (`store.execution.Execution`), written when the search starts.
+    execution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # A parallel job's oracle: {"address": "host:port", "authkey": hex}, for trial processes to join.
     coordinator: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -3,7 +3,8 @@
 The best `confirm_top` dropout configurations of the search and the baseline (the no-dropout
 network with the best dropout configuration's units and learning rate, so the comparison isolates
 dropout) are trained again, `repeats` seeds each, as one pack: each run is a slice with its own
-initialisation and dropout draws (the pack shares one batch order). The recommended configuration
+initialisation and dropout draws (the pack shares one batch order). A user's network packs as any
+network does (`tuner.packs`), or trains run by run where it cannot. The recommended configuration
 is the best confirmed mean; for it a second pack trains the smaller-network arm (no dropout,
 round(n(1 - p)) units in each layer that had dropout, the same seeds), and its best-seed model gives
 the MC-dropout figures (the best confirmed dropout configuration's, where no dropout is recommended).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -23,14 +24,17 @@ import numpy as np
 
 from models.dropout_net import HpValues
 from models.mc_dropout import mc_dropout
+from models.pack_network import NotVectorizable
 from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
 from models.user_network import NetworkBuild, build_network, compiled, narrowed
+from models.vector_pack import SliceSpec
 from store import jobs as q
 from store.db import Database
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import McDropout, Report, Run
 from store.spec import dropout_in, resolve_space, task_metric
 from tuner.pack_training import PackTrainer, SliceResult
+from tuner.packs import SliceOutcome, narrowed_network, network_refusal, pack_network, slice_of, vector_pack
 from tuner.recording import Recorder, error_summary
 from tuner.setup import Prepared
 
@@ -99,7 +103,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     spec = prepared.spec
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
-    train = _train if prepared.network is None else _train_one_by_one
+    train = _train if prepared.network is None else _train_network
     runs, best_model = train(prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
@@ -201,6 +205,43 @@ def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[li
     return runs, best_model
 
 
+def _train_network(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+    """A user's network: the runs as one vectorised pack, or one by one where it cannot pack."""
+    assert prepared.network is not None
+    reason = network_refusal(prepared.network)
+    if reason is None:
+        try:
+            return _train_network_pack(prepared, recorder, planned)
+        except NotVectorizable as exc:
+            reason = str(exc)
+    log.info("confirming one run at a time: %s", reason)
+    return _train_one_by_one(prepared, recorder, planned)
+
+
+def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+    """Every (arm, configuration, seed) of a user's network as one vectorised pack: the network
+    with each run's rates, or (the smaller-network arm, all of one configuration) its narrowed copy."""
+    network = prepared.network
+    assert network is not None
+    spec = prepared.spec
+    if {arm for arm, _, _ in planned} == {"smaller"}:
+        hp = planned[0][1]
+        learning_rate = float(hp.get("learning_rate") or network.learning_rate)
+        net = narrowed_network(network, hp["narrowed_by"], learning_rate)
+        slices = [SliceSpec((), seed=seed) for _, _, seed in planned]
+    else:
+        net = pack_network(network)
+        slices = [slice_of(network, hp, seed) for _, hp, seed in planned]
+    pack = vector_pack(prepared, net, slices, seed=planned[0][2])
+    log.info("confirming: a vectorised pack of %d runs", len(planned))
+    for number in range(1, spec.training.epochs + 1):
+        if not any(r.active for r in pack.results):
+            break
+        pack.run_epoch(number)
+        recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
+    return _runs(planned, pack.results, spec.hyperparameter_names()), lambda k: pack.slice_model(k, best=True)
+
+
 def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
     """A user's network: each run a plain `fit` of its own, seeded, its best epoch's weights kept."""
     spec = prepared.spec
@@ -268,7 +309,7 @@ def tf_errors() -> type[Exception]:
     return tf.errors.OpError  # type: ignore[no-any-return]
 
 
-def _runs(planned: Planned, results: list[SliceResult], names: list[str]) -> list[Run]:
+def _runs(planned: Planned, results: Sequence[SliceOutcome], names: list[str]) -> list[Run]:
     runs = []
     for (arm, hp, seed), result in zip(planned, results, strict=True):
         ok = result.failure is None and result.best_value is not None and math.isfinite(result.best_value)

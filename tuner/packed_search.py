@@ -1,4 +1,4 @@
-"""Packed search: keras-tuner's search loop, K trials at a time, trained as one fused model.
+"""Packed search: keras-tuner's search loop, K trials at a time, trained as one pack (`tuner.packs`).
 
 The loop is keras-tuner's own (`BaseTuner.search`) with one change: it asks the oracle for up to K
 trials before training (one tuner id per slot, as parallel trial processes do, so the oracle still
@@ -8,8 +8,9 @@ shared epoch budget, and answers IDLE while it must wait for other processes' tr
 trials go through the tuner's own hooks (`on_trial_begin`, `on_trial_end`), so they are recorded,
 scored and saved exactly as unpacked ones; their epochs are recorded together, one write per epoch.
 
-A completed trial's best-epoch weights go to the artifact store (`tuner.keep`), in the plain model's
-layout; Hyperband continues a trial from them, on whichever host the trial it continues ran.
+A completed trial's best-epoch weights go to the artifact store (`tuner.keep`): the template's in the
+plain model's layout, a network's as keras-tuner checkpoints an unpacked trial. Hyperband continues a
+trial from them, on whichever host the trial it continues ran.
 """
 
 from __future__ import annotations
@@ -23,62 +24,32 @@ from typing import Any
 import keras_tuner as kt
 from keras_tuner.errors import FatalError
 
-from models.dropout_net import ModelConfig
-from models.packed_net import PackedNet, SliceConfig, cost, slice_seed
+from store import jobs as q
 from store.config import Settings
-from store.spec import MAX_PACK_SIZE, JobSpec, planned_trials
-from tuner.pack_training import PackTrainer
+from tuner.packs import Pack, Packer, plan
 from tuner.setup import Prepared
-from tuner.trial_weights import slice_weights, store_slice_weights
 
 log = logging.getLogger(__name__)
 
 TrialStatus = kt.engine.trial.TrialStatus
-# `auto` packs no more than this: past it a pack's step is arithmetic, not overhead (bench/pack_sizes.py).
-AUTO_MAX_PACK = 32
-# `auto` keeps one pack step under about this many floating-point operations, for the same reason.
-AUTO_STEP_FLOPS = 2e9
 IDLE_WAIT_S = 0.5  # the oracle is waiting for other processes' trials (parallel Hyperband)
 
 
-def pack_size(spec: JobSpec, config: ModelConfig, settings: Settings) -> int:
-    """Trials per pack for this job: the spec's, or `auto`'s capped at each trial process's share
-    of the planned trials."""
-    if spec.pack_size != "auto":
-        return spec.pack_size
-    # k trial processes share the job's trials: one must not take them all.
-    share = math.ceil(planned_trials(spec) / spec.parallel_trials)
-    return max(1, min(auto_pack_size(config, spec, settings.pack_memory_mb), share))
-
-
-def auto_pack_size(config: ModelConfig, spec: JobSpec, memory_mb: float) -> int:
-    """As many trials as the memory budget holds, while a step stays overhead-bound, at most 32."""
-    units = max(spec.search_space.units.candidate_values()) if spec.search_space.units else config.units
-    size = cost(config, int(units))
-    batch = spec.training.batch_size
-    # Weights, best-epoch copy, Adam's two moments and the gradient; a training batch's activations
-    # forward and backward (the validation pass has its own fixed budget, in the trainer).
-    per_trial = 4 * (5 * size.parameters + 4 * batch * size.activations)
-    by_memory = int(memory_mb * 2**20 // per_trial)
-    by_compute = int(AUTO_STEP_FLOPS // (3 * size.flops * batch))  # backward costs about twice forward
-    return max(1, min(AUTO_MAX_PACK, MAX_PACK_SIZE, by_memory, by_compute))
-
-
 def run(tuner: kt.Tuner, prepared: Prepared, settings: Settings, workdir: Path) -> None:
-    """The job's search in this process: packed, or keras-tuner's own loop when packs hold one."""
-    size = pack_size(prepared.spec, prepared.config, settings)
-    if prepared.network is not None:
-        # The fused pack is the template's; a user's network trains trial by trial for now.
-        log.info("training one trial at a time: packs hold droptune's template network only")
-        size = 1
-    if size == 1:
+    """The job's search in this process: in packs, or keras-tuner's own loop one trial at a time
+    (packs of one, or a network that cannot train in a pack: the job records why)."""
+    decided = plan(prepared, settings)
+    recorder = tuner.recorder
+    with recorder.db.session() as session:
+        q.set_execution(session, recorder.job_id, decided.execution.model_dump(mode="json"))
+    if decided.packer is None:
         tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
     else:
-        log.info("training packs of up to %d trials", size)
-        search(tuner, prepared, size)
+        log.info("training packs of up to %d trials (%s)", decided.execution.pack_size, decided.execution.trainer)
+        search(tuner, prepared, decided.packer, decided.execution.pack_size)
 
 
-def search(tuner: kt.Tuner, prepared: Prepared, size: int) -> None:
+def search(tuner: kt.Tuner, prepared: Prepared, packer: Packer, size: int) -> None:
     """Run the tuner's search in packs of up to `size` trials, until the oracle says stop."""
     tuner.oracle.verbose = 0  # keras-tuner's progress printing; the store has it all
     # Recycling bounds what TensorFlow leaks per model built, and a pack is one model: count packs.
@@ -95,7 +66,7 @@ def search(tuner: kt.Tuner, prepared: Prepared, size: int) -> None:
             time.sleep(IDLE_WAIT_S)
             continue
         for group in _by_epoch_budget(trials, prepared):
-            run_pack(tuner, group, prepared)
+            run_pack(tuner, group, prepared, packer)
     tuner.on_search_end()
 
 
@@ -126,40 +97,16 @@ def _by_epoch_budget(trials: list[Any], prepared: Prepared) -> list[list[Any]]:
     return list(groups.values())
 
 
-def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared) -> None:
+def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared, packer: Packer) -> None:
     """Train `trials` as one pack; each ends through the tuner's hooks as soon as it is done."""
-    spec, config = prepared.spec, prepared.config
     first_epoch, last_epoch = _budget(trials[0], prepared)
     tuner.recorder.begin_pack()
     for trial in trials:
         tuner.on_trial_begin(trial)
     tuner.recorder.end_pack()
-    net = PackedNet(
-        config,
-        [SliceConfig.from_hp(t.hyperparameters, config) for t in trials],
-        seeds=[slice_seed(spec.seed, int(t.trial_id)) for t in trials],
-    )
-    x_val, y_val = prepared.fit_kwargs["validation_data"]
-    trainer = PackTrainer(
-        net,
-        prepared.fit_args,
-        (x_val, y_val),
-        batch_size=spec.training.batch_size,
-        objective=spec.objective.metric,
-        direction=spec.objective.direction or "min",
-        patience=spec.training.early_stopping_patience,
-        seed=slice_seed(spec.seed, int(trials[0].trial_id)),
-    )
-    for k, trial in enumerate(trials):
-        parent = trial.hyperparameters.values.get("tuner/trial_id")
-        if parent is not None:
-            weights = slice_weights(tuner.recorder.artifacts, tuner.recorder.job_id, int(parent))
-            if weights is not None:
-                net.load_slice(k, weights)
-            else:
-                trainer.fail(k, f"the weights of trial {parent}, which it continues, were not kept")
-    ended = {k for k, result in enumerate(trainer.results) if not result.active}
-    _end_all(tuner, trials, trainer, sorted(ended), first_epoch)
+    pack = packer.start(tuner, trials, first_epoch)
+    ended = {k for k, result in enumerate(pack.results) if not result.active}
+    _end_all(tuner, trials, pack, sorted(ended), first_epoch)
     log.info(
         "pack of %d trials (%s), epochs %d-%d",
         len(trials),
@@ -170,21 +117,21 @@ def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared) -> None:
     for number in range(first_epoch + 1, last_epoch + 1):
         if len(ended) == len(trials):
             break
-        finished = trainer.run_epoch(number)
-        live = [(t, number - 1, trainer.results[k].history[number]) for k, t in enumerate(trials) if k not in ended]
+        finished = pack.run_epoch(number)
+        live = [(t, number - 1, pack.results[k].history[number]) for k, t in enumerate(trials) if k not in ended]
         tuner.recorder.epochs_ended(live)  # raises at a cancel or a limit: unfinished trials stay unended
-        _end_all(tuner, trials, trainer, finished, first_epoch)
+        _end_all(tuner, trials, pack, finished, first_epoch)
         ended.update(finished)
-    _end_all(tuner, trials, trainer, [k for k in range(len(trials)) if k not in ended], first_epoch)
+    _end_all(tuner, trials, pack, [k for k in range(len(trials)) if k not in ended], first_epoch)
 
 
-def _end_all(tuner: kt.Tuner, trials: list[Any], trainer: PackTrainer, slices: list[int], first_epoch: int) -> None:
+def _end_all(tuner: kt.Tuner, trials: list[Any], pack: Pack, slices: list[int], first_epoch: int) -> None:
     """End these slices' trials, every one of them, even when the oracle stops the search while
     ending one (too many failures in a row): each is recorded as what it was, then the stop goes on."""
     stop: Exception | None = None
     for k in slices:
         try:
-            _end(tuner, trials[k], trainer, k, first_epoch)
+            _end(tuner, trials[k], pack, k, first_epoch)
         except Exception as exc:
             if isinstance(exc, FatalError):  # cancelled, lost, a limit: nothing more is written
                 raise
@@ -193,20 +140,19 @@ def _end_all(tuner: kt.Tuner, trials: list[Any], trainer: PackTrainer, slices: l
         raise stop
 
 
-def _end(tuner: kt.Tuner, trial: Any, trainer: PackTrainer, k: int, first_epoch: int) -> None:
+def _end(tuner: kt.Tuner, trial: Any, pack: Pack, k: int, first_epoch: int) -> None:
     """Report slice k's outcome to the oracle and end its trial through the tuner's hook."""
-    result = trainer.results[k]
+    result = pack.results[k]
     if result.failure:
         trial.status, trial.message = TrialStatus.FAILED, result.failure
     elif result.best_epoch is None or result.best_value is None or not math.isfinite(result.best_value):
         trial.status = TrialStatus.FAILED
-        trial.message = f"the objective {trainer.objective} was not a finite number (training diverged)"
+        trial.message = f"the objective {pack.objective} was not a finite number (training diverged)"
     else:
         # keras-tuner's step is the best epoch's index within this fit, as its History gives it.
         step = result.best_epoch - first_epoch - 1
         tuner.oracle.update_trial(trial.trial_id, result.history[result.best_epoch], step=step)
-        recorder = tuner.recorder
-        store_slice_weights(recorder.artifacts, recorder.job_id, int(trial.trial_id), trainer.best_weights(k))
+        pack.keep(k, tuner, trial)
         trial.status = TrialStatus.COMPLETED
     tuner.recorder.share_time(trial.trial_id, result.seconds)
     tuner.on_trial_end(trial)

@@ -247,7 +247,7 @@ def _network_build(db: Database, spec: JobSpec, task: str, n_classes: int | None
         config, summary = row.config, NetworkSummary.from_json(row.summary)
     model = spec.model
     sites = job_sites(summary, model.dropout_sites, model.dropout_order, model.dropout_kind)
-    return NetworkBuild(config, tuple(sites), task, n_classes, model.learning_rate)
+    return NetworkBuild(config, tuple(sites), task, n_classes, model.learning_rate, summary)
 
 
 def failure_cause(db: Database, job_id: str, exc: Exception) -> str:

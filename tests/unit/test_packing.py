@@ -228,18 +228,22 @@ def job_spec(**overrides: Any) -> Any:
 
 def test_auto_packs_small_models_fully_and_big_ones_less_and_never_past_the_planned_trials() -> None:
     from store.config import Settings
-    from tuner.packed_search import pack_size
+    from store.spec import JobSpec
+    from tuner.packs import pack_size, trial_cost
+
+    def packs_of(spec: JobSpec, config: ModelConfig, settings: Settings) -> int:
+        return pack_size(spec, trial_cost(spec, config, None), settings)
 
     config, _ = digits()
     settings = Settings()
-    assert pack_size(job_spec(), config, settings) == 24  # every trial of the job in one pack
-    assert pack_size(job_spec(max_trials=100), config, settings) == 32
-    assert pack_size(job_spec(max_trials=100, parallel_trials=4), config, settings) == 25  # a share each
+    assert packs_of(job_spec(), config, settings) == 24  # every trial of the job in one pack
+    assert packs_of(job_spec(max_trials=100), config, settings) == 32
+    assert packs_of(job_spec(max_trials=100, parallel_trials=4), config, settings) == 25  # a share each
     huge = job_spec(max_trials=100, search_space=job_spec().search_space.model_dump() | {"units": {"values": [4096]}})
-    assert 1 <= pack_size(huge, config, settings) < 8  # a step of 8 such nets is arithmetic, not overhead
-    assert pack_size(job_spec(pack_size=5), config, settings) == 5
+    assert 1 <= packs_of(huge, config, settings) < 8  # a step of 8 such nets is arithmetic, not overhead
+    assert packs_of(job_spec(pack_size=5), config, settings) == 5
     image = ModelConfig((8, 8, 1), "classification", 10, 2, 32, "relu", 1e-3, np.zeros(1), np.ones(1))
-    assert pack_size(job_spec(pack_size=5), image, settings) == 5  # image models pack too (a fused conv stem)
+    assert packs_of(job_spec(pack_size=5), image, settings) == 5  # image models pack too (a fused conv stem)
 
 
 def test_the_patch_form_of_the_grouped_conv_equals_tensorflows_grouped_conv() -> None:

@@ -1,0 +1,25 @@
+"""How a job's trials train, as the worker decided when its search started (`jobs.execution`).
+
+Packs train K trials as one computation; where a job asked for packs and its network cannot train
+in one, its trials train one at a time and the job says why, so that a user who wonders why their
+search is slow reads the reason on the job, not in a log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# The trainers: droptune's template as a fused einsum network (`models.packed_net`), any Keras
+# network as one step vectorised over its slices (`models.vector_pack`), or keras-tuner's own loop
+# with one `fit` per trial.
+Trainer = Literal["template_pack", "vectorized_pack", "fit"]
+
+
+class Execution(BaseModel):
+    trainer: Trainer = Field(description="template_pack, vectorized_pack (any network), or fit (one trial at a time)")
+    pack_size: int = Field(ge=1, description="the most trials trained together (1: one at a time)")
+    reason: str | None = Field(
+        None, description="why the trials train one at a time although the job allowed packs; null otherwise"
+    )
