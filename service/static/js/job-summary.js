@@ -80,6 +80,7 @@ export function renderSpec() {
     ["Learning rate", rangeText(spec.search_space.learning_rate) || `${fmtValue(spec.model.learning_rate)} (fixed)`],
     ["Model", modelText(spec)],
     ["Training", `${counted(spec.training.epochs, "epoch")}, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
+    state.job.execution ? ["Trains", executionText(state.job.execution)] : null,
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
   ];
@@ -87,6 +88,20 @@ export function renderSpec() {
   if (grid) rows.splice(4, 0, ["Grid", grid]);
   if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
   document.getElementById("spec").replaceChildren(...rows.filter(Boolean).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+const TRAINERS = {
+  template_pack: "packed: the template's fused network",
+  vectorized_pack: "packed: one vectorised step for all",
+  fit: "one trial at a time",
+};
+
+/** How the trials train, from the job's `execution`: packed, K at a time, or one at a time, with
+ * the reason where the job allowed packs. */
+function executionText(execution) {
+  const trainer = TRAINERS[execution.trainer] || execution.trainer;
+  const size = execution.pack_size > 1 ? ` (up to ${execution.pack_size} trials together)` : "";
+  return execution.reason ? `${trainer}: ${execution.reason}` : `${trainer}${size}`;
 }
 
 /** A grid search's coverage: "8 of 18 grid points"; when Max trials cuts the grid short, it says so
