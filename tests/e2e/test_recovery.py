@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import backend_database, issue_token, small_job
 from tests.e2e.conftest import (
     FINISHED,
+    ON_SQLITE_ONLY,
     ROOT,
     Service,
     _start,
@@ -300,11 +301,12 @@ def test_search_processes_are_recycled_every_n_trials_and_the_search_runs_on(
         stop_service(svc)
 
 
+@ON_SQLITE_ONLY  # keras-tuner's saved state and its reload: no database in it
 @pytest.mark.parametrize("pack_size", [1, 2])
 def test_a_grid_search_killed_mid_way_resumes_and_tries_every_grid_point_once(service: Service, pack_size: int) -> None:
     # keras-tuner saves neither the grid's order nor its queue of points to extend: before they were
     # rebuilt on reload (tuner/oracles.py), every resumed grid search failed with a KeyError.
-    spec = small_job("iris", algorithm="grid", max_trials=10, pack_size=pack_size, training={"epochs": 10})
+    spec = small_job("iris", algorithm="grid", max_trials=10, pack_size=pack_size, training={"epochs": 5})
     job = service.submit(spec)
     # keras-tuner numbers a grid's trials with leading zeros ("02"): the id the old reload failed on.
     began = "trial 02 began:" if pack_size == 1 else "pack of 2 trials (02, 03)"
@@ -382,6 +384,11 @@ def test_a_job_whose_search_process_keeps_dying_fails_once_past_its_crash_budget
     assert [t["status"] for t in svc.trials(after["id"])] == ["completed", "completed"]
 
 
+# The time limit is the worker's: the crash budget above runs on both databases, these on SQLite.
+WATCHED_ON_SQLITE = pytest.mark.parametrize("watched", ["sqlite"], indirect=True)
+
+
+@WATCHED_ON_SQLITE
 @pytest.mark.parametrize("pack_size", [1, 2])
 def test_a_hung_trial_is_killed_at_its_time_limit_recorded_failed_and_the_search_moves_on(
     watched: Service, pack_size: int
@@ -416,6 +423,7 @@ def test_a_hung_trial_is_killed_at_its_time_limit_recorded_failed_and_the_search
     assert [search_log.count(f"trial {n} began:") for n in range(4)] == [1, 1, 1, 1]  # none run twice
 
 
+@WATCHED_ON_SQLITE
 def test_a_hung_trial_process_of_a_parallel_job_is_killed_with_its_whole_search_and_no_process_is_left(
     watched: Service,
 ) -> None:

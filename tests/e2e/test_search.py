@@ -125,6 +125,7 @@ def test_the_worker_stores_a_trivial_predictor_s_scores_and_the_api_holds_the_be
     assert job["no_better_than_reference"] is (best >= reference["scores"]["val_loss"] * (1 - 1e-6))
 
 
+@ON_SQLITE_ONLY  # training, not the store
 def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
     dataset = service.upload("linear", "linear.csv", regression_csv())
     assert dataset["task"] == "regression" and dataset["input_shape"] == [3]
@@ -155,6 +156,7 @@ def test_uploaded_csv_regression_searches_on_mae(service: Service) -> None:
     assert isinstance(job["no_better_than_reference"], bool)
 
 
+@ON_SQLITE_ONLY  # training, not the store
 def test_npz_images_train_a_conv_net(service: Service) -> None:
     dataset = service.upload("squares", "squares.npz", image_npz())
     assert dataset["input_shape"] == [8, 8, 1] and dataset["n_classes"] == 2
@@ -163,6 +165,7 @@ def test_npz_images_train_a_conv_net(service: Service) -> None:
     assert len(service.trials(job["id"], status="completed")) == 2
 
 
+@ON_SQLITE_ONLY  # training, not the store
 @pytest.mark.parametrize("pack_size", [1, 5])
 def test_diverging_trials_are_recorded_and_the_job_fails_with_their_real_error(
     service: Service, pack_size: int
@@ -296,6 +299,7 @@ def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service:
     assert [t["number"] for t in service.trials(job["id"])] == list(range(5))  # the space's 5 networks, then stop
 
 
+@ON_SQLITE_ONLY  # training, not the store
 def test_max_failed_trials_sets_how_many_failures_in_a_row_stop_the_search(service: Service) -> None:
     import numpy as np
 
