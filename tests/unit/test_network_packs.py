@@ -122,3 +122,29 @@ def test_a_network_pfor_cannot_vectorise_trains_one_trial_at_a_time_and_the_job_
     reason = decided.execution.reason or ""
     assert reason.startswith("pack_size 2 was asked for, but layer 'jitter' cannot train in a vectorized pack")
 
+
+
+def test_hyperband_continues_a_packed_networks_trial_from_its_parents_best_epoch(
+    sqlite: tuple[Database, Settings], tmp_path: Path
+) -> None:
+    db, settings = sqlite
+    network_id = upload(db, settings, iris_network(), tmp_path)
+    job_id = queued_job(
+        db,
+        settings,
+        network_id,
+        algorithm="hyperband",
+        max_trials=20,
+        hyperband_factor=3,
+        search_space={"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}},
+    )
+    run_search(db, settings, job_id)
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        trials = q.all_trials(session, job_id)
+        assert job.status == "succeeded", job.error
+        assert job.execution is not None and job.execution["trainer"] == "vectorized_pack"
+        assert all(t.status == "completed" for t in trials), [(t.number, t.error) for t in trials]
+        # A continued trial trains on from its parent's epochs: its curve starts past epoch 1.
+        continued = [t for t in trials if t.epochs and t.epochs[0].epoch > 1]
+        assert continued, [[e.epoch for e in t.epochs] for t in trials]
