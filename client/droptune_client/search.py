@@ -71,6 +71,16 @@ class SearchResult:
         return f"<SearchResult {final_line(self.job)}>"
 
 
+def model_spec(client: Client, model: Any, name: str | None) -> Any:
+    """The spec's `model`: a dict as given; a Keras model, or a path to a `.keras` file, uploaded as
+    your network and named by its id."""
+    if model is None or isinstance(model, dict):
+        return model
+    if isinstance(model, str | Path) and Path(model).suffix != ".keras":
+        raise UsageError(f"model must be a dict of spec fields, a Keras model or a .keras file, not {model!r}")
+    return {"network_id": client.upload_network(model, name=name)["id"]}
+
+
 def npz_of(x: Any, y: Any, task: str | None) -> bytes:
     """The arrays as the NPZ upload the API reads. A float target is regression and an integer or
     string one classification, so `task` casts `y` to say which."""
@@ -111,8 +121,12 @@ def search(
 
     `search_space` defaults to rates 0..0.5 step 0.1 over 0..2 dropout layers. Other job spec
     fields (`model`, `training`, `seed`, `repeats`, ...) pass through `spec`; `epochs` fills
-    `training.epochs`. `progress`: a progress bar on stderr; None shows it when stderr is a terminal.
+    `training.epochs`. `model` may also be your own Keras model (or its `.keras` file): it is uploaded
+    as a network and searched (`result.model()` is then your network with the chosen dropout).
+    `progress`: a progress bar on stderr; None shows it when stderr is a terminal.
     """
+    if "model" in spec:
+        spec["model"] = model_spec(client, spec["model"], name)
     dataset = client.upload(npz_of(x, y, task), filename="arrays.npz", name=name or "arrays")
     training = {**spec.pop("training", {}), "epochs": epochs}
     body: dict[str, Any] = {

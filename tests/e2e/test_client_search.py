@@ -68,6 +68,33 @@ def test_search_on_arrays_returns_trials_as_a_dataframe_best_report_and_a_keras_
     assert model.predict(x[:5], verbose=0).shape == (5, 3)
 
 
+def test_search_takes_the_users_keras_model_and_returns_it_with_the_chosen_dropout(service: Service) -> None:
+    keras = pytest.importorskip("keras")
+    mine = keras.Sequential(
+        [
+            keras.Input((4,), name="features"),
+            keras.layers.Dense(12, activation="relu", name="hidden"),
+            keras.layers.Dense(3, activation="softmax", name="classes"),
+        ],
+        name="my_mlp",
+    )
+    mine.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = blobs()
+    search_space = {"dropout_rate": {"values": [0.2]}, "dropout_layers": {"min": 0, "max": 1}}
+    result = Client(service.base_url, service.token).search(
+        x, y, model=mine, search_space=search_space, name="my network", progress=False, **OPTIONS
+    )
+    assert result.job["status"] == "succeeded", result.job["error"]
+    network = service.client.get(f"/api/v1/networks/{result.job['spec']['model']['network_id']}").json()
+    assert network["name"] == "my network" and [site["after"] for site in network["dropout_sites"]] == ["hidden"]
+    assert result.job["execution"]["trainer"] == "vectorized_pack"
+    kept = result.model(
+        trial=next(t for t in result.client.trials(result.id) if t["hyperparameters"]["dropout_layers"])["number"]
+    )
+    assert [layer.name for layer in kept.layers] == ["hidden", "droptune_dropout_hidden", "classes"]
+    assert kept.predict(x[:5], verbose=0).shape == (5, 3)
+
+
 def test_without_pandas_trials_are_a_list_of_dicts_and_model_is_the_file(service: Service, tmp_path: Path) -> None:
     x, y = blobs(seed=1)
     arrays = tmp_path / "arrays.npz"
