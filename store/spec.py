@@ -22,8 +22,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     Strict,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -452,6 +454,19 @@ class ModelSpec(_Strict):
         if self.dropout_sites is not None and len(set(self.dropout_sites)) != len(self.dropout_sites):
             raise _field_error(("dropout_sites",), "names a layer twice", None)
         return self
+
+    # Unannotated on purpose: pydantic would take a return annotation for the serialized schema, and
+    # `/openapi.json` would lose this model's fields.
+    @model_serializer(mode="wrap")
+    def _without_the_template(self, handler: SerializerFunctionWrapHandler):
+        """A network job's spec, stored or answered, leaves out the template's fields: their defaults
+        would read as its architecture. Read back, they take their defaults again, which a network job
+        never uses (and a spec stored with them, before, still reads)."""
+        data = handler(self)
+        if self.network_id is not None and isinstance(data, dict):
+            for name in TEMPLATE_FIELDS:
+                data.pop(name, None)
+        return data
 
 
 class TrainingSpec(_Strict):

@@ -18,7 +18,7 @@ from store.artifacts import DatabaseArtifacts
 from store.config import Settings
 from store.db import Database
 from store.networks import network_key
-from store.spec import JobSpec
+from store.spec import TEMPLATE_FIELDS, JobSpec
 from store.tables import Network
 from tests.conftest import issue_token, small_job
 from tests.unit.test_network_files import cnn, lstm, rezip, saved
@@ -196,6 +196,28 @@ def test_a_job_that_names_a_fitting_network_is_queued_with_its_learning_rate_and
         assert q.get_job(session, job["id"]).network_id == net["id"]
     assert client.get(f"/api/v1/networks/{net['id']}").json()["active_job_count"] == 1
     assert client.delete(f"/api/v1/networks/{net['id']}").status_code == 409
+
+
+def test_a_network_jobs_spec_leaves_out_the_templates_fields_and_one_stored_with_them_still_reads(
+    app: tuple[TestClient, Database], tmp_path: Path
+) -> None:
+    client, db = app
+    net = upload(client, saved(iris_mlp(), tmp_path)).json()
+    job = client.post("/api/v1/jobs", json=network_job(net["id"])).json()
+    assert not set(TEMPLATE_FIELDS) & set(job["spec"]["model"]), job["spec"]["model"]
+    with db.session() as session:
+        row = q.get_job(session, job["id"])
+        assert not set(TEMPLATE_FIELDS) & set(row.spec["model"])
+        # As jobs were stored before: the template's defaults beside the network.
+        row.spec = {**row.spec, "model": {**row.spec["model"], "hidden_layers": 2, "units": 64, "activation": "relu"}}
+    answer = client.get(f"/api/v1/jobs/{job['id']}")
+    assert answer.status_code == 200 and answer.json()["spec"] == job["spec"]
+    template = client.post("/api/v1/jobs", json=small_job("iris")).json()  # a template job keeps them
+    assert {name: template["spec"]["model"][name] for name in TEMPLATE_FIELDS} == {
+        "hidden_layers": 2,
+        "units": 16,
+        "activation": "relu",
+    }
 
 
 def refusal(answer: Any) -> tuple[list[Any], str]:

@@ -267,6 +267,39 @@ export function counted(n, noun) {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
+/**
+ * The Delete button of a list page's row (an upload on the datasets page, a network on the networks
+ * page): it asks first, saying which finished jobs that `used` it keep their results, sends the DELETE
+ * and says what happened in `flashBox`. A refusal (409: a queued or running job uses it) is kept in
+ * `refusals` by the item's id, for `refusalRow` to show under its row. Answers whether the item is gone
+ * (deleted now, or before), or null where the user did not confirm.
+ */
+export async function deleteListed(kind, item, { used, refusals, flashBox }) {
+  const finished = item.job_count - item.active_job_count;
+  const keep = finished ? ` ${counted(finished, "finished job")} that ${used} it keep their results.` : "";
+  if (!confirm(`Delete ${kind} "${item.name}"? Its file is removed; this cannot be undone.${keep}`)) return null;
+  const { ok, status, data } = await api(`/api/v1/${kind}s/${encodeURIComponent(item.id)}`, { method: "DELETE" });
+  if (ok || status === 404) {
+    refusals.delete(item.id);
+    const what = `${kind} "${item.name}"`;
+    flashBox.textContent = ok ? `Deleted ${what}.` : `${what[0].toUpperCase()}${what.slice(1)} was already deleted.`;
+    flashBox.hidden = false;
+    return true;
+  }
+  const why = data?.detail?.[0]?.msg || `the server answered ${status}`;
+  refusals.set(item.id, status === 409 ? `${why}.` : why);
+  return false;
+}
+
+/** The row under an item's row that says why its delete was refused (`deleteListed`); null if it was not. */
+export function refusalRow(item, refusals, columns) {
+  const message = refusals.get(item.id);
+  if (!message) return null;
+  return h("tr", { class: "row-error", "data-error-for": item.id },
+    h("td", { colspan: columns },
+      h("p", { class: "notice error-notice", role: "alert" }, `Could not delete "${item.name}": ${message}`)));
+}
+
 // A message for the next page this tab shows (e.g. "Deleted job …" on the jobs list after a delete).
 const FLASH_KEY = "droptune.flash";
 export function flash(message) { sessionStorage.setItem(FLASH_KEY, message); }

@@ -1,7 +1,7 @@
 // Datasets page: every dataset the caller sees (built-ins, then uploads), what it holds, how big its
 // stored file is and which jobs use it; an upload form; and a delete button per upload, whose refusal
 // (409: a queued or running job uses it) is shown beside that dataset's row.
-import { api, counted, fmtBytes, fmtTime, h, poll, showFlash } from "./common.js";
+import { api, counted, deleteListed, fmtBytes, fmtTime, h, poll, refusalRow, showFlash } from "./common.js";
 import { wireUploadForm } from "./upload.js";
 
 const tbody = document.querySelector("#datasets-table tbody");
@@ -57,15 +57,8 @@ function row(d) {
   );
 }
 
-function refusalRow(d) {
-  const message = refusals.get(d.id);
-  if (!message) return null;
-  return h("tr", { class: "row-error", "data-error-for": d.id },
-    h("td", { colspan: COLUMNS }, h("p", { class: "notice error-notice", role: "alert" }, `Could not delete "${d.name}": ${message}`)));
-}
-
 function render() {
-  tbody.replaceChildren(...datasets.flatMap((d) => [row(d), refusalRow(d)]).filter(Boolean));
+  tbody.replaceChildren(...datasets.flatMap((d) => [row(d), refusalRow(d, refusals, COLUMNS)]).filter(Boolean));
 }
 
 async function refresh() {
@@ -84,27 +77,13 @@ async function refresh() {
   render();
 }
 
-function say(message) {
-  flashBox.textContent = message;
-  flashBox.hidden = false;
-}
-
 async function remove(d) {
-  const finished = d.job_count - d.active_job_count;
-  const keep = finished ? ` ${counted(finished, "finished job")} that used it keep their results.` : "";
-  if (!confirm(`Delete dataset "${d.name}"? Its file is removed; this cannot be undone.${keep}`)) return;
-  const { ok, status, data } = await api(`/api/v1/datasets/${encodeURIComponent(d.id)}`, { method: "DELETE" });
-  if (ok || status === 404) {
-    refusals.delete(d.id);
-    say(ok ? `Deleted dataset "${d.name}".` : `Dataset "${d.name}" was already deleted.`);
-  } else {
-    const why = data?.detail?.[0]?.msg || `the server answered ${status}`;
-    refusals.set(d.id, status === 409 ? `${why}.` : why);
-    render(); // the refusal now, even if the list itself has not changed
-  }
+  const gone = await deleteListed("dataset", d, { used: "used", refusals, flashBox });
+  if (gone === null) return;
+  if (!gone) render(); // the refusal now, even if the list itself has not changed
   shown = "";
   await refresh();
-  if (!ok && status !== 404) document.querySelector(`[data-delete="${CSS.escape(d.id)}"]`)?.focus();
+  if (!gone) tbody.querySelector(`[data-delete="${CSS.escape(d.id)}"]`)?.focus();
 }
 
 wireUploadForm(document.getElementById("upload-form"), async () => { await refresh(); return ""; });

@@ -3,7 +3,10 @@
 // settings, opened by its "Layers" button or by the address /networks#<id>; an upload form whose
 // refusal (422: the layer or the reason) is shown beside the file; and a delete button per network,
 // whose refusal (409: a queued or running job trains it) is shown beside that network's row.
-import { api, clearErrors, counted, createOnce, fmtBytes, fmtTime, fmtValue, formSignature, h, poll, showErrors, showFlash } from "./common.js";
+import {
+  api, clearErrors, counted, createOnce, deleteListed, fmtBytes, fmtTime, fmtValue, formSignature, h, poll, refusalRow,
+  showErrors, showFlash,
+} from "./common.js";
 import { inputsText, shapeText, siteKinds, sitesCount } from "./network-facts.js";
 const uploadOnce = createOnce(); // an upload sent again after a lost answer makes no second network
 
@@ -112,15 +115,8 @@ function layersRow(n) {
         h("p", {}, h("a", { href: `/new?network=${encodeURIComponent(n.id)}` }, `New job with ${n.name}`)))));
 }
 
-function refusalRow(n) {
-  const message = refusals.get(n.id);
-  if (!message) return null;
-  return h("tr", { class: "row-error", "data-error-for": n.id },
-    h("td", { colspan: COLUMNS }, h("p", { class: "notice error-notice", role: "alert" }, `Could not delete "${n.name}": ${message}`)));
-}
-
 function render() {
-  tbody.replaceChildren(...networks.flatMap((n) => [row(n), layersRow(n), refusalRow(n)]).filter(Boolean));
+  tbody.replaceChildren(...networks.flatMap((n) => [row(n), layersRow(n), refusalRow(n, refusals, COLUMNS)]).filter(Boolean));
   empty.hidden = networks.length > 0;
 }
 
@@ -151,27 +147,13 @@ async function refresh() {
   render();
 }
 
-function say(message) {
-  flashBox.textContent = message;
-  flashBox.hidden = false;
-}
-
 async function remove(n) {
-  const finished = n.job_count - n.active_job_count;
-  const keep = finished ? ` ${counted(finished, "finished job")} that trained it keep their results.` : "";
-  if (!confirm(`Delete network "${n.name}"? Its file is removed; this cannot be undone.${keep}`)) return;
-  const { ok, status, data } = await api(`/api/v1/networks/${encodeURIComponent(n.id)}`, { method: "DELETE" });
-  if (ok || status === 404) {
-    refusals.delete(n.id);
-    say(ok ? `Deleted network "${n.name}".` : `Network "${n.name}" was already deleted.`);
-  } else {
-    const why = data?.detail?.[0]?.msg || `the server answered ${status}`;
-    refusals.set(n.id, status === 409 ? `${why}.` : why);
-    render(); // the refusal now, even if the list itself has not changed
-  }
+  const gone = await deleteListed("network", n, { used: "trained", refusals, flashBox });
+  if (gone === null) return;
+  if (!gone) render(); // the refusal now, even if the list itself has not changed
   shown = "";
   await refresh();
-  if (!ok && status !== 404) tbody.querySelector(`[data-delete="${CSS.escape(n.id)}"]`)?.focus();
+  if (!gone) tbody.querySelector(`[data-delete="${CSS.escape(n.id)}"]`)?.focus();
   else document.getElementById("main").focus(); // its row, and the button, are gone
 }
 
