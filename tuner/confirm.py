@@ -2,9 +2,10 @@
 
 The best `confirm_top` dropout configurations of the search and the baseline (the no-dropout
 network with the best dropout configuration's units and learning rate, so the comparison isolates
-dropout) are trained again, `repeats` seeds each, as one pack: each run is a slice with its own
-initialisation and dropout draws (the pack shares one batch order). A user's network packs as any
-network does (`tuner.packs`), or trains run by run where it cannot. The recommended configuration
+dropout) are trained again, `repeats` seeds each, in packs (as few as the pack memory budget
+allows): each run is a slice with its own initialisation and dropout draws (a pack shares one batch
+order). A user's network packs as any network does (`tuner.packs`), or trains run by run where it
+cannot. The recommended configuration
 is the best confirmed mean; for it a second pack trains the smaller-network arm (no dropout,
 round(n(1 - p)) units in each layer that had dropout, the same seeds), and its best-seed model gives
 the MC-dropout figures (the best confirmed dropout configuration's, where no dropout is recommended).
@@ -34,7 +35,16 @@ from store.report import TrialFigures, build_report, figures_of, has_dropout, la
 from store.report_schema import McDropout, Report, Run
 from store.spec import dropout_in, resolve_space, task_metric
 from tuner.pack_training import PackTrainer, SliceResult
-from tuner.packs import SliceOutcome, narrowed_network, network_refusal, pack_network, slice_of, vector_pack
+from tuner.packs import (
+    SliceOutcome,
+    narrowed_network,
+    network_refusal,
+    pack_limit,
+    pack_network,
+    slice_of,
+    trial_cost,
+    vector_pack,
+)
 from tuner.recording import Recorder, error_summary
 from tuner.setup import Prepared
 
@@ -104,7 +114,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
     train = _train if prepared.network is None else _train_network
-    runs, best_model = train(prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
+    runs, best_model = _in_packs(train, prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
     baseline_candidate = resolve_space(spec.search_space).baseline_candidate
@@ -126,7 +136,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     mc = _mc(prepared, runs, best_model, mc_label) if spec.mc_samples else None
     if has_dropout(best_hp):
         smaller = _smaller_network(best_hp, prepared)
-        more, _ = train(prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
+        more, _ = _in_packs(train, prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
         runs += more
     return runs, mc
 
@@ -173,6 +183,21 @@ def _slice(hp: dict[str, Any], prepared: Prepared) -> SliceConfig:
 
 Planned = list[tuple[str, dict[str, Any], int]]  # (arm, configuration, seed) of each run
 BestModel = Callable[[int], keras.Model]  # run k's model at its best epoch
+Train = Callable[[Prepared, Recorder, Planned], tuple[list[Run], BestModel]]
+
+
+def _in_packs(train: Train, prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+    """The runs in packs no larger than the search's `auto` packs may be (the pack memory budget,
+    `tuner.packs.pack_limit`), one pack after another."""
+    spec = prepared.spec
+    size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, prepared.pack_memory_mb)
+    runs: list[Run] = []
+    models: list[tuple[BestModel, int]] = []
+    for start in range(0, len(planned), size):
+        done, best_model = train(prepared, recorder, planned[start : start + size])
+        runs += done
+        models += [(best_model, k) for k in range(len(done))]
+    return runs, lambda k: models[k][0](models[k][1])
 
 
 def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:

@@ -90,6 +90,7 @@ class Prepared:
     recycle_after: int = 0
     worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
     network: NetworkBuild | None = None  # the user's network the job trains; None: the template
+    pack_memory_mb: float = 256.0  # the memory one pack may take (DROPTUNE_PACK_MEMORY_MB)
 
     @property
     def hypermodel(self) -> Callable[[Any], keras.Model]:
@@ -234,7 +235,15 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         "verbose": 0,
     }
     return Prepared(
-        spec, config, (x_train, y_train), fit_kwargs, deadline, settings.recycle_after_trials, worker_id, network
+        spec,
+        config,
+        (x_train, y_train),
+        fit_kwargs,
+        deadline,
+        settings.recycle_after_trials,
+        worker_id,
+        network,
+        settings.pack_memory_mb,
     )
 
 

@@ -123,7 +123,6 @@ def test_a_network_pfor_cannot_vectorise_trains_one_trial_at_a_time_and_the_job_
     assert reason.startswith("pack_size 2 was asked for, but layer 'jitter' cannot train in a vectorized pack")
 
 
-
 def test_hyperband_continues_a_packed_networks_trial_from_its_parents_best_epoch(
     sqlite: tuple[Database, Settings], tmp_path: Path
 ) -> None:
@@ -148,3 +147,33 @@ def test_hyperband_continues_a_packed_networks_trial_from_its_parents_best_epoch
         # A continued trial trains on from its parent's epochs: its curve starts past epoch 1.
         continued = [t for t in trials if t.epochs and t.epochs[0].epoch > 1]
         assert continued, [[e.epoch for e in t.epochs] for t in trials]
+
+
+def test_the_confirmation_runs_obey_the_pack_memory_budget(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A budget that holds two of these networks (about 7 KB each).
+    settings = Settings(data_dir=data_dir, pack_memory_mb=0.015)
+    db = Database(settings.resolved_database_url)
+    spec = {
+        "dataset_id": "iris",
+        "max_trials": 3,
+        "seed": 2,
+        "search_space": {"dropout_rate": {"values": [0.2, 0.4]}, "dropout_layers": {"min": 1, "max": 1}},
+        "model": {"hidden_layers": 1, "units": 8},
+        "training": {"epochs": 2, "batch_size": 32},
+        "repeats": 2,
+        "confirm_top": 2,
+        "mc_samples": 0,
+    }
+    job = submit_job(db, JobSpec.model_validate(spec), settings, OWNER, OWNER)
+    with db.session() as session:
+        assert q.claim_next_job(session, "test-worker") is not None
+    with caplog.at_level("INFO", logger="tuner.confirm"):
+        run_search(db, settings, job.id)
+    with db.session(readonly=True) as session:
+        done = q.get_job(session, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.execution == {"trainer": "template_pack", "pack_size": 2, "reason": None}  # the search's too
+    runs = done.report["runs"]  # type: ignore[index]
+    # 2 dropout configurations and the baseline, 2 seeds each, then the smaller network's 2.
+    assert len(runs) == 8 and all(r["status"] == "completed" for r in runs)
+    assert caplog.text.count("confirming: a pack of 2 runs") == 4
