@@ -127,7 +127,9 @@ class PredictorClient:
     def predict(self, model: ModelRef, x: np.ndarray, mc_samples: int, seed: int) -> np.ndarray:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
-        params = {"version": model.version, "mc_samples": mc_samples, "seed": seed}
+        # The predictor stops once this call has given up waiting, rather than compute for no one.
+        budget = self.settings.predictor_timeout_s
+        params = {"version": model.version, "mc_samples": mc_samples, "seed": seed, "budget_s": budget}
         response = self._call(
             "POST",
             f"/models/{model.id}/predict",

@@ -7,10 +7,12 @@ one running elsewhere (`DROPTUNE_PREDICTOR_URL`; run it with `--host`/`--port` a
 the database URL from the settings, as the worker does. Its HTTP interface, spoken only by the API:
 
 - `GET /healthz`: `{"status": "ok", "pid": ..., "loaded": [model ids]}`.
-- `POST /models/{id}/predict?version=&mc_samples=&seed=`: the body is a float32 `.npy` of rows; the
-  answer a float64 `.npy` of shape (1, rows, outputs), the prediction with dropout off, or with
-  `mc_samples` T > 0 of shape (3, rows, outputs): that, then the mean and the standard deviation of
-  T passes with dropout on (seeded by `seed`: the same request gives the same answer).
+- `POST /models/{id}/predict?version=&mc_samples=&seed=&budget_s=`: the body is a float32 `.npy` of
+  rows; the answer a float64 `.npy` of shape (1, rows, outputs), the prediction with dropout off, or
+  with `mc_samples` T > 0 of shape (3, rows, outputs): that, then the mean and the standard
+  deviation of T passes with dropout on (seeded by `seed`: the same request gives the same answer).
+  Work whose caller has gone stops between batches (503): the caller hung up, or `budget_s` (the
+  API's own wait) has passed, so no abandoned request keeps the CPUs busy.
 - `POST /models/{id}/savedmodel?version=`: the model's SavedModel export as a tar.gz in the artifact
   store at `kept_models.savedmodel_key`, made once; answers `{"key": ...}`.
 
@@ -23,6 +25,7 @@ with its forward passes compiled once, so a warm prediction costs one call of a 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import ipaddress
 import logging
@@ -69,6 +72,7 @@ MAX_BATCH_ROWS = 8192
 MAX_BATCH_VALUES = 1 << 22
 PARENT_POLL_S = 1.0
 MAX_SEED = 2**32 - 1
+DISCONNECT_POLL_S = 0.5  # how often a running prediction checks that its caller is still there
 
 
 class ModelGone(Exception):
@@ -167,26 +171,44 @@ def rows_per_call(input_shape: tuple[int, ...]) -> int:
     return max(1, min(MAX_BATCH_ROWS, MAX_BATCH_VALUES // max(1, math.prod(input_shape))))
 
 
-def run_batched(forward: Callable[[Any], Any], x: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([forward(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+class Abandoned(Exception):
+    """The caller has gone (hung up, or waited past its budget): the work stopped unfinished."""
 
 
-def predict(loaded: LoadedModel, x: np.ndarray, mc_samples: int, seed: int) -> np.ndarray:
+Stop = Callable[[], str | None]  # why to stop now, or None to go on
+
+
+def never() -> str | None:
+    return None
+
+
+def run_batched(forward: Callable[[Any], Any], x: np.ndarray, batch: int, stop: Stop = never) -> np.ndarray:
+    parts = []
+    for i in range(0, len(x), batch):
+        if (reason := stop()) is not None:
+            raise Abandoned(reason)
+        parts.append(forward(x[i : i + batch]).numpy())
+    return np.concatenate(parts)
+
+
+def predict(loaded: LoadedModel, x: np.ndarray, mc_samples: int, seed: int, stop: Stop = never) -> np.ndarray:
     """(1, rows, outputs) with dropout off, or with `mc_samples` passes (3, rows, outputs): that, the
-    passes' mean and their standard deviation."""
+    passes' mean and their standard deviation. Raises Abandoned once `stop` says why to stop."""
     if x.shape[1:] != loaded.input_shape:
         raise ValueError(f"rows of shape {list(x.shape[1:])}; the model takes {list(loaded.input_shape)}")
     batch = rows_per_call(loaded.input_shape)
-    deterministic = run_batched(loaded.deterministic, x, batch).astype(np.float64)
+    deterministic = run_batched(loaded.deterministic, x, batch, stop).astype(np.float64)
     if mc_samples == 0:
         return deterministic[None]
     with loaded.mc_lock:
         seed_dropout(loaded.generators, seed)
-        mean, std = mc_moments(loaded.stochastic, x, mc_samples, batch)
+        mean, std = mc_moments(loaded.stochastic, x, mc_samples, batch, stop)
     return np.stack([deterministic, mean, std])
 
 
-def mc_moments(forward: Callable[[Any], Any], x: np.ndarray, samples: int, batch: int) -> tuple[np.ndarray, ...]:
+def mc_moments(
+    forward: Callable[[Any], Any], x: np.ndarray, samples: int, batch: int, stop: Stop = never
+) -> tuple[np.ndarray, ...]:
     """Mean and standard deviation over `samples` passes with dropout on. Passes run as copies of the
     rows stacked into one batch (dropout draws its mask per element, so each copy is a pass of its
     own), and are summed as they come: memory stays that of one batch, whatever `samples` is."""
@@ -198,7 +220,7 @@ def mc_moments(forward: Callable[[Any], Any], x: np.ndarray, samples: int, batch
     while done < samples:
         copies = min(per_call, samples - done)
         stacked = np.tile(x, (copies,) + (1,) * (x.ndim - 1)) if copies > 1 else x
-        passes = run_batched(forward, stacked, batch).astype(np.float64).reshape(copies, rows, -1)
+        passes = run_batched(forward, stacked, batch, stop).astype(np.float64).reshape(copies, rows, -1)
         part, part_squares = passes.sum(axis=0), np.square(passes).sum(axis=0)
         total = part if total is None else total + part
         squares = part_squares if squares is None else squares + part_squares
@@ -276,6 +298,9 @@ def create_app(settings: Settings, token: str) -> Starlette:
                 return await endpoint(request)
             except ModelGone as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=404)
+            except Abandoned as exc:
+                log.info("%s %s stopped unfinished: %s", request.method, request.url.path, exc)
+                return JSONResponse({"detail": f"stopped unfinished: {exc}"}, status_code=503)
             except ValueError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=422)
             except Exception as exc:
@@ -292,12 +317,29 @@ def create_app(settings: Settings, token: str) -> Starlette:
         version = request.query_params.get("version", "")
         mc_samples = _int_param(request, "mc_samples", 0, MAX_MC_SAMPLES)
         seed = _int_param(request, "seed", 0, MAX_SEED)
+        budget = request.query_params.get("budget_s")
+        deadline = math.inf if budget is None else time.monotonic() + float(budget)
         x = read_rows(await request.body())
+        gone = threading.Event()
+
+        def stop() -> str | None:
+            if gone.is_set():
+                return "the caller hung up"
+            return f"past the caller's wait of {budget} s" if time.monotonic() > deadline else None
 
         def work() -> bytes:
-            return npy_bytes(predict(cache.get(row_id, version), x, mc_samples, seed))
+            return npy_bytes(predict(cache.get(row_id, version), x, mc_samples, seed, stop))
 
-        return Response(await run_in_threadpool(work), media_type=NPY)
+        async def watch() -> None:
+            while not await request.is_disconnected():
+                await asyncio.sleep(DISCONNECT_POLL_S)
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return Response(await run_in_threadpool(work), media_type=NPY)
+        finally:
+            watcher.cancel()
 
     async def savedmodel(request: Request) -> Response:
         row_id = int(request.path_params["model_id"])
