@@ -149,6 +149,7 @@ def run_pack(tuner: kt.Tuner, trials: list[Any], prepared: Prepared) -> None:
         direction=spec.objective.direction or "min",
         patience=spec.training.early_stopping_patience,
         seed=slice_seed(spec.seed, int(trials[0].trial_id)),
+        sample_weight=prepared.sample_weight(),
     )
     for k, trial in enumerate(trials):
         parent = trial.hyperparameters.values.get("tuner/trial_id")
