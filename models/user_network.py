@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from store.network_files import NetworkSummary
-from store.network_sites import DropoutSite
+from store.network_sites import RECURRENT_KINDS, RECURRENT_SETTING, DropoutSite
 from store.spec import dropout_in, task_metric
 
 DROPOUT_NAME = "droptune_dropout_{}"  # an added layer's name; `{}` is the site's layer
@@ -37,6 +37,10 @@ def set_dropout(config: dict[str, Any], sites: list[DropoutSite], rates: list[fl
     for site, rate in zip(sites, rates, strict=True):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rate {rate} at {site.after!r} is outside [0, 1)")
+        if site.kind in RECURRENT_KINDS:
+            for settings in _recurrent_configs(by_name[site.after]):
+                settings[RECURRENT_SETTING[site.kind]] = float(rate)
+            continue
         if site.layer is not None:
             by_name[site.layer]["config"]["rate"] = float(rate)
             continue
@@ -64,10 +68,10 @@ def narrowed(config: dict[str, Any], sites: list[DropoutSite], rates: list[float
         if rate > 0 and site.sized is not None:
             scale[site.sized] = min(scale.get(site.sized, 1.0), 1.0 - rate)
     for name, keep in scale.items():
-        settings = by_name[name]["config"]
-        for width in ("units", "filters"):
-            if isinstance(settings.get(width), int):
-                settings[width] = max(1, round(settings[width] * keep))
+        for settings in _recurrent_configs(by_name[name]):  # a Bidirectional's are its two layers'
+            for width in ("units", "filters"):
+                if isinstance(settings.get(width), int):
+                    settings[width] = max(1, round(settings[width] * keep))
     if scale:  # weights' shapes change downstream of a narrowed layer: Keras builds every layer anew
         for layer in out["config"]["layers"]:
             layer.pop("build_config", None)
@@ -76,6 +80,25 @@ def narrowed(config: dict[str, Any], sites: list[DropoutSite], rates: list[float
 
 def _layer_name(layer: dict[str, Any]) -> str:
     return str(layer.get("name") or layer["config"]["name"])
+
+
+def _recurrent_configs(layer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A layer's own settings; a Bidirectional's, those of the layer it wraps in each direction."""
+    settings = layer["config"]
+    if layer["class_name"] != "Bidirectional":
+        return [settings]
+    return [
+        settings["layer"]["config"],
+        *([settings["backward_layer"]["config"]] if settings.get("backward_layer") else []),
+    ]
+
+
+def width_of(config: dict[str, Any], name: str) -> int | None:
+    """The units or filters of the layer `name` of a model's config (a Bidirectional: of each direction)."""
+    layer = next(layer for layer in config["config"]["layers"] if _layer_name(layer) == name)
+    settings = _recurrent_configs(layer)[0]
+    width = settings.get("units") or settings.get("filters")
+    return width if isinstance(width, int) else None
 
 
 def _dropout_layer(name: str, kind: str, rate: float, after: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +160,11 @@ class NetworkBuild:
     task: str
     n_classes: int | None
     learning_rate: float  # the job's (the file's own, where the job left it; see `service.networks`)
+    # The job's `model.loss`, `model.optimizer` and `model.metrics`: each instead of the file's (None: the
+    # file's, else the task's loss, Adam, the task's metric).
+    loss: str | None = None
+    optimizer: str | None = None
+    metrics: tuple[str, ...] | None = None
     summary: NetworkSummary | None = None  # what the API read from the file: layers, shapes, weights
 
     @property
@@ -162,16 +190,33 @@ def build_trial(hp: Any, network: NetworkBuild) -> Any:
 
 
 def compiled(model: Any, network: NetworkBuild, learning_rate: float) -> Any:
+    """`model` compiled as the job trains it: each of the loss, optimizer and metrics the job's where it
+    gives one (the spec wins over the file), else the file's (`build_network` compiled it so), else the
+    task's loss, Adam and the task's metric. The learning rate is the trial's, unless the file's
+    optimizer has a schedule (which stays the file's); a job's own optimizer takes it with Keras's
+    defaults otherwise."""
     import keras
 
-    if getattr(model, "optimizer", None) is None:
-        loss = _task_loss(network, model)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[task_metric(network.task)])
-    elif isinstance(
-        network.config.get("compile_config", {}).get("optimizer", {}).get("config", {}).get("learning_rate"), float
-    ):
-        model.optimizer.learning_rate = learning_rate  # a schedule in the file stays the file's
+    settings: dict[str, Any] = {}
+    if getattr(model, "optimizer", None) is not None:
+        settings = dict(keras.saving.deserialize_keras_object(model.get_compile_config()))
+    if network.optimizer is not None:
+        optimizer = type(keras.optimizers.get(network.optimizer))(learning_rate=learning_rate)
+    elif settings.get("optimizer") is None:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    else:
+        optimizer = settings["optimizer"]
+        if isinstance(_file_optimizer(network).get("config", {}).get("learning_rate"), float):
+            optimizer.learning_rate = learning_rate  # a schedule in the file stays the file's
+    loss = network.loss or settings.get("loss") or _task_loss(network, model)
+    metrics = list(network.metrics or []) or settings.get("metrics") or [task_metric(network.task)]
+    model.compile(**{**settings, "optimizer": optimizer, "loss": loss, "metrics": metrics})
     return model
+
+
+def _file_optimizer(network: NetworkBuild) -> dict[str, Any]:
+    optimizer = (network.config.get("compile_config") or {}).get("optimizer")
+    return optimizer if isinstance(optimizer, dict) else {}
 
 
 def _task_loss(network: NetworkBuild, model: Any) -> str:

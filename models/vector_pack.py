@@ -9,6 +9,9 @@ user's compiled loss and metrics.
 Each slice trains as a plain `fit` would train it alone on the same batches: the same initial
 weights (`Network.plain(rates, seed)`), the same update rule, the per-epoch figures Keras reports
 (batch-size-weighted mean loss, metrics accumulated over the epoch, validation in inference mode).
+The training data may carry a weight per row, `(x, y, sample_weight)` as `fit` takes it (a job's class
+weights as rows, `store.classes.row_weights`): the loss and metrics weigh the rows as `fit` does, and
+validation stays unweighted.
 Slices never mix: no op reads across K, so one slice's NaN stays in it. A slice whose training loss
 stops being finite is frozen at that step and reported failed; early stopping (the user's
 `keras.callbacks.EarlyStopping`, one copy per slice) ends a slice as well. Each slice's dropout
@@ -86,7 +89,7 @@ class VectorPack:
         self,
         network: Network,
         slices: list[SliceSpec],
-        train: tuple[Arrays, Arrays],
+        train: tuple[Arrays, Arrays] | tuple[Arrays, Arrays, np.ndarray | None],
         validation: tuple[Arrays, Arrays],
         *,
         batch_size: int,
@@ -104,6 +107,8 @@ class VectorPack:
         compiled = keras.saving.deserialize_keras_object(reference.get_compile_config())
         self.model.compile(**{**compiled, "optimizer": self.optimizer})
         self.x, self.y = _tensors(train[0]), _tensors(train[1])
+        weights = train[2] if len(train) > 2 else None
+        self.sample_weight = None if weights is None else _tensors(np.asarray(weights, np.float32).reshape(-1))
         self.x_val, self.y_val = _tensors(validation[0]), _tensors(validation[1])
         self._metrics_zero = self._build_metrics()
         self.optimizer.build(self.model.trainable_variables)
@@ -229,8 +234,9 @@ class VectorPack:
         loss_sum, first = tf.zeros(self.k), self._steps.read_value()
         for i in tf.range(steps):
             idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
+            weights = None if self.sample_weight is None else tf.gather(self.sample_weight, idx)
             state, loss = self.step.train(
-                state, _gather(self.x, idx), _gather(self.y, idx), first + tf.cast(i, tf.int64)
+                state, _gather(self.x, idx), _gather(self.y, idx), first + tf.cast(i, tf.int64), weights
             )
             loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
         for variables, values in ((self._trainable, state.trainable), (self._non_trainable, state.non_trainable)):

@@ -53,8 +53,11 @@ class VectorStep:
         self._sparse: list[int] = []  # the trainable variables read only by row, as traced
 
     # -- one slice ------------------------------------------------------------------------------------
-    def _forward(self, x: Any, y: Any, training: bool) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-        """One slice's forward pass, loss and metric update, and its row reads: what pfor vectorises."""
+    def _forward(
+        self, x: Any, y: Any, training: bool, sample_weight: Any = None
+    ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+        """One slice's forward pass, loss and metric update, and its row reads: what pfor vectorises.
+        `sample_weight` (rows,) weighs the rows' loss and metrics as `fit`'s train step does."""
 
         def forward(args: tuple[Any, ...]) -> tuple[Any, ...]:
             trainable, non_trainable, metrics, rates, noises = args
@@ -66,13 +69,20 @@ class VectorStep:
                     trainable, non_trainable, x, training=training, return_losses=True
                 )
             loss, (_, non_trainable, metrics) = self.model.stateless_compute_loss(
-                trainable, non_trainable, metrics, x=x, y=y, y_pred=y_pred, training=training
+                trainable,
+                non_trainable,
+                metrics,
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=training,
             )
             if losses:  # activity regularisers, add_loss: `fit` adds them too
                 loss = loss + tf.add_n(losses)
             mapping = list(zip(self.model.metrics_variables, metrics, strict=True))
             with keras.StatelessScope(state_mapping=mapping) as scope:
-                self.model.compute_metrics(x, y, y_pred)
+                self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
             metrics = [scope.get_current_value(v) for v in self.model.metrics_variables]
             ops = self._traced(graph, first)
             reads = _row_reads(ops, trainable) if training else []
@@ -89,11 +99,14 @@ class VectorStep:
         return ops
 
     # -- the step -------------------------------------------------------------------------------------
-    def train(self, state: Stacked, x: Any, y: Any, step: tf.Tensor) -> tuple[Stacked, tf.Tensor]:
-        """One step of every slice on the batch (x, y); a slice not active, or whose loss is not
-        finite, keeps its state. Returns the new state and each slice's loss."""
+    def train(
+        self, state: Stacked, x: Any, y: Any, step: tf.Tensor, sample_weight: Any = None
+    ) -> tuple[Stacked, tf.Tensor]:
+        """One step of every slice on the batch (x, y), its rows weighted by `sample_weight` (None:
+        equally); a slice not active, or whose loss is not finite, keeps its state. Returns the new
+        state and each slice's loss."""
         noises = self._noise(step, tf.shape(tf.nest.flatten(x)[0])[0])
-        forward = self._forward(x, y, training=True)
+        forward = self._forward(x, y, training=True, sample_weight=sample_weight)
 
         with tf.GradientTape() as tape:
             tape.watch(state.trainable)

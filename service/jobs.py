@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 from service import idempotency
 from service.conditional import Answer, answer, etag, matches
 from service.models import delete_job_files
-from service.networks import check_network_job, metric_direction, network_metrics, network_of
+from service.networks import check_network_job, network_metrics, network_of
 from service.schemas import JobOut, JobPlan, Page, TrialDetail, TrialOut, TrialPage
+from service.training import TRAINING_RULES, check_training, validation_dataset_of
 from store import jobs as q
 from store import polling
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
 from store.errors import InputError, LimitError, NotFoundError, Rule
+from store.keras_names import metric_direction
 from store.report import build_report, figures_of
 from store.report_schema import Report
 from store.spec import SPEC_RULES, TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
@@ -64,21 +66,32 @@ SUBMIT_RULES: tuple[Rule, ...] = (
     ),
     Rule("objective.direction", "given where the metric's name does not tell it"),
     Rule("model.dropout_sites", "hidden layers of the network (not its input or output)"),
+    Rule("model.recurrent_dropout", "a network with a recurrent layer"),
+    Rule("model.loss", "one for the network's output: a sigmoid unit, a softmax unit per class, or a value"),
+    Rule("model.metrics", "each computed for the network's output"),
+    *TRAINING_RULES,
     Rule("model.units", _MODEL_SIZE),
     Rule("search_space.units", _MODEL_SIZE),
 )
 
 
-def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings, network: Network | None = None) -> JobSpec:
-    """Check the rules that span fields, settings, the dataset and the network; fill in what was left out."""
+def normalize_spec(
+    spec: JobSpec,
+    dataset: Dataset,
+    settings: Settings,
+    network: Network | None = None,
+    validation: Dataset | None = None,
+) -> JobSpec:
+    """Check the rules that span fields, settings, the datasets and the network; fill in what was left
+    out. `validation` is the spec's validation dataset (`service.training.validation_dataset_of`)."""
     _check_caps(spec, settings)
     metric = spec.objective.metric
     if network is None:
         metrics: dict[str, str | None] = dict(TASK_METRICS[dataset.task])
         reported = f"{dataset.task} datasets"
     else:
-        metrics = {name: metric_direction(name) for name in network_metrics(network, dataset.task)}
-        reported = f"network {network.id!r}"
+        metrics = {name: metric_direction(name) for name in network_metrics(network, dataset.task, spec.model.metrics)}
+        reported = f"network {network.id!r}" + (" with model.metrics" if spec.model.metrics else "")
     if metric not in metrics:
         raise InputError(
             "objective.metric", f"{metric!r} is not reported for {reported}; choose one of {', '.join(metrics)}"
@@ -89,7 +102,9 @@ def normalize_spec(spec: JobSpec, dataset: Dataset, settings: Settings, network:
     if spec.objective.direction is not None and spec.objective.direction != natural:
         better = "lower" if natural == "min" else "higher"
         raise InputError("objective.direction", f"{metric} is better when {better}; use {natural!r}")
-    _check_split(spec, dataset)
+    if validation is None:
+        _check_split(spec, dataset)
+    spec = check_training(spec, dataset, validation)
     if network is None:
         _check_model_size(spec, dataset, settings)
     else:
@@ -187,12 +202,14 @@ def submit_job(
     with db.session(readonly=True) as session:
         idempotency.replay_if_answered(session, once)
         dataset, network = _dataset_of(session, spec, scope), network_of(session, spec, scope)
-        normalized = normalize_spec(spec, dataset, settings, network)
+        validation = validation_dataset_of(session, spec, scope)
+        normalized = normalize_spec(spec, dataset, settings, network, validation)
     planned = planned_trials(normalized)
     with idempotency.winner_on_conflict(db, once), db.session() as session:
-        # Held shared until commit: a delete of the dataset (or network) meanwhile either waits and
+        # Held shared until commit: a delete of a dataset (or the network) meanwhile either waits and
         # then sees this job (409), or went first and this submit finds none (422).
         _dataset_of(session, spec, scope, lock=True)
+        validation_dataset_of(session, spec, scope, lock=True)
         network_of(session, spec, scope, lock=True)
         # One owner's submits run one at a time from here: two cannot both slip under the limit, and a
         # repeat of this key that committed meanwhile is answered, not counted as an active job.
@@ -209,7 +226,8 @@ def plan_job(db: Database, spec: JobSpec, settings: Settings, scope: str | None)
     """Check `spec` as a submit would (its dataset included) and say what it would run; stores nothing."""
     with db.session(readonly=True) as session:
         dataset, network = _dataset_of(session, spec, scope), network_of(session, spec, scope)
-        normalized = normalize_spec(spec, dataset, settings, network)
+        validation = validation_dataset_of(session, spec, scope)
+        normalized = normalize_spec(spec, dataset, settings, network, validation)
     space = resolve_space(normalized.search_space)
     return JobPlan(trials_planned=planned_trials(normalized), networks=space.networks, search_space=space)
 

@@ -23,8 +23,9 @@ from store.artifacts import artifact_store, put_bytes
 from store.config import Settings
 from store.db import Database
 from store.errors import InputError, NotFoundError, Rule, TooLargeError
+from store.keras_names import HEAD_TEXT, LOSSES, METRICS, Head, head_of
 from store.network_files import CONFIG_MEMBER, NetworkSummary, read_network
-from store.network_sites import default_sites, job_sites
+from store.network_sites import default_sites, job_sites, recurrent_layers
 from store.spec import TASK_METRICS, JobSpec, ModelSpec
 from store.tables import Dataset, Network, utcnow
 
@@ -116,20 +117,6 @@ def remove_network(db: Database, settings: Settings, network_id: str, scope: str
 
 # --- a job that trains a network ------------------------------------------------------------------------
 
-# keras-tuner's own inference of a metric's direction, by name (`keras_tuner.engine.metrics_tracking`):
-# these are better higher; losses and errors lower.
-BETTER_HIGHER = ("acc", "accuracy", "auc", "precision", "recall", "f1_score", "fbeta_score", "r2_score")
-
-
-def metric_direction(metric: str) -> str | None:
-    """A metric's direction as keras-tuner infers it from its name; None where the name does not say."""
-    name = metric.removeprefix("val_")
-    if name in ("loss", "mae", "mse", "rmse", "msle", "mape") or name.endswith(("_error", "crossentropy", "loss")):
-        return "min"
-    if name in BETTER_HIGHER or name.endswith(("_accuracy", "_auc", "_precision", "_recall")):
-        return "max"
-    return None
-
 
 def network_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool = False) -> Network | None:
     """The network a job trains (None: the template); 422 on `model.network_id` for none the caller owns."""
@@ -143,11 +130,23 @@ def network_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool
 
 def check_network_job(spec: JobSpec, dataset: Dataset, row: Network, settings: Settings) -> JobSpec:
     """Check a job against the network it trains and the dataset; the spec with the network's own
-    learning rate where the job leaves it at the default."""
+    learning rate where the job leaves it at the default and keeps the file's optimizer."""
     network = NetworkSummary.from_json(row.summary)
     _check_input(network, dataset)
     _check_output(network, dataset)
-    sites = job_sites(network, spec.model.dropout_sites, spec.model.dropout_order, spec.model.dropout_kind)
+    _check_compile(spec.model, head_of(dataset.task, _output_width(network) or 1))
+    if spec.model.recurrent_dropout != "off" and not recurrent_layers(network):
+        raise InputError(
+            "model.recurrent_dropout",
+            "the network has no recurrent layer (LSTM, GRU, SimpleRNN or a Bidirectional one)",
+        )
+    sites = job_sites(
+        network,
+        spec.model.dropout_sites,
+        spec.model.dropout_order,
+        spec.model.dropout_kind,
+        spec.model.recurrent_dropout,
+    )
     high = spec.search_space.dropout_layers.bounds()[1]
     if high > len(sites):
         raise InputError(
@@ -163,19 +162,41 @@ def check_network_job(spec: JobSpec, dataset: Dataset, row: Network, settings: S
             f"{settings.max_model_parameters:,}",
         )
     learning_rate = (network.compile.get("optimizer") or {}).get("learning_rate")
-    if learning_rate is not None and spec.model.learning_rate == ModelSpec.model_fields["learning_rate"].default:
+    default = ModelSpec.model_fields["learning_rate"].default
+    if learning_rate is not None and spec.model.optimizer is None and spec.model.learning_rate == default:
         return spec.model_copy(update={"model": spec.model.model_copy(update={"learning_rate": learning_rate})})
     return spec
 
 
-def network_metrics(row: Network, task: str) -> list[str]:
-    """What a network's training reports each epoch: its loss and its compiled metrics (or the task's
-    metric where its file has none), each also on the validation split."""
+def network_metrics(row: Network, task: str, metrics: list[str] | None = None) -> list[str]:
+    """What a network's training reports each epoch: its loss and its metrics (the job's
+    `model.metrics`, else the file's compiled ones, else the task's metric), each also on the
+    validation split."""
     compiled = (row.summary.get("compile") or {}).get("metrics") or []
     names = [str(m) for m in compiled if isinstance(m, str)]
-    if not compiled:
+    if metrics:
+        names = list(metrics)
+    elif not compiled:
         names = [m for m in TASK_METRICS[task] if not m.startswith("val_") and m != "loss"]
     return ["loss", *names, "val_loss", *(f"val_{name}" for name in names)]
+
+
+def _check_compile(model: ModelSpec, head: Head) -> None:
+    """The job's loss and metrics fit the network's output (`store.keras_names`)."""
+    if model.loss is not None and LOSSES[model.loss] != head:
+        fitting = [name for name, fits in LOSSES.items() if fits == head]
+        raise InputError(
+            "model.loss",
+            f"{model.loss} is for {HEAD_TEXT[LOSSES[model.loss]]}; the network's output is {HEAD_TEXT[head]}: "
+            f"use {', '.join(fitting)}",
+        )
+    for name in model.metrics or []:
+        if head not in METRICS[name]:
+            fitting = [metric for metric, heads in METRICS.items() if head in heads]
+            raise InputError(
+                "model.metrics",
+                f"{name} is not computed for {HEAD_TEXT[head]}, the network's output: use {', '.join(fitting)}",
+            )
 
 
 def _shape_text(shape: tuple[int | None, ...] | list[int]) -> str:
@@ -196,12 +217,17 @@ def _check_input(network: NetworkSummary, dataset: Dataset) -> None:
         )
 
 
+def _output_width(network: NetworkSummary) -> int | None:
+    layer = network.layer(network.outputs[0])
+    return layer.output_shape[-1] if layer.output_shape else layer.units
+
+
 def _check_output(network: NetworkSummary, dataset: Dataset) -> None:
     if len(network.outputs) != 1:
         raise InputError("model.network_id", f"the network has {len(network.outputs)} outputs; droptune trains one")
     layer = network.layer(network.outputs[0])
     shape = layer.output_shape
-    width = shape[-1] if shape else layer.units
+    width = _output_width(network)
     if dataset.task == "classification":
         k = dataset.n_classes or 2
         fits = width == k or (k == 2 and width == 1)

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, case, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from store.dataset_files import KEY_PREFIX, KEY_SUFFIX
@@ -81,15 +81,22 @@ def describe_datasets(
     """`list_datasets` (or the one dataset `dataset_id`, if `owner` may see it), each with its usage,
     in one query: the jobs are counted per dataset in a grouped subquery, and the size is the stored
     file's row in the database's artifact store, found by its key. Jobs counted are those `owner` may
-    see (all, for None), so a built-in never tells one owner about another's jobs."""
+    see (all, for None), so a built-in never tells one owner about another's jobs. A job uses the
+    dataset it trains on and the one it validates on (`validation_dataset_id`)."""
+    uses = union_all(
+        *(
+            select(column.label("dataset_id"), Job.status, Job.owner).where(column.is_not(None))
+            for column in (Job.dataset_id, Job.validation_dataset_id)
+        )
+    ).subquery()
     jobs = select(
-        Job.dataset_id.label("dataset_id"),
+        uses.c.dataset_id,
         func.count().label("jobs"),
-        func.sum(case((Job.status.in_(ACTIVE), 1), else_=0)).label("active"),
-    ).where(Job.dataset_id.is_not(None))
+        func.sum(case((uses.c.status.in_(ACTIVE), 1), else_=0)).label("active"),
+    )
     if owner is not None:
-        jobs = jobs.where(Job.owner == owner)
-    usage = jobs.group_by(Job.dataset_id).subquery()
+        jobs = jobs.where(uses.c.owner == owner)
+    usage = jobs.group_by(uses.c.dataset_id).subquery()
     key = literal(KEY_PREFIX) + Dataset.content_hash + literal(KEY_SUFFIX)  # dataset_files.dataset_key, in SQL
     query = (
         select(Dataset, Artifact.size, func.coalesce(usage.c.jobs, 0), func.coalesce(usage.c.active, 0))
@@ -131,6 +138,7 @@ def delete_dataset(session: Session, dataset_id: str, owner: str | None = None) 
     row = get_dataset(session, dataset_id, owner, lock="update")
     if row.format == "builtin":
         raise StateError(f"dataset {dataset_id!r} is built in and cannot be deleted")
-    refuse_while_active(session, Job.dataset_id == dataset_id, f"dataset {dataset_id!r}")
+    uses = (Job.dataset_id == dataset_id) | (Job.validation_dataset_id == dataset_id)
+    refuse_while_active(session, uses, f"dataset {dataset_id!r}")
     session.delete(row)
     return row

@@ -49,6 +49,7 @@ def create_job(session: Session, spec: JobSpec, trials_planned: int, owner: str 
         name=spec.name,
         owner=owner,
         dataset_id=spec.dataset_id,
+        validation_dataset_id=spec.validation_dataset_id,
         network_id=spec.model.network_id,
         algorithm=spec.algorithm,
         status=JobStatus.QUEUED.value,

@@ -7,6 +7,11 @@ that directly follow it, and a convolution followed by pooling has its site afte
 kind follows what is dropped: SpatialDropout after convolutions and their pooling (whole feature
 maps), Dropout elsewhere.
 
+A job's `model.recurrent_dropout` adds the rates inside each recurrent layer (LSTM, GRU, SimpleRNN, or
+a Bidirectional wrapping one) as sites of their own (`RECURRENT_KINDS`): the layer's `dropout` (of its
+inputs at each step) and its `recurrent_dropout` (of its state), in that order, just before the site
+after the layer. Such a site sets the layer's own setting; no layer is added.
+
 "Number of dropout layers" n fills the first n sites from the input (the template's order); a job's
 `dropout_order: "from_output"` fills them from the output instead. A site's `sized` layer is the one
 whose units or filters the smaller-network arm scales.
@@ -33,13 +38,28 @@ POOLING = re.compile(r"(Global)?(Max|Average)Pooling([123])D")
 BLOCK_TAIL = frozenset({"BatchNormalization", "LayerNormalization", "GroupNormalization", "Activation", "ReLU",
                         "LeakyReLU", "PReLU", "ELU"})  # fmt: skip
 SIZED = DENSE_LAYERS | CONV_LAYERS | RECURRENT_LAYERS
+# The kinds of a site inside a recurrent layer, each the layer's setting it searches. Such a site is
+# no layer of its own: a trainer that cannot vectorise a recurrent layer's dropout trains it unpacked.
+DROPOUT_INPUTS = "dropout_inputs"
+RECURRENT_DROPOUT = "recurrent_dropout"
+RECURRENT_KINDS = frozenset({DROPOUT_INPUTS, RECURRENT_DROPOUT})
+RECURRENT_SETTING = {DROPOUT_INPUTS: "dropout", RECURRENT_DROPOUT: "recurrent_dropout"}
+# A job's `model.recurrent_dropout`: the kinds of site it adds to each recurrent layer.
+RECURRENT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "off": (),
+    "dropout": (DROPOUT_INPUTS,),
+    "recurrent_dropout": (RECURRENT_DROPOUT,),
+    "both": (DROPOUT_INPUTS, RECURRENT_DROPOUT),
+}
 
 
 @dataclass(frozen=True)
 class DropoutSite:
-    after: str  # the layer whose output is dropped
-    kind: str  # Dropout, SpatialDropout1D, 2D or 3D
-    layer: str | None  # the network's own dropout layer here (its rate is searched), or None: one is added
+    after: str  # the layer whose output is dropped (a recurrent kind's: the recurrent layer)
+    kind: str  # Dropout, SpatialDropout1D, 2D or 3D, or one of RECURRENT_KINDS
+    # The layer whose rate is searched: the network's own dropout layer here, or a recurrent kind's
+    # recurrent layer; None: a dropout layer is added
+    layer: str | None
     sized: str | None  # the Dense, convolution or recurrent layer the smaller-network arm narrows
 
 
@@ -128,14 +148,39 @@ def sites_in_order(sites: list[DropoutSite], order: str) -> list[DropoutSite]:
     return list(reversed(sites)) if order == "from_output" else list(sites)
 
 
-def job_sites(network: NetworkSummary, names: list[str] | None, order: str, kind: str) -> list[DropoutSite]:
+def job_sites(
+    network: NetworkSummary, names: list[str] | None, order: str, kind: str, recurrent: str = "off"
+) -> list[DropoutSite]:
     """A job's dropout sites, in the order "number of dropout layers" fills them: the network's own
     (`default_sites`), or those the job names (`model.dropout_sites`: layers after which dropout goes,
-    or the network's dropout layers); `kind` "dropout" puts plain Dropout where SpatialDropout would go."""
+    or the network's dropout layers); `kind` "dropout" puts plain Dropout where SpatialDropout would go;
+    `recurrent` (`model.recurrent_dropout`) adds the recurrent layers' own rates (`recurrent_sites`)."""
     sites = default_sites(network) if names is None else _named_sites(network, names)
     if kind == "dropout":
         sites = [dataclasses.replace(s, kind="Dropout") if s.layer is None else s for s in sites]
+    inside = recurrent_sites(network, RECURRENT_OPTIONS[recurrent])
+    if inside:
+        position = {layer.name: i for i, layer in enumerate(network.layers)}
+
+        def key(site: DropoutSite) -> tuple[int, int]:
+            if site.kind in RECURRENT_KINDS:  # inside its layer: before what follows the layer
+                return position[site.after], 0
+            return position[site.layer or site.after], 1
+
+        sites = sorted([*sites, *inside], key=key)  # stable: a layer's inputs' site before its state's
     return sites_in_order(sites, order)
+
+
+def recurrent_layers(network: NetworkSummary) -> list[NetworkLayer]:
+    """The network's recurrent layers (not those of a model nested in it), from the input."""
+    return [layer for layer in network.layers if layer.class_name in RECURRENT_LAYERS and not layer.nested]
+
+
+def recurrent_sites(network: NetworkSummary, kinds: tuple[str, ...]) -> list[DropoutSite]:
+    """A site of each of `kinds` in each recurrent layer, from the input."""
+    return [
+        DropoutSite(layer.name, kind, layer.name, layer.name) for layer in recurrent_layers(network) for kind in kinds
+    ]
 
 
 def _named_sites(network: NetworkSummary, names: list[str]) -> list[DropoutSite]:

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from store.errors import Rule
+from store.keras_names import LOSSES, MAX_METRICS, METRICS, OPTIMIZERS, keras_tuner_direction, metric_direction
 
 Algorithm = Literal["random", "grid", "bayesian", "hyperband"]
 Task = Literal["classification", "regression"]
@@ -58,6 +59,8 @@ MAX_REPEATS = 20
 MAX_MC_SAMPLES = 1000
 # The most trial models one job keeps in the store.
 MAX_KEEP_MODELS = 20
+# The most classes one class_weight may name.
+MAX_CLASS_WEIGHTS = 1000
 # The searched hyperparameters, in the order trials show them: the one list every other place reads.
 HYPERPARAMETERS = ("dropout_rate", "dropout_layers", "units", "learning_rate")
 # The largest integer any field takes; the service's own caps (settings) are far lower.
@@ -405,7 +408,35 @@ class SearchSpace(_Strict):
 
 
 TEMPLATE_FIELDS = ("hidden_layers", "units", "activation")  # the template's architecture: not for a network
-NETWORK_FIELDS = ("dropout_sites", "dropout_order", "dropout_kind")  # where dropout goes in a network
+# A network's own settings, each with why the template has none: where its dropout goes, how it trains.
+NETWORK_FIELDS: dict[str, str] = {
+    "dropout_sites": "the template's dropout follows its layers",
+    "dropout_order": "the template's dropout follows its layers",
+    "dropout_kind": "the template's dropout follows its layers",
+    "recurrent_dropout": "the template has no recurrent layers",
+    "loss": "the template trains with its task's loss",
+    "optimizer": "the template trains with Adam",
+    "metrics": "the template reports its task's metric",
+}
+RecurrentDropout = Literal["off", "dropout", "recurrent_dropout", "both"]
+
+
+def _allowed(names: Mapping[str, Any] | tuple[str, ...], what: str) -> AfterValidator:
+    """A name from an allow-list (the schema lists them as its enum): the error says which are."""
+
+    def check(name: str) -> str:
+        if name not in names:
+            raise ValueError(f"{name!r} is not a {what} droptune takes; one of {', '.join(names)}")
+        return name
+
+    return AfterValidator(check)
+
+
+LossName = Annotated[str, _allowed(LOSSES, "Keras loss"), Field(json_schema_extra={"enum": list(LOSSES)})]
+OptimizerName = Annotated[
+    str, _allowed(OPTIMIZERS, "Keras optimizer"), Field(json_schema_extra={"enum": list(OPTIMIZERS)})
+]
+MetricName = Annotated[str, _allowed(METRICS, "Keras metric"), Field(json_schema_extra={"enum": list(METRICS)})]
 
 
 class ModelSpec(_Strict):
@@ -436,6 +467,30 @@ class ModelSpec(_Strict):
     dropout_kind: Literal["auto", "dropout"] = Field(
         "auto", description="auto: SpatialDropout after convolutions and their pooling, Dropout elsewhere"
     )
+    recurrent_dropout: RecurrentDropout = Field(
+        "off",
+        description="also search the rates inside each recurrent layer (LSTM, GRU, SimpleRNN, or a Bidirectional "
+        "one): its `dropout` (of its inputs), its `recurrent_dropout` (of its state), or both; each is a dropout "
+        "site of its own, just before the site after that layer",
+    )
+    loss: LossName | None = Field(
+        None,
+        description="a built-in Keras loss for the network's output: where its file has none, or instead of "
+        "the file's (the spec wins); default: the file's, else the task's (binary or sparse categorical "
+        "cross-entropy, mean squared error)",
+    )
+    optimizer: OptimizerName | None = Field(
+        None,
+        description="a built-in Keras optimizer at model.learning_rate (Keras's defaults otherwise), instead of "
+        "the file's; default: the file's, else Adam",
+    )
+    metrics: list[MetricName] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_METRICS,
+        description="built-in Keras metrics the network reports (an objective may name each, val_ for the "
+        "validation split's), instead of the file's; default: the file's, else the task's",
+    )
 
     @model_validator(mode="after")
     def _template_or_network(self) -> ModelSpec:
@@ -444,15 +499,17 @@ class ModelSpec(_Strict):
         fields = type(self).model_fields
         changed = {name for name in self.model_fields_set if getattr(self, name) != fields[name].default}
         if self.network_id is None:
-            for name in NETWORK_FIELDS:
+            for name, why in NETWORK_FIELDS.items():
                 if name in changed:
-                    raise _field_error((name,), "only with network_id: the template's dropout follows its layers", None)
+                    raise _field_error((name,), f"only with network_id: {why}", None)
         else:
             for name in TEMPLATE_FIELDS:
                 if name in changed:
                     raise _field_error((name,), "only without network_id: a network has its own layers", None)
         if self.dropout_sites is not None and len(set(self.dropout_sites)) != len(self.dropout_sites):
             raise _field_error(("dropout_sites",), "names a layer twice", None)
+        if self.metrics is not None and len(set(self.metrics)) != len(self.metrics):
+            raise _field_error(("metrics",), "names a metric twice", None)
         return self
 
     # Unannotated on purpose: pydantic would take a return annotation for the serialized schema, and
@@ -469,16 +526,81 @@ class ModelSpec(_Strict):
         return data
 
 
+def _class_weight_shape(value: Any) -> Any:
+    """`training.class_weight`'s own rules, each error naming the class at fault (the union's own
+    errors would name its branches instead)."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, str) or not isinstance(value, dict):
+        raise ValueError('a dict of class: weight, or "balanced"')
+    if not value:
+        raise ValueError("names no class: leave it out for equal weights")
+    if len(value) > MAX_CLASS_WEIGHTS:
+        raise ValueError(f"names {len(value)} classes; at most {MAX_CLASS_WEIGHTS}")
+    for key, weight in value.items():
+        if not 1 <= len(key) <= 200 or any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise ValueError(f"class {key!r}: a class is named in 1 to 200 characters, without control characters")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"class {key!r}: its weight {weight!r} is not a number")
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"class {key!r}: its weight {weight!r} is not a finite number above 0")
+    return {key: float(weight) for key, weight in value.items()}
+
+
+ClassWeights = Annotated[
+    Literal["balanced"] | dict[Annotated[str, Field(min_length=1, max_length=200)], Annotated[float, Field(gt=0)]],
+    BeforeValidator(_class_weight_shape),
+]
+
+
 class TrainingSpec(_Strict):
     epochs: Annotated[Integer, _capped("epochs")] = Field(10, ge=1)
     batch_size: Annotated[Integer, _capped("batch_size")] = Field(32, ge=1)
-    validation_split: Number = Field(0.2, gt=0, lt=1)
+    validation_split: Number = Field(
+        0.2, gt=0, lt=1, description="the share of the dataset held out for validation; not with validation_dataset_id"
+    )
     early_stopping_patience: PositiveInteger | None = None
+    class_weight: ClassWeights | None = Field(
+        None,
+        description="classification only: each class's weight in the training loss, as "
+        "`model.fit(class_weight=...)` applies it (Keras 3 weighs the loss and a file's weighted_metrics; "
+        "compiled metrics and validation stay unweighted). A dict by class label, as the "
+        "dataset lists its class_labels (a key that is no label may give the class's index); a class left out "
+        'weighs 1. Or "balanced": scikit-learn\'s n_samples / (n_classes * count of the class) on the '
+        "training split",
+    )
+
+
+def _objective_from_name(value: Any) -> Any:
+    """keras-tuner's string objective (`"val_accuracy"`): the metric, with the direction keras-tuner
+    infers for it (`store.keras_names.keras_tuner_direction`). Where keras-tuner infers none, or one
+    the metric does not have (f1_score and r2_score are min to it), the object form says it instead."""
+    if not isinstance(value, str):
+        return value
+    inferred = keras_tuner_direction(value)
+    own = metric_direction(value)
+    given = f'{{"metric": "{value}", "direction": "{own or "min or max"}"}}'
+    if inferred is None:
+        raise ValueError(f"keras-tuner cannot infer whether {value!r} is better lower or higher: give {given}")
+    if own is not None and own != inferred:
+        better = {"min": "lower", "max": "higher"}
+        raise ValueError(
+            f"keras-tuner would take {value!r} as better {better[inferred]}, but it is better {better[own]}: "
+            f"give {given}"
+        )
+    return {"metric": value, "direction": inferred}
 
 
 class ObjectiveSpec(_Strict):
+    """The metric the search optimises (`val_` for the validation split's) and its direction (None:
+    the metric's own). A plain string, as keras-tuner takes, is the metric with the direction
+    keras-tuner infers from its name."""
+
     metric: Text = Field("val_loss", max_length=64)
     direction: Literal["min", "max"] | None = None
+
+
+Objective = Annotated[ObjectiveSpec, BeforeValidator(_objective_from_name, json_schema_input_type=ObjectiveSpec | Text)]
 
 
 def _range_rules(name: str, *, floats: bool) -> list[Rule]:
@@ -512,6 +634,15 @@ SPEC_RULES: tuple[Rule, ...] = (
     *(Rule(f"model.{n}", "only without model.network_id") for n in TEMPLATE_FIELDS),
     *(Rule(f"model.{n}", "only with model.network_id") for n in NETWORK_FIELDS),
     Rule("model.dropout_sites", "each layer once"),
+    Rule("model.metrics", "each metric once"),
+    Rule("training.class_weight", 'a dict of class: weight (each a finite number above 0), or "balanced"'),
+    Rule("training.validation_split", "not with validation_dataset_id"),
+    Rule("validation_dataset_id", "another dataset than dataset_id"),
+    Rule(
+        "objective",
+        "as a plain string, a metric whose direction keras-tuner infers from its name, and rightly (not f1_score "
+        "or r2_score, which it takes for min: give the object form)",
+    ),
     *(
         Rule(f"search_space.{n}", "with algorithm grid, a step or a list of values")
         for n in ("dropout_rate", "learning_rate")
@@ -533,9 +664,17 @@ class JobSpec(_Strict):
 
     name: Text = Field("", max_length=200)
     dataset_id: Text = Field(min_length=1, max_length=64)
+    validation_dataset_id: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a dataset to validate on instead of splitting dataset_id (training.validation_split): one "
+        "you may use, of the same task, features (shape and columns) and classes (all of them the training "
+        "dataset's)",
+    )
     algorithm: Algorithm = Field("random", description="grid needs a step or a list of values for each float range")
     max_trials: Annotated[Integer, _capped("max_trials")] = Field(10, ge=1)
-    objective: ObjectiveSpec = ObjectiveSpec()
+    objective: Objective = ObjectiveSpec()
     search_space: SearchSpace
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
@@ -570,6 +709,20 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _check_space_against_model(self) -> JobSpec:
         space = self.search_space
+        if self.validation_dataset_id is not None:
+            split = TrainingSpec.model_fields["validation_split"].default
+            if self.training.validation_split != split:
+                raise _field_error(
+                    ("training", "validation_split"),
+                    "not with validation_dataset_id, which is the validation set",
+                    None,
+                )
+            if self.validation_dataset_id == self.dataset_id:
+                raise _field_error(
+                    ("validation_dataset_id",),
+                    "is dataset_id itself: validate on another dataset, or leave it out to split this one",
+                    self.validation_dataset_id,
+                )
         high = space.dropout_layers.bounds()[1]
         if self.model.network_id is not None and space.units is not None:
             raise _field_error(

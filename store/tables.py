@@ -114,6 +114,11 @@ class Job(Base):
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True, nullable=True
     )
+    # The dataset it validates on instead of a split of its own (`validation_dataset_id`): while the
+    # job is queued or running, neither dataset can be deleted. SET NULL, as for the training dataset.
+    validation_dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, nullable=True
+    )
     # The user's network the job trains (None: droptune's template). SET NULL, as for the dataset.
     network_id: Mapped[str | None] = mapped_column(
         ForeignKey("networks.id", ondelete="SET NULL"), index=True, nullable=True

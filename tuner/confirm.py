@@ -27,7 +27,7 @@ from models.dropout_net import HpValues
 from models.mc_dropout import mc_dropout
 from models.pack_network import NotVectorizable
 from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
-from models.user_network import NetworkBuild, build_network, compiled, narrowed
+from models.user_network import NetworkBuild, build_network, compiled, narrowed, width_of
 from models.vector_pack import SliceSpec
 from store import jobs as q
 from store.db import Database
@@ -161,11 +161,9 @@ def _smaller_user_network(hp: dict[str, Any], network: NetworkBuild) -> dict[str
     rates = network.rates(hp)
     narrowed_config = narrowed(network.config, list(network.sites), rates)
     widths = {}
-    by_name = {layer["config"]["name"]: layer["config"] for layer in narrowed_config["config"]["layers"]}
     for site, rate in zip(network.sites, rates, strict=True):
         if rate > 0 and site.sized is not None:
-            settings = by_name[site.sized]
-            widths[site.sized] = settings.get("units") or settings.get("filters")
+            widths[site.sized] = width_of(narrowed_config, site.sized)
     smaller = {n: None for n in hp} | {"dropout_layers": 0, "narrowed_by": rates, "layer_units": list(widths.values())}
     if "learning_rate" in hp:
         smaller["learning_rate"] = hp["learning_rate"]
@@ -215,6 +213,7 @@ def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[li
         direction=spec.objective.direction or "min",
         patience=spec.training.early_stopping_patience,
         seed=planned[0][2],
+        sample_weight=prepared.sample_weight(),
     )
     log.info("confirming: a pack of %d runs", len(planned))
     for number in range(1, spec.training.epochs + 1):

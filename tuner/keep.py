@@ -105,7 +105,8 @@ def refit(prepared: Prepared, trial: Trial) -> keras.Model:
         mean, variance = normalization_stats(x)
         config = dataclasses.replace(prepared.config, mean=mean, variance=variance)
         model = build(HpValues(trial.hyperparameters), config)
-    model.fit(x, y, epochs=int(trial.best_epoch or 1), batch_size=prepared.spec.training.batch_size, verbose=0)
+    epochs, batch_size = int(trial.best_epoch or 1), prepared.spec.training.batch_size
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, class_weight=prepared.class_weight, verbose=0)
     return model
 
 

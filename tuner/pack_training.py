@@ -6,8 +6,12 @@ for every slice because all start together and a stopped slice never resumes), i
 own early stopping (a stopped slice's weights stop changing) and its own failure: a slice whose
 training loss turns NaN or infinite is frozen and reported diverged while the others train on.
 
-The figures per epoch are Keras's: the batch-size-weighted mean of the batch losses and metrics
-during the epoch, then the loss and metric on the validation split in inference mode.
+The figures per epoch are Keras's: the batch-size-weighted mean of the batch losses and the metric
+accumulated over the epoch, then the loss and metric on the validation split in inference mode.
+Training rows may carry weights (a job's class weights, `store.classes.row_weights`), applied as Keras 3
+applies `fit`'s sample weights: each row's loss times its weight, summed and divided by the batch's
+rows. The metric is unweighted, as Keras leaves compiled `metrics` (only `weighted_metrics` take the
+weights), and so is validation.
 """
 
 from __future__ import annotations
@@ -65,12 +69,15 @@ class PackTrainer:
         patience: int | None,
         seed: int,
         shuffle: bool = True,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         self.net = net
         task, n_classes = net.config.task, net.config.n_classes
         self.task = task
         self.sparse = task == "classification" and n_classes != 2
         self.x, self.y = tf.constant(train[0], tf.float32), self._targets(train[1])
+        weights = np.ones(len(train[1]), np.float32) if sample_weight is None else sample_weight
+        self.weights = tf.constant(np.asarray(weights, np.float32).reshape(-1))
         self.x_val, self.y_val = validation[0].astype(np.float32), self._targets(validation[1])
         self.batch_size = batch_size
         per_row = net.k * cost(net.config, net.width).activations
@@ -96,8 +103,8 @@ class PackTrainer:
         return tf.constant(y.astype(np.float32).reshape(-1, 1))
 
     # -- the graph -----------------------------------------------------------------------------------
-    def _per_slice(self, y: tf.Tensor, out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Per-slice loss and metric, each a (K,) mean over the batch. Losses come from the logits, as
+    def _per_row(self, y: tf.Tensor, out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Each slice's loss and metric on each row, (K, rows) each. Losses come from the logits, as
         Keras computes them for a softmax or sigmoid head (so neither clips at 1e-7)."""
         k = self.net.k
         if self.sparse:
@@ -112,13 +119,17 @@ class PackTrainer:
             else:
                 loss = keras.losses.mean_squared_error(target, out)
                 metric = keras.losses.mean_absolute_error(target, out)
-        return tf.reduce_mean(loss, axis=1), tf.reduce_mean(metric, axis=1)
+        return loss, metric
 
-    def _step(self, xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _step(self, xb: tf.Tensor, yb: tf.Tensor, wb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One step of every slice on a batch with row weights `wb`: each slice's (K,) loss, Keras's
+        sum-over-batch-size of the weighted rows, and its (K,) sum of the metric over the rows."""
         variables = self.net.variables
         with tf.GradientTape() as tape:
             out = self.net(xb, training=True, rng=self.dropout_rng)
-            loss, metric = self._per_slice(yb, out)
+            rows, metric_rows = self._per_row(yb, out)
+            loss = tf.reduce_mean(rows * wb[None, :], axis=1)
+            metric = tf.reduce_sum(metric_rows, axis=1)
             # A stopped or diverged slice contributes nothing (where, not a product: NaN * 0 is NaN).
             total = tf.reduce_sum(tf.where(self.active, loss, 0.0))
         grads = tape.gradient(total, variables)
@@ -141,10 +152,9 @@ class PackTrainer:
         metric_sum = tf.zeros(self.net.k)
         for i in tf.range(steps):
             idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
-            loss, metric = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx))
-            size = tf.cast(tf.shape(idx)[0], tf.float32)
-            loss_sum += loss * size
-            metric_sum += metric * size
+            loss, metric = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx), tf.gather(self.weights, idx))
+            loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
+            metric_sum += metric
         total = tf.cast(n, tf.float32)
         return loss_sum / total, metric_sum / total
 
@@ -155,9 +165,9 @@ class PackTrainer:
         for start in range(0, n, chunk):
             x = self.x_val[start : start + chunk]
             out = self.net(x, training=False)
-            loss, metric = self._per_slice(self.y_val[start : start + chunk], out)
-            loss_sum += loss.numpy() * len(x)
-            metric_sum += metric.numpy() * len(x)
+            loss, metric = self._per_row(self.y_val[start : start + chunk], out)
+            loss_sum += tf.reduce_sum(loss, axis=1).numpy()
+            metric_sum += tf.reduce_sum(metric, axis=1).numpy()
         return loss_sum / n, metric_sum / n
 
     # -- an epoch ------------------------------------------------------------------------------------

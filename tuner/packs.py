@@ -193,6 +193,7 @@ class TemplatePacker:
             direction=spec.objective.direction or "min",
             patience=spec.training.early_stopping_patience,
             seed=slice_seed(spec.seed, int(trials[0].trial_id)),
+            sample_weight=prepared.sample_weight(),
         )
         pack = TemplatePack(trainer)
         recorder = tuner.recorder
@@ -258,12 +259,14 @@ def early_stopping(prepared: Prepared) -> keras.callbacks.EarlyStopping | None:
 
 
 def vector_pack(prepared: Prepared, network: Network, slices: list[SliceSpec], seed: int) -> VectorPack:
-    """A vectorised pack of the job's data, batches, objective and early stopping."""
+    """A vectorised pack of the job's data (its rows weighted by the job's class weights), batches,
+    objective and early stopping."""
     spec = prepared.spec
+    x, y = prepared.fit_args
     return VectorPack(
         network,
         slices,
-        prepared.fit_args,
+        (x, y, prepared.sample_weight()),
         prepared.fit_kwargs["validation_data"],
         batch_size=spec.training.batch_size,
         objective=spec.objective.metric,

@@ -27,6 +27,7 @@ from models.dropout_net import HpValues, ModelConfig, build, normalization_stats
 from models.user_network import NetworkBuild, build_trial
 from store import jobs as q
 from store.catalog import get_dataset
+from store.classes import class_weight_by_index, labels_of, relabel, row_weights
 from store.config import Settings
 from store.dataset_files import DatasetFile, local_path
 from store.datasets import load_arrays
@@ -36,7 +37,7 @@ from store.network_sites import job_sites
 from store.networks import get_network
 from store.reference import trivial_reference
 from store.spec import JobSpec, resolve_space
-from store.tables import Job, utcnow
+from store.tables import Dataset, Job, utcnow
 from tuner.exit_codes import WORKER_ID_ENV
 from tuner.kt_internals import drop_retry, retry_queue
 from tuner.oracles import TUNERS, make_oracle
@@ -90,7 +91,16 @@ class Prepared:
     recycle_after: int = 0
     worker_id: str | None = None  # whose job this is; the store refuses writes once it is not
     network: NetworkBuild | None = None  # the user's network the job trains; None: the template
+    # `model.fit`'s class_weight ({class index: weight}), also in `fit_kwargs`; None: unweighted.
+    class_weight: dict[int, float] | None = None
     pack_memory_mb: float = 256.0  # the memory one pack may take (DROPTUNE_PACK_MEMORY_MB)
+
+    def sample_weight(self) -> np.ndarray | None:
+        """The training rows' weights from the job's class weights (`store.classes.row_weights`, as
+        `fit` derives them), for the trainers that take them per row; None: unweighted."""
+        if self.class_weight is None:
+            return None
+        return row_weights(self.class_weight, self.fit_args[1])
 
     @property
     def hypermodel(self) -> Callable[[Any], keras.Model]:
@@ -200,40 +210,43 @@ def model_config(spec: JobSpec, x_train: np.ndarray, task: str, n_classes: int |
     )
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset's file and classes, read from its row so they can be fetched after its session ends."""
+
+    file: DatasetFile
+    task: str
+    n_classes: int | None
+    labels: list[str]  # class labels, by class index ([] for regression)
+
+    @classmethod
+    def of(cls, row: Dataset) -> DataSource:
+        return cls(DatasetFile.of(row), row.task, row.n_classes, labels_of(row.class_labels, row.n_classes))
+
+
 def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
-    """Load the job's data, split it once by the seed, and work out the model's fixed config."""
+    """Load the job's data, split it once by the seed (or take its validation dataset), and work out
+    the model's fixed config and class weights."""
     with db.session(readonly=True) as session:
         job = q.get_job(session, job_id)
         spec = JobSpec.model_validate(job.spec)
-        dataset = get_dataset(session, spec.dataset_id)
-        dataset_file = DatasetFile.of(dataset)
-        task, n_classes = dataset.task, dataset.n_classes
+        source = DataSource.of(get_dataset(session, spec.dataset_id))
+        validation = None
+        if spec.validation_dataset_id is not None:
+            validation = DataSource.of(get_dataset(session, spec.validation_dataset_id))
         started = job.started_at or utcnow()
         worker_id = worker_id_for(job)
     deadline = started + dt.timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
+    task, n_classes = source.task, source.n_classes
     network = _network_build(db, spec, task, n_classes)
     keras.utils.set_random_seed(spec.seed)
-    x, y = load_arrays(local_path(db, settings, dataset_file), spec.dataset_id)
-    if network is not None and network.input_dtype != str(x.dtype):
-        x = x.astype(network.input_dtype)  # token ids stay integers, as the network takes them
-    x_train, x_val, y_train, y_val = split(x, y, task, spec.training.validation_split, spec.seed)
+    x_train, x_val, y_train, y_val = load_split(db, settings, spec, source, validation)
+    if network is not None and network.input_dtype != str(x_train.dtype):
+        # token ids stay integers, as the network takes them
+        x_train, x_val = x_train.astype(network.input_dtype), x_val.astype(network.input_dtype)
     config = model_config(spec, x_train, task, n_classes)
-    callbacks = []
-    if spec.training.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=spec.objective.metric,
-                mode=spec.objective.direction or "min",
-                patience=spec.training.early_stopping_patience,
-            )
-        )
-    fit_kwargs = {
-        "validation_data": (x_val, y_val),
-        "epochs": spec.training.epochs,
-        "batch_size": spec.training.batch_size,
-        "callbacks": callbacks,
-        "verbose": 0,
-    }
+    class_weight = class_weight_by_index(spec.training.class_weight, source.labels, y_train)
+    fit_kwargs = _fit_kwargs(spec, (x_val, y_val), class_weight)
     return Prepared(
         spec,
         config,
@@ -243,8 +256,49 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         settings.recycle_after_trials,
         worker_id,
         network,
+        class_weight,
         settings.pack_memory_mb,
     )
+
+
+def load_split(
+    db: Database, settings: Settings, spec: JobSpec, source: DataSource, validation: DataSource | None
+) -> tuple[np.ndarray, ...]:
+    """(x_train, x_val, y_train, y_val): the dataset split once by the job's seed (`split`), or, with
+    a validation dataset, all of it for training and that one for validation, its classes numbered
+    as the training dataset's."""
+    x, y = load_arrays(local_path(db, settings, source.file), source.file.dataset_id)
+    if validation is None:
+        return split(x, y, source.task, spec.training.validation_split, spec.seed)
+    x_val, y_val = load_arrays(local_path(db, settings, validation.file), validation.file.dataset_id)
+    if source.task == "classification":
+        y_val = relabel(y_val, validation.labels, source.labels)
+    return x, x_val, y, y_val
+
+
+def _fit_kwargs(
+    spec: JobSpec, validation_data: tuple[np.ndarray, np.ndarray], class_weight: dict[int, float] | None
+) -> dict[str, Any]:
+    """`model.fit`'s arguments besides the training data, as keras-tuner passes them to each trial."""
+    callbacks = []
+    if spec.training.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=spec.objective.metric,
+                mode=spec.objective.direction or "min",
+                patience=spec.training.early_stopping_patience,
+            )
+        )
+    fit_kwargs: dict[str, Any] = {
+        "validation_data": validation_data,
+        "epochs": spec.training.epochs,
+        "batch_size": spec.training.batch_size,
+        "callbacks": callbacks,
+        "verbose": 0,
+    }
+    if class_weight is not None:
+        fit_kwargs["class_weight"] = class_weight
+    return fit_kwargs
 
 
 def _network_build(db: Database, spec: JobSpec, task: str, n_classes: int | None) -> NetworkBuild | None:
@@ -255,8 +309,11 @@ def _network_build(db: Database, spec: JobSpec, task: str, n_classes: int | None
         row = get_network(session, spec.model.network_id)
         config, summary = row.config, NetworkSummary.from_json(row.summary)
     model = spec.model
-    sites = job_sites(summary, model.dropout_sites, model.dropout_order, model.dropout_kind)
-    return NetworkBuild(config, tuple(sites), task, n_classes, model.learning_rate, summary)
+    sites = job_sites(summary, model.dropout_sites, model.dropout_order, model.dropout_kind, model.recurrent_dropout)
+    metrics = tuple(model.metrics) if model.metrics else None
+    return NetworkBuild(
+        config, tuple(sites), task, n_classes, model.learning_rate, model.loss, model.optimizer, metrics, summary
+    )
 
 
 def failure_cause(db: Database, job_id: str, exc: Exception) -> str:

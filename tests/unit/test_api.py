@@ -457,6 +457,7 @@ def test_submitted_job_fills_training_defaults(client: TestClient) -> None:
         "batch_size": 32,
         "validation_split": 0.2,
         "early_stopping_patience": None,
+        "class_weight": None,
     }
 
 

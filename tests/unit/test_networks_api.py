@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -20,7 +21,7 @@ from store.db import Database
 from store.networks import network_key
 from store.spec import TEMPLATE_FIELDS, JobSpec
 from store.tables import Network
-from tests.conftest import issue_token, small_job
+from tests.conftest import issue_token, npz_bytes, small_job
 from tests.unit.test_network_files import cnn, lstm, rezip, saved
 
 keras = pytest.importorskip("keras")
@@ -269,3 +270,46 @@ def test_a_network_jobs_own_rules(app: tuple[TestClient, Database], tmp_path: Pa
         "model",
         "network_id",
     ]
+
+
+def test_a_networks_loss_optimizer_and_metrics_from_the_job_are_checked_against_its_output(
+    app: tuple[TestClient, Database], tmp_path: Path
+) -> None:
+    client, _ = app
+    net = upload(client, saved(iris_mlp(), tmp_path)).json()  # softmax over 3 classes, Adam(0.01) in the file
+    model = {"network_id": net["id"], "loss": "binary_crossentropy"}
+    loc, msg = refusal(client.post("/api/v1/jobs", json=network_job(net["id"], model=model)))
+    assert loc == ["body", "model", "loss"] and "a softmax unit per class" in msg
+    assert "sparse_categorical_crossentropy" in msg
+    model = {"network_id": net["id"], "metrics": ["auc"]}
+    loc, msg = refusal(client.post("/api/v1/jobs", json=network_job(net["id"], model=model)))
+    assert loc == ["body", "model", "metrics"] and "auc is not computed" in msg
+    model = {"network_id": net["id"], "optimizer": "sgd", "metrics": ["sparse_top_k_categorical_accuracy"]}
+    objective = "val_sparse_top_k_categorical_accuracy"  # keras-tuner's string form: max, as it infers
+    job = client.post("/api/v1/jobs", json=network_job(net["id"], model=model, objective=objective)).json()
+    assert job["spec"]["objective"] == {"metric": objective, "direction": "max"}
+    assert job["spec"]["model"]["learning_rate"] == pytest.approx(1e-3)  # its own optimizer: not the file's rate
+
+
+def test_recurrent_dropout_needs_a_recurrent_layer_and_adds_its_sites(
+    app: tuple[TestClient, Database], tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    client, _ = app
+    mlp = upload(client, saved(iris_mlp(), tmp_path)).json()
+    model = {"network_id": mlp["id"], "recurrent_dropout": "both"}
+    loc, msg = refusal(client.post("/api/v1/jobs", json=network_job(mlp["id"], model=model)))
+    assert loc == ["body", "model", "recurrent_dropout"] and "no recurrent layer" in msg
+    tokens = client.post(
+        "/api/v1/datasets",
+        files={"file": ("tokens.npz", npz_bytes(x=np.ones((12, 20), "int32"), y=np.arange(12) % 2))},
+        data={"name": "tokens"},
+    ).json()
+    lstm_net = upload(client, files["lstm"]).json()  # two LSTMs: 2 sites after them, 2 x 2 inside them
+    space = {"dropout_rate": {"min": 0.1, "max": 0.5}, "dropout_layers": {"min": 0, "max": 6}}
+    spec = small_job(
+        tokens["id"], model={"network_id": lstm_net["id"], "recurrent_dropout": "both"}, search_space=space
+    )
+    assert client.post("/api/v1/jobs/plan", json=spec).status_code == 200, "6 sites"
+    spec["search_space"]["dropout_layers"]["max"] = 7
+    loc, msg = refusal(client.post("/api/v1/jobs/plan", json=spec))
+    assert loc == ["body", "search_space", "dropout_layers"] and "6 dropout site(s)" in msg

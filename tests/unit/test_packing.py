@@ -108,6 +108,46 @@ def test_a_pack_without_dropout_trains_exactly_like_separate_models(make_data: A
                 assert recorded[name] == pytest.approx(history[name][number - 1], rel=1e-5, abs=1e-5), (k, number, name)
 
 
+def binary(n: int = 240) -> tuple[ModelConfig, tuple[np.ndarray, ...]]:
+    """Two imbalanced classes (about 1 in 4 positive): the template's one sigmoid unit."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0.7).astype(np.int64)
+    mean, variance = normalization_stats(x[:180])
+    config = ModelConfig((6,), "classification", 2, 2, 16, "relu", 1e-3, mean, variance)
+    return config, (x[:180], y[:180], x[180:], y[180:])
+
+
+@pytest.mark.parametrize("make_data", [digits, binary], ids=["ten-classes", "binary"])
+def test_a_class_weighted_pack_of_one_trains_exactly_like_fit_with_class_weight(make_data: Any) -> None:
+    from store.classes import row_weights
+
+    config, data = make_data()
+    x_train, y_train, x_val, y_val = data
+    class_weight = {c: 0.5 + c % 3 for c in range(int(config.n_classes or 2))}  # some classes left at 1
+    class_weight.pop(1)
+    piece = SliceConfig(0.0, 0, config.units, 3e-3)
+    pack = trainer(config, data, [piece], shuffle=False, sample_weight=row_weights(class_weight, y_train))
+    initial = pack.net.slice_weights(0)
+    train(pack, 3)
+    alone = plain_model(hp_of(piece), config, initial)
+    fitted = alone.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=3,
+        batch_size=32,
+        shuffle=False,
+        class_weight=class_weight,
+        verbose=0,
+    ).history
+    for number in range(1, 4):
+        recorded = pack.results[0].history[number]
+        assert recorded.keys() == fitted.keys()
+        for name in recorded:  # the weighted loss and accuracy, the unweighted validation figures
+            assert recorded[name] == pytest.approx(fitted[name][number - 1], rel=1e-5, abs=1e-5), (number, name)
+
+
 def assert_plain_model_scores_best_epoch(
     pack: Any, k: int, piece: SliceConfig, config: Any, data: Any, tmp_path: Any
 ) -> None:

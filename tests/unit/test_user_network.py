@@ -14,9 +14,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from models.user_network import build_network, narrowed, set_dropout  # noqa: E402
+from models.user_network import NetworkBuild, build_network, compiled, narrowed, set_dropout  # noqa: E402
 from store.network_files import read_network  # noqa: E402
-from store.network_sites import default_sites  # noqa: E402
+from store.network_sites import (  # noqa: E402
+    DROPOUT_INPUTS,
+    RECURRENT_DROPOUT,
+    RECURRENT_KINDS,
+    default_sites,
+    job_sites,
+)
 from tests.unit.test_network_files import CAP, cnn, lstm, saved  # noqa: E402
 
 
@@ -96,3 +102,103 @@ def test_the_smaller_cnn_has_fewer_filters_where_its_pooling_site_drops(tmp_path
     assert model.get_layer(sites[0].sized).filters == 4
     assert model.get_layer(sites[1].sized).filters == 16
     assert model(np.zeros((1, 8, 8, 1), "float32")).shape == (1, 10)
+
+
+# --- the rates inside recurrent layers ------------------------------------------------------------------
+
+
+def bidirectional() -> Any:
+    tokens = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(30, 4)(tokens)
+    x = keras.layers.Bidirectional(keras.layers.GRU(6), name="both_ways")(x)
+    model = keras.Model(tokens, keras.layers.Dense(1, activation="sigmoid", name="out")(x))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_recurrent_sites_come_inside_each_recurrent_layer_before_the_site_after_it(tmp_path: Path) -> None:
+    network = read_network(saved(lstm(), tmp_path), CAP)
+    sites = job_sites(network, None, "from_input", "auto", "both")
+    assert [(s.after, s.kind) for s in sites] == [
+        ("encoder", DROPOUT_INPUTS),
+        ("encoder", RECURRENT_DROPOUT),
+        ("encoder", "Dropout"),
+        ("summary", DROPOUT_INPUTS),
+        ("summary", RECURRENT_DROPOUT),
+        ("summary", "Dropout"),
+    ]
+    assert {s.kind for s in sites if s.layer is not None} <= RECURRENT_KINDS  # set inside the layer, none added
+    only_state = job_sites(network, ["summary"], "from_output", "auto", "recurrent_dropout")
+    assert [(s.after, s.kind) for s in only_state] == [
+        ("summary", "Dropout"),
+        ("summary", RECURRENT_DROPOUT),
+        ("encoder", RECURRENT_DROPOUT),
+    ]
+
+
+def test_a_trials_rate_at_recurrent_sites_is_the_layers_own_dropout_and_it_trains(tmp_path: Path) -> None:
+    data = saved(lstm(), tmp_path)
+    sites = job_sites(read_network(data, CAP), None, "from_input", "auto", "both")
+    model = build_network(set_dropout(config_of(data), sites, [0.3, 0.2, 0.0, 0.0, 0.4, 0.0]))
+    encoder, summary = model.get_layer("encoder"), model.get_layer("summary")
+    assert (encoder.dropout, encoder.recurrent_dropout) == (0.3, 0.2)
+    assert (summary.dropout, summary.recurrent_dropout) == (0.0, 0.4)
+    assert not any(layer.name.startswith("droptune_dropout") for layer in model.layers)
+    rng = np.random.default_rng(0)
+    tokens, y = rng.integers(0, 50, (32, 20)).astype("int32"), rng.integers(0, 2, 32).astype("float32")
+    history = model.fit(tokens, y, epochs=2, batch_size=16, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_a_bidirectional_layers_rates_and_width_are_set_in_both_directions(tmp_path: Path) -> None:
+    data = saved(bidirectional(), tmp_path)
+    network = read_network(data, CAP)
+    sites = job_sites(network, None, "from_input", "auto", "dropout")
+    assert [(s.after, s.kind) for s in sites] == [("both_ways", DROPOUT_INPUTS), ("both_ways", "Dropout")]
+    model = build_network(set_dropout(config_of(data), sites, [0.25, 0.0]))
+    layer = model.get_layer("both_ways")
+    assert layer.forward_layer.dropout == 0.25 and layer.backward_layer.dropout == 0.25
+    smaller = build_network(narrowed(config_of(data), sites, [0.5, 0.0])).get_layer("both_ways")
+    assert smaller.forward_layer.units == 3 == smaller.backward_layer.units
+    assert smaller.forward_layer.dropout == 0.0
+
+
+# --- loss, optimizer and metrics from the job -----------------------------------------------------------
+
+
+def tiny_classes() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    return x, (x[:, 0] > 0).astype("float32")
+
+
+def sigmoid_mlp(compiled: bool) -> Any:
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    )
+    if compiled:
+        model.compile(optimizer=keras.optimizers.RMSprop(0.05), loss="hinge", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("in_file", [False, True], ids=["uncompiled-file", "compiled-file"])
+def test_the_jobs_loss_optimizer_and_metrics_train_the_network_over_the_files(tmp_path: Path, in_file: bool) -> None:
+    config = config_of(saved(sigmoid_mlp(in_file), tmp_path))
+    network = NetworkBuild(
+        config, (), "classification", 2, 0.05, "binary_focal_crossentropy", "sgd", ("auc", "precision")
+    )
+    model = compiled(build_network(config), network, 0.02)
+    assert type(model.optimizer).__name__ == "SGD" and float(model.optimizer.learning_rate) == pytest.approx(0.02)
+    assert model.get_compile_config()["loss"] == "binary_focal_crossentropy"
+    x, y = tiny_classes()
+    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=0).history
+    assert set(history) == {"loss", "auc", "precision", "val_loss", "val_auc", "val_precision"}
+
+
+def test_a_compiled_file_trains_as_compiled_where_the_job_gives_nothing(tmp_path: Path) -> None:
+    config = config_of(saved(sigmoid_mlp(True), tmp_path))
+    model = compiled(build_network(config), NetworkBuild(config, (), "classification", 2, 0.01), 0.01)
+    assert type(model.optimizer).__name__ == "RMSprop" and float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    assert model.get_compile_config()["loss"] == "hinge"
+    x, y = tiny_classes()
+    assert set(model.fit(x, y, epochs=1, batch_size=16, verbose=0).history) == {"loss", "accuracy"}

@@ -193,6 +193,57 @@ def test_a_pack_of_three_equals_three_plain_fits(case: str) -> None:
             np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOLERANCE)
 
 
+def weighted_mlp(rates: tuple[float, ...]) -> keras.Model:
+    """A binary MLP whose accuracy is a weighted metric (sample weights count) and AUC is not."""
+    model = keras.Sequential(
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(rates[0]),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc")],
+        weighted_metrics=["accuracy"],
+    )
+    return model
+
+
+def test_class_weighted_rows_train_a_pack_of_three_as_three_fits_with_class_weight() -> None:
+    from store.classes import row_weights
+
+    (x, y), validation = binary()
+    class_weight = {0: 0.5, 1: 3.0}
+    slices = [SliceSpec((0.0,), seed) for seed in SEEDS]
+    pack = VectorPack(
+        Network(weighted_mlp, 1),
+        slices,
+        (x, y, row_weights(class_weight, y)),
+        validation,
+        batch_size=BATCH,
+        shuffle=False,
+    )
+    for number in range(1, EPOCHS + 1):
+        pack.run_epoch(number)
+    for k, seed in enumerate(SEEDS):
+        model = Network(weighted_mlp, 1).plain((0.0,), seed=seed)
+        fitted = model.fit(
+            x,
+            y,
+            validation_data=validation,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            shuffle=False,
+            class_weight=class_weight,
+            verbose=0,
+        )
+        plain = [{name: values[e] for name, values in fitted.history.items()} for e in range(EPOCHS)]
+        assert_histories_close(history(pack, k), plain, TOLERANCE)
+
+
 def test_a_diverging_slice_fails_alone() -> None:
     rates = no_dropout("template")
     pack = make_pack(

@@ -79,7 +79,7 @@ export function renderSpec() {
     spec.model.network_id ? null : ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
     ["Learning rate", rangeText(spec.search_space.learning_rate) || `${fmtValue(spec.model.learning_rate)} (fixed)`],
     ["Model", modelText(spec)],
-    ["Training", `${counted(spec.training.epochs, "epoch")}, batch ${spec.training.batch_size}, validation ${spec.training.validation_split}`],
+    ["Training", trainingText(spec)],
     state.job.execution ? ["Trains", executionText(state.job.execution)] : null,
     ["Created", fmtTime(state.job.created_at)],
     ["Finished", fmtTime(state.job.finished_at)],
@@ -138,4 +138,13 @@ export function renderBest() {
   ];
   for (const [k, v] of Object.entries(best.metrics || {})) if (k !== metric) rows.push([k, formatNumber(v)]);
   box.replaceChildren(h("dl", { class: "facts", "data-best-trial": best.number }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+}
+
+/** Epochs, batch, the validation data (a split or a dataset of its own) and any class weights. */
+function trainingText(spec) {
+  const t = spec.training;
+  const validation = spec.validation_dataset_id ? `validated on ${spec.validation_dataset_id}` : `validation ${t.validation_split}`;
+  const weights = t.class_weight == null ? ""
+    : `, class weights ${t.class_weight === "balanced" ? "balanced" : Object.entries(t.class_weight).map(([c, w]) => `${c}: ${w}`).join(", ")}`;
+  return `${counted(t.epochs, "epoch")}, batch ${t.batch_size}, ${validation}${weights}`;
 }
