@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from store.report import TrialFigures, build_report, label, ratio_of_means, summary, variance_explained, welch
+from store.report import TrialFigures, build_report, label, variance_explained
+from store.report_stats import ratio_of_means, summary, welch
 from store.report_schema import Report, Run
 
 NAMES = ["dropout_rate", "dropout_layers"]
