@@ -162,7 +162,7 @@ SPACE = resolve_space(
 def runs_of(means: dict[str, float], scale: float = 0.01, shift: int = 0, **settings: Any) -> list[Run]:
     """Five runs per configuration ("base", "light", "middle", "heavy") around its mean; `shift`
     rotates the noise so that arms do not move together."""
-    hps = {"base": BASE, "light": LIGHT, "middle": MIDDLE, "heavy": HEAVY}
+    hps: dict[str, dict[str, Any]] = {"base": BASE, "light": LIGHT, "middle": MIDDLE, "heavy": HEAVY}
     out = []
     for i, (name, mean) in enumerate(means.items()):
         arm = "baseline" if name == "base" else "candidate"
