@@ -68,7 +68,7 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"detectable:  {detectable}  (the smallest advantage these runs could detect, 80% power)")
     reference = report.get("reference")
     if reference:
-        beaten = {True: "no confirmed configuration beats it", False: "beaten", None: "too few runs to tell"}
+        beaten = {True: "no confirmed configuration beats it", False: "see beats trivial", None: "too few runs to tell"}
         lines.append(
             f"trivial:     {num(reference['score'])}  ({reference['description']}; "
             f"{beaten[reference.get('no_better_than_reference')]})"

@@ -25,7 +25,7 @@ const SETTLE_TRIES = 20;
 
 const num = formatNumber; // 4 significant digits; null -> "–"
 // "±" is a standard deviation over seeds, and says so.
-const meanSd = (s) => (s ? `${num(s.mean)} ± ${num(s.sd)} sd` : "–");
+const meanSd = (s) => (!s ? "–" : s.sd === null || s.sd === undefined ? num(s.mean) : `${num(s.mean)} ± ${num(s.sd)} sd`);
 const interval = (low, high) => (low === null && high === null ? "–" : `[${num(low)}, ${num(high)}]`);
 const statsInterval = (s) => (s ? interval(s.low, s.high) : "–");
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`);
