@@ -23,6 +23,7 @@ from store.config import Settings
 from store.db import Database
 from store.errors import InputError, LimitError, NotFoundError, Rule
 from store.keras_names import metric_direction
+from store.reference import Reference
 from store.report import build_report, figures_of
 from store.report_schema import Report
 from store.spec import SPEC_RULES, TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
@@ -373,6 +374,8 @@ def read_report(db: Database, job_id: str, scope: str | None) -> Report:
         spec = JobSpec.model_validate(job.spec)
         trials = figures_of(q.all_trials(session, job_id))
         status = job.status
+        reference = None if job.reference is None else Reference.model_validate(job.reference)
+    space = resolve_space(spec.search_space)
     return build_report(
         job_id=job_id,
         status=status,
@@ -383,5 +386,7 @@ def read_report(db: Database, job_id: str, scope: str | None) -> Report:
         repeats=spec.repeats,
         trials=trials,
         runs=[],
-        baseline_candidate=resolve_space(spec.search_space).baseline_candidate,
+        baseline_candidate=space.baseline_candidate,
+        reference=reference,
+        space=space,
     )

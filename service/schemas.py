@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -229,9 +229,15 @@ class JobOut(BaseModel):
         "null until the search starts, and for jobs older than it"
     )
     no_better_than_reference: bool | None = Field(
-        description="true when the best score is worse than the trivial predictor's on the objective, or equal "
-        "to it: the models learned nothing useful (check the learning rate and the data); null while either "
-        "score is missing"
+        description="true when the models learned nothing useful (check the learning rate and the data): once "
+        "the job has its report, no confirmed configuration's mean over seeds is shown better than the trivial "
+        "predictor's score (the report's verdict is then `nothing_learned`); before, the search's best score is "
+        "worse than the trivial predictor's on the objective, or equal to it. Null while either score is missing"
+    )
+    reference_basis: Literal["confirmation", "search"] | None = Field(
+        None,
+        description="what `no_better_than_reference` compared with the trivial predictor: `confirmation` (the "
+        "report's confirmed means) or `search` (the search's best score); null when it is null",
     )
     execution: Execution | None = Field(
         None,
@@ -249,6 +255,10 @@ class JobOut(BaseModel):
         reference = None if job.reference is None else Reference.model_validate(job.reference)
         reference_score = None if reference is None else reference.scores.get(spec.objective.metric)
         best_score = None if best is None else best.score
+        flag, basis = summary.confirmed_no_better, "confirmation"
+        if flag is None:
+            basis = "search"
+            flag = no_better_than_reference(best_score, reference_score, spec.objective.direction or "min")
         return cls(
             id=job.id,
             name=job.name,
@@ -271,9 +281,8 @@ class JobOut(BaseModel):
             spec=spec,
             search_space=resolve_space(spec.search_space),
             reference=None if reference is None else ReferenceOut.of(reference),
-            no_better_than_reference=no_better_than_reference(
-                best_score, reference_score, spec.objective.direction or "min"
-            ),
+            no_better_than_reference=flag,
+            reference_basis=None if flag is None else basis,  # type: ignore[arg-type]
             execution=None if job.execution is None else Execution.model_validate(job.execution),
             created_at=job.created_at,
             started_at=job.started_at,

@@ -38,6 +38,9 @@ class JobSummary:
     job: Job
     trials_finished: int
     best: Trial | None
+    # From its stored report: no confirmed configuration beats the trivial predictor (None: no report,
+    # a report without that check, or too few runs to tell). The report itself is not read.
+    confirmed_no_better: bool | None = None
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -124,9 +127,19 @@ def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
             .group_by(Trial.job_id)
         ).all()
     )
+    flags: dict[str, bool | None] = dict(
+        session.execute(select(Job.id, _CONFIRMED_NO_BETTER).where(Job.id.in_(ids))).all()
+    )
     # One indexed query per job for its best trial: a page holds at most a few dozen jobs, and
     # loading every trial to compare scores in Python would grow with the trials instead.
-    return [JobSummary(j, int(counts.get(j.id, 0)), best_trial(session, j, with_history=False)) for j in jobs]
+    return [
+        JobSummary(j, int(counts.get(j.id, 0)), best_trial(session, j, with_history=False), flags.get(j.id))
+        for j in jobs
+    ]
+
+
+# `Report.reference.no_better_than_reference`, read inside the stored JSON (the report is large).
+_CONFIRMED_NO_BETTER = Job.report[("reference", "no_better_than_reference")].as_boolean()
 
 
 def count_active_jobs(session: Session, owner: str) -> int:

@@ -3,7 +3,11 @@
 `store.report` computes it from the job's trials and confirmation runs; the worker stores it when
 the job ends, and the API computes it on demand for a running job. Scores are the job's objective
 (`objective.metric`); "better" follows its direction. Every interval is at the level `CONFIDENCE`,
-which the report carries (`confidence`) for its readers (the dashboard, the client) to name.
+which the report carries (`confidence`) for its readers (the dashboard, the client) to name; the
+verdict's comparisons of several dropout configurations with the baseline are simultaneous at it.
+
+Reports are stored as JSON with their job (`jobs.report`) and read back with this model: a field
+added later is optional or defaulted, so a report stored before it still reads.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 Arm = Literal["candidate", "baseline", "smaller"]
-Answer = Literal["helps", "no_evidence", "hurts", "unconfirmed", "pending"]
+Answer = Literal["helps", "no_evidence", "hurts", "nothing_learned", "unconfirmed", "pending"]
+NoteKind = Literal["edge_of_range", "best_at_last_epoch", "none_beats_reference"]
 
 CONFIDENCE = 0.95  # the level of every interval in a report
 
@@ -61,16 +66,34 @@ class Confirmed(BaseModel):
     best_epoch: Stats
     gap_at_best: Stats | None  # val_loss - loss at the best epoch
     gap_at_last: Stats | None  # val_loss - loss at the last epoch trained
+    # A dropout configuration's advantage over the baseline (> 0: dropout better, either direction),
+    # with its interval simultaneous over every dropout configuration compared (`Verdict.comparisons`).
+    versus_baseline: Interval | None = None
+    p_adjusted: float | None = None  # Holm's adjusted one-sided p of "better than the baseline"
+    beats_reference: bool | None = None  # its mean is better than the trivial predictor's (None: unknown)
+
+
+class Note(BaseModel):
+    """A caveat beside the verdict: what to try next, or why a figure may mislead."""
+
+    kind: NoteKind
+    label: str | None = None  # the configuration it is about
+    text: str
 
 
 class Verdict(BaseModel):
     answer: Answer
     sentence: str
     method: str  # how the interval of `difference` was computed
-    # Baseline's mean minus the best dropout configuration's, signed so that > 0 favours dropout.
+    # The named dropout configuration's advantage over the baseline: baseline mean minus its mean for
+    # an objective to minimise, its mean minus the baseline's to maximise (> 0: dropout better).
     difference: Interval | None
-    dropout: str | None  # label of the best confirmed dropout configuration
+    dropout: str | None  # label of the dropout configuration the verdict names
     recommended: str | None  # label of the recommended configuration
+    comparisons: int | None = None  # dropout configurations compared with the baseline (the family)
+    # The smallest advantage the runs could have detected (80% power, at the comparison's level).
+    detectable: float | None = None
+    notes: list[Note] = []
 
 
 class Level(BaseModel):
@@ -88,6 +111,11 @@ class Effects(BaseModel):
     # seed noise among it). See `store.report.variance_explained`.
     variance_explained: dict[str, float]
     trials: int  # completed search trials the effects come from
+    # How the shares were computed: "sequential" sums of squares, each term after those before it in
+    # `variance_order` (they and the residual add up to 1). None: a report stored before, whose shares
+    # are each hyperparameter's eta squared alone (they may overlap, and need not add up).
+    variance_method: Literal["sequential"] | None = None
+    variance_order: list[str] = []
 
 
 class Convergence(BaseModel):
@@ -104,9 +132,22 @@ class SmallerNetwork(BaseModel):
     hyperparameters: dict[str, Any]
     units: list[int]  # per hidden layer
     score: Stats | None
-    difference: Interval | None  # smaller's mean minus the recommended's, signed so > 0 favours dropout
+    # The dropout configuration's advantage over the smaller network (> 0: dropout better).
+    difference: Interval | None
     as_good: bool | None  # the interval includes 0 or favours the smaller network
     sentence: str
+    versus: str | None = None  # the dropout configuration it narrows (older reports: the recommended)
+    detectable: float | None = None  # the smallest advantage the runs could have detected (80% power)
+
+
+class ReferenceCheck(BaseModel):
+    """The confirmed configurations against a trivial predictor on the job's split (`store.reference`)."""
+
+    predictor: str
+    description: str
+    score: float  # the trivial predictor's objective on the validation split
+    # No confirmed configuration's mean is shown better than `score` (None: too few runs to tell).
+    no_better_than_reference: bool | None
 
 
 class McDropout(BaseModel):
@@ -136,3 +177,4 @@ class Report(BaseModel):
     smaller_network: SmallerNetwork | None
     mc_dropout: McDropout | None
     runs: list[Run]
+    reference: ReferenceCheck | None = None  # None: no reference for the job, or no confirmation runs

@@ -31,6 +31,7 @@ from models.user_network import NetworkBuild, build_network, compiled, narrowed,
 from models.vector_pack import SliceSpec
 from store import jobs as q
 from store.db import Database
+from store.reference import Reference
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import McDropout, Report, Run
 from store.spec import dropout_in, resolve_space, task_metric
@@ -51,16 +52,18 @@ from tuner.setup import Prepared
 log = logging.getLogger(__name__)
 
 
-def trial_figures(db: Database, job_id: str) -> list[TrialFigures]:
+def trial_figures(db: Database, job_id: str) -> tuple[list[TrialFigures], Reference | None]:
+    """The job's trials as the report reads them, and its trivial-predictor reference (if any)."""
     with db.session(readonly=True) as session:
-        return figures_of(q.all_trials(session, job_id))
+        stored = q.get_job(session, job_id, report=False).reference
+        return figures_of(q.all_trials(session, job_id)), None if stored is None else Reference.model_validate(stored)
 
 
 def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, status: str = "succeeded") -> Report:
     """Confirm, compute the report and store it with the job."""
     spec = prepared.spec
     names = spec.hyperparameter_names()
-    trials = trial_figures(db, job_id)
+    trials, reference = trial_figures(db, job_id)
     runs: list[Run] = []
     mc: McDropout | None = None
     if spec.repeats > 0:
@@ -77,6 +80,8 @@ def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, 
         runs=runs,
         mc=mc,
         baseline_candidate=resolve_space(spec.search_space).baseline_candidate,
+        reference=reference,
+        space=resolve_space(spec.search_space),
     )
     with db.session() as session:
         q.set_report(session, job_id, report.model_dump(mode="json"))

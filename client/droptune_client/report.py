@@ -1,4 +1,7 @@
-"""A job's report (`GET /api/v1/jobs/{id}/report`) as text: the verdict first, then its figures."""
+"""A job's report (`GET /api/v1/jobs/{id}/report`) as text: the verdict first, then its figures.
+
+Reports stored by older servers lack some fields (`notes`, `reference`, `variance_method`, ...):
+each is read with `.get` and left out when missing."""
 
 from __future__ import annotations
 
@@ -22,8 +25,24 @@ def interval(value: dict[str, Any] | None) -> str:
 def stats(value: dict[str, Any] | None) -> str:
     if value is None:
         return "-"
-    text = num(value["mean"]) + (f" ± {num(value['sd'])}" if value.get("sd") is not None else "")
+    text = num(value["mean"]) + (f" ± {num(value['sd'])} sd" if value.get("sd") is not None else "")
     return f"{text} (n={value['n']})"
+
+
+def advantage(report: dict[str, Any], first: str, second: str) -> str:
+    """How an advantage of `first` over `second` is taken, so that its sign reads right: > 0 favours
+    `first` whichever way the objective goes."""
+    objective = report["objective"]
+    if report["direction"] == "max":
+        return f"{first} {objective} - {second}'s"
+    return f"{second} {objective} - {first}'s"
+
+
+def variance(effects: dict[str, Any]) -> str:
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in effects["variance_explained"].items()) or "-"
+    if effects.get("variance_method") == "sequential":
+        return f"  variance explained (sequential sums of squares, in this order; they add up to 100%): {shares}"
+    return f"  variance explained (eta squared of each alone: may overlap): {shares}"
 
 
 def levels(items: list[dict[str, Any]]) -> str:
@@ -34,16 +53,31 @@ def render_report(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
     # The level of the intervals, from the report (a server older than the field does not say).
     level = f"{report['confidence']:.0%} CI" if report.get("confidence") else "CI"
+    family = verdict.get("comparisons") or 1
+    together = f", simultaneous over {family} configurations" if family > 1 and verdict["answer"] != "hurts" else ""
     lines = [
         f"verdict:     {verdict['answer']}" + ("" if report["final"] else " (not final: the job has not ended)"),
         f"             {verdict['sentence']}",
+        *(f"note:        {note['text']}" for note in verdict.get("notes") or []),
         f"objective:   {report['objective']} ({report['direction']}), {report['repeats']} seeds per confirmation",
-        f"difference:  {interval(verdict.get('difference'))}  (baseline - dropout; > 0 favours dropout)",
-        f"recommended: {verdict.get('recommended') or '-'}",
+        f"advantage:   {interval(verdict.get('difference'))}  (dropout over no dropout: "
+        f"{advantage(report, 'dropout', 'baseline')}; > 0: dropout better{together})",
     ]
+    if verdict.get("detectable") is not None:
+        detectable = num(verdict["detectable"])
+        lines.append(f"detectable:  {detectable}  (the smallest advantage these runs could detect, 80% power)")
+    reference = report.get("reference")
+    if reference:
+        beaten = {True: "no confirmed configuration beats it", False: "see beats trivial", None: "too few runs to tell"}
+        lines.append(
+            f"trivial:     {num(reference['score'])}  ({reference['description']}; "
+            f"{beaten[reference.get('no_better_than_reference')]})"
+        )
+    lines.append(f"recommended: {verdict.get('recommended') or '-'}")
     if report["confirmed"]:
-        rows = [
-            {
+        rows = []
+        for c in report["confirmed"]:
+            row = {
                 "arm": c["arm"],
                 "configuration": c["label"],
                 "recommended": c["recommended"],
@@ -51,16 +85,19 @@ def render_report(report: dict[str, Any]) -> str:
                 level: f"[{num(c['score']['low'])}, {num(c['score']['high'])}]",
                 "best epoch": num(c["best_epoch"]["mean"]),
             }
-            for c in report["confirmed"]
-        ]
-        lines += ["", "confirmed over seeds:", table(rows)]
+            if verdict.get("comparisons") is not None:
+                row["advantage over no dropout"] = interval(c.get("versus_baseline"))
+            if reference:
+                row["beats trivial"] = {True: "yes", False: "no"}.get(c.get("beats_reference"), "-")
+            rows.append(row)
+        lines += ["", "confirmed over seeds (± is an sd over seeds):", table(rows)]
     effects = report["effects"]
     lines += [
         "",
         f"effects ({effects['trials']} search trials):",
         f"  by rate:   {levels(effects['by_rate'])}",
         f"  by layers: {levels(effects['by_layers'])}",
-        "  variance explained: " + (", ".join(f"{k} {v:.0%}" for k, v in effects["variance_explained"].items()) or "-"),
+        variance(effects),
     ]
     if report.get("convergence"):
         lines.append(f"convergence: {report['convergence']['sentence']}")

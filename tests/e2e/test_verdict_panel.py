@@ -303,7 +303,7 @@ def test_the_recommendation_and_confirmed_table_show_every_arm(open_job: Callabl
 
     facts = page.locator("#recommended")
     expect(facts).to_contain_text("rate 0.25, 1 layer")
-    expect(facts).to_contain_text("0.0712 ± 0.004 over 5 seeds")
+    expect(facts).to_contain_text("0.0712 ± 0.004 sd over 5 seeds")
     expect(facts).to_contain_text("[0.06623, 0.07617]")
     rows = page.locator("#verdict tbody tr[data-arm]")
     expect(rows).to_have_count(5)

@@ -1119,6 +1119,57 @@ def test_a_job_says_whether_its_best_score_is_no_better_than_a_trivial_predictor
     assert listed["no_better_than_reference"] is flagged and listed["reference"] == shown["reference"]
 
 
+def test_a_job_with_a_report_is_flagged_from_its_confirmed_means_not_its_luckiest_trial(
+    make_client: Callable[..., TestClient], database_url: str
+) -> None:
+    from store import jobs as q
+    from store.reference import Reference
+    from store.report import build_report, label
+    from store.report_schema import Run
+
+    client = make_client(database_url=database_url)
+    job = submitted(client)
+    _with_reference_and_best(database_url, job["id"], IRIS_REFERENCE, [1.05])  # one lucky trial beats 1.0986
+    before = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert (before["no_better_than_reference"], before["reference_basis"]) == (False, "search")
+
+    hps = [{"dropout_rate": 0.25, "dropout_layers": 1}, {"dropout_rate": None, "dropout_layers": 0}]
+    runs = [
+        Run(
+            arm="candidate" if hp["dropout_layers"] else "baseline",
+            label=label(hp),
+            hyperparameters=hp,
+            seed=seed,
+            status="completed",
+            score=1.0986 + 0.001 * seed,  # confirmed over seeds: no better than guessing
+            best_epoch=1,
+            history=[{"loss": 1.0, "val_loss": 1.0986 + 0.001 * seed}],
+        )
+        for hp in hps
+        for seed in range(5)
+    ]
+    report = build_report(
+        job_id=job["id"],
+        status="succeeded",
+        final=True,
+        objective="val_loss",
+        direction="min",
+        names=["dropout_rate", "dropout_layers"],
+        repeats=5,
+        trials=[],
+        runs=runs,
+        reference=Reference.model_validate(IRIS_REFERENCE),
+    )
+    assert report.verdict.answer == "nothing_learned"
+    with Database(database_url).session() as session:
+        q.set_report(session, job["id"], report.model_dump(mode="json"))
+
+    shown = client.get(f"/api/v1/jobs/{job['id']}").json()
+    listed = next(item for item in client.get("/api/v1/jobs").json()["items"] if item["id"] == job["id"])
+    assert (shown["no_better_than_reference"], shown["reference_basis"]) == (True, "confirmation")
+    assert (listed["no_better_than_reference"], listed["reference_basis"]) == (True, "confirmation")
+
+
 def test_a_job_without_a_reference_or_a_best_trial_is_not_flagged(
     make_client: Callable[..., TestClient], database_url: str
 ) -> None:

@@ -493,10 +493,13 @@ def test_a_report_in_the_api_s_schema_renders_its_verdict_and_figures() -> None:
     text = render_report(report.model_dump(mode="json"))
     lines = text.splitlines()
     assert lines[:2] == ["verdict:     helps", "             Dropout helps: rate 0.2 after 1 layer."]
-    assert "difference:  0.03 [0.01, 0.05]" in text and "recommended: rate 0.2 x 1" in text
-    assert any(line.startswith("candidate  rate 0.2 x 1") and "0.31 ± 0.01 (n=5)" in line for line in lines)
+    # The advantage is named so that its sign reads right; "±" is labelled an sd.
+    assert "advantage:   0.03 [0.01, 0.05]  (dropout over no dropout: baseline val_loss - dropout's" in text
+    assert "recommended: rate 0.2 x 1" in text
+    assert any(line.startswith("candidate  rate 0.2 x 1") and "0.31 ± 0.01 sd (n=5)" in line for line in lines)
     assert any("90% CI" in line for line in lines)  # the report's own level names its intervals
-    assert "by rate:   none: 0.34 ± 0.01 (n=1)" in text and "dropout_rate 50%" in text
+    assert "by rate:   none: 0.34 ± 0.01 sd (n=1)" in text and "dropout_rate 50%" in text
+    assert "eta squared of each alone: may overlap" in text  # a report from before the sequential shares
     assert (
         "MC dropout (30 passes, rate 0.2 x 1): deterministic 0.31, mc 0.3, spread 0.02; ece 0.05, ece_mc 0.04" in text
     )

@@ -1,9 +1,13 @@
 """The verdict on data whose answer is known: real confirmation runs (real Keras training through the
-packed trainer), then the report, for several job seeds.
+packed trainer), then the report, against the job's trivial predictor.
 
-Dropout clearly does not matter to a tiny network (2 x 4 units) on iris with a light rate: the
-verdict finds no evidence, with an interval around 0. (A data set where dropout clearly helps at the
-best epoch was not found yet: see the verdict issue's closing note for what was tried.)
+- Dropout clearly does not matter to a tiny network (2 x 4 units) on iris with a light rate: no
+  evidence, with an interval around 0.
+- Random labels: nothing is learned, with or without dropout, and the answer says so instead of
+  answering the dropout question.
+- A small network (2 x 8 units) under-fitting a smooth regression: every dropout rate is worse than none.
+(Issue 24's third case, an over-fitting network that dropout helps on held-out data, needs the
+held-out reporting of its item 4 to be asserted honestly.)
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ pytest.importorskip("tensorflow")
 from sklearn.datasets import load_iris  # noqa: E402
 
 from models.dropout_net import ModelConfig, normalization_stats  # noqa: E402
+from store.reference import trivial_reference  # noqa: E402
 from store.report import TrialFigures, build_report  # noqa: E402
+from store.report_schema import Verdict  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner.confirm import confirm  # noqa: E402
 from tuner.setup import Prepared, split  # noqa: E402
@@ -33,37 +39,43 @@ class _Running:
         pass
 
 
-def verdict_of(x: np.ndarray, y: np.ndarray, rate: float, layers: int, seed: int, **spec: Any) -> Any:
+def verdict_of(
+    x: np.ndarray, y: np.ndarray, rates: list[float], layers: int, seed: int, task: str = "classification", **spec: Any
+) -> Verdict:
+    """Confirm each rate on `layers` layers and the baseline, `REPEATS` seeds each, and give the verdict."""
+    objective = {"metric": "val_loss", "direction": "min"}
     job = JobSpec.model_validate(
         {
             "dataset_id": "test",
-            "search_space": {"dropout_rate": {"values": [rate]}, "dropout_layers": {"values": [0, layers]}},
-            "confirm_top": 1,
+            "search_space": {"dropout_rate": {"values": rates}, "dropout_layers": {"values": [0, layers]}},
+            "confirm_top": len(rates),
             "repeats": REPEATS,
             "mc_samples": 0,
             "seed": seed,
+            "objective": objective,
             **spec,
         }
     )
-    x_train, x_val, y_train, y_val = split(x, y, "classification", job.training.validation_split, seed)
+    x_train, x_val, y_train, y_val = split(x, y, task, job.training.validation_split, seed)
     mean, variance = normalization_stats(x_train)
+    classes = int(y.max()) + 1 if task == "classification" else None
+    model = job.model
     config = ModelConfig(
         x.shape[1:],
-        "classification",
-        int(y.max()) + 1,
-        job.model.hidden_layers,
-        job.model.units,
-        job.model.activation,
-        job.model.learning_rate,
+        task,
+        classes,
+        model.hidden_layers,
+        model.units,
+        model.activation,
+        model.learning_rate,
         mean,
         variance,
     )
     fit = {"validation_data": (x_val, y_val), "epochs": job.training.epochs, "batch_size": job.training.batch_size}
     prepared = Prepared(job, config, (x_train, y_train), fit)
-    dropout = {"dropout_rate": rate, "dropout_layers": layers}
-    trials = [
-        TrialFigures(0, {"dropout_rate": None, "dropout_layers": 0}, 1.0, True),
-        TrialFigures(1, dropout, 0.9, True),
+    trials = [TrialFigures(0, {"dropout_rate": None, "dropout_layers": 0}, 1.0, True)]
+    trials += [
+        TrialFigures(i + 1, {"dropout_rate": r, "dropout_layers": layers}, 0.9, True) for i, r in enumerate(rates)
     ]
     runs, _ = confirm(trials, prepared, _Running())  # type: ignore[arg-type]
     report = build_report(
@@ -76,6 +88,7 @@ def verdict_of(x: np.ndarray, y: np.ndarray, rate: float, layers: int, seed: int
         repeats=REPEATS,
         trials=trials,
         runs=runs,
+        reference=trivial_reference(task, y_train, y_val, classes),
     )
     return report.verdict
 
@@ -86,11 +99,47 @@ def test_no_evidence_for_a_light_rate_in_a_tiny_network_on_iris(seed: int) -> No
     verdict = verdict_of(
         x.astype("float32"),
         y,
-        0.1,
+        [0.1],
         1,
         seed,
         model={"hidden_layers": 2, "units": 4, "learning_rate": 0.01},
         training={"epochs": 40, "batch_size": 16, "validation_split": 0.3},
     )
     assert verdict.answer == "no_evidence", verdict.sentence
-    assert verdict.difference.low < 0 < verdict.difference.high  # the interval includes 0
+    assert verdict.difference.low < 0 < verdict.difference.high  # type: ignore[union-attr,operator]
+    assert verdict.recommended == "no dropout" and "could not be told apart" in verdict.sentence
+
+
+def test_random_labels_are_nothing_learned_not_a_dropout_answer() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 10)).astype("float32")
+    y = rng.integers(0, 2, size=1200)
+    verdict = verdict_of(
+        x,
+        y,
+        [0.3, 0.6],
+        2,
+        3,
+        model={"hidden_layers": 2, "units": 32, "learning_rate": 0.001},
+        training={"epochs": 10, "batch_size": 64, "validation_split": 0.3},
+    )
+    assert verdict.answer == "nothing_learned", verdict.sentence  # 5 of 5 data and job seeds tried
+    assert verdict.recommended is None
+
+
+def test_dropout_on_an_under_fitting_network_hurts() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(3000, 4)).astype("float32")
+    y = (np.sin(2 * x[:, 0]) + x[:, 1] ** 2 - x[:, 2] * x[:, 3]).astype("float32")
+    verdict = verdict_of(
+        x,
+        y,
+        [0.2, 0.4],
+        2,
+        1,
+        task="regression",
+        model={"hidden_layers": 2, "units": 8, "learning_rate": 0.01},
+        training={"epochs": 15, "batch_size": 64, "validation_split": 0.3},
+    )
+    assert verdict.answer == "hurts", verdict.sentence  # 5 of 5 data and job seeds tried (1 to 5)
+    assert verdict.recommended == "no dropout"

@@ -8,6 +8,7 @@ const ANSWERS = {
   helps: "dropout helps",
   no_evidence: "no evidence",
   hurts: "dropout hurts",
+  nothing_learned: "nothing learned",
   unconfirmed: "unconfirmed",
   pending: "pending",
 };
@@ -23,13 +24,21 @@ const SETTLE_TRIES = 20;
 // --- formatting ----------------------------------------------------------------------------------
 
 const num = formatNumber; // 4 significant digits; null -> "–"
-const meanSd = (s) => (s ? `${num(s.mean)} ± ${num(s.sd)}` : "–");
+// "±" is a standard deviation over seeds, and says so.
+const meanSd = (s) => (!s ? "–" : s.sd === null || s.sd === undefined ? num(s.mean) : `${num(s.mean)} ± ${num(s.sd)} sd`);
 const interval = (low, high) => (low === null && high === null ? "–" : `[${num(low)}, ${num(high)}]`);
 const statsInterval = (s) => (s ? interval(s.low, s.high) : "–");
 const pct = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`);
 const words = (key) => key.replaceAll("_", " ").replaceAll(":", " × ");
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 const better = (report) => (report.direction === "max" ? "higher is better" : "lower is better");
+// An advantage is > 0 when the first named does better, whichever way the objective goes: say how it is taken.
+const advantageOf = (report, first, second) => (report.direction === "max"
+  ? `${first}'s ${report.objective} − ${second}'s`
+  : `${second}'s ${report.objective} − ${first}'s`);
+// The verdict's interval: simultaneous when several dropout configurations were compared with the baseline.
+const simultaneous = (verdict) => (verdict.comparisons > 1 && verdict.answer !== "hurts"
+  ? ` (simultaneous over the ${verdict.comparisons} dropout configurations compared)` : "");
 // The level of the report's intervals as a percentage, read from the report itself.
 const level = (report) => `${+(report.confidence * 100).toFixed(1)}%`;
 
@@ -61,12 +70,28 @@ function summary(report, trialHref) {
     : `Provisional: from the ${plural(report.effects.trials, "completed trial")} so far. The verdict comes once the search and its confirmation runs end.`;
   nodes.push(h("p", { class: "muted verdict-meta" },
     h("span", { "data-testid": "verdict-objective" }, `Objective: ${report.objective}, ${better(report)}. `), context));
+  if (verdict.notes?.length) {
+    nodes.push(h("ul", { class: "notes", "aria-label": "caveats" },
+      verdict.notes.map((n) => h("li", { "data-note": n.kind }, n.text))));
+  }
   if (verdict.difference) {
     const d = verdict.difference;
+    const dropout = verdict.dropout ? ` (${verdict.dropout})` : "";
     nodes.push(h("p", { class: "verdict-difference" },
-      `Baseline minus the best dropout configuration${verdict.dropout ? ` (${verdict.dropout})` : ""}: ${num(d.estimate)}, ` +
-      `${level(report)} interval ${interval(d.low, d.high)}; above 0 favours dropout.`,
+      `Dropout's advantage over no dropout${dropout}, ${advantageOf(report, "dropout", "no dropout")}: ${num(d.estimate)}, ` +
+      `${level(report)} interval ${interval(d.low, d.high)}${simultaneous(verdict)}; above 0: dropout does better.`,
+      verdict.detectable !== null && verdict.detectable !== undefined
+        ? ` Could not be told apart; the smallest advantage these runs could have detected (80% power): ${num(verdict.detectable)}.`
+        : "",
       verdict.method ? h("span", { class: "muted" }, ` Interval: ${verdict.method}.`) : null));
+  }
+  const ref = report.reference;
+  if (ref) {
+    nodes.push(h("p", { class: "muted verdict-reference", "data-testid": "verdict-reference" },
+      `Trivial predictor, ${ref.description}: ${report.objective} ${num(ref.score)}. ` +
+      (ref.no_better_than_reference === true ? "No confirmed configuration is shown better than it."
+        : ref.no_better_than_reference === false ? "Configurations shown better than it are marked in the table."
+          : "Too few runs to tell whether the configurations beat it.")));
   }
   const rec = report.recommended;
   if (!rec && !report.final) return nodes; // the meta line says when it comes
@@ -97,7 +122,12 @@ function confirmedTable(report, trialHref) {
     ["Best epoch (mean)", { class: "num" }],
     ["Gap at best", { class: "num", title: `${gapTitle}, at the best epoch` }],
     ["Gap at last", { class: "num", title: `${gapTitle}, at the last epoch trained` }],
+    [`Advantage over no dropout`, { class: "num", title: `${advantageOf(report, "this configuration", "no dropout")}, ` +
+      `${level(report)} interval simultaneous over the dropout configurations compared; > 0: dropout does better. ` +
+      "p: Holm's adjusted one-sided p-value of doing better" }],
+    ["Beats trivial predictor", { title: "its mean is shown better than the trivial predictor's score on the same split" }],
   ];
+  const yesNo = (v) => (v === true ? "yes" : v === false ? "no" : "–");
   const recommended = report.recommended?.label;
   const rows = report.confirmed.map((c) => h("tr", { "data-arm": c.arm, "data-label": c.label, class: c.arm === "baseline" ? "baseline" : null },
     h("th", { scope: "row" }, configLabel(c, trialHref),
@@ -109,7 +139,12 @@ function confirmedTable(report, trialHref) {
     h("td", { class: "num" }, statsInterval(c.score)),
     h("td", { class: "num" }, num(c.best_epoch?.mean)),
     h("td", { class: "num", title: c.gap_at_best ? `sd ${num(c.gap_at_best.sd)}` : null }, num(c.gap_at_best?.mean)),
-    h("td", { class: "num", title: c.gap_at_last ? `sd ${num(c.gap_at_last.sd)}` : null }, num(c.gap_at_last?.mean))));
+    h("td", { class: "num", title: c.gap_at_last ? `sd ${num(c.gap_at_last.sd)}` : null }, num(c.gap_at_last?.mean)),
+    h("td", { class: "num", "data-versus": "" }, c.versus_baseline
+      ? `${num(c.versus_baseline.estimate)} ${interval(c.versus_baseline.low, c.versus_baseline.high)}` +
+        (c.p_adjusted !== null && c.p_adjusted !== undefined ? ` (p ${num(c.p_adjusted)})` : "")
+      : "–"),
+    h("td", { "data-beats": "" }, yesNo(c.beats_reference))));
   nodes.push(table("Confirmed configurations", head, rows));
   return nodes;
 }
@@ -134,8 +169,17 @@ function effects(report) {
     });
     return box;
   };
+  // Sequential sums of squares depend on their order: keep it. Older reports (eta squared each) by size.
+  const sequential = e.variance_method === "sequential";
   const shares = Object.entries(e.variance_explained)
-    .sort(([a, x], [b, y]) => (a === "residual") - (b === "residual") || y - x);
+    .sort(([a, x], [b, y]) => (a === "residual") - (b === "residual") || (sequential ? 0 : y - x));
+  const method = sequential
+    ? "Sequential sums of squares, in this order: each row is what it explains beyond the rows above it, " +
+      "so the order matters; with the residual they add up to 100%. The residual is what none explains: " +
+      "seed noise, and anything the search's trials cannot separate (with one trial per rate × layers " +
+      "cell, noise is counted as interaction and the residual shows 0)."
+    : "Each hyperparameter's eta squared on its own (a report computed before the shares were sequential): " +
+      "on a random search they overlap and need not add up to 100%.";
   return [
     h("h3", {}, "Effects in the search"),
     h("p", { class: "muted" }, `Mean ${objective} of the ${plural(e.trials, "completed search trial")} at each value, with ${level(report)} intervals.`),
@@ -146,8 +190,9 @@ function effects(report) {
         h("h4", {}, "Variance explained"),
         shares.length
           ? h("ul", { class: "shares" }, shares.map(([k, v]) => h("li", { "data-key": k },
-            h("span", {}, k === "residual" ? "residual (seed noise among it)" : words(k)), h("span", { class: "num" }, pct(v)))))
-          : h("p", { class: "muted" }, "Not enough trials yet."))),
+            h("span", {}, k === "residual" ? "residual (what none explains)" : words(k)), h("span", { class: "num" }, pct(v)))))
+          : h("p", { class: "muted" }, "Not enough trials yet."),
+        shares.length ? h("p", { class: "muted", "data-testid": "variance-method" }, method) : null)),
   ];
 }
 
@@ -161,14 +206,21 @@ function convergence(c) {
 }
 
 function smaller(s, report) {
-  const asGood = s.as_good === null ? "–" : s.as_good ? "yes" : "no";
+  const d = s.difference;
+  const told = !d || d.low === null ? "–"
+    : d.low > 0 ? "dropout does better" : d.high < 0 ? "the smaller network does better" : "could not tell apart";
+  const versus = s.versus || report.recommended?.label || "the dropout configuration";
   return h("div", { class: "effect", id: "smaller-network" }, h("h4", {}, "Smaller network instead"), h("p", {}, s.sentence),
     facts([
       ["Configuration", s.label],
       ["Units per layer", s.units.length ? s.units.join(", ") : "–"],
       [report.objective, s.score ? meanSd(s.score) : "–"],
-      ["Minus recommended", s.difference ? `${num(s.difference.estimate)} ${interval(s.difference.low, s.difference.high)}` : "–"],
-      ["As good", asGood],
+      [h("span", { title: `${advantageOf(report, versus, "the smaller network")}; > 0: dropout does better` },
+        `Advantage of ${versus} over it`),
+      d ? `${num(d.estimate)} ${interval(d.low, d.high)}` : "–"],
+      ["Result", h("span", { "data-testid": "smaller-result" }, told)],
+      ...(s.detectable !== null && s.detectable !== undefined
+        ? [["Detectable (80% power)", num(s.detectable)]] : []),
     ]));
 }
 
