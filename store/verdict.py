@@ -82,13 +82,13 @@ def _mean(arm: Arm, sign: float) -> float:
 def check_reference(
     arms: list[Arm], reference: Reference | None, objective: str, direction: str
 ) -> dict[Arm, bool | None]:
-    """Each arm with scores: is its mean shown better than the trivial predictor's (corrected for
-    comparing them all)? Empty without a reference score for the objective."""
+    """Each arm with scores: is its mean shown better than the trivial predictor's
+    (`report_stats.beats_reference`)? Empty without a reference score for the objective."""
     score = None if reference is None else reference.scores.get(objective)
     scored = [(a, s) for a in arms if (s := a.stats()) is not None]
     if score is None:
         return {}
-    return {a: beats_reference(s, score, direction, len(scored)) for a, s in scored}
+    return {a: beats_reference(s, score, direction) for a, s in scored}
 
 
 def nothing_learned(beats: dict[Arm, bool | None]) -> bool | None:
@@ -341,8 +341,8 @@ def verdict_of(
         return Verdict(
             answer="nothing_learned",
             sentence=nothing_sentence(arms, objective, reference, sign),
-            method=f"each confirmed configuration's t interval ({CONFIDENCE:.0%}, simultaneous over all of "
-            "them) against the trivial predictor's score on the same split",
+            method=f"each confirmed configuration's one-sided t bound ({CONFIDENCE:.0%}) against the trivial "
+            "predictor's score on the same split",
             difference=None,
             dropout=None,
             recommended=None,
