@@ -151,12 +151,19 @@ class ReferenceCheck(BaseModel):
 
 
 class McDropout(BaseModel):
-    samples: int
+    samples: int  # T, the passes with dropout on
     label: str
     deterministic: float  # the objective with dropout off (as the model predicts by default)
     mc: float  # the objective of the MC-averaged prediction
     spread: float  # mean predictive standard deviation over the validation split
     calibration: dict[str, float]  # ece / ece_mc (classification), coverage_2sd (regression)
+    # The model the figures are of: the one the job serves ("trial 3", "trial 3 refit"); None in
+    # reports older than it (their figures came from the best confirmation seed).
+    model: str | None = None
+    rows: int | None = None  # the validation rows they rest on
+    # The sampling noise of T passes: each MC figure's range over `pass_seeds` sets of T passes.
+    pass_seeds: int = 1
+    noise: dict[str, tuple[float, float]] | None = None
 
 
 class Report(BaseModel):
@@ -176,5 +183,7 @@ class Report(BaseModel):
     convergence: Convergence | None
     smaller_network: SmallerNetwork | None
     mc_dropout: McDropout | None
+    # Why there are no MC-dropout figures, where there are none (the served model has no dropout...).
+    mc_dropout_note: str | None = None
     runs: list[Run]
     reference: ReferenceCheck | None = None  # None: no reference for the job, or no confirmation runs

@@ -5,11 +5,10 @@ network with the best dropout configuration's units and learning rate, so the co
 dropout) are trained again, `repeats` seeds each, in packs (as few as the pack memory budget
 allows): each run is a slice with its own initialisation and dropout draws (a pack shares one batch
 order). A user's network packs as any network does (`tuner.packs`), or trains run by run where it
-cannot. The recommended configuration
-is the best confirmed mean; for it a second pack trains the smaller-network arm (no dropout,
-round(n(1 - p)) units in each layer that had dropout, the same seeds), and its best-seed model gives
-the MC-dropout figures (the best confirmed dropout configuration's, where no dropout is recommended).
-`store.report.build_report` turns all of it into the report.
+cannot. For the best confirmed mean, where it has dropout, a second set of packs trains the
+smaller-network arm (no dropout, round(n(1 - p)) units in each layer that had dropout, the same
+seeds). `store.report.build_report` turns all of it into the report; the MC-dropout figures come
+later, from the model the job serves (`tuner.served_mc`).
 """
 
 from __future__ import annotations
@@ -24,17 +23,16 @@ import keras
 import numpy as np
 
 from models.dropout_net import HpValues
-from models.mc_dropout import mc_dropout
 from models.pack_network import NotVectorizable
-from models.packed_net import PackedNet, SliceConfig, plain_model, slice_seed
+from models.packed_net import PackedNet, SliceConfig, slice_seed
 from models.user_network import NetworkBuild, build_network, compiled, narrowed, width_of
 from models.vector_pack import SliceSpec
 from store import jobs as q
 from store.db import Database
 from store.reference import Reference
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
-from store.report_schema import McDropout, Report, Run
-from store.spec import dropout_in, resolve_space, task_metric
+from store.report_schema import Report, Run
+from store.spec import dropout_in, resolve_space
 from tuner.pack_training import PackTrainer, SliceResult
 from tuner.packs import (
     SliceOutcome,
@@ -64,10 +62,7 @@ def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, 
     spec = prepared.spec
     names = spec.hyperparameter_names()
     trials, reference = trial_figures(db, job_id)
-    runs: list[Run] = []
-    mc: McDropout | None = None
-    if spec.repeats > 0:
-        runs, mc = confirm(trials, prepared, recorder)
+    runs = confirm(trials, prepared, recorder) if spec.repeats > 0 else []
     report = build_report(
         job_id=job_id,
         status=status,
@@ -78,7 +73,6 @@ def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, 
         repeats=spec.repeats,
         trials=trials,
         runs=runs,
-        mc=mc,
         baseline_candidate=resolve_space(spec.search_space).baseline_candidate,
         reference=reference,
         space=resolve_space(spec.search_space),
@@ -114,12 +108,12 @@ def _arms(trials: list[TrialFigures], prepared: Prepared) -> list[tuple[str, dic
     return arms
 
 
-def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) -> tuple[list[Run], McDropout | None]:
+def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) -> list[Run]:
     spec = prepared.spec
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
     train = _train if prepared.network is None else _train_network
-    runs, best_model = _in_packs(train, prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
+    runs = _in_packs(train, prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
     baseline_candidate = resolve_space(spec.search_space).baseline_candidate
@@ -129,21 +123,16 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
         if r.score is not None and (r.arm == "candidate" or (r.arm == "baseline" and baseline_candidate))
     }
     if not eligible:
-        return runs, None
+        return runs
     scores = {n: [r.score for r in runs if r.label == n and r.score is not None] for n in eligible}
     means = {n: sign * float(np.mean(values)) for n, values in scores.items()}
     hp_of = {r.label: r.hyperparameters for r in runs}
     best_label = min(means, key=lambda n: means[n])
     best_hp = hp_of[best_label]
-    # MC dropout needs dropout: where no dropout is recommended, the best dropout configuration's.
-    with_dropout = [n for n in means if has_dropout(hp_of[n])]
-    mc_label = best_label if has_dropout(best_hp) or not with_dropout else min(with_dropout, key=lambda n: means[n])
-    mc = _mc(prepared, runs, best_model, mc_label) if spec.mc_samples else None
     if has_dropout(best_hp):
         smaller = _smaller_network(best_hp, prepared)
-        more, _ = _in_packs(train, prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
-        runs += more
-    return runs, mc
+        runs += _in_packs(train, prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
+    return runs
 
 
 def _smaller_network(hp: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
@@ -185,25 +174,21 @@ def _slice(hp: dict[str, Any], prepared: Prepared) -> SliceConfig:
 
 
 Planned = list[tuple[str, dict[str, Any], int]]  # (arm, configuration, seed) of each run
-BestModel = Callable[[int], keras.Model]  # run k's model at its best epoch
-Train = Callable[[Prepared, Recorder, Planned], tuple[list[Run], BestModel]]
+Train = Callable[[Prepared, Recorder, Planned], list[Run]]
 
 
-def _in_packs(train: Train, prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+def _in_packs(train: Train, prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """The runs in packs no larger than the search's `auto` packs may be (the pack memory budget,
     `tuner.packs.pack_limit`), one pack after another."""
     spec = prepared.spec
     size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, prepared.pack_memory_mb)
     runs: list[Run] = []
-    models: list[tuple[BestModel, int]] = []
     for start in range(0, len(planned), size):
-        done, best_model = train(prepared, recorder, planned[start : start + size])
-        runs += done
-        models += [(best_model, k) for k in range(len(done))]
-    return runs, lambda k: models[k][0](models[k][1])
+        runs += train(prepared, recorder, planned[start : start + size])
+    return runs
 
 
-def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """Train every (arm, configuration, seed) as one pack; one run each."""
     spec, config = prepared.spec, prepared.config
     names = spec.hyperparameter_names()
@@ -226,15 +211,10 @@ def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[li
             break
         trainer.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    runs = _runs(planned, trainer.results, names)
-
-    def best_model(k: int) -> keras.Model:
-        return plain_model(HpValues(planned[k][1]), config, trainer.best_weights(k))
-
-    return runs, best_model
+    return _runs(planned, trainer.results, names)
 
 
-def _train_network(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+def _train_network(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """A user's network: the runs as one vectorised pack, or one by one where it cannot pack."""
     assert prepared.network is not None
     reason = network_refusal(prepared.network)
@@ -247,7 +227,7 @@ def _train_network(prepared: Prepared, recorder: Recorder, planned: Planned) -> 
     return _train_one_by_one(prepared, recorder, planned)
 
 
-def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
+def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """Every (arm, configuration, seed) of a user's network as one vectorised pack: the network
     with each run's rates, or (the smaller-network arm, all of one configuration) its narrowed copy."""
     network = prepared.network
@@ -268,13 +248,13 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
             break
         pack.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    return _runs(planned, pack.results, spec.hyperparameter_names()), lambda k: pack.slice_model(k, best=True)
+    return _runs(planned, pack.results, spec.hyperparameter_names())
 
 
-def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> tuple[list[Run], BestModel]:
-    """A user's network: each run a plain `fit` of its own, seeded, its best epoch's weights kept."""
+def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
+    """A user's network: each run a plain `fit` of its own, seeded."""
     spec = prepared.spec
-    results, models = [], []
+    results = []
     log.info("confirming: %d runs, one after another", len(planned))
     for arm, hp, seed in planned:
         keras.utils.set_random_seed(seed)
@@ -288,11 +268,8 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
         except (ValueError, tf_errors()) as exc:  # a run that cannot train fails alone
             keeper.result.failure = error_summary(str(exc))
         keeper.result.seconds = time.monotonic() - started
-        if keeper.best_weights is not None:
-            model.set_weights(keeper.best_weights)
         results.append(keeper.result)
-        models.append(model)
-    return _runs(planned, results, spec.hyperparameter_names()), lambda k: models[k]
+    return _runs(planned, results, spec.hyperparameter_names())
 
 
 def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
@@ -307,14 +284,13 @@ def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model
 
 
 class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
-    """A plain run's figures by epoch, its best epoch by the objective (ties: the earliest) and that
-    epoch's weights; a non-finite training loss fails it; between epochs, a cancel or limit stops it."""
+    """A plain run's figures by epoch and its best epoch by the objective (ties: the earliest); a
+    non-finite training loss fails it; between epochs, a cancel or limit stops it."""
 
     def __init__(self, objective: str, direction: str, recorder: Recorder) -> None:
         super().__init__()
         self.objective, self.sign, self.recorder = objective, 1.0 if direction == "min" else -1.0, recorder
         self.result = SliceResult()
-        self.best_weights: list[Any] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         figures = {k: float(v) for k, v in (logs or {}).items()}
@@ -328,7 +304,6 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             best = self.result.best_value
             if best is None or self.sign * value < self.sign * best:
                 self.result.best_epoch, self.result.best_value = number, value
-                self.best_weights = self.model.get_weights()
         self.recorder.check_running()
 
 
@@ -361,29 +336,3 @@ def _runs(planned: Planned, results: Sequence[SliceOutcome], names: list[str]) -
 
 def _finite(row: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in row.items()}
-
-
-def _mc(prepared: Prepared, runs: list[Run], best_model: BestModel, best_label: str) -> McDropout | None:
-    """MC dropout on a configuration's best seed, at its best epoch."""
-    spec, config = prepared.spec, prepared.config
-    sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
-    mine = [(k, r) for k, r in enumerate(runs) if r.label == best_label and r.score is not None]
-    if not mine:
-        return None
-    if spec.objective.metric.removeprefix("val_") not in ("loss", task_metric(config.task)):
-        log.info("no MC dropout figures: they are computed for the loss and %s only", task_metric(config.task))
-        return None
-    k, _ = min(mine, key=lambda pair: sign * float(pair[1].score))  # type: ignore[arg-type]
-    model = best_model(k)
-    x_val, y_val = prepared.fit_kwargs["validation_data"]
-    figures = mc_dropout(
-        model, x_val, y_val, config.task, config.n_classes, spec.objective.metric, spec.mc_samples, spec.seed
-    )
-    return McDropout(
-        samples=spec.mc_samples,
-        label=best_label,
-        deterministic=figures.deterministic,
-        mc=figures.mc,
-        spread=figures.spread,
-        calibration=dict(figures.calibration),
-    )

@@ -19,7 +19,7 @@ from store.artifacts import artifact_store
 from store.config import Settings, get_settings
 from store.db import Database
 from store.states import JobStatus
-from tuner import confirm, keep, packed_search, resume_state
+from tuner import confirm, keep, packed_search, resume_state, served_mc
 from tuner.cpus import configure_threads
 from tuner.exit_codes import SearchOutcome
 from tuner.log_format import configure_logging
@@ -67,9 +67,10 @@ def run_search(db: Database, settings: Settings, job_id: str) -> SearchOutcome:
             reconcile_with_store(db, job_id, tuner)
             packed_search.run(tuner, prepared, settings, workdir)
         # The verdict: confirmation runs over seeds, then the report, stored before the job ends; then
-        # the models it keeps, the recommended configuration's among them.
+        # the models it keeps, the recommended configuration's among them, and MC dropout on the one served.
         report = confirm.conclude(db, job_id, prepared, prepared.recorder(db, job_id))
         keep.keep_models(db, store, job_id, prepared, report)
+        served_mc.add_mc_figures(db, store, job_id, prepared)
         outcome, cause = SearchOutcome.SUCCEEDED, None
     except ProcessRecycled as exc:
         log.info("job %s: %s; a fresh process continues the search", job_id, exc)

@@ -105,9 +105,19 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"smaller network: {report['smaller_network']['sentence']}")
     mc = report.get("mc_dropout")
     if mc:
-        calibration = ", ".join(f"{k} {num(v)}" for k, v in mc["calibration"].items())
+        noise = mc.get("noise") or {}
+
+        def noisy(key: str, value: float) -> str:
+            span = noise.get(key)
+            return f"{num(value)} [{num(span[0])}, {num(span[1])}]" if span else num(value)
+
+        calibration = ", ".join(f"{k} {noisy(k, v)}" for k, v in mc["calibration"].items())
+        served = f", served model {mc['model']}" if mc.get("model") else ""
+        sets = f"; [ranges over {mc['pass_seeds']} sets of passes]" if noise else ""
         lines.append(
-            f"MC dropout ({mc['samples']} passes, {mc['label']}): deterministic {num(mc['deterministic'])}, "
-            f"mc {num(mc['mc'])}, spread {num(mc['spread'])}; {calibration}"
+            f"MC dropout (T={mc['samples']} passes, {mc['label']}{served}): deterministic {num(mc['deterministic'])}, "
+            f"mc {noisy('mc', mc['mc'])}, spread {noisy('spread', mc['spread'])}; {calibration}{sets}"
         )
+    if report.get("mc_dropout_note"):
+        lines.append(f"MC dropout: {report['mc_dropout_note']}")
     return "\n".join(lines)

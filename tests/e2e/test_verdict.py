@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 
 from tests.conftest import small_job
 from tests.e2e.conftest import ON_SQLITE_ONLY, Service
+from tests.e2e.test_models import download, evaluate
 
 pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
-def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Service) -> None:
+def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Service, tmp_path: Path) -> None:
     svc = service
     spec = small_job(
         "iris", max_trials=6, repeats=3, confirm_top=2, mc_samples=10, training={"epochs": 8, "batch_size": 32}
@@ -94,14 +96,22 @@ def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Se
     assert set(shares) >= {"dropout_rate", "dropout_layers", "residual"}
     assert math.isclose(sum(shares.values()), 1.0)  # sequential sums of squares add up
 
-    # MC dropout on the best confirmed mean; the smaller network when that has dropout.
-    mc = report["mc_dropout"]
-    assert mc is not None and mc["samples"] == 10 and mc["label"] == best["label"]
-    assert set(mc["calibration"]) == {"ece", "ece_mc"}
+    # The smaller network, for the best confirmed mean where that has dropout.
     if best["hyperparameters"]["dropout_layers"]:
-        assert mc["spread"] > 0
         smaller = report["smaller_network"]
         assert smaller is not None and len(runs[("smaller", smaller["label"])]) == 3
         assert smaller["versus"] == best["label"]
+
+    # MC dropout on the model the job serves: its figures are that model's, or it has no dropout to sample.
+    served = recommended["trial"]
+    mc = report["mc_dropout"]
+    if recommended["hyperparameters"]["dropout_layers"]:
+        assert mc is not None and mc["samples"] == 10 and mc["model"] == f"trial {served}"
+        assert mc["label"] == recommended["label"] and mc["spread"] > 0
+        assert set(mc["calibration"]) == {"ece", "ece_mc"} and mc["pass_seeds"] == 5
+        low, high = mc["noise"]["ece_mc"]
+        assert low <= mc["calibration"]["ece_mc"] <= high
+        path = download(svc, f"/api/v1/jobs/{job['id']}/model", tmp_path / "served.keras")
+        assert math.isclose(evaluate(path, spec)["loss"], mc["deterministic"], rel_tol=1e-4)
     else:
-        assert mc["spread"] == 0 and math.isclose(mc["mc"], mc["deterministic"], rel_tol=1e-6)
+        assert mc is None and report["mc_dropout_note"].startswith("MC dropout does not apply")

@@ -146,6 +146,10 @@ def final_report() -> dict[str, Any]:
             "mc": 0.06984,
             "spread": 0.04312,
             "calibration": {"ece": 0.02131, "ece_mc": 0.01675},
+            "model": "trial 3",
+            "rows": 90,
+            "pass_seeds": 5,
+            "noise": {"mc": [0.0691, 0.0705], "spread": [0.0428, 0.0433]},
         },
         "runs": runs,
     }
@@ -327,8 +331,11 @@ def test_effects_convergence_smaller_network_and_mc_dropout_are_shown(open_job: 
     expect(page.locator("#convergence")).to_contain_text("1.84 times as many epochs")
     expect(page.locator("#smaller-network")).to_contain_text("16, 16")
     expect(page.locator("[data-testid=mc-deterministic]")).to_have_text("0.07123")
-    expect(page.locator("[data-testid=mc-objective]")).to_have_text("0.06984")
-    expect(page.locator("[data-testid=mc-spread]")).to_have_text("0.04312")
+    # The served model's figures, with their range over sets of T passes where the report has one.
+    expect(page.locator("#mc-dropout")).to_contain_text("the model this job serves (trial 3)")
+    expect(page.locator("#mc-dropout")).to_contain_text("T = 30 passes on 90 validation rows")
+    expect(page.locator("[data-testid=mc-objective]")).to_have_text("0.06984 (0.0691 to 0.0705 over 5 sets of passes)")
+    expect(page.locator("[data-testid=mc-spread]")).to_have_text("0.04312 (0.0428 to 0.0433 over 5 sets of passes)")
     expect(page.locator("#mc-dropout [data-calibration=ece_mc]")).to_have_text("0.01675")
 
 

@@ -487,6 +487,10 @@ def test_a_report_in_the_api_s_schema_renders_its_verdict_and_figures() -> None:
             mc=0.3,
             spread=0.02,
             calibration={"ece": 0.05, "ece_mc": 0.04},
+            model="trial 3",
+            rows=30,
+            pass_seeds=5,
+            noise={"mc": (0.29, 0.32), "spread": (0.02, 0.02), "ece": (0.05, 0.05), "ece_mc": (0.03, 0.06)},
         ),
         runs=[],
     )
@@ -500,6 +504,8 @@ def test_a_report_in_the_api_s_schema_renders_its_verdict_and_figures() -> None:
     assert any("90% CI" in line for line in lines)  # the report's own level names its intervals
     assert "by rate:   none: 0.34 ± 0.01 sd (n=1)" in text and "dropout_rate 50%" in text
     assert "eta squared of each alone: may overlap" in text  # a report from before the sequential shares
+    # MC dropout of the served model, each figure with its range over 5 sets of T passes.
     assert (
-        "MC dropout (30 passes, rate 0.2 x 1): deterministic 0.31, mc 0.3, spread 0.02; ece 0.05, ece_mc 0.04" in text
-    )
+        "MC dropout (T=30 passes, rate 0.2 x 1, served model trial 3): deterministic 0.31, mc 0.3 [0.29, 0.32], "
+        "spread 0.02 [0.02, 0.02]; ece 0.05 [0.05, 0.05], ece_mc 0.04 [0.03, 0.06]; [ranges over 5 sets of passes]"
+    ) in text

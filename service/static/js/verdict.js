@@ -224,22 +224,35 @@ function smaller(s, report) {
     ]));
 }
 
+/** A figure with its sampling noise: its range over `pass_seeds` sets of T passes, where known. */
+function noisy(m, key, value) {
+  const range = m.noise && m.noise[key];
+  return range ? `${num(value)} (${num(range[0])} to ${num(range[1])} over ${m.pass_seeds} sets of passes)` : num(value);
+}
+
 function mcDropout(m, report) {
+  const of = m.model ? `${m.label}, the model this job serves (${m.model})` : m.label;
+  const rows = m.rows ? ` on ${plural(m.rows, "validation row")}` : "";
   return h("div", { class: "effect", id: "mc-dropout" }, h("h4", {}, "MC dropout"),
-    h("p", { class: "muted" }, `${m.label}: dropout kept on at prediction, averaged over ${plural(m.samples, "sample")}.`),
+    h("p", { class: "muted" }, `${of}: dropout kept on at prediction, averaged over T = ${plural(m.samples, "pass", "passes")}${rows}.`),
     facts([
       [`${report.objective}, dropout off`, h("span", { "data-testid": "mc-deterministic" }, num(m.deterministic))],
-      [`${report.objective}, MC-averaged`, h("span", { "data-testid": "mc-objective" }, num(m.mc))],
-      ["Predictive spread (sd)", h("span", { "data-testid": "mc-spread" }, num(m.spread))],
-      ...Object.entries(m.calibration).map(([k, v]) => [h("abbr", { title: CALIBRATION[k] || words(k) }, k), h("span", { "data-calibration": k }, num(v))]),
-    ]));
+      [`${report.objective}, MC-averaged`, h("span", { "data-testid": "mc-objective" }, noisy(m, "mc", m.mc))],
+      ["Predictive spread (sd)", h("span", { "data-testid": "mc-spread" }, noisy(m, "spread", m.spread))],
+      ...Object.entries(m.calibration).map(([k, v]) => [h("abbr", { title: CALIBRATION[k] || words(k) }, k), h("span", { "data-calibration": k }, noisy(m, k, v))]),
+    ]),
+    report.mc_dropout_note ? h("p", { class: "muted", "data-testid": "mc-note" }, report.mc_dropout_note) : null);
+}
+
+function mcNote(note) {
+  return h("div", { class: "effect", id: "mc-dropout" }, h("h4", {}, "MC dropout"), h("p", { class: "muted", "data-testid": "mc-note" }, note));
 }
 
 function render(body, report, trialHref) {
   const extra = [
     report.convergence ? convergence(report.convergence) : null,
     report.smaller_network ? smaller(report.smaller_network, report) : null,
-    report.mc_dropout ? mcDropout(report.mc_dropout, report) : null,
+    report.mc_dropout ? mcDropout(report.mc_dropout, report) : report.mc_dropout_note ? mcNote(report.mc_dropout_note) : null,
   ].filter(Boolean);
   body.replaceChildren(
     ...summary(report, trialHref),
