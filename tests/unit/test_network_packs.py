@@ -177,3 +177,18 @@ def test_the_confirmation_runs_obey_the_pack_memory_budget(data_dir: Path, caplo
     # 2 dropout configurations and the baseline, 2 seeds each, then the smaller network's 2.
     assert len(runs) == 8 and all(r["status"] == "completed" for r in runs)
     assert caplog.text.count("confirming: a pack of 2 runs") == 4
+
+
+def test_recurrent_layers_own_dropout_is_not_packed_and_the_reason_names_the_sites() -> None:
+    from models.user_network import NetworkBuild
+    from store.network_sites import RECURRENT_KINDS, DropoutSite
+    from tuner.packs import network_refusal
+
+    kind = sorted(RECURRENT_KINDS)[0]
+    sites = (DropoutSite("embed", "Dropout", None, None), DropoutSite("lstm", kind, None, "lstm"))
+    network = NetworkBuild({}, sites, "classification", 2, 1e-3)
+    assert network_refusal(network) == (
+        f"its dropout sites lstm ({kind}) are not dropout layers a pack can vary per configuration "
+        "(a recurrent layer's own dropout is part of the layer)"
+    )
+    assert network_refusal(NetworkBuild({}, sites[:1], "classification", 2, 1e-3)) is None
