@@ -167,7 +167,7 @@ def test_uniform_class_weights_of_two_double_the_confirmation_runs_training_loss
             trials,
             Prepared(job, config, (x_train, y_train), {**fit, "class_weight": weights}, class_weight=weights),
             _Running(),  # type: ignore[arg-type]
-        )[0]
+        )
         for weights in (None, twice)
     }
     baseline = {w: next(r for r in runs[w] if r.arm == "baseline") for w in runs}

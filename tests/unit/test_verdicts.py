@@ -77,7 +77,7 @@ def verdict_of(
     trials += [
         TrialFigures(i + 1, {"dropout_rate": r, "dropout_layers": layers}, 0.9, True) for i, r in enumerate(rates)
     ]
-    runs, _ = confirm(trials, prepared, _Running())  # type: ignore[arg-type]
+    runs = confirm(trials, prepared, _Running())  # type: ignore[arg-type]
     report = build_report(
         job_id="test",
         status="succeeded",
