@@ -411,9 +411,14 @@ def _convergence(dropout: Arm | None, baseline: Arm | None) -> Convergence | Non
         return None
     with_d, without = summary(dropout.best_epochs()), summary(baseline.best_epochs())
     ratio = ratio_of_means(dropout.best_epochs(), baseline.best_epochs())  # a fixed seed: reproducible
+    capped = (dropout.at_last_epoch(), baseline.at_last_epoch())
     if with_d is None or without is None or ratio is None:
         return Convergence(
-            with_dropout=with_d, without_dropout=without, ratio=ratio, sentence="Too few runs to compare."
+            with_dropout=with_d,
+            without_dropout=without,
+            ratio=ratio,
+            sentence="Too few runs to compare.",
+            at_last_epoch=capped,
         )
     interval = (
         f", {CONFIDENCE:.0%} CI [{ratio.low:.2f}, {ratio.high:.2f}]"
@@ -422,6 +427,18 @@ def _convergence(dropout: Arm | None, baseline: Arm | None) -> Convergence | Non
     )
     sentence = (
         f"With dropout ({dropout.label}) the best epoch came at {with_d.mean:.1f} on average, without at "
-        f"{without.mean:.1f}: {ratio.estimate:.2f}x the epochs{interval} (the folk claim is about 2x)."
+        f"{without.mean:.1f}: {ratio.estimate:.2f}x the epochs{interval}"
     )
-    return Convergence(with_dropout=with_d, without_dropout=without, ratio=ratio, sentence=sentence)
+    if any(capped):
+        # The budget, not convergence, set those runs' best epochs: the ratio says little, and the folk
+        # claim cannot be checked against it.
+        sentence += (
+            f"; but {capped[0]} of {len(dropout.best_epochs())} runs with dropout and {capped[1]} of "
+            f"{len(baseline.best_epochs())} without were best at their last epoch, still improving when the "
+            "epoch budget ran out, so the ratio is capped by the budget: train longer to compare."
+        )
+    else:
+        sentence += " (the folk claim is about 2x)."
+    return Convergence(
+        with_dropout=with_d, without_dropout=without, ratio=ratio, sentence=sentence, at_last_epoch=capped
+    )

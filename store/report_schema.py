@@ -125,6 +125,9 @@ class Convergence(BaseModel):
     without_dropout: Stats | None
     ratio: Interval | None  # mean epochs with dropout / without (> 1: dropout takes longer), bootstrap interval
     sentence: str
+    # Runs (with dropout, without) whose best epoch was their last: the budget capped them, and the
+    # ratio with them. None in reports older than the field.
+    at_last_epoch: tuple[int, int] | None = None
 
 
 class SmallerNetwork(BaseModel):

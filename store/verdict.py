@@ -45,6 +45,12 @@ class Arm:
     def best_epochs(self) -> list[float]:
         return [float(r.best_epoch) for r in self.runs if r.status == "completed" and r.best_epoch is not None]
 
+    def at_last_epoch(self) -> int:
+        """Its completed runs whose best epoch was the last they trained: still improving when the
+        epoch budget ran out, so their best epoch says how long the budget was, not when they converged."""
+        done = [r for r in self.runs if r.status == "completed" and r.best_epoch is not None]
+        return sum(1 for r in done if r.best_epoch == len(r.history))
+
     def stats(self) -> Stats | None:
         return summary(self.scores())
 

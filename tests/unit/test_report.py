@@ -107,6 +107,21 @@ def test_a_clear_difference_is_a_helps_verdict_and_the_best_mean_is_recommended(
     assert [c.label for c in report.confirmed][0] == "rate 0.3 after 2 layers"
     assert report.convergence is not None and report.convergence.ratio is not None
     assert report.convergence.ratio.estimate == 1.5  # best epoch 3 with dropout, 2 without
+    assert report.convergence.at_last_epoch == (0, 0) and "(the folk claim is about 2x)" in report.convergence.sentence
+
+
+def test_runs_best_at_their_last_epoch_flag_the_convergence_ratio_as_capped_by_the_budget() -> None:
+    good, base = {"dropout_rate": 0.3, "dropout_layers": 2}, {"dropout_rate": None, "dropout_layers": 0}
+    # 3 of 5 dropout runs were still improving at their 5th and last epoch; the baseline's converged at 2.
+    runs = [run("candidate", good, s, 0.5 + 0.01 * s, best_epoch=5 if s < 3 else 3) for s in range(5)]
+    runs += [run("baseline", base, s, 0.8 + 0.01 * s, best_epoch=2) for s in range(5)]
+    trials = [TrialFigures(0, base, 0.79, True), TrialFigures(1, good, 0.52, True)]
+    report = report_of(job_id="abcdef0123", status="succeeded", final=True, trials=trials, runs=runs)
+    convergence = report.convergence
+    assert convergence is not None and convergence.at_last_epoch == (3, 0)
+    assert "3 of 5 runs with dropout and 0 of 5 without were best at their last epoch" in convergence.sentence
+    assert "ratio is capped by the budget: train longer to compare" in convergence.sentence
+    assert "folk claim" not in convergence.sentence
 
 
 def test_equal_arms_are_no_evidence() -> None:
