@@ -107,6 +107,9 @@ def vectorized(fn: Callable[[Any], Any], elems: Any) -> Any:
 def test_a_conv2d_with_a_filter_per_slice_vectorises(
     monkeypatch: pytest.MonkeyPatch, grouped: bool, shared_input: bool, padding: str, strides: int
 ) -> None:
+    if grouped and not shared_input and not pack_internals.grouped_conv_gradients():
+        # The pack then takes the patch form, tested beside: no grouped gradient to compare on this CPU.
+        pytest.skip("this machine's TensorFlow cannot train a grouped convolution (no oneDNN kernel for it)")
     monkeypatch.setattr(pack_internals, "grouped_conv_gradients", lambda: grouped)
     rng = np.random.default_rng(0)
     kernels = tf.constant(rng.normal(size=(3, 3, 3, 2, 4)).astype(np.float32))
