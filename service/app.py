@@ -87,6 +87,10 @@ def create_app(settings: Settings | None = None, *, prepare: bool = True) -> Fas
         docs_url=None,  # served by routes.dashboard, with its assets from this service rather than a CDN
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        # One schema per model: a spec read back differs from one sent (the objective's string form,
+        # a network job's template fields left out), and "JobSpec-Input"/"JobSpec-Output" of one
+        # title break client generators (openapi-python-client: "duplicate models").
+        separate_input_output_schemas=False,
     )
     app.state.settings = app_settings  # what service.deps hands the routes
     app.state.database = Database(app_settings.resolved_database_url)
