@@ -146,7 +146,7 @@ def test_hyperband_continues_unpacked_trials_trained_by_another_trial_process(se
         hyperband_factor=3,
         keep_models=0,
         search_space={"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}},
-        training={"epochs": 9},
+        training={"epochs": 3},  # Hyperband's max_epochs: two brackets, and a trial continued in the second
     )
     job = svc.wait(svc.submit(spec)["id"], timeout=600)
     assert job["status"] == "succeeded", job["error"]

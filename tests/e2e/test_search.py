@@ -263,6 +263,7 @@ def test_parallel_trials_run_at_once_and_are_all_recorded(service: Service) -> N
     assert any(_overlap(a, b) for a in trials for b in trials if a["number"] < b["number"])
 
 
+@ON_SQLITE_ONLY  # on PostgreSQL, tests/e2e/test_two_hosts.py joins a job from another host
 def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service: Service) -> None:
     import os
     import subprocess
