@@ -64,6 +64,7 @@ image:
 
 bench: install
 	$(BIN)/python bench/service_vs_bare.py
+	$(BIN)/python bench/network_vs_bare.py
 	$(BIN)/python bench/pack_sizes.py
 	$(BIN)/python bench/image_packing.py
 	$(BIN)/python bench/parallel_trials.py

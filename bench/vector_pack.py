@@ -15,7 +15,11 @@ many traced (and run) before, untimed. K = 1 of the packs is a pack of one. Rati
 the generic pack is faster. A second table splits each pack's time into setup (the generic pack's
 includes building the K plain models its initial weights come from, and tracing unless reused),
 its first epoch (the einsum pack traces in it) and the later epochs.
+"plain" fits K configurations, or at most `--plain-max` of them (its time per configuration does not
+depend on K; the cap keeps long runs short). bench/network_vs_bare.py times a user's CNN with these
+functions.
 Usage: python bench/vector_pack.py [--ks 1 4 8 16 32] [--epochs E] [--repeats R] [--only template|cnn]
+       [--plain-max N]
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from models.pack_network import Network, template_network  # noqa: E402
 from models.packed_net import PackedNet, SliceConfig  # noqa: E402
 from models.vector_pack import SliceSpec, VectorPack  # noqa: E402
 from store.config import Settings  # noqa: E402
+from tuner.cpus import configure_threads  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
-from tuner.setup import configure_threads  # noqa: E402
 
 Data = tuple[np.ndarray, ...]
 
@@ -57,10 +61,11 @@ def configurations(k: int, config: ModelConfig) -> list[SliceConfig]:
 
 
 class Timing:
-    """Seconds of one run: in all, setting up (construction, tracing where it is done up front),
-    and each epoch."""
+    """Seconds of one run of `configs` configurations: in all, setting up (construction, tracing
+    where it is done up front), and each epoch."""
 
-    def __init__(self) -> None:
+    def __init__(self, configs: int) -> None:
+        self.configs = configs
         self.started = time.perf_counter()
         self.setup = 0.0
         self.epochs: list[float] = []
@@ -77,10 +82,14 @@ class Timing:
     def total(self) -> float:
         return self.setup + sum(self.epochs)
 
+    @property
+    def per_config(self) -> float:
+        return self.total / self.configs
+
 
 def time_vector(network: Network, specs: list[SliceSpec], data: Data, epochs: int) -> Timing:
     x_train, y_train, x_val, y_val = data
-    timing = Timing()
+    timing = Timing(len(specs))
     pack = VectorPack(network, specs, (x_train, y_train), (x_val, y_val), batch_size=BATCH, seed=SEED)
     timing.set_up()
     for number in range(1, epochs + 1):
@@ -102,7 +111,7 @@ class Reused:
             pack.run_epoch(1)
             self.packs[len(specs)] = pack
         pack = self.packs[len(specs)]
-        timing = Timing()
+        timing = Timing(len(specs))
         pack.restart(specs)
         timing.set_up()
         for number in range(1, epochs + 1):
@@ -112,7 +121,7 @@ class Reused:
 
 def time_einsum(config: ModelConfig, pieces: list[SliceConfig], data: Data, epochs: int) -> Timing:
     x_train, y_train, x_val, y_val = data
-    timing = Timing()
+    timing = Timing(len(pieces))
     net = PackedNet(config, pieces, seeds=[SEED * 100_003 + i for i in range(len(pieces))])
     trainer = PackTrainer(
         net, (x_train, y_train), (x_val, y_val),
@@ -127,7 +136,7 @@ def time_einsum(config: ModelConfig, pieces: list[SliceConfig], data: Data, epoc
 def time_plain(network: Network, specs: list[SliceSpec], data: Data, epochs: int) -> Timing:
     """K plain fits in a row; their building counts as setup, their fits as epochs (one entry each)."""
     x_train, y_train, x_val, y_val = data
-    timing = Timing()
+    timing = Timing(len(specs))
     for spec in specs:
         started = time.perf_counter()
         model = network.plain(spec.rates, seed=spec.seed)
@@ -174,7 +183,7 @@ def run(variants: dict[str, Callable[[int], Timing]], ks: list[int], repeats: in
                 timing = variants[name](k)
                 if k not in best[name] or timing.total < best[name][k].total:
                     best[name][k] = timing
-                print(f"  round {round_ + 1} K={k:<3} {name:<7} {timing.total / k:7.3f} s/config", flush=True)
+                print(f"  round {round_ + 1} K={k:<3} {name:<7} {timing.per_config:7.3f} s/config", flush=True)
     return best
 
 
@@ -185,8 +194,8 @@ def table(title: str, best: dict[str, dict[int, Timing]], ks: list[int], epochs:
     header = " ".join(f"{name:>8}" for name in names) + " " + " ".join(f"{a + '/' + b:>14}" for a, b in pairs)
     print(f"{'K':>4} {header}")
     for k in ks:
-        cells = " ".join(f"{best[name][k].total / k:8.3f}" for name in names)
-        quotients = " ".join(f"{best[a][k].total / best[b][k].total:14.2f}" for a, b in pairs)
+        cells = " ".join(f"{best[name][k].per_config:8.3f}" for name in names)
+        quotients = " ".join(f"{best[a][k].per_config / best[b][k].per_config:14.2f}" for a, b in pairs)
         print(f"{k:4d} {cells} {quotients}")
     packs = [name for name in ("vector", "reused", "einsum") if name in best]
     print(f"\n{title}: where a pack's time goes, seconds per pack (the same runs)")
@@ -202,10 +211,11 @@ def table(title: str, best: dict[str, dict[int, Timing]], ks: list[int], epochs:
             cells += [f"{timing.setup:16.3f}", f"{timing.epochs[0]:16.3f}", f"{sum(later) / len(later):16.3f}"]
         print(f"{k:4d} " + " ".join(cells))
     if "plain" in best:
-        print("plain: seconds per configuration building its model, and fitting it")
+        print("plain: seconds per configuration building its model, and fitting it (over how many fits)")
         for k in ks:
             timing = best["plain"][k]
-            print(f"{k:4d} {timing.setup / k:8.3f} {sum(timing.epochs) / k:8.3f}")
+            per_fit = sum(timing.epochs) / timing.configs
+            print(f"{k:4d} {timing.setup / timing.configs:8.3f} {per_fit:8.3f} {timing.configs:8d}")
 
 
 def main() -> None:
@@ -214,10 +224,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["template", "cnn"])
+    parser.add_argument("--plain-max", type=int, help="plain fits at most this many configurations per K")
     args = parser.parse_args()
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores, shared; compare only side by side")
-    threads = configure_threads(Settings())
+    threads = configure_threads(Settings().worker_threads)  # as the search process does
     config, data = prepare(job_spec(args.epochs))
     hidden = config.hidden_layers
     network = template_network(config)
@@ -239,7 +250,7 @@ def main() -> None:
                 "vector": lambda k: time_vector(network, specs(k), data, args.epochs),
                 "reused": lambda k: reused.time(specs(k), args.epochs),
                 "einsum": lambda k: time_einsum(config, configurations(k, config), data, args.epochs),
-                "plain": lambda k: time_plain(network, specs(k), data, args.epochs),
+                "plain": lambda k: time_plain(network, specs(k)[: args.plain_max], data, args.epochs),
             },
             args.ks,
             args.repeats,
@@ -258,7 +269,7 @@ def main() -> None:
             {
                 "vector": lambda k: time_vector(conv, conv_specs(k), images, args.epochs),
                 "reused": lambda k: conv_reused.time(conv_specs(k), args.epochs),
-                "plain": lambda k: time_plain(conv, conv_specs(k), images, args.epochs),
+                "plain": lambda k: time_plain(conv, conv_specs(k)[: args.plain_max], images, args.epochs),
             },
             args.ks,
             args.repeats,
