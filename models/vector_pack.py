@@ -99,6 +99,7 @@ class VectorPack:
         seed: int = 0,
         shuffle: bool = True,
         validation_batch_size: int | None = None,
+        start: bool = True,
     ) -> None:
         self.network, self.k = network, len(slices)
         reference, site_names = network.reference()
@@ -125,7 +126,12 @@ class VectorPack:
         self._predict_fn = tf.function(self.step.predict)
         with self._vectorizing():  # traced before the K builds: a network pfor cannot vectorise fails at once
             self._epoch_fn.get_concrete_function()
-        self.restart(slices)
+        # `start=False` traces only: the first `restart` builds the slices' initial weights (a pack made
+        # before its configurations are known, to learn early whether the network vectorises).
+        self.slices = slices
+        self.results: list[SliceResult] = []
+        if start:
+            self.restart(slices)
 
     def restart(self, slices: list[SliceSpec], seed: int | None = None) -> None:
         """Start over with new slices, as many (a job's next pack): fresh results, initial weights

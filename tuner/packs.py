@@ -258,7 +258,9 @@ def early_stopping(prepared: Prepared) -> keras.callbacks.EarlyStopping | None:
     return next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
 
 
-def vector_pack(prepared: Prepared, network: Network, slices: list[SliceSpec], seed: int) -> VectorPack:
+def vector_pack(
+    prepared: Prepared, network: Network, slices: list[SliceSpec], seed: int, start: bool = True
+) -> VectorPack:
     """A vectorised pack of the job's data (its rows weighted by the job's class weights), batches,
     objective and early stopping."""
     spec = prepared.spec
@@ -273,6 +275,7 @@ def vector_pack(prepared: Prepared, network: Network, slices: list[SliceSpec], s
         direction=spec.objective.direction or "min",
         early_stopping=early_stopping(prepared),
         seed=seed,
+        start=start,
     )
 
 
@@ -286,7 +289,8 @@ class NetworkPacker:
         self.prepared, self.build = prepared, prepared.network
         self.network = pack_network(self.build)
         probe = [SliceSpec(tuple(0.0 for _ in self.build.sites), seed=k) for k in range(size)]
-        self.packs = {size: vector_pack(prepared, self.network, probe, prepared.spec.seed)}
+        # Traced only: the first pack's restart builds its slices (not these placeholders) once.
+        self.packs = {size: vector_pack(prepared, self.network, probe, prepared.spec.seed, start=False)}
 
     def start(self, tuner: kt.Tuner, trials: list[Any], first_epoch: int) -> Pack:
         spec = self.prepared.spec
