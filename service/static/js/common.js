@@ -362,3 +362,22 @@ export function runningTrialText(trial, epochsDone, job, now = Date.now()) {
   const upTo = job.algorithm === "hyperband" || job.spec.training.early_stopping_patience != null;
   return `${text}, ${upTo ? "at most" : "about"} ${fmtDuration((elapsed / epochsDone) * left)} left`;
 }
+
+/**
+ * A listing page's poll: the list at `path`, or null where the load failed (said in `errorBox`, and
+ * retried at the next poll) or the list is the one last drawn (`listing.shown`, its JSON), so that a
+ * poll that finds nothing new redraws nothing. Set `listing.shown = ""` to have the next one redraw.
+ */
+export async function changedListing(path, what, errorBox, listing) {
+  const { ok, status, data } = await api(path);
+  if (!ok) {
+    errorBox.textContent = `Could not load the ${what} (the server answered ${status}); retrying.`;
+    errorBox.hidden = false;
+    return null;
+  }
+  errorBox.hidden = true;
+  const json = JSON.stringify(data);
+  if (json === listing.shown) return null;
+  listing.shown = json;
+  return data;
+}

@@ -1,7 +1,7 @@
 // Datasets page: every dataset the caller sees (built-ins, then uploads), what it holds, how big its
 // stored file is and which jobs use it; an upload form; and a delete button per upload, whose refusal
 // (409: a queued or running job uses it) is shown beside that dataset's row.
-import { api, counted, deleteListed, fmtBytes, fmtTime, h, poll, refusalRow, showFlash } from "./common.js";
+import { changedListing, counted, deleteListed, fmtBytes, fmtTime, h, poll, refusalRow, showFlash } from "./common.js";
 import { wireUploadForm } from "./upload.js";
 
 const tbody = document.querySelector("#datasets-table tbody");
@@ -13,7 +13,7 @@ const TITLE_LABELS = 100;
 showFlash(flashBox);
 
 let datasets = [];
-let shown = ""; // the list last drawn, as JSON: a poll that finds nothing new redraws nothing
+const listing = { shown: "" }; // the list last drawn (see changedListing)
 const refusals = new Map(); // dataset id -> why its delete was refused, shown under its row
 
 function shapeText(d) {
@@ -62,16 +62,8 @@ function render() {
 }
 
 async function refresh() {
-  const { ok, status, data } = await api("/api/v1/datasets");
-  if (!ok) {
-    loadError.textContent = `Could not load the datasets (the server answered ${status}); retrying.`;
-    loadError.hidden = false;
-    return;
-  }
-  loadError.hidden = true;
-  const json = JSON.stringify(data);
-  if (json === shown) return;
-  shown = json;
+  const data = await changedListing("/api/v1/datasets", "datasets", loadError, listing);
+  if (data === null) return;
   datasets = data;
   for (const id of refusals.keys()) if (!data.some((d) => d.id === id)) refusals.delete(id);
   render();
@@ -81,7 +73,7 @@ async function remove(d) {
   const gone = await deleteListed("dataset", d, { used: "used", refusals, flashBox });
   if (gone === null) return;
   if (!gone) render(); // the refusal now, even if the list itself has not changed
-  shown = "";
+  listing.shown = "";
   await refresh();
   if (!gone) tbody.querySelector(`[data-delete="${CSS.escape(d.id)}"]`)?.focus();
 }

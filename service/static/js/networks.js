@@ -4,7 +4,7 @@
 // refusal (422: the layer or the reason) is shown beside the file; and a delete button per network,
 // whose refusal (409: a queued or running job trains it) is shown beside that network's row.
 import {
-  api, clearErrors, counted, createOnce, deleteListed, fmtBytes, fmtTime, fmtValue, formSignature, h, poll, refusalRow,
+  changedListing, clearErrors, counted, createOnce, deleteListed, fmtBytes, fmtTime, fmtValue, formSignature, h, poll, refusalRow,
   showErrors, showFlash,
 } from "./common.js";
 import { inputsText, shapeText, siteKinds, sitesCount } from "./network-facts.js";
@@ -20,7 +20,7 @@ const COLUMNS = 9;
 showFlash(flashBox);
 
 let networks = [];
-let shown = ""; // the list last drawn, as JSON: a poll that finds nothing new redraws nothing
+const listing = { shown: "" }; // the list last drawn (see changedListing)
 const refusals = new Map(); // network id -> why its delete was refused, shown under its row
 const expanded = new Set(); // networks whose layers are shown
 
@@ -130,16 +130,8 @@ function toggle(id, open = !expanded.has(id)) {
 }
 
 async function refresh() {
-  const { ok, status, data } = await api("/api/v1/networks");
-  if (!ok) {
-    loadError.textContent = `Could not load the networks (the server answered ${status}); retrying.`;
-    loadError.hidden = false;
-    return;
-  }
-  loadError.hidden = true;
-  const json = JSON.stringify(data);
-  if (json === shown) return;
-  shown = json;
+  const data = await changedListing("/api/v1/networks", "networks", loadError, listing);
+  if (data === null) return;
   networks = data;
   for (const id of [...refusals.keys(), ...expanded]) {
     if (!data.some((n) => n.id === id)) { refusals.delete(id); expanded.delete(id); }
@@ -151,7 +143,7 @@ async function remove(n) {
   const gone = await deleteListed("network", n, { used: "trained", refusals, flashBox });
   if (gone === null) return;
   if (!gone) render(); // the refusal now, even if the list itself has not changed
-  shown = "";
+  listing.shown = "";
   await refresh();
   if (!gone) tbody.querySelector(`[data-delete="${CSS.escape(n.id)}"]`)?.focus();
   else document.getElementById("main").focus(); // its row, and the button, are gone
@@ -176,7 +168,7 @@ form.addEventListener("submit", async (event) => {
     if (!ok) { result.textContent = ""; showErrors(form, data?.detail, `The server answered ${status}.`); return; }
     form.reset();
     expanded.add(data.id);
-    shown = "";
+    listing.shown = "";
     await refresh();
     const weights = data.parameters === null ? "" : `, ${data.parameters.toLocaleString("en")} parameters`;
     result.textContent = `Uploaded "${data.name}": ${data.model_class}, ${counted(data.layers.length, "layer")}${weights}, ${sitesCount(data)}. Its layers are shown above.`;
