@@ -37,9 +37,13 @@ class ModelConfig:
 
 
 def normalization_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance over every axis but the last: what `Normalization.adapt` would compute."""
+    """Mean and variance over every axis but the last, as `Normalization.adapt` computes them, except
+    that a feature constant in the training rows keeps a variance of 1 (as scikit-learn's
+    StandardScaler does): Keras would divide it by 1e-7, and a row where it is not constant (a digits
+    pixel blank in every training image) would reach the network a million times too large."""
     axes = tuple(range(x_train.ndim - 1))
-    return x_train.mean(axis=axes, dtype=np.float64), x_train.var(axis=axes, dtype=np.float64)
+    variance = x_train.var(axis=axes, dtype=np.float64)
+    return x_train.mean(axis=axes, dtype=np.float64), np.where(variance > 1e-12, variance, 1.0)
 
 
 class HpValues:

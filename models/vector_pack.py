@@ -256,17 +256,37 @@ class VectorPack:
         return train, self._validate(state)
 
     def _validate(self, state: Stacked) -> dict[str, tf.Tensor]:
-        """Validation loss and metrics in inference mode, per slice, batch by batch as `fit` does."""
-        n = tf.shape(tf.nest.flatten(self.x_val)[0])[0]
+        return self._evaluate(state, self.x_val, self.y_val)
+
+    def _evaluate(self, state: Stacked, x_all: Any, y_all: Any) -> dict[str, tf.Tensor]:
+        """Loss and metrics on (x_all, y_all) in inference mode, per slice, batch by batch as `fit`
+        validates."""
+        n = tf.shape(tf.nest.flatten(x_all)[0])[0]
         size = self.validation_batch_size
         state = state._replace(metrics=[tf.constant(m) for m in self._metrics_zero])
         loss_sum = tf.zeros(self.k)
         for i in tf.range((n + size - 1) // size):
-            x, y = _rows(self.x_val, i * size, (i + 1) * size), _rows(self.y_val, i * size, (i + 1) * size)
+            x, y = _rows(x_all, i * size, (i + 1) * size), _rows(y_all, i * size, (i + 1) * size)
             loss, metrics = self.step.evaluate(state, x, y)
             state = state._replace(metrics=metrics)
             loss_sum += loss * tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
         return {**self.step.results(state.metrics), "loss": loss_sum / tf.cast(n, tf.float32)}
+
+    def evaluate_best(self, x: Arrays, y: Arrays) -> list[dict[str, float]]:
+        """Each slice's loss and metrics on (x, y) with its best-epoch weights, named as its
+        validation figures are (`val_loss`, ...): how a confirmation run is scored on held-out rows."""
+        n = len(self._trainable)
+        state = Stacked(
+            [v.read_value() for v in self._best[:n]],
+            [v.read_value() for v in self._best[n:]],
+            [v.read_value() for v in self._optimizer_state],
+            [tf.constant(m) for m in self._metrics_zero],
+            self._active.read_value(),
+        )
+        with self._vectorizing():
+            figures = tf.function(self._evaluate)(state, _tensors(x), _tensors(y))
+        values = {f"val_{name}": value.numpy() for name, value in figures.items()}
+        return [{name: float(v[k]) for name, v in sorted(values.items())} for k in range(self.k)]
 
     @contextmanager
     def _vectorizing(self) -> Iterator[None]:

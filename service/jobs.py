@@ -27,6 +27,7 @@ from store.reference import Reference
 from store.report import build_report, figures_of
 from store.report_schema import Report
 from store.spec import SPEC_RULES, TASK_METRICS, JobSpec, ServiceCaps, cap_error, planned_trials, resolve_space
+from store.splits import search_rows
 from store.states import JobStatus, TrialStatus
 from store.tables import Dataset, Network
 
@@ -176,14 +177,16 @@ def _check_model_size(spec: JobSpec, dataset: Dataset, settings: Settings) -> No
 
 
 def _check_split(spec: JobSpec, dataset: Dataset) -> None:
-    n = dataset.n_samples
+    n = search_rows(dataset.n_samples, spec.training.heldout_split, spec.repeats)
+    held = dataset.n_samples - n
+    rows = f"{n} samples" + (f" (after the {held} held out for the verdict, training.heldout_split)" if held else "")
     n_val = math.ceil(n * spec.training.validation_split)
     n_train = n - n_val
     need = dataset.n_classes or 1
     if n_val < need or n_train < need:
         raise InputError(
             "training.validation_split",
-            f"splitting {n} samples by {spec.training.validation_split} leaves {n_train} for training "
+            f"splitting {rows} by {spec.training.validation_split} leaves {n_train} for training "
             f"and {n_val} for validation; each needs at least {need}",
         )
 

@@ -39,6 +39,7 @@ from store.report_schema import (
 )
 from store.report_stats import Moments, ratio_of_means, sequential_shares, summary, versus_baseline
 from store.spec import ResolvedSpace, dropout_in
+from store.splits import ScoredOn
 from store.states import TrialStatus
 from store.tables import Trial
 from store.verdict import Arm, Decision, check_reference, decide, fmt, mean_sd, nothing_learned, verdict_of
@@ -245,6 +246,7 @@ def build_report(
     reference: Reference | None = None,
     space: ResolvedSpace | None = None,
     now: dt.datetime | None = None,
+    scored_on: ScoredOn | None = None,
 ) -> Report:
     """The whole report. `runs` are the confirmation runs (arms "candidate", "baseline", "smaller");
     without any, the verdict rests on the search alone and says so. `reference` is the job's trivial
@@ -259,9 +261,10 @@ def build_report(
         if arm.arm == "baseline":
             arm.candidate = baseline_candidate
     decision = decide(arms, sign, check_reference(arms, reference, objective, direction))
-    verdict = verdict_of(decision, arms, objective, reference, space, names, sign) or _no_verdict(
-        status, final, objective, repeats, trials, decision, names, sign
-    )
+    verdict = verdict_of(decision, arms, objective, reference, space, names, sign)
+    if verdict is not None and scored_on is not None:
+        verdict.sentence += " " + scored_on.words(repeats)
+    verdict = verdict or _no_verdict(status, final, objective, repeats, trials, decision, names, sign)
     confirmed = [c for a in arms if (c := _confirmed(a, decision)) is not None]
     confirmed.sort(key=lambda c: sign * c.score.mean)
     # The configuration the worker narrowed and ran MC dropout on: the best confirmed mean in the space.
@@ -291,6 +294,7 @@ def build_report(
         mc_dropout=mc,
         runs=runs,
         reference=_reference_check(reference, objective, decision) if runs else None,
+        scored_on=scored_on,
     )
 
 

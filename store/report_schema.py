@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from store.splits import ScoredOn
+
 Arm = Literal["candidate", "baseline", "smaller"]
 Answer = Literal["helps", "no_evidence", "hurts", "nothing_learned", "unconfirmed", "pending"]
 NoteKind = Literal["edge_of_range", "best_at_last_epoch", "none_beats_reference"]
@@ -47,7 +49,8 @@ class Run(BaseModel):
     hyperparameters: dict[str, Any]
     seed: int
     status: str  # completed | failed
-    score: float | None
+    score: float | None  # on the held-out rows at its best epoch, where the job held rows out
+    validation_score: float | None = None  # its best on its own validation rows, where score is held-out
     best_epoch: int | None  # 1-based, as trials' epochs
     error: str | None = None
     history: list[dict[str, float | None]]  # per epoch, from epoch 1
@@ -190,3 +193,4 @@ class Report(BaseModel):
     mc_dropout_note: str | None = None
     runs: list[Run]
     reference: ReferenceCheck | None = None  # None: no reference for the job, or no confirmation runs
+    scored_on: ScoredOn | None = None  # what the confirmation runs' scores rest on (None: older reports)

@@ -557,7 +557,19 @@ class TrainingSpec(_Strict):
     epochs: Annotated[Integer, _capped("epochs")] = Field(10, ge=1)
     batch_size: Annotated[Integer, _capped("batch_size")] = Field(32, ge=1)
     validation_split: Number = Field(
-        0.2, gt=0, lt=1, description="the share of the dataset held out for validation; not with validation_dataset_id"
+        0.2,
+        gt=0,
+        lt=1,
+        description="the share of the rows left after training.heldout_split that validates each trial; not "
+        "with validation_dataset_id",
+    )
+    heldout_split: Number = Field(
+        0.2,
+        ge=0,
+        le=0.5,
+        description="the share of the dataset set aside before the search, on which the confirmation runs are "
+        "scored (the verdict's data: the search never trains on or scores it); 0: none. Only when repeats > 0, "
+        "and not under 20 rows (the runs are then scored on their own validation splits)",
     )
     early_stopping_patience: PositiveInteger | None = None
     class_weight: ClassWeights | None = Field(

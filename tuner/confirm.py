@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -28,11 +29,13 @@ from models.packed_net import PackedNet, SliceConfig, slice_seed
 from models.user_network import NetworkBuild, build_network, compiled, narrowed, width_of
 from models.vector_pack import SliceSpec
 from store import jobs as q
+from store.classes import row_weights
 from store.db import Database
-from store.reference import Reference
+from store.reference import Reference, trivial_reference
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import Report, Run
-from store.spec import dropout_in, resolve_space
+from store.spec import JobSpec, dropout_in, resolve_space
+from store.splits import ScoredOn
 from tuner.pack_training import PackTrainer, SliceResult
 from tuner.packs import (
     SliceOutcome,
@@ -45,7 +48,7 @@ from tuner.packs import (
     vector_pack,
 )
 from tuner.recording import Recorder, error_summary
-from tuner.setup import Prepared
+from tuner.setup import Prepared, split
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,11 @@ def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, 
     names = spec.hyperparameter_names()
     trials, reference = trial_figures(db, job_id)
     runs = confirm(trials, prepared, recorder) if spec.repeats > 0 else []
+    scored_on = Splits(prepared).scored_on() if runs else None
+    if prepared.heldout is not None:  # the runs are scored there: so is the trivial predictor
+        config = prepared.config
+        pool = np.concatenate([prepared.fit_args[1], prepared.fit_kwargs["validation_data"][1]])
+        reference = trivial_reference(config.task, pool, prepared.heldout[1], config.n_classes)
     report = build_report(
         job_id=job_id,
         status=status,
@@ -76,6 +84,7 @@ def conclude(db: Database, job_id: str, prepared: Prepared, recorder: Recorder, 
         baseline_candidate=resolve_space(spec.search_space).baseline_candidate,
         reference=reference,
         space=resolve_space(spec.search_space),
+        scored_on=scored_on,
     )
     with db.session() as session:
         q.set_report(session, job_id, report.model_dump(mode="json"))
@@ -113,7 +122,8 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
     train = _train if prepared.network is None else _train_network
-    runs = _in_packs(train, prepared, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
+    splits = Splits(prepared)
+    runs = _in_packs(train, splits, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
     baseline_candidate = resolve_space(spec.search_space).baseline_candidate
@@ -131,7 +141,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     best_hp = hp_of[best_label]
     if has_dropout(best_hp):
         smaller = _smaller_network(best_hp, prepared)
-        runs += _in_packs(train, prepared, recorder, [("smaller", smaller, seed) for seed in seeds])
+        runs += _in_packs(train, splits, recorder, [("smaller", smaller, seed) for seed in seeds])
     return runs
 
 
@@ -174,36 +184,107 @@ def _slice(hp: dict[str, Any], prepared: Prepared) -> SliceConfig:
 
 
 Planned = list[tuple[str, dict[str, Any], int]]  # (arm, configuration, seed) of each run
-Train = Callable[[Prepared, Recorder, Planned], list[Run]]
+Train = Callable[["Splits", Recorder, Planned], list[Run]]
 
 
-def _in_packs(train: Train, prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
+class Splits:
+    """Each confirmation run's training and validation rows (`store.splits`): its own split of the
+    search's rows (its training and validation rows together, the pool), drawn from its seed, as large
+    as the search's; with a validation dataset, the search's own. The same seed gives the same split,
+    so every configuration at a seed trains on the same rows."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.prepared = prepared
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        if not prepared.own_validation:
+            (x_train, y_train), (x_val, y_val) = prepared.fit_args, prepared.fit_kwargs["validation_data"]
+            self.x, self.y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+        self._validation: dict[int, np.ndarray] = {}
+
+    @property
+    def own(self) -> bool:
+        """Whether each seed draws its own split (else every run has the search's)."""
+        return self.y is not None
+
+    def validation_rows(self, seed: int) -> np.ndarray:
+        """Which of the pool's rows validate the runs of `seed` (a boolean mask)."""
+        assert self.y is not None
+        if seed not in self._validation:
+            spec = self.prepared.spec
+            index = np.arange(len(self.y))
+            _, chosen, _, _ = split(index, self.y, self.prepared.config.task, spec.training.validation_split, seed)
+            mask = np.zeros(len(self.y), bool)
+            mask[chosen] = True
+            self._validation[seed] = mask
+        return self._validation[seed]
+
+    def prepared_for(self, seed: int) -> Prepared:
+        """The job's setup with the runs of `seed`'s split as its training and validation data."""
+        if self.x is None or self.y is None:
+            return self.prepared
+        held = self.validation_rows(seed)
+        x, y = self.x, self.y
+        fit_kwargs = {**self.prepared.fit_kwargs, "validation_data": (x[held], y[held])}
+        return replace(self.prepared, fit_args=(x[~held], y[~held]), fit_kwargs=fit_kwargs)
+
+    def scored_on(self) -> ScoredOn:
+        prepared = self.prepared
+        validation = len(prepared.fit_kwargs["validation_data"][1])
+        training = len(prepared.fit_args[1])
+        if self.own:
+            validation = int(self.validation_rows(prepared.spec.seed * 1_000 + 1).sum())
+            training = len(self.y) - validation  # type: ignore[arg-type]
+        heldout = 0 if prepared.heldout is None else len(prepared.heldout[1])
+        return ScoredOn(heldout_rows=heldout, validation_rows=validation, training_rows=training, own_splits=self.own)
+
+
+def _in_packs(train: Train, splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
     """The runs in packs no larger than the search's `auto` packs may be (the pack memory budget,
-    `tuner.packs.pack_limit`), one pack after another."""
+    `tuner.packs.pack_limit`), one pack after another. The template's pack holds runs of different
+    splits (each slice masks its own rows); a user's network's holds one split's runs."""
+    prepared = splits.prepared
     spec = prepared.spec
     size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, prepared.pack_memory_mb)
+    groups = [planned]
+    if prepared.network is not None and splits.own:
+        groups = [[run for run in planned if run[2] == seed] for seed in dict.fromkeys(run[2] for run in planned)]
     runs: list[Run] = []
-    for start in range(0, len(planned), size):
-        runs += train(prepared, recorder, planned[start : start + size])
+    for group in groups:
+        for start in range(0, len(group), size):
+            runs += train(splits, recorder, group[start : start + size])
     return runs
 
 
-def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
-    """Train every (arm, configuration, seed) as one pack; one run each."""
+def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
+    """Train every (arm, configuration, seed) as one pack, each slice on its seed's split; one run each."""
+    prepared = splits.prepared
     spec, config = prepared.spec, prepared.config
-    names = spec.hyperparameter_names()
     slices = [_slice(hp, prepared) for _, hp, _ in planned]
     net = PackedNet(config, slices, seeds=[slice_seed(seed, i) for i, (_, _, seed) in enumerate(planned)])
+    data: dict[str, Any] = {
+        "train": prepared.fit_args,
+        "validation": prepared.fit_kwargs["validation_data"],
+        "sample_weight": prepared.sample_weight(),
+    }
+    if splits.own:
+        assert splits.x is not None and splits.y is not None
+        held = np.stack([splits.validation_rows(seed) for _, _, seed in planned])
+        data = {
+            "train": (splits.x, splits.y),
+            "validation": (splits.x, splits.y),
+            "rows": ~held,
+            "validation_rows": held,
+            "sample_weight": None if prepared.class_weight is None else row_weights(prepared.class_weight, splits.y),
+        }
     trainer = PackTrainer(
         net,
-        prepared.fit_args,
-        prepared.fit_kwargs["validation_data"],
         batch_size=spec.training.batch_size,
         objective=spec.objective.metric,
         direction=spec.objective.direction or "min",
         patience=spec.training.early_stopping_patience,
         seed=planned[0][2],
-        sample_weight=prepared.sample_weight(),
+        **data,
     )
     log.info("confirming: a pack of %d runs", len(planned))
     for number in range(1, spec.training.epochs + 1):
@@ -211,11 +292,13 @@ def _train(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run
             break
         trainer.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    return _runs(planned, trainer.results, names)
+    heldout = None if prepared.heldout is None else trainer.evaluate_best(*prepared.heldout)
+    return _runs(planned, trainer.results, spec, heldout)
 
 
-def _train_network(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
-    """A user's network: the runs as one vectorised pack, or one by one where it cannot pack."""
+def _train_network(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
+    """A user's network, the runs of one split: one vectorised pack, or one by one where it cannot pack."""
+    prepared = splits.prepared_for(planned[0][2])
     assert prepared.network is not None
     reason = network_refusal(prepared.network)
     if reason is None:
@@ -248,13 +331,14 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
             break
         pack.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    return _runs(planned, pack.results, spec.hyperparameter_names())
+    heldout = None if prepared.heldout is None else pack.evaluate_best(*prepared.heldout)
+    return _runs(planned, pack.results, spec, heldout)
 
 
 def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """A user's network: each run a plain `fit` of its own, seeded."""
     spec = prepared.spec
-    results = []
+    results, heldout = [], []
     log.info("confirming: %d runs, one after another", len(planned))
     for arm, hp, seed in planned:
         keras.utils.set_random_seed(seed)
@@ -269,7 +353,8 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
             keeper.result.failure = error_summary(str(exc))
         keeper.result.seconds = time.monotonic() - started
         results.append(keeper.result)
-    return _runs(planned, results, spec.hyperparameter_names())
+        heldout.append(keeper.evaluate_best(*prepared.heldout) if prepared.heldout is not None else {})
+    return _runs(planned, results, spec, heldout if prepared.heldout is not None else None)
 
 
 def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
@@ -291,6 +376,7 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
         super().__init__()
         self.objective, self.sign, self.recorder = objective, 1.0 if direction == "min" else -1.0, recorder
         self.result = SliceResult()
+        self.best_weights: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         figures = {k: float(v) for k, v in (logs or {}).items()}
@@ -304,7 +390,16 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             best = self.result.best_value
             if best is None or self.sign * value < self.sign * best:
                 self.result.best_epoch, self.result.best_value = number, value
+                self.best_weights = self.model.get_weights()
         self.recorder.check_running()
+
+    def evaluate_best(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """The run's figures on (x, y) with its best-epoch weights, named as its validation figures."""
+        if self.best_weights is None or self.result.failure is not None:
+            return {}
+        self.model.set_weights(self.best_weights)
+        figures = self.model.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
+        return {f"val_{name}": float(value) for name, value in figures.items()}
 
 
 def tf_errors() -> type[Exception]:
@@ -313,10 +408,21 @@ def tf_errors() -> type[Exception]:
     return tf.errors.OpError  # type: ignore[no-any-return]
 
 
-def _runs(planned: Planned, results: Sequence[SliceOutcome], names: list[str]) -> list[Run]:
+def _runs(
+    planned: Planned, results: Sequence[SliceOutcome], spec: JobSpec, heldout: list[dict[str, float]] | None = None
+) -> list[Run]:
+    """The runs' records. With `heldout` (each run's figures on the held-out rows at its best epoch),
+    a run's score is its objective there, and `validation_score` its best on its own split."""
+    names, objective = spec.hyperparameter_names(), spec.objective.metric
     runs = []
-    for (arm, hp, seed), result in zip(planned, results, strict=True):
+    for i, ((arm, hp, seed), result) in enumerate(zip(planned, results, strict=True)):
         ok = result.failure is None and result.best_value is not None and math.isfinite(result.best_value)
+        score = result.best_value
+        error = result.failure or "the objective was not a finite number"
+        if heldout is not None and ok:
+            score = heldout[i].get(objective)
+            if score is None or not math.isfinite(score):
+                ok, error = False, f"its {objective} on the held-out rows was not a finite number"
         name = label(hp, names) if arm != "smaller" else f"no dropout, {'/'.join(map(str, hp['layer_units']))} units"
         runs.append(
             Run(
@@ -325,9 +431,10 @@ def _runs(planned: Planned, results: Sequence[SliceOutcome], names: list[str]) -
                 hyperparameters=hp,
                 seed=seed,
                 status="completed" if ok else "failed",
-                score=result.best_value if ok else None,
+                score=score if ok else None,
+                validation_score=result.best_value if ok and heldout is not None else None,
                 best_epoch=result.best_epoch if ok else None,
-                error=None if ok else (result.failure or "the objective was not a finite number"),
+                error=None if ok else error,
                 history=[_finite(result.history[e]) for e in sorted(result.history)],
             )
         )

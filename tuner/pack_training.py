@@ -12,6 +12,11 @@ Training rows may carry weights (a job's class weights, `store.classes.row_weigh
 applies `fit`'s sample weights: each row's loss times its weight, summed and divided by the batch's
 rows. The metric is unweighted, as Keras leaves compiled `metrics` (only `weighted_metrics` take the
 weights), and so is validation.
+
+Slices may each train on their own rows of the same data (`rows`, a 0/1 mask per slice: a
+confirmation run's own split), and validate on their own rows (`validation_rows`): a row outside a
+slice's mask weighs 0 in its loss and counts in none of its figures, so one fused step serves
+different splits. Its figures are means over its own rows.
 """
 
 from __future__ import annotations
@@ -70,18 +75,27 @@ class PackTrainer:
         seed: int,
         shuffle: bool = True,
         sample_weight: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        validation_rows: np.ndarray | None = None,
     ) -> None:
         self.net = net
         task, n_classes = net.config.task, net.config.n_classes
         self.task = task
         self.sparse = task == "classification" and n_classes != 2
         self.x, self.y = tf.constant(train[0], tf.float32), self._targets(train[1])
-        weights = np.ones(len(train[1]), np.float32) if sample_weight is None else sample_weight
-        self.weights = tf.constant(np.asarray(weights, np.float32).reshape(-1))
+        n, k = len(train[1]), net.k
+        weights = np.ones(n, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32).reshape(-1)
+        members = np.ones((k, n), np.float32) if rows is None else np.asarray(rows, np.float32).reshape(k, n)
+        self.members = tf.constant(members)  # (K, rows): which training rows each slice trains on
+        self.weights = tf.constant(members * weights[None, :])
+        self.train_rows = tf.constant(members.sum(axis=1))
         self.x_val, self.y_val = validation[0].astype(np.float32), self._targets(validation[1])
+        n_val = len(validation[1])
+        every = np.ones((k, n_val))
+        self.validation_rows_mask = every if validation_rows is None else np.asarray(validation_rows, float) * every
         self.batch_size = batch_size
         per_row = net.k * cost(net.config, net.width).activations
-        self.validation_rows = max(1, min(VALIDATION_ROWS, VALIDATION_FLOATS // per_row))
+        self.validation_chunk = max(1, min(VALIDATION_ROWS, VALIDATION_FLOATS // per_row))
         self.objective, self.direction, self.patience = objective, direction, patience
         self.shuffle = shuffle
         self.order_rng = np.random.default_rng(seed)
@@ -121,15 +135,18 @@ class PackTrainer:
                 metric = keras.losses.mean_absolute_error(target, out)
         return loss, metric
 
-    def _step(self, xb: tf.Tensor, yb: tf.Tensor, wb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """One step of every slice on a batch with row weights `wb`: each slice's (K,) loss, Keras's
-        sum-over-batch-size of the weighted rows, and its (K,) sum of the metric over the rows."""
+    def _step(
+        self, xb: tf.Tensor, yb: tf.Tensor, wb: tf.Tensor, mb: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """One step of every slice on a batch with row weights `wb` (K, rows) and memberships `mb`
+        (K, rows): each slice's (K,) loss, Keras's sum-over-batch-size of the weighted rows, and its
+        (K,) sum of the metric over its rows."""
         variables = self.net.variables
         with tf.GradientTape() as tape:
             out = self.net(xb, training=True, rng=self.dropout_rng)
             rows, metric_rows = self._per_row(yb, out)
-            loss = tf.reduce_mean(rows * wb[None, :], axis=1)
-            metric = tf.reduce_sum(metric_rows, axis=1)
+            loss = tf.reduce_mean(rows * wb, axis=1)
+            metric = tf.reduce_sum(metric_rows * mb, axis=1)
             # A stopped or diverged slice contributes nothing (where, not a product: NaN * 0 is NaN).
             total = tf.reduce_sum(tf.where(self.active, loss, 0.0))
         grads = tape.gradient(total, variables)
@@ -152,23 +169,53 @@ class PackTrainer:
         metric_sum = tf.zeros(self.net.k)
         for i in tf.range(steps):
             idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
-            loss, metric = self._step(tf.gather(self.x, idx), tf.gather(self.y, idx), tf.gather(self.weights, idx))
+            loss, metric = self._step(
+                tf.gather(self.x, idx),
+                tf.gather(self.y, idx),
+                tf.gather(self.weights, idx, axis=1),
+                tf.gather(self.members, idx, axis=1),
+            )
             loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
             metric_sum += metric
-        total = tf.cast(n, tf.float32)
-        return loss_sum / total, metric_sum / total
+        return loss_sum / self.train_rows, metric_sum / self.train_rows
 
     def _validate(self) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.x_val)
+        return self.evaluate(self.x_val, self.y_val, self.validation_rows_mask)
+
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray | tf.Tensor, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each slice's (K,) loss and metric on (x, y) in inference mode with its current weights: the
+        mean over the rows `rows` (K, rows) gives it (None: all of them)."""
+        if not isinstance(y, tf.Tensor):
+            x, y = np.asarray(x, np.float32), self._targets(y)
+        n = len(x)
+        mask = np.ones((self.net.k, n)) if rows is None else rows
         loss_sum, metric_sum = np.zeros(self.net.k), np.zeros(self.net.k)
-        chunk = self.validation_rows
+        chunk = self.validation_chunk
         for start in range(0, n, chunk):
-            x = self.x_val[start : start + chunk]
-            out = self.net(x, training=False)
-            loss, metric = self._per_row(self.y_val[start : start + chunk], out)
-            loss_sum += tf.reduce_sum(loss, axis=1).numpy()
-            metric_sum += tf.reduce_sum(metric, axis=1).numpy()
-        return loss_sum / n, metric_sum / n
+            out = self.net(x[start : start + chunk], training=False)
+            loss, metric = self._per_row(y[start : start + chunk], out)
+            part = mask[:, start : start + chunk]
+            loss_sum += (loss.numpy() * part).sum(axis=1)
+            metric_sum += (metric.numpy() * part).sum(axis=1)
+        counts = mask.sum(axis=1)
+        return loss_sum / counts, metric_sum / counts
+
+    def evaluate_best(self, x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
+        """Each slice's figures on (x, y) with its best-epoch weights, named as its validation
+        figures are (`val_loss`, ...): how a confirmation run is scored on the held-out rows."""
+        current = [v.numpy() for v in self.net.variables]
+        for variable, best in zip(self.net.variables, self.best, strict=True):
+            variable.assign(best)
+        try:
+            loss, metric = self.evaluate(x, y)
+        finally:
+            for variable, value in zip(self.net.variables, current, strict=True):
+                variable.assign(value)
+        pairs = zip(loss, metric, strict=True)
+        figures = [epoch_figures(self.task, (0.0, 0.0), (float(a), float(b))) for a, b in pairs]
+        return [{name: value for name, value in f.items() if name.startswith("val_")} for f in figures]
 
     # -- an epoch ------------------------------------------------------------------------------------
     def run_epoch(self, number: int) -> list[int]:

@@ -37,6 +37,7 @@ from store.network_sites import job_sites
 from store.networks import get_network
 from store.reference import trivial_reference
 from store.spec import JobSpec, resolve_space
+from store.splits import heldout_rows
 from store.tables import Dataset, Job, utcnow
 from tuner.exit_codes import WORKER_ID_ENV
 from tuner.kt_internals import drop_retry, retry_queue
@@ -47,10 +48,40 @@ from tuner.space import to_hyperparameters
 log = logging.getLogger(__name__)
 
 
-def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    """The job's one validation split, the same for every trial."""
-    stratify = y if task == "classification" else None
+def split(x: np.ndarray, y: np.ndarray, task: str, fraction: float | int, seed: int) -> tuple[np.ndarray, ...]:
+    """(x_train, x_val, y_train, y_val): `fraction` of the rows (or that many rows) drawn by `seed`,
+    stratified for classification where every class can be. The job's one validation split (the
+    same for every trial), its held-out rows, and each confirmation run's split are drawn so."""
+    stratify = y if task == "classification" and _can_stratify(y, fraction) else None
     return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
+
+
+def _can_stratify(y: np.ndarray, size: float | int) -> bool:
+    counts = np.unique(y, return_counts=True)[1]
+    rows = size if isinstance(size, int) else int(np.ceil(len(y) * size))
+    return bool(counts.min() >= 2 and len(counts) <= min(rows, len(y) - rows))
+
+
+def job_split(x: np.ndarray, y: np.ndarray, task: str, spec: JobSpec) -> tuple[Any, ...]:
+    """(x_train, x_val, y_train, y_val, heldout) of a job without a validation dataset: its held-out
+    rows set aside (`hold_out`), the rest split by its seed (`split`)."""
+    x, y, heldout = hold_out(x, y, task, spec)
+    return (*split(x, y, task, spec.training.validation_split, spec.seed), heldout)
+
+
+# The held-out rows are drawn apart from the search's split: the same seed must not pick both.
+HELDOUT_DRAW = 0x4E1D
+
+
+def hold_out(
+    x: np.ndarray, y: np.ndarray, task: str, spec: JobSpec
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """(x, y) without the job's held-out rows (`store.splits`), and those rows (None: none)."""
+    rows = heldout_rows(len(y), spec.training.heldout_split, spec.repeats)
+    if rows == 0:
+        return x, y, None
+    x_rest, x_held, y_rest, y_held = split(x, y, task, rows, spec.seed + HELDOUT_DRAW)
+    return x_rest, y_rest, (x_held, y_held)
 
 
 def make_tuner(prepared: Prepared, recorder: Recorder, workdir: Path) -> kt.Tuner:
@@ -94,6 +125,9 @@ class Prepared:
     # `model.fit`'s class_weight ({class index: weight}), also in `fit_kwargs`; None: unweighted.
     class_weight: dict[int, float] | None = None
     pack_memory_mb: float = 256.0  # the memory one pack may take (DROPTUNE_PACK_MEMORY_MB)
+    # The rows the search never sees, on which the confirmation runs are scored (None: none held out).
+    heldout: tuple[np.ndarray, np.ndarray] | None = None
+    own_validation: bool = False  # validated on the user's validation dataset, not a split of the data
 
     def sample_weight(self) -> np.ndarray | None:
         """The training rows' weights from the job's class weights (`store.classes.row_weights`, as
@@ -240,10 +274,12 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
     task, n_classes = source.task, source.n_classes
     network = _network_build(db, spec, task, n_classes)
     keras.utils.set_random_seed(spec.seed)
-    x_train, x_val, y_train, y_val = load_split(db, settings, spec, source, validation)
+    x_train, x_val, y_train, y_val, heldout = load_split(db, settings, spec, source, validation)
     if network is not None and network.input_dtype != str(x_train.dtype):
         # token ids stay integers, as the network takes them
         x_train, x_val = x_train.astype(network.input_dtype), x_val.astype(network.input_dtype)
+        if heldout is not None:
+            heldout = (heldout[0].astype(network.input_dtype), heldout[1])
     config = model_config(spec, x_train, task, n_classes)
     class_weight = class_weight_by_index(spec.training.class_weight, source.labels, y_train)
     fit_kwargs = _fit_kwargs(spec, (x_val, y_val), class_weight)
@@ -258,22 +294,25 @@ def prepare(db: Database, settings: Settings, job_id: str) -> Prepared:
         network,
         class_weight,
         settings.pack_memory_mb,
+        heldout,
+        validation is not None,
     )
 
 
 def load_split(
     db: Database, settings: Settings, spec: JobSpec, source: DataSource, validation: DataSource | None
-) -> tuple[np.ndarray, ...]:
-    """(x_train, x_val, y_train, y_val): the dataset split once by the job's seed (`split`), or, with
-    a validation dataset, all of it for training and that one for validation, its classes numbered
-    as the training dataset's."""
+) -> tuple[Any, ...]:
+    """(x_train, x_val, y_train, y_val, heldout): the held-out rows set aside (`hold_out`), the rest
+    split once by the job's seed (`split`), or, with a validation dataset, the rest for training and
+    that one for validation, its classes numbered as the training dataset's."""
     x, y = load_arrays(local_path(db, settings, source.file), source.file.dataset_id)
     if validation is None:
-        return split(x, y, source.task, spec.training.validation_split, spec.seed)
+        return job_split(x, y, source.task, spec)
+    x, y, heldout = hold_out(x, y, source.task, spec)
     x_val, y_val = load_arrays(local_path(db, settings, validation.file), validation.file.dataset_id)
     if source.task == "classification":
         y_val = relabel(y_val, validation.labels, source.labels)
-    return x, x_val, y, y_val
+    return x, x_val, y, y_val, heldout
 
 
 def _fit_kwargs(

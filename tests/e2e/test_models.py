@@ -19,23 +19,24 @@ from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 # Loads a downloaded model in a process of its own, the way a user would, and evaluates it on the
-# job's validation split (the same split the worker made: `tuner.setup.split` with the job's seed).
+# job's validation split (the same split the worker made: `tuner.setup.job_split` with the job's spec).
 EVALUATE = """
 import json, sys
 import keras
 from store.datasets import load_arrays
-from tuner.setup import split
-path, dataset, fraction, seed, task = sys.argv[1:6]
+from store.spec import JobSpec
+from tuner.setup import job_split
+path, spec, task = sys.argv[1:4]
+spec = JobSpec.model_validate(json.loads(spec))
 model = keras.saving.load_model(path, safe_mode=True)
-x, y = load_arrays(None, dataset)
-_, x_val, _, y_val = split(x, y, task, float(fraction), int(seed))
+x, y = load_arrays(None, spec.dataset_id)
+_, x_val, _, y_val, _ = job_split(x, y, task, spec)
 print(json.dumps(model.evaluate(x_val, y_val, verbose=0, return_dict=True)))
 """
 
 
 def evaluate(path: Path, spec: dict[str, Any]) -> dict[str, float]:
-    fraction = spec.get("training", {}).get("validation_split", 0.2)  # type: ignore[union-attr]
-    args = [str(path), spec["dataset_id"], str(fraction), str(spec["seed"]), "classification"]
+    args = [str(path), json.dumps(spec), "classification"]
     done = subprocess.run(
         [sys.executable, "-c", EVALUATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )

@@ -243,20 +243,22 @@ def most_dropout(trials: dict[int, dict[str, Any]]) -> int:
 # --- kept models, scored in a fresh process ---------------------------------------------------------
 
 # Loads each downloaded model in one process of its own, as a user would, and evaluates it on its job's
-# validation split (the worker's: `tuner.setup.split` with the job's seed), its inputs in the model's
+# validation split (the worker's: `tuner.setup.job_split` with the job's spec), its inputs in the model's
 # own dtype as the worker feeds them; also lists its layers, their classes and rates.
 SCORE = """
 import json, sys
 from pathlib import Path
 import keras
 from store.datasets import load_arrays
-from tuner.setup import split
+from store.spec import JobSpec
+from tuner.setup import job_split
 answers = []
 for item in json.loads(sys.argv[1]):
     model = keras.saving.load_model(item["model"], safe_mode=True)
     x, y = load_arrays(item["data"] and Path(item["data"]), item["dataset"])
     dtype = model.inputs[0].dtype
-    _, x_val, _, y_val = split(x.astype(dtype), y, "classification", item["fraction"], item["seed"])
+    spec = JobSpec.model_validate(item["spec"])
+    _, x_val, _, y_val, _ = job_split(x.astype(dtype), y, "classification", spec)
     answers.append({
         "scores": model.evaluate(x_val, y_val, verbose=0, return_dict=True),
         "input_dtype": str(dtype),
@@ -295,8 +297,7 @@ def fresh(
                 "model": str(download(service, url, folder / f"{name}.keras")),
                 "data": str(uploads.data[name]) if name in uploads.data else None,
                 "dataset": spec["dataset_id"],
-                "fraction": spec["training"].get("validation_split", 0.2),
-                "seed": spec["seed"],
+                "spec": spec,
             }
         )
     done = subprocess.run(

@@ -113,8 +113,8 @@ def test_the_job_stores_keras_tuners_search_space_config(
 def test_the_worker_stores_a_trivial_predictor_s_scores_and_the_api_holds_the_best_against_them(
     service: Service, finished_jobs: dict[str, dict[str, Any]], algorithm: str
 ) -> None:
-    """Iris, split 0.2 and stratified: 40 of each class to train on and 10 to validate, so guessing the
-    training frequencies scores ln 3 and always answering one class scores 1/3."""
+    """Iris, stratified throughout (held-out rows, then split 0.2): as many of each class to train on
+    and to validate, so guessing the training frequencies scores ln 3 and always answering one class 1/3."""
     job = finished_jobs[algorithm]
     reference = job["reference"]
     assert reference["predictor"] == "class_frequencies" and "class frequencies" in reference["description"]

@@ -456,6 +456,7 @@ def test_submitted_job_fills_training_defaults(client: TestClient) -> None:
         "epochs": 10,
         "batch_size": 32,
         "validation_split": 0.2,
+        "heldout_split": 0.2,
         "early_stopping_patience": None,
         "class_weight": None,
     }

@@ -140,7 +140,7 @@ def test_uniform_class_weights_of_two_double_the_confirmation_runs_training_loss
     from models.dropout_net import ModelConfig, normalization_stats
     from store.report import TrialFigures
     from store.spec import JobSpec
-    from tuner.setup import split
+    from tuner.setup import job_split
 
     x, y = load_iris(return_X_y=True)
     job = JobSpec.model_validate(
@@ -154,7 +154,7 @@ def test_uniform_class_weights_of_two_double_the_confirmation_runs_training_loss
             "mc_samples": 0,
         }
     )
-    x_train, x_val, y_train, y_val = split(x.astype("float32"), y, "classification", 0.2, 1)
+    x_train, x_val, y_train, y_val, heldout = job_split(x.astype("float32"), y, "classification", job)
     config = ModelConfig((4,), "classification", 3, 1, 8, "relu", 1e-3, *normalization_stats(x_train))
     fit = {"validation_data": (x_val, y_val), "epochs": 2, "batch_size": 16}
     trials = [
