@@ -289,7 +289,7 @@ def build_report(
         recommended=next((c for c in confirmed if c.recommended), None),
         confirmed=confirmed,
         effects=effects(trials, names),
-        convergence=_convergence(best_dropout, baseline),
+        convergence=_convergence(best_dropout, baseline, objective, sign),
         smaller_network=_smaller(arms, best, sign, objective),
         mc_dropout=mc,
         runs=runs,
@@ -410,12 +410,29 @@ def _smaller(arms: list[Arm], narrowed: Arm | None, sign: float, objective: str)
     )
 
 
-def _convergence(dropout: Arm | None, baseline: Arm | None) -> Convergence | None:
+# A run whose best objective improves on its first epoch's by less than this share of it had a flat
+# validation curve (random labels: val_loss 0.693 to 0.692): which epoch was best is noise there.
+FLAT = 0.01
+
+
+def flat_runs(arm: Arm, objective: str, sign: float) -> int:
+    """How many of the arm's completed runs had a flat validation curve (`FLAT`)."""
+    count = 0
+    for run in arm.runs:
+        values = [row.get(objective) for row in run.history if run.status == "completed"]
+        costs = [sign * v for v in values if v is not None and math.isfinite(v)]
+        if len(costs) > 1 and costs[0] - min(costs) < FLAT * abs(costs[0]):
+            count += 1
+    return count
+
+
+def _convergence(dropout: Arm | None, baseline: Arm | None, objective: str, sign: float) -> Convergence | None:
     if dropout is None or baseline is None:
         return None
     with_d, without = summary(dropout.best_epochs()), summary(baseline.best_epochs())
     ratio = ratio_of_means(dropout.best_epochs(), baseline.best_epochs())  # a fixed seed: reproducible
     capped = (dropout.at_last_epoch(), baseline.at_last_epoch())
+    flat = (flat_runs(dropout, objective, sign), flat_runs(baseline, objective, sign))
     if with_d is None or without is None or ratio is None:
         return Convergence(
             with_dropout=with_d,
@@ -423,6 +440,7 @@ def _convergence(dropout: Arm | None, baseline: Arm | None) -> Convergence | Non
             ratio=ratio,
             sentence="Too few runs to compare.",
             at_last_epoch=capped,
+            flat=flat,
         )
     interval = (
         f", {CONFIDENCE:.0%} CI [{ratio.low:.2f}, {ratio.high:.2f}]"
@@ -433,16 +451,27 @@ def _convergence(dropout: Arm | None, baseline: Arm | None) -> Convergence | Non
         f"With dropout ({dropout.label}) the best epoch came at {with_d.mean:.1f} on average, without at "
         f"{without.mean:.1f}: {ratio.estimate:.2f}x the epochs{interval}"
     )
-    if any(capped):
+    counts = f"{{}} of {len(dropout.best_epochs())} runs with dropout and {{}} of {len(baseline.best_epochs())} without"
+    if any(flat):
+        # A curve that never really fell has no meaningful best epoch: nothing to compare with the folk claim.
+        sentence += (
+            f"; but {counts.format(*flat)} had a flat validation curve (their best {objective} within "
+            f"{FLAT:.0%} of their first epoch's), so their best epochs are noise and the ratio says little."
+        )
+    elif any(capped):
         # The budget, not convergence, set those runs' best epochs: the ratio says little, and the folk
         # claim cannot be checked against it.
         sentence += (
-            f"; but {capped[0]} of {len(dropout.best_epochs())} runs with dropout and {capped[1]} of "
-            f"{len(baseline.best_epochs())} without were best at their last epoch, still improving when the "
+            f"; but {counts.format(*capped)} were best at their last epoch, still improving when the "
             "epoch budget ran out, so the ratio is capped by the budget: train longer to compare."
         )
     else:
         sentence += " (the folk claim is about 2x)."
     return Convergence(
-        with_dropout=with_d, without_dropout=without, ratio=ratio, sentence=sentence, at_last_epoch=capped
+        with_dropout=with_d,
+        without_dropout=without,
+        ratio=ratio,
+        sentence=sentence,
+        at_last_epoch=capped,
+        flat=flat,
     )

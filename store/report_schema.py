@@ -131,6 +131,9 @@ class Convergence(BaseModel):
     # Runs (with dropout, without) whose best epoch was their last: the budget capped them, and the
     # ratio with them. None in reports older than the field.
     at_last_epoch: tuple[int, int] | None = None
+    # Runs (with dropout, without) whose validation curve stayed flat (`store.report.FLAT`): their best
+    # epoch is noise, and the ratio with it. None in reports older than the field.
+    flat: tuple[int, int] | None = None
 
 
 class SmallerNetwork(BaseModel):

@@ -42,7 +42,13 @@ def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Se
         if run["status"] == "completed":
             losses = [row["val_loss"] for row in run["history"]]
             assert run["best_epoch"] == int(np.argmin(losses)) + 1
-            assert math.isclose(run["score"], min(losses), rel_tol=1e-6)
+            # chosen on its own validation rows, scored on the held-out rows
+            assert math.isclose(run["validation_score"], min(losses), rel_tol=1e-6)
+            assert run["score"] is not None and math.isfinite(run["score"])
+    # Iris's 150 rows: 30 held out (0.2), each seed's own split of the other 120 (96 + 24).
+    assert report["scored_on"] == {"heldout_rows": 30, "validation_rows": 24, "training_rows": 96, "own_splits": True}
+    assert "Scores are on 30 held-out rows the search never saw" in report["verdict"]["sentence"]
+    assert len({tuple(row["val_loss"] for row in r["history"]) for r in report["runs"]}) == len(report["runs"])
     arms = {arm for arm, _ in runs}
     assert {"candidate", "baseline"} <= arms
     assert all(len(group) == 3 for group in runs.values())

@@ -32,7 +32,11 @@ def report_of(*, status: str, final: bool, trials: list[TrialFigures], runs: lis
 
 
 def run(arm: str, hp: dict, seed: int, score: float, best_epoch: int = 3, epochs: int = 5) -> Run:
-    history = [{"loss": 1.0 / e, "val_loss": score + 0.01 * abs(e - best_epoch)} for e in range(1, epochs + 1)]
+    """A run whose objective is best (`score`) at `best_epoch` and worse by 0.05 an epoch away from it
+    (worse: higher where the score is positive, lower where negative, as the tests' max-direction
+    scores are)."""
+    worse = 0.05 if score >= 0 else -0.05
+    history = [{"loss": 1.0 / e, "val_loss": score + worse * abs(e - best_epoch)} for e in range(1, epochs + 1)]
     return Run(
         arm=arm,
         label=label(hp, NAMES),
@@ -430,3 +434,18 @@ def test_a_report_stored_before_these_fields_still_reads_and_renders() -> None:
     assert report.effects.variance_method is None and report.smaller_network is not None
     text = render_report(report.model_dump(mode="json"))
     assert "verdict:     helps" in text and "eta squared of each alone" in text
+
+
+def test_flat_validation_curves_flag_the_convergence_ratio_as_noise() -> None:
+    """Random labels: val_loss barely moves from its first epoch, so the best epoch is noise."""
+    good, base = {"dropout_rate": 0.3, "dropout_layers": 2}, {"dropout_rate": None, "dropout_layers": 0}
+    runs = [run("candidate", good, s, 0.6931 + 0.0001 * s, best_epoch=5) for s in range(5)]
+    for r in runs:  # 0.6935 at epoch 1 falling to 0.6931: 0.06%, under 1%
+        r.history = [{"loss": 0.69, "val_loss": (r.score or 0) + 0.0001 * (5 - e)} for e in range(1, 6)]
+    runs += [run("baseline", base, s, 0.5 + 0.01 * s, best_epoch=2) for s in range(5)]
+    trials = [TrialFigures(0, base, 0.79, True), TrialFigures(1, good, 0.52, True)]
+    report = report_of(job_id="abcdef0123", status="succeeded", final=True, trials=trials, runs=runs)
+    convergence = report.convergence
+    assert convergence is not None and convergence.flat == (5, 0)
+    assert "5 of 5 runs with dropout and 0 of 5 without had a flat validation curve" in convergence.sentence
+    assert "folk claim" not in convergence.sentence
