@@ -272,13 +272,15 @@ class VectorPack:
             loss_sum += loss * tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
         return {**self.step.results(state.metrics), "loss": loss_sum / tf.cast(n, tf.float32)}
 
-    def evaluate_best(self, x: Arrays, y: Arrays) -> list[dict[str, float]]:
-        """Each slice's loss and metrics on (x, y) with its best-epoch weights, named as its
-        validation figures are (`val_loss`, ...): how a confirmation run is scored on held-out rows."""
+    def evaluate(self, x: Arrays, y: Arrays, best: bool = False) -> list[dict[str, float]]:
+        """Each slice's loss and metrics on (x, y) in inference mode, with its current or best-epoch
+        weights, named as its validation figures are (`val_loss`, ...): how a confirmation run is
+        scored on held-out rows, and its training loss measured with dropout off."""
         n = len(self._trainable)
+        stacked = self._stacked(best)
         state = Stacked(
-            [v.read_value() for v in self._best[:n]],
-            [v.read_value() for v in self._best[n:]],
+            [v.read_value() for v in stacked[:n]],
+            [v.read_value() for v in stacked[n:]],
             [v.read_value() for v in self._optimizer_state],
             [tf.constant(m) for m in self._metrics_zero],
             self._active.read_value(),

@@ -18,7 +18,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -185,12 +185,21 @@ def _level_order(value: str) -> tuple[int, float]:
 # --- the confirmed configurations -----------------------------------------------------------------
 
 
-def _gap(history: list[dict[str, float | None]], epoch: int | None) -> float | None:
+def _gap(run: Run, last: bool) -> float | None:
+    """val_loss minus the training loss at the run's best (or last) epoch: the training loss measured
+    with dropout off where the run has it, else as Keras logged it while training."""
+    history = run.history
+    epoch = len(history) if last else run.best_epoch
     if not history or epoch is None or not 1 <= epoch <= len(history):
         return None
     row = history[epoch - 1]
-    val, train = row.get("val_loss"), row.get("loss")
+    measured = run.train_loss_at_last if last else run.train_loss_at_best
+    val, train = row.get("val_loss"), measured if measured is not None else row.get("loss")
     return None if val is None or train is None else float(val - train)
+
+
+def _gap_training_loss(runs: list[Run]) -> Literal["dropout_off", "dropout_on"]:
+    return "dropout_off" if runs and all(r.train_loss_at_best is not None for r in runs) else "dropout_on"
 
 
 def _confirmed(arm: Arm, decision: Decision) -> Confirmed | None:
@@ -208,8 +217,9 @@ def _confirmed(arm: Arm, decision: Decision) -> Confirmed | None:
         recommended=arm is decision.recommended,
         score=score,
         best_epoch=summary(arm.best_epochs()) or score,
-        gap_at_best=summary([g for r in done if (g := _gap(r.history, r.best_epoch)) is not None]),
-        gap_at_last=summary([g for r in done if (g := _gap(r.history, len(r.history))) is not None]),
+        gap_at_best=summary([g for r in done if (g := _gap(r, last=False)) is not None]),
+        gap_at_last=summary([g for r in done if (g := _gap(r, last=True)) is not None]),
+        gap_training_loss=_gap_training_loss(done),
         versus_baseline=versus.simultaneous if versus is not None else None,
         p_adjusted=versus.p_adjusted if versus is not None else None,
         beats_reference=decision.beats.get(arm),

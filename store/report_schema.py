@@ -51,6 +51,10 @@ class Run(BaseModel):
     status: str  # completed | failed
     score: float | None  # on the held-out rows at its best epoch, where the job held rows out
     validation_score: float | None = None  # its best on its own validation rows, where score is held-out
+    # Its loss on its own training rows in inference mode (dropout off), at its best and last epochs:
+    # what the gap subtracts (None in older reports, whose gap used the training loss with dropout on).
+    train_loss_at_best: float | None = None
+    train_loss_at_last: float | None = None
     best_epoch: int | None  # 1-based, as trials' epochs
     error: str | None = None
     history: list[dict[str, float | None]]  # per epoch, from epoch 1
@@ -67,8 +71,11 @@ class Confirmed(BaseModel):
     recommended: bool  # the job's recommended configuration
     score: Stats
     best_epoch: Stats
-    gap_at_best: Stats | None  # val_loss - loss at the best epoch
-    gap_at_last: Stats | None  # val_loss - loss at the last epoch trained
+    gap_at_best: Stats | None  # val_loss - training loss at the best epoch
+    gap_at_last: Stats | None  # val_loss - training loss at the last epoch trained
+    # The training loss the gaps subtract: measured with dropout off (an evaluation pass), or, in
+    # reports older than the field, as Keras reports it during training (dropout on).
+    gap_training_loss: Literal["dropout_off", "dropout_on"] = "dropout_on"
     # A dropout configuration's advantage over the baseline (> 0: dropout better, either direction),
     # with its interval simultaneous over every dropout configuration compared (`Verdict.comparisons`).
     versus_baseline: Interval | None = None

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
@@ -262,6 +262,7 @@ def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
     spec, config = prepared.spec, prepared.config
     slices = [_slice(hp, prepared) for _, hp, _ in planned]
     net = PackedNet(config, slices, seeds=[slice_seed(seed, i) for i, (_, _, seed) in enumerate(planned)])
+    held = None
     data: dict[str, Any] = {
         "train": prepared.fit_args,
         "validation": prepared.fit_kwargs["validation_data"],
@@ -292,8 +293,14 @@ def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
             break
         trainer.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    heldout = None if prepared.heldout is None else trainer.evaluate_best(*prepared.heldout)
-    return _runs(planned, trainer.results, spec, heldout)
+    x, y = (splits.x, splits.y) if held is not None else prepared.fit_args
+    rows = None if held is None else ~held
+    measured = Measured(
+        None if prepared.heldout is None else trainer.evaluate_best(*prepared.heldout),
+        [f["val_loss"] for f in trainer.evaluate_best(x, y, rows)],  # type: ignore[arg-type]
+        [float(v) for v in trainer.evaluate(x, y, rows)[0]],  # type: ignore[arg-type]
+    )
+    return _runs(planned, trainer.results, spec, measured)
 
 
 def _train_network(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
@@ -331,14 +338,19 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
             break
         pack.run_epoch(number)
         recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
-    heldout = None if prepared.heldout is None else pack.evaluate_best(*prepared.heldout)
-    return _runs(planned, pack.results, spec, heldout)
+    x, y = prepared.fit_args
+    measured = Measured(
+        None if prepared.heldout is None else pack.evaluate(*prepared.heldout, best=True),
+        [f["val_loss"] for f in pack.evaluate(x, y, best=True)],
+        [f["val_loss"] for f in pack.evaluate(x, y)],
+    )
+    return _runs(planned, pack.results, spec, measured)
 
 
 def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """A user's network: each run a plain `fit` of its own, seeded."""
     spec = prepared.spec
-    results, heldout = [], []
+    results, measures = [], []
     log.info("confirming: %d runs, one after another", len(planned))
     for arm, hp, seed in planned:
         keras.utils.set_random_seed(seed)
@@ -353,8 +365,13 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
             keeper.result.failure = error_summary(str(exc))
         keeper.result.seconds = time.monotonic() - started
         results.append(keeper.result)
-        heldout.append(keeper.evaluate_best(*prepared.heldout) if prepared.heldout is not None else {})
-    return _runs(planned, results, spec, heldout if prepared.heldout is not None else None)
+        measures.append(keeper.measure(prepared))
+    measured = Measured(
+        None if prepared.heldout is None else [m[0] for m in measures],
+        [m[1] for m in measures],
+        [m[2] for m in measures],
+    )
+    return _runs(planned, results, spec, measured)
 
 
 def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
@@ -393,13 +410,20 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
                 self.best_weights = self.model.get_weights()
         self.recorder.check_running()
 
-    def evaluate_best(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """The run's figures on (x, y) with its best-epoch weights, named as its validation figures."""
+    def measure(self, prepared: Prepared) -> tuple[dict[str, float], float | None, float | None]:
+        """After the run: its figures on the held-out rows at its best epoch (named as validation
+        figures), and its training loss with dropout off at its best and last epochs."""
         if self.best_weights is None or self.result.failure is not None:
-            return {}
+            return {}, None, None
+
+        def evaluate(x: Any, y: Any) -> dict[str, float]:
+            figures = self.model.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
+            return {f"val_{name}": float(value) for name, value in figures.items()}
+
+        last = evaluate(*prepared.fit_args)["val_loss"]
         self.model.set_weights(self.best_weights)
-        figures = self.model.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
-        return {f"val_{name}": float(value) for name, value in figures.items()}
+        heldout = evaluate(*prepared.heldout) if prepared.heldout is not None else {}
+        return heldout, evaluate(*prepared.fit_args)["val_loss"], last
 
 
 def tf_errors() -> type[Exception]:
@@ -408,12 +432,21 @@ def tf_errors() -> type[Exception]:
     return tf.errors.OpError  # type: ignore[no-any-return]
 
 
-def _runs(
-    planned: Planned, results: Sequence[SliceOutcome], spec: JobSpec, heldout: list[dict[str, float]] | None = None
-) -> list[Run]:
-    """The runs' records. With `heldout` (each run's figures on the held-out rows at its best epoch),
-    a run's score is its objective there, and `validation_score` its best on its own split."""
-    names, objective = spec.hyperparameter_names(), spec.objective.metric
+@dataclass
+class Measured:
+    """What a pack's runs were measured on after training, run by run: their figures on the held-out
+    rows at their best epoch (None: the job held none out), and their loss on their own training rows
+    with dropout off at their best and last epochs."""
+
+    heldout: list[dict[str, float]] | None
+    train_at_best: list[float | None]
+    train_at_last: list[float | None]
+
+
+def _runs(planned: Planned, results: Sequence[SliceOutcome], spec: JobSpec, measured: Measured) -> list[Run]:
+    """The runs' records. Where the job held rows out, a run's score is its objective there, and
+    `validation_score` its best on its own split."""
+    names, objective, heldout = spec.hyperparameter_names(), spec.objective.metric, measured.heldout
     runs = []
     for i, ((arm, hp, seed), result) in enumerate(zip(planned, results, strict=True)):
         ok = result.failure is None and result.best_value is not None and math.isfinite(result.best_value)
@@ -433,12 +466,18 @@ def _runs(
                 status="completed" if ok else "failed",
                 score=score if ok else None,
                 validation_score=result.best_value if ok and heldout is not None else None,
+                train_loss_at_best=_finite_or_none(measured.train_at_best[i]) if ok else None,
+                train_loss_at_last=_finite_or_none(measured.train_at_last[i]) if ok else None,
                 best_epoch=result.best_epoch if ok else None,
                 error=None if ok else error,
                 history=[_finite(result.history[e]) for e in sorted(result.history)],
             )
         )
     return runs
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _finite(row: dict[str, float]) -> dict[str, float | None]:

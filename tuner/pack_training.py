@@ -202,14 +202,15 @@ class PackTrainer:
         counts = mask.sum(axis=1)
         return loss_sum / counts, metric_sum / counts
 
-    def evaluate_best(self, x: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
-        """Each slice's figures on (x, y) with its best-epoch weights, named as its validation
-        figures are (`val_loss`, ...): how a confirmation run is scored on the held-out rows."""
+    def evaluate_best(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Each slice's figures on (x, y) (its `rows` of them, as in `evaluate`) with its best-epoch
+        weights, named as its validation figures are (`val_loss`, ...): how a confirmation run is
+        scored on the held-out rows, and its training loss measured with dropout off."""
         current = [v.numpy() for v in self.net.variables]
         for variable, best in zip(self.net.variables, self.best, strict=True):
             variable.assign(best)
         try:
-            loss, metric = self.evaluate(x, y)
+            loss, metric = self.evaluate(x, y, rows)
         finally:
             for variable, value in zip(self.net.variables, current, strict=True):
                 variable.assign(value)

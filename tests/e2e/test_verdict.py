@@ -54,9 +54,14 @@ def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Se
     assert all(len(group) == 3 for group in runs.values())
     assert sorted({r["seed"] for r in report["runs"]}) == sorted({r["seed"] for r in runs[next(iter(runs))]})
     for confirmed in report["confirmed"]:
-        scores = [r["score"] for r in runs[(confirmed["arm"], confirmed["label"])] if r["score"] is not None]
+        group = [r for r in runs[(confirmed["arm"], confirmed["label"])] if r["score"] is not None]
+        scores = [r["score"] for r in group]
         assert math.isclose(confirmed["score"]["mean"], float(np.mean(scores)), rel_tol=1e-9)
         assert math.isclose(confirmed["score"]["sd"], float(np.std(scores, ddof=1)), rel_tol=1e-9)
+        # The gap subtracts the training loss measured with dropout off, after training.
+        assert confirmed["gap_training_loss"] == "dropout_off"
+        gaps = [r["history"][r["best_epoch"] - 1]["val_loss"] - r["train_loss_at_best"] for r in group]
+        assert math.isclose(confirmed["gap_at_best"]["mean"], float(np.mean(gaps)), rel_tol=1e-9)
     recommended = report["recommended"]
     assert recommended is not None and recommended["recommended"]
     candidates = [c for c in report["confirmed"] if c["candidate"] and c["arm"] != "smaller"]

@@ -115,7 +115,10 @@ function configLabel(c, trialHref) {
 function confirmedTable(report, trialHref) {
   if (!report.confirmed.length) return report.final ? [h("h3", {}, "Confirmed configurations"), h("p", { class: "muted" }, "No confirmation runs.")] : [];
   const nodes = [h("h3", {}, "Confirmed configurations")];
-  const gapTitle = "validation loss minus training loss (training loss as Keras reports it, with dropout on, so dropout's noise shrinks the gap)";
+  const dropoutOff = report.confirmed.every((c) => c.gap_training_loss === "dropout_off");
+  const gapTitle = dropoutOff
+    ? "validation loss minus training loss, both measured with dropout off on the run's own split"
+    : "validation loss minus training loss (training loss as Keras reports it, with dropout on, so dropout's noise shrinks the gap)";
   const head = [
     ["Configuration"], ["Arm"], ["Search space"],
     [`${report.objective} mean ± sd`, { class: "num" }], [`${level(report)} interval`, { class: "num" }],
