@@ -61,10 +61,9 @@ def find_same_upload(
         .where(Dataset.content_hash == content_hash, Dataset.format == fmt, Dataset.task == parsed.task)
         .order_by(Dataset.created_at)
     )
-    for row in session.scalars(query):
-        if (row.class_labels, row.target, row.feature_names) == (parsed.class_labels, parsed.target, parsed.feature_names):
-            return row
-    return None
+    described = (parsed.class_labels, parsed.target, parsed.feature_names)
+    same = (row for row in session.scalars(query) if (row.class_labels, row.target, row.feature_names) == described)
+    return next(same, None)
 
 
 def new_dataset_id() -> str:
