@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
 from service import idempotency
+from service.idempotency import CREATED, OK
 from service.schemas import DatasetOut
 from store import catalog, dataset_files
 from store.artifacts import artifact_store
@@ -34,6 +36,7 @@ UPLOAD_RULES = (
     ),
     Rule("target", "a column of the CSV's header (an NPZ's target is its array y), holding two classes or more"),
     Rule("name", "left out or blank, the name is the file's, which is then at most 200 characters too"),
+    Rule("reuse", "true or false; true answers 200 with a dataset of yours holding the same data, if there is one"),
 )
 
 
@@ -59,13 +62,41 @@ def register_upload(
     target: str | None,
     key: str | None = None,
 ) -> DatasetOut:
-    """Parse, check and store an upload; nothing is kept unless all of it succeeds. With an
+    """Parse, check and store an upload as a new dataset (see `store_upload`)."""
+    return store_upload(db, settings, owner, data, name, filename, target, key).dataset
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An upload's dataset, and whether the upload created it (False: it reused the owner's own)."""
+
+    dataset: DatasetOut
+    created: bool
+
+
+def store_upload(
+    db: Database,
+    settings: Settings,
+    owner: str,
+    data: bytes,
+    name: str | None,
+    filename: str | None,
+    target: str | None,
+    key: str | None = None,
+    *,
+    reuse: bool = False,
+) -> Stored:
+    """Parse, check and store an upload; nothing is kept unless all of it succeeds. With `reuse`, an
+    upload the owner already holds (the same data and description, `catalog.find_same_upload`) answers
+    that dataset and adds none, so a client repeating a call stores its data once. With an
     Idempotency-Key `key`, a repeat of an earlier upload raises `idempotency.Replay` with its answer
     instead (service.idempotency)."""
     once = None  # the file is hashed only for a call with a key
     if key is not None:
         digest = hashlib.sha256(data).hexdigest()
-        once = idempotency.Key.of(owner, key, "upload_dataset", digest, name, filename, target)
+        # `reuse` is part of the request only when asked for: the keys of plain uploads hash as before.
+        request = (digest, name, filename, target, *(("reuse",) if reuse else ()))
+        once = idempotency.Key.of(owner, key, "upload_dataset", *request)
     idempotency.check(db, once)
     # PostgreSQL cannot store NUL in text; no backend gets one, so every backend answers alike.
     for field, value in (("name", name), ("target", target), ("file", filename)):
@@ -83,13 +114,16 @@ def register_upload(
         raise InputError("target", "only CSV uploads take a target column; an NPZ's target is its 'y' array")
     dataset_id = catalog.new_dataset_id()
 
-    def insert(session: Session, content_hash: str) -> DatasetOut:
-        row = catalog.dataset_row(dataset_id, title, fmt, parsed, owner, content_hash=content_hash)
-        session.add(row)
-        session.flush()
-        created = DatasetOut.of(row, size_bytes=size)
-        idempotency.stored(session, once, created)
-        return created
+    def insert(session: Session, content_hash: str) -> Stored:
+        # Under the hash's lock (`dataset_files.add_dataset`): two reusing uploads at once add one row.
+        same = catalog.find_same_upload(session, owner, content_hash, fmt, parsed) if reuse else None
+        row = same or catalog.dataset_row(dataset_id, title, fmt, parsed, owner, content_hash=content_hash)
+        if same is None:
+            session.add(row)
+            session.flush()
+        answer = Stored(DatasetOut.of(row, size_bytes=size), created=same is None)
+        idempotency.stored(session, once, answer.dataset, status_code=CREATED if answer.created else OK)
+        return answer
 
     # The normalized file goes to the artifact store (where every worker fetches it) from a temporary
     # file here; nothing is kept on this host. A repeat of the key racing this call stores the same

@@ -32,6 +32,7 @@ from store.errors import HeaderError, Rule
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 CREATED = 201  # what both operations answer
+OK = 200  # an upload that reused a dataset the owner holds (`reuse`)
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -121,12 +122,12 @@ def check(db: Database, key: Key | None) -> None:
             replay_if_answered(session, key)
 
 
-def stored(session: Session, key: Key | None, answer: BaseModel) -> None:
+def stored(session: Session, key: Key | None, answer: BaseModel, status_code: int = CREATED) -> None:
     """Keep the created object's answer under the key, in the transaction that created it."""
     if key is not None:
         # by_alias as FastAPI renders response models, so a repeat gets what the first call got
         body = answer.model_dump_json(by_alias=True)
-        keys.store(session, key.owner, key.value, keys.StoredAnswer(key.operation, key.request_hash, CREATED, body))
+        keys.store(session, key.owner, key.value, keys.StoredAnswer(key.operation, key.request_hash, status_code, body))
 
 
 @contextmanager

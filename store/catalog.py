@@ -49,6 +49,23 @@ def dataset_row(
     )
 
 
+def find_same_upload(
+    session: Session, owner: str | None, content_hash: str, fmt: str, parsed: ParsedDataset
+) -> Dataset | None:
+    """The owner's oldest dataset holding exactly this upload: the same stored file and the same
+    description (format, task, class names, target and feature names), which an upload asked to reuse
+    answers with instead of adding a row. Its name may differ: the first upload's is kept."""
+    query = (
+        select(Dataset)
+        .where(Dataset.owner == owner if owner is not None else Dataset.owner.is_(None))
+        .where(Dataset.content_hash == content_hash, Dataset.format == fmt, Dataset.task == parsed.task)
+        .order_by(Dataset.created_at)
+    )
+    described = (parsed.class_labels, parsed.target, parsed.feature_names)
+    same = (row for row in session.scalars(query) if (row.class_labels, row.target, row.feature_names) == described)
+    return next(same, None)
+
+
 def new_dataset_id() -> str:
     return "ds_" + uuid.uuid4().hex[:16]
 

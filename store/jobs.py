@@ -254,7 +254,8 @@ def request_cancel(session: Session, job_id: str, owner: str | None = None) -> J
     what the first did: a cancelled job (409) or none (404)."""
     job = get_job(session, job_id, owner, lock=True)
     if JobStatus(job.status).is_finished():
-        raise StateError(f"job {job_id} is already {job.status}")
+        ended = "was already cancelled" if job.status == JobStatus.CANCELLED.value else f"has already {job.status}"
+        raise StateError(f"job {job_id} {ended}")
     queued = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             if as_json and not args.follow:
                 dump(job)
             else:
-                out(f"submitted job {job['id']} ({job['name']}): {job['progress']['planned']} trials planned")
+                out(f"submitted job {job['id']} ({job['name']}): {plural(job['progress']['planned'], 'trial')} planned")
             return follow(client, job["id"]) if args.follow else Exit.OK
         if cmd == "jobs":
             jobs = client.jobs(args.status, args.limit)
@@ -187,11 +187,22 @@ def datasets(client: Client, args: argparse.Namespace, as_json: bool) -> int:
         if as_json:
             dump(item)
         else:
-            out("\n".join(f"{k + ':':<14}{'-' if v is None else v}" for k, v in item.items()))
+            out(fields(item))
     elif action == "delete":
         client.delete_dataset(args.id)
         out(f"deleted dataset {args.id}")
     return Exit.OK
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def fields(item: dict[str, Any]) -> str:
+    """A record as `name: value` lines, the values in one column however long the longest name."""
+    width = max((len(k) for k in item), default=0) + 2
+    shown = {k: "-" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in item.items()}
+    return "\n".join(f"{k + ':':<{width}}{v}" for k, v in shown.items())
 
 
 def networks(client: Client, args: argparse.Namespace, as_json: bool) -> int:

@@ -99,6 +99,15 @@ class Client:
         files = {"file": (filename or "data.csv", data)}
         return self.http.json("POST", "/api/v1/datasets", once=True, files=files, data=form)  # type: ignore[no-any-return]
 
+    def store_dataset(self, data: bytes, *, filename: str, name: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Upload unless you hold a dataset with the same data already (the service compares the stored
+        arrays and their description, and keeps the first one's name); returns the dataset and whether
+        this call created it."""
+        form = {"reuse": "true", **({"name": name} if name else {})}
+        files = {"file": (filename, data)}
+        response = self.http.request("POST", "/api/v1/datasets", once=True, files=files, data=form)
+        return response.json(), response.status_code == 201
+
     def delete_dataset(self, dataset_id: str) -> None:
         self.http.request("DELETE", f"/api/v1/datasets/{dataset_id}")
 
@@ -141,6 +150,10 @@ class Client:
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Submit a job spec (see the README's "The job spec"); returns the queued job."""
         return self.http.json("POST", "/api/v1/jobs", once=True, json=spec)  # type: ignore[no-any-return]
+
+    def plan(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Check a job spec as a submit would, creating nothing: what it would run (`trials_planned`...)."""
+        return self.http.json("POST", "/api/v1/jobs/plan", json=spec)  # type: ignore[no-any-return]
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first: every job (or the first `limit`), paging through the API."""
@@ -234,8 +247,8 @@ class Client:
     follow = wait
 
     def search(self, x: Any, y: Any, **options: Any) -> SearchResult:
-        """Upload arrays, search, wait and return a `SearchResult`; see `droptune_client.search.search`."""
-        from droptune_client.search import search  # numpy is needed here only
+        """Upload data, search, wait and return a `SearchResult`; see `droptune_client.search.search`."""
+        from droptune_client.search import search  # numpy and tqdm are needed here only
 
         return search(self, x, y, **options)
 

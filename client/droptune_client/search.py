@@ -1,15 +1,16 @@
-"""`Client.search()`: NumPy arrays in, a finished search out."""
+"""`Client.search()`: what you would hand Keras in, a finished search out."""
 
 from __future__ import annotations
 
-import io
-import sys
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from droptune_client.errors import UsageError
-from droptune_client.progress import ProgressPrinter, final_line
+from droptune_client.bars import TqdmProgress, show_by_default
+from droptune_client.errors import ApiError, DroptuneError, UsageError, field_name
+from droptune_client.inputs import Arrays, arrays_of
+from droptune_client.progress import final_line
 from droptune_client.table import trial_rows
 
 if TYPE_CHECKING:
@@ -71,35 +72,66 @@ class SearchResult:
         return f"<SearchResult {final_line(self.job)}>"
 
 
-def model_spec(client: Client, model: Any, name: str | None) -> Any:
-    """The spec's `model`: a dict as given; a Keras model, or a path to a `.keras` file, uploaded as
-    your network and named by its id."""
+# Ids the plan before the uploads is sent in place of those the uploads will give (see `check_spec`).
+STAND_INS = {"dataset_id": "(data not uploaded yet)", "validation_dataset_id": "(validation data not uploaded yet)"}
+STAND_IN_NETWORK = "(network not uploaded yet)"
+# keras-tuner's `search()` arguments that are droptune's `training` fields.
+TRAINING_ARGUMENTS = ("batch_size", "validation_split")
+
+
+def is_network(model: Any) -> bool:
+    """A Keras model, or a path to its `.keras` file: uploaded as your network before the search."""
     if model is None or isinstance(model, dict):
-        return model
+        return False
     if isinstance(model, str | Path) and Path(model).suffix != ".keras":
         raise UsageError(f"model must be a dict of spec fields, a Keras model or a .keras file, not {model!r}")
-    return {"network_id": client.upload_network(model, name=name)["id"]}
+    return True
 
 
-def npz_of(x: Any, y: Any, task: str | None) -> bytes:
-    """The arrays as the NPZ upload the API reads. A float target is regression and an integer or
-    string one classification, so `task` casts `y` to say which."""
-    import numpy as np
+def check_spec(client: Client, body: dict[str, Any]) -> None:
+    """Plan the job before anything is uploaded, with stand-ins for the ids the uploads will give.
+    A plan checks the spec's own rules and this service's caps before it looks for the dataset, so a
+    refusal of the stand-in dataset alone says all of those passed; any other refusal is raised."""
+    try:
+        client.plan(body)
+    except ApiError as exc:
+        if exc.status != 422 or not exc.detail or any(field_name(d.get("loc")) != "dataset_id" for d in exc.detail):
+            raise
 
-    x, y = np.asarray(x), np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if task == "regression":
-        y = y.astype(np.float32)
-    elif task == "classification" and y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise UsageError("task='classification' needs integer or string labels in y")
-        y = y.astype(np.int64)
-    elif task not in (None, "regression", "classification"):
-        raise UsageError(f"task must be 'classification' or 'regression', not {task!r}")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, x=x, y=y)
-    return buf.getvalue()
+
+class Uploads:
+    """What one search call uploaded, deleted again if the job is refused: a refused call leaves nothing."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.created: list[tuple[str, str]] = []
+
+    def network(self, model: Any, name: str | None) -> dict[str, Any]:
+        network = self.client.upload_network(model, name=name)
+        self.created.append(("network", network["id"]))
+        return network
+
+    def dataset(self, arrays: Arrays, name: str | None) -> dict[str, Any]:
+        dataset, created = self.client.store_dataset(arrays.npz, filename="arrays.npz", name=name or arrays.name)
+        if created:
+            self.created.append(("dataset", dataset["id"]))
+        return dataset
+
+    def delete(self) -> None:
+        for kind, item_id in reversed(self.created):
+            with contextlib.suppress(DroptuneError):  # the refusal is the error to report
+                self.client.delete_network(item_id) if kind == "network" else self.client.delete_dataset(item_id)
+
+
+def job_name(model: Any, network: dict[str, Any] | None, dataset: dict[str, Any]) -> str:
+    """`sequential on label from a 150×4 DataFrame`: the network, then the data."""
+    if network is not None:
+        what = network["name"]
+    elif isinstance(model, dict) and model.get("network_id"):
+        what = f"network {model['network_id']}"
+    else:
+        what = "template network"
+    return f"{what} on {dataset['name']}"[:200]
 
 
 def search(
@@ -113,24 +145,43 @@ def search(
     epochs: int = 10,
     task: str | None = None,
     name: str | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    executions_per_trial: int = 1,
     wait: bool = True,
     progress: bool | None = None,
     **spec: Any,
 ) -> SearchResult:
     """Upload `x` and `y` as a dataset, search its dropout, and wait for the job to end.
 
+    `x` and `y` are what Keras takes: NumPy arrays, or a pandas DataFrame and Series, with text or
+    categorical labels (kept as the class names) and categorical feature columns (a 0/1 column per
+    category). `validation_data=(x_val, y_val)` is uploaded too and validated on instead of a split.
+    The spec is planned before anything is uploaded; data you uploaded before is reused, not stored
+    again; if the job is refused, what this call uploaded is deleted.
+
     `search_space` defaults to rates 0..0.5 step 0.1 over 0..2 dropout layers. Other job spec
-    fields (`model`, `training`, `seed`, `repeats`, ...) pass through `spec`; `epochs` fills
-    `training.epochs`. `model` may also be your own Keras model (or its `.keras` file): it is uploaded
-    as a network and searched (`result.model()` is then your network with the chosen dropout).
-    `progress`: a progress bar on stderr; None shows it when stderr is a terminal.
+    fields (`model`, `training`, `objective`, `seed`, `repeats`, ...) pass through `spec`; `epochs`,
+    `batch_size` and `validation_split` fill `training`, as in keras-tuner. `model` may also be your
+    own Keras model (or its `.keras` file): it is uploaded as a network and searched
+    (`result.model()` is then your network with the chosen dropout).
+    `progress`: a tqdm bar (a widget in Jupyter); None shows it in a terminal or a notebook.
     """
-    if "model" in spec:
-        spec["model"] = model_spec(client, spec["model"], name)
-    dataset = client.upload(npz_of(x, y, task), filename="arrays.npz", name=name or "arrays")
+    if executions_per_trial != 1:
+        raise UsageError(
+            "executions_per_trial: droptune trains each trial once; the best configurations and the "
+            "no-dropout baseline are then trained again with `repeats` seeds each (default 5), which the "
+            "verdict averages: pass repeats= instead"
+        )
     training = {**spec.pop("training", {}), "epochs": epochs}
+    training.update({key: spec.pop(key) for key in TRAINING_ARGUMENTS if key in spec})
+    model = spec.pop("model", None)
+    data = arrays_of(x, y, task)
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise UsageError("validation_data must be a pair (x_val, y_val)")
+        validation = arrays_of(*validation_data, task, data.columns)
     body: dict[str, Any] = {
-        "dataset_id": dataset["id"],
         "algorithm": algorithm,
         "max_trials": max_trials,
         "search_space": search_space or DEFAULT_SPACE,
@@ -139,9 +190,29 @@ def search(
     }
     if name:
         body["name"] = name
-    job = client.submit(body)
+    network_given = is_network(model)
+    stand_in_model = {"network_id": STAND_IN_NETWORK} if network_given else model
+    stand_ins = {key: value for key, value in STAND_INS.items() if validation or key == "dataset_id"}
+    check_spec(client, {**body, **stand_ins, **({"model": stand_in_model} if model is not None else {})})
+
+    uploads = Uploads(client)
+    try:
+        network = uploads.network(model, name) if network_given else None
+        if network is not None:
+            model = {"network_id": network["id"]}
+        dataset = uploads.dataset(data, name)
+        body["dataset_id"] = dataset["id"]
+        if validation is not None:
+            body["validation_dataset_id"] = uploads.dataset(validation, name and f"{name} (validation)")["id"]
+        if model is not None:
+            body["model"] = model
+        body.setdefault("name", job_name(model, network, dataset))
+        job = client.submit(body)
+    except ApiError:
+        uploads.delete()
+        raise
     result = SearchResult(client, job)
     if wait:
-        show = sys.stderr.isatty() if progress is None else progress
-        result.job = client.wait(job["id"], progress=ProgressPrinter(sys.stderr, live=True) if show else None)
+        show = show_by_default() if progress is None else progress
+        result.job = client.wait(job["id"], progress=TqdmProgress() if show else None)
     return result

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 
 from service import datasets as logic
 from service.auth import CallerDep
@@ -16,8 +16,12 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=API_E
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(each_field_once("file", "name", "target"))],
-    responses={**REPLAYABLE, **refusals((*logic.UPLOAD_RULES, KEY_RULE), "the file is read as a dataset")},
+    dependencies=[Depends(each_field_once("file", "name", "target", "reuse"))],
+    responses={
+        **REPLAYABLE,
+        **refusals((*logic.UPLOAD_RULES, KEY_RULE), "the file is read as a dataset"),
+        status.HTTP_200_OK: {"model": DatasetOut, "description": "with reuse: a dataset of yours with the same data"},
+    },
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": UPLOAD_ENCODING}}}},
 )
 def upload_dataset(
@@ -37,10 +41,24 @@ def upload_dataset(
     target: Annotated[
         str | None, Form(description="CSV target column; default: the last column", json_schema_extra=NO_NUL)
     ] = None,
+    reuse: Annotated[
+        bool,
+        Form(
+            description="answer 200 with a dataset of yours that holds the same data and description, if there "
+            "is one, instead of adding another (its first name is kept)"
+        ),
+    ] = False,
     idempotency_key: IdempotencyKeyHeader = None,
+    *,
+    response: Response,
 ) -> DatasetOut:
     data = logic.read_limited(file.file, settings.upload_max_bytes)
-    return logic.register_upload(db, settings, caller.owner, data, name, file.filename, target, idempotency_key)
+    stored = logic.store_upload(
+        db, settings, caller.owner, data, name, file.filename, target, idempotency_key, reuse=reuse
+    )
+    if not stored.created:
+        response.status_code = status.HTTP_200_OK
+    return stored.dataset
 
 
 @router.get("")

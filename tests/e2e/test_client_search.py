@@ -95,6 +95,23 @@ def test_search_takes_the_users_keras_model_and_returns_it_with_the_chosen_dropo
     assert kept.predict(x[:5], verbose=0).shape == (5, 3)
 
 
+def test_a_dataframe_with_text_labels_is_searched_keeping_its_class_names(service: Service) -> None:
+    import pandas as pd
+
+    x, y = blobs(seed=2)
+    df = pd.DataFrame(x, columns=["a", "b", "c", "d"]).assign(label=np.array(["cat", "dog", "eel"])[y.astype(int)])
+    options = {k: v for k, v in OPTIONS.items() if k != "task"}  # text labels say classification themselves
+
+    result = Client(service.base_url, service.token).search(
+        df.drop(columns="label"), df["label"], objective="val_accuracy", progress=False, **options
+    )
+
+    assert result.job["status"] == "succeeded"
+    assert result.job["name"] == "template network on label from a 90×4 DataFrame"
+    dataset = service.client.get(f"/api/v1/datasets/{result.job['dataset_id']}").json()
+    assert dataset["class_labels"] == ["cat", "dog", "eel"]
+
+
 def test_without_pandas_trials_are_a_list_of_dicts_and_model_is_the_file(service: Service, tmp_path: Path) -> None:
     x, y = blobs(seed=1)
     arrays = tmp_path / "arrays.npz"
