@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from store.errors import Rule
 from store.execution import Execution
 from store.jobs import JobSummary
+from store.progress import JobFacts, PhaseReport, Progress, job_progress
 from store.reference import Reference, no_better_than_reference
 from store.spec import TASK_METRICS, JobSpec, ResolvedSpace, resolve_space
-from store.tables import Dataset, Epoch, Network, Trial
+from store.tables import Dataset, Epoch, Network, Trial, utcnow
 
 T = TypeVar("T")
 
@@ -144,7 +145,12 @@ class TrialOut(BaseModel):
     metrics: dict[str, float | None] | None
     started_at: dt.datetime
     finished_at: dt.datetime | None
-    duration_s: float | None
+    duration_s: float | None = Field(description="the wall time it trained, from its start to its end")
+    pack_share_s: float | None = Field(
+        None,
+        description="a packed trial's share of its pack's time (the pack's time over the trials it trained "
+        "together): what the trial cost, to compare with unpacked trials; null where it trained alone",
+    )
     error: str | None
 
     @classmethod
@@ -159,6 +165,7 @@ class TrialOut(BaseModel):
             started_at=row.started_at,
             finished_at=row.finished_at,
             duration_s=row.duration_s,
+            pack_share_s=row.pack_share_s,
             error=row.error,
         )
 
@@ -184,11 +191,6 @@ class TrialDetail(TrialOut):
         return cls(**base, epochs_done=len(row.epochs), history=[EpochOut.of(e) for e in row.epochs])
 
 
-class Progress(BaseModel):
-    finished: int
-    planned: int
-
-
 class BestTrial(BaseModel):
     number: int
     score: float | None
@@ -209,6 +211,23 @@ class ReferenceOut(BaseModel):
     @classmethod
     def of(cls, reference: Reference) -> ReferenceOut:
         return cls(predictor=reference.predictor, description=reference.description, scores=reference.scores)
+
+
+def facts_of(summary: JobSummary, spec: JobSpec) -> JobFacts:
+    job = summary.job
+    return JobFacts(
+        status=job.status,
+        trials_finished=summary.trials_finished,
+        trials_planned=job.trials_planned,
+        epochs=spec.training.epochs,
+        repeats=spec.repeats,
+        confirm_top=spec.confirm_top,
+        mc_samples=spec.mc_samples,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        running=summary.running,
+        report=PhaseReport.model_validate(job.phase_progress or {}),
+    )
 
 
 class JobOut(BaseModel):
@@ -267,7 +286,7 @@ class JobOut(BaseModel):
             status=job.status,
             cancel_requested=job.cancel_requested,
             crashes=job.crashes,
-            progress=Progress(finished=summary.trials_finished, planned=job.trials_planned),
+            progress=job_progress(facts_of(summary, spec), utcnow()),
             best=None
             if best is None
             else BestTrial(

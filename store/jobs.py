@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, defer, selectinload
 from store import metrics as metrics_tally
 from store.db import db_now
 from store.errors import NotFoundError, StateError
+from store.progress import PhaseReport, RunningTrial
 from store.redact import redact_paths
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
@@ -41,6 +42,7 @@ class JobSummary:
     # From its stored report: no confirmed configuration beats the trivial predictor (None: no report,
     # a report without that check, or too few runs to tell). The report itself is not read.
     confirmed_no_better: bool | None = None
+    running: tuple[RunningTrial, ...] = ()  # its running trials, for its progress
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -130,12 +132,35 @@ def summarize(session: Session, jobs: list[Job]) -> list[JobSummary]:
     flags: dict[str, bool | None] = dict(
         session.execute(select(Job.id, _CONFIRMED_NO_BETTER).where(Job.id.in_(ids))).all()
     )
+    running = running_trials(session, [j.id for j in jobs if j.status == JobStatus.RUNNING.value])
     # One indexed query per job for its best trial: a page holds at most a few dozen jobs, and
     # loading every trial to compare scores in Python would grow with the trials instead.
     return [
-        JobSummary(j, int(counts.get(j.id, 0)), best_trial(session, j, with_history=False), flags.get(j.id))
+        JobSummary(
+            j,
+            int(counts.get(j.id, 0)),
+            best_trial(session, j, with_history=False),
+            flags.get(j.id),
+            tuple(running.get(j.id, ())),
+        )
         for j in jobs
     ]
+
+
+def running_trials(session: Session, job_ids: list[str]) -> dict[str, list[RunningTrial]]:
+    """Each job's running trials with their start and the epochs they have recorded, in one query."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(Trial.job_id, Trial.started_at, func.count(Epoch.epoch))
+        .outerjoin(Epoch, Epoch.trial_id == Trial.id)
+        .where(Trial.job_id.in_(job_ids), Trial.status == TrialStatus.RUNNING.value)
+        .group_by(Trial.id, Trial.job_id, Trial.started_at)
+    )
+    found: dict[str, list[RunningTrial]] = {}
+    for job_id, started_at, epochs in rows:
+        found.setdefault(job_id, []).append(RunningTrial(started_at, int(epochs)))
+    return found
 
 
 # `Report.reference.no_better_than_reference`, read inside the stored JSON (the report is large).
@@ -207,6 +232,19 @@ def beat(session: Session, job_id: str, worker_id: str) -> bool:
 
 def set_hyperparameters_config(session: Session, job_id: str, config: dict[str, Any]) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(hyperparameters_config=config))
+
+
+def phase_progress(session: Session, job_id: str) -> PhaseReport:
+    """The worker's report of the phases after the search, so far (`store.progress`)."""
+    stored = session.scalar(select(Job.phase_progress).where(Job.id == job_id))
+    return PhaseReport.model_validate(stored or {})
+
+
+def set_phase_progress(session: Session, job_id: str, report: PhaseReport) -> None:
+    """Store the worker's report of the phases after the search (`store.progress`)."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.phase_progress = report.model_dump(mode="json")
 
 
 def set_execution(session: Session, job_id: str, execution: dict[str, Any]) -> None:
@@ -480,11 +518,12 @@ def end_trial(
     *,
     worker_id: str | None = None,
     duration_s: float | None = None,
+    pack_share_s: float | None = None,
     was: TrialStatus = TrialStatus.RUNNING,
 ) -> bool:
     """End a running trial. Guarded: False (nothing written) if the trial is no longer running, or
-    `worker_id`, when given, no longer holds its job. `duration_s` is a packed trial's share of its
-    pack's time; by default it is the time from its start to now.
+    `worker_id`, when given, no longer holds its job. `duration_s` is the wall time it trained, by
+    default the time from its start to now; `pack_share_s` a packed trial's share of its pack's time.
 
     `was=STOPPED` settles a trial whose end keras-tuner saved but a kill kept from the store (see
     `stopped_trials`)."""
@@ -498,6 +537,7 @@ def end_trial(
     error = redact_paths(error) if error else error  # users see it: without the server's paths
     trial.score, trial.best_epoch, trial.best_metrics, trial.error = score, best_epoch, best_metrics, error
     _close(session, trial, duration_s)
+    trial.pack_share_s = None if pack_share_s is None else round(pack_share_s, 3)
     return True
 
 

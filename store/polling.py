@@ -47,7 +47,7 @@ Reader = Session | Connection
 # Every column of a job that its JSON shows and that can change (the spec and created_at cannot).
 _FINGERPRINT = (
     Job.id, Job.name, Job.dataset_id, Job.status, Job.cancel_requested, Job.crashes, Job.error,
-    Job.trials_planned, Job.started_at, Job.finished_at, Job.reference,
+    Job.trials_planned, Job.started_at, Job.finished_at, Job.reference, Job.phase_progress,
 )  # fmt: skip
 # Correlated per job, so each walks only its own job's entries of ix_trials_job_updated.
 _TRIAL_COUNT = select(func.count()).where(Trial.job_id == Job.id).scalar_subquery()

@@ -134,6 +134,8 @@ class Job(Base):
     reference: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # How its trials train (`store.execution.Execution`), written when the search starts.
     execution: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The phases after the search as the worker reports them (`store.progress.PhaseReport`).
+    phase_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # A parallel job's oracle: {"address": "host:port", "authkey": hex}, for trial processes to join.
     coordinator: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -170,7 +172,8 @@ class Trial(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # the wall time it trained
+    pack_share_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # its share of its pack's time
     # False for a no-dropout network outside the user's space: a reference, never the job's best.
     candidate: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # When it last changed (started, an epoch recorded, ended), on the database's clock: what ETags

@@ -31,6 +31,7 @@ from models.vector_pack import SliceSpec
 from store import jobs as q
 from store.classes import row_weights
 from store.db import Database
+from store.progress import PhaseName
 from store.reference import Reference, trivial_reference
 from store.report import TrialFigures, build_report, figures_of, has_dropout, label
 from store.report_schema import Report, Run
@@ -123,7 +124,10 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     arms = _arms(trials, prepared)
     train = _train if prepared.network is None else _train_network
     splits = Splits(prepared)
-    runs = _in_packs(train, splits, recorder, [(arm, hp, seed) for arm, hp in arms for seed in seeds])
+    planned = [(arm, hp, seed) for arm, hp in arms for seed in seeds]
+    recorder.report_phase("confirmation", "running", planned=len(planned) * spec.training.epochs)
+    runs = _in_packs(train, splits, recorder, planned)
+    recorder.report_phase("confirmation", "done")
     sign = 1.0 if (spec.objective.direction or "min") == "min" else -1.0
     # What the report may recommend: the candidates, and the baseline where the user's space holds it.
     baseline_candidate = resolve_space(spec.search_space).baseline_candidate
@@ -133,6 +137,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
         if r.score is not None and (r.arm == "candidate" or (r.arm == "baseline" and baseline_candidate))
     }
     if not eligible:
+        recorder.report_phase("smaller_network", "skipped")
         return runs
     scores = {n: [r.score for r in runs if r.label == n and r.score is not None] for n in eligible}
     means = {n: sign * float(np.mean(values)) for n, values in scores.items()}
@@ -141,7 +146,11 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     best_hp = hp_of[best_label]
     if has_dropout(best_hp):
         smaller = _smaller_network(best_hp, prepared)
+        recorder.report_phase("smaller_network", "running", planned=len(seeds) * spec.training.epochs)
         runs += _in_packs(train, splits, recorder, [("smaller", smaller, seed) for seed in seeds])
+        recorder.report_phase("smaller_network", "done")
+    else:
+        recorder.report_phase("smaller_network", "skipped")
     return runs
 
 
@@ -289,10 +298,11 @@ def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
     )
     log.info("confirming: a pack of %d runs", len(planned))
     for number in range(1, spec.training.epochs + 1):
-        if not any(r.active for r in trainer.results):
+        active = sum(r.active for r in trainer.results)
+        if not active:
             break
         trainer.run_epoch(number)
-        recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
+        _epoch_done(recorder, planned, active, number, spec.training.epochs)
     x, y = (splits.x, splits.y) if held is not None else prepared.fit_args
     rows = None if held is None else ~held
     measured = Measured(
@@ -334,10 +344,11 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
     pack = vector_pack(prepared, net, slices, seed=planned[0][2])
     log.info("confirming: a vectorised pack of %d runs", len(planned))
     for number in range(1, spec.training.epochs + 1):
-        if not any(r.active for r in pack.results):
+        active = sum(r.active for r in pack.results)
+        if not active:
             break
         pack.run_epoch(number)
-        recorder.check_running()  # a cancel, a time limit or a lost job stops the confirmation too
+        _epoch_done(recorder, planned, active, number, spec.training.epochs)
     x, y = prepared.fit_args
     measured = Measured(
         None if prepared.heldout is None else pack.evaluate(*prepared.heldout, best=True),
@@ -345,6 +356,16 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
         [f["val_loss"] for f in pack.evaluate(x, y)],
     )
     return _runs(planned, pack.results, spec, measured)
+
+
+def _phase(planned: Planned) -> PhaseName:
+    return "smaller_network" if all(arm == "smaller" for arm, _, _ in planned) else "confirmation"
+
+
+def _epoch_done(recorder: Recorder, planned: Planned, active: int, number: int, epochs: int) -> None:
+    """A pack's epoch is done: `active` runs trained it. Reported as progress; then a cancel, a time
+    limit or a lost job stops the confirmation too."""
+    recorder.report_phase(_phase(planned), add=active, pack=len(planned), epoch=number, epochs=epochs)
 
 
 def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
@@ -355,7 +376,7 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
     for arm, hp, seed in planned:
         keras.utils.set_random_seed(seed)
         model = _user_model(prepared, arm, hp)
-        keeper = _BestEpoch(spec.objective.metric, spec.objective.direction or "min", recorder)
+        keeper = _BestEpoch(spec.objective.metric, spec.objective.direction or "min", recorder, _phase(planned))
         callbacks: list[Any] = [keeper, *prepared.fit_kwargs["callbacks"]]
         started = time.monotonic()
         try:
@@ -389,9 +410,10 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
     """A plain run's figures by epoch and its best epoch by the objective (ties: the earliest); a
     non-finite training loss fails it; between epochs, a cancel or limit stops it."""
 
-    def __init__(self, objective: str, direction: str, recorder: Recorder) -> None:
+    def __init__(self, objective: str, direction: str, recorder: Recorder, phase: PhaseName) -> None:
         super().__init__()
         self.objective, self.sign, self.recorder = objective, 1.0 if direction == "min" else -1.0, recorder
+        self.phase = phase
         self.result = SliceResult()
         self.best_weights: list[np.ndarray] | None = None
 
@@ -408,7 +430,7 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
             if best is None or self.sign * value < self.sign * best:
                 self.result.best_epoch, self.result.best_value = number, value
                 self.best_weights = self.model.get_weights()
-        self.recorder.check_running()
+        self.recorder.report_phase(self.phase, add=1, pack=1, epoch=number, epochs=self.params.get("epochs"))
 
     def measure(self, prepared: Prepared) -> tuple[dict[str, float], float | None, float | None]:
         """After the run: its figures on the held-out rows at its best epoch (named as validation

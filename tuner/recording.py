@@ -21,6 +21,7 @@ from store import jobs as q
 from store.artifacts import ArtifactStore, artifact_store
 from store.config import get_settings
 from store.db import Database, db_now
+from store.progress import PhaseCount, PhaseName, PhaseState
 from store.states import TrialStatus
 from store.tables import utcnow
 from tuner.kt_internals import checkpoint_files, retry_queue
@@ -123,6 +124,42 @@ class Recorder:
         if cancelled:
             raise JobCancelled("cancelled by request")
 
+    def report_phase(
+        self,
+        name: PhaseName,
+        state: PhaseState | None = None,
+        *,
+        add: int = 0,
+        **counts: int | None,
+    ) -> None:
+        """Report a phase after the search (`store.progress`): its state, `add` epochs (or passes)
+        done, and any of its counts (`planned`, `pack`, `epoch`, `epochs`); then, as between any
+        epochs, stop for a cancel, a limit or a lost job. Read and written in one transaction, so
+        every process of the job adds to the same counts."""
+        with self.db.session() as session:
+            if not q.holds_job(session, self.job_id, self.worker_id):
+                raise self._lost()
+            now = db_now(session)
+            report = q.phase_progress(session, self.job_id)
+            count = report.phases.get(name) or PhaseCount()
+            if state is not None:
+                if state == "running" and count.state != "running":
+                    count.started_at, count.done = now, 0
+                count.state = state
+            count.done += add
+            for field, value in counts.items():
+                setattr(count, field, value)
+            if count.started_at is not None:
+                count.seconds = (now - count.started_at).total_seconds()
+            if count.state == "done":
+                count.planned, count.pack, count.epoch = count.done, None, None  # planned was an upper bound
+            report.phases[name] = count
+            q.set_phase_progress(session, self.job_id, report)
+            cancelled = q.cancel_requested(session, self.job_id)
+        if cancelled:
+            raise JobCancelled("cancelled by request")
+        self.check_limits()
+
     def check_held(self) -> None:
         with self.db.session(readonly=True) as session:
             if not q.holds_job(session, self.job_id, self.worker_id):
@@ -198,12 +235,13 @@ class Recorder:
         self.check_limits()
 
     def share_time(self, trial_id: str, seconds: float) -> None:
-        """A packed trial's share of its pack's time, recorded as its duration when it ends."""
+        """A packed trial's share of its pack's time, recorded with its end (its duration stays the
+        wall time it trained)."""
         self._durations[trial_id] = seconds
 
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
         self.trials_ended += 1
-        self._record_end(trial, TrialStatus.RUNNING, self._durations.pop(trial.trial_id, None))
+        self._record_end(trial, TrialStatus.RUNNING, None, self._durations.pop(trial.trial_id, None))
 
     def settle_interrupted(self, oracle: kt.Oracle) -> None:
         """Record the end of the trials a reloaded oracle holds as ended but the store as stopped.
@@ -228,7 +266,9 @@ class Recorder:
             log.info("job %s: trial %s ended before its worker stopped; its end is recorded now", self.job_id, trial_id)
             self._record_end(oracle.trials[trial_id], TrialStatus.STOPPED, found.duration_s)
 
-    def _record_end(self, trial: kt.engine.trial.Trial, was: TrialStatus, duration: float | None) -> None:
+    def _record_end(
+        self, trial: kt.engine.trial.Trial, was: TrialStatus, duration: float | None, share: float | None = None
+    ) -> None:
         row = self._rows[trial.trial_id]
         history = self._history.get(trial.trial_id, {})
         with self.db.session() as session:
@@ -244,6 +284,7 @@ class Recorder:
                     best_metrics=history.get(best_epoch) if best_epoch else None,
                     worker_id=self.worker_id,
                     duration_s=duration,
+                    pack_share_s=share,
                     was=was,
                 )
                 level, outcome = logging.INFO, f"completed: {self.objective}={trial.score}"
@@ -258,6 +299,7 @@ class Recorder:
                     error=error,
                     worker_id=self.worker_id,
                     duration_s=duration,
+                    pack_share_s=share,
                     was=was,
                 )
                 level, outcome = logging.WARNING, f"failed: {summary}"

@@ -61,7 +61,10 @@ def add_mc_figures(db: Database, store: ArtifactStore, job_id: str, prepared: Pr
         else:
             recommended = report.recommended
             label = recommended.label if recommended is not None and recommended.trial == trial else name
+            recorder = prepared.recorder(db, job_id)
+            recorder.report_phase("mc_dropout", "running", planned=PASS_SEEDS)
             mc = _figures(model, prepared, name, label)
+            recorder.report_phase("mc_dropout", "done", add=PASS_SEEDS)
             if kind == km.REFIT:
                 note = "the refit model trained on the validation rows too: its figures on them are optimistic"
     update = {"mc_dropout": mc, "mc_dropout_note": note}

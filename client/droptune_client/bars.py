@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from droptune_client.client import Snapshot
-from droptune_client.progress import state
+from droptune_client.progress import epoch_text, fraction, state
 
 
 def in_notebook() -> bool:
@@ -21,8 +21,9 @@ def show_by_default() -> bool:
 
 
 class TqdmProgress:
-    """Call with each `Snapshot`: a bar of trials finished of planned, with the job's state beside it
-    (best score, the trial training now). tqdm estimates the time left from the pace of the trials."""
+    """Call with each `Snapshot`: a bar of the job's epochs done of planned, all phases (a pack of
+    trials moves it every epoch), with where the job is beside it (the phase and what trains in it,
+    the best score). tqdm estimates the time left from the pace of the epochs."""
 
     def __init__(self, file: Any = None) -> None:
         self.file = file
@@ -30,16 +31,22 @@ class TqdmProgress:
 
     def __call__(self, snap: Snapshot) -> None:
         job = snap.job
-        done, planned = job["progress"]["finished"], job["progress"]["planned"]
+        done, planned = fraction(job)
+        unit = "epoch" if job["progress"].get("epochs_planned") else "trial"
         if self.bar is None:
             from tqdm.auto import tqdm  # chosen when first drawn: by then a notebook has loaded ipykernel
 
-            self.bar = tqdm(total=planned, desc=f"job {job['id'][:8]}", unit="trial", file=self.file)
-        if self.bar.total != planned:
+            self.bar = tqdm(total=planned, desc=f"job {job['id'][:8]}", unit=unit, file=self.file)
+        if self.bar.total != planned and not snap.finished:  # a job that ends short keeps its plan: red
             self.bar.total = planned
-        # state() begins with the status and the trial count, which the bar's own text shows.
-        self.bar.set_description(f"job {job['id'][:8]} {job['status']}", refresh=False)
-        self.bar.set_postfix_str("  ".join(state(snap)[2:]), refresh=False)
+            widget = getattr(self.bar, "container", None)  # tqdm.notebook's: its bar's max follows reset() only
+            if widget is not None:
+                widget.children[1].max = planned
+        # state() begins with the status and the trial count; the bar counts epochs, so the trials stay.
+        status, trials, *rest = state(snap)
+        epoch = None if snap.finished else epoch_text(job)
+        self.bar.set_description(f"job {job['id'][:8]} {status}", refresh=False)
+        self.bar.set_postfix_str("  ".join([trials, *rest, *([epoch] if epoch else [])]), refresh=False)
         self.bar.n = done  # set, not added: tqdm then takes the time left from the average pace
         self.bar.refresh()
         if snap.finished:

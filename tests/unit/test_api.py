@@ -430,7 +430,11 @@ def test_submitted_job_is_queued_with_no_trials_finished(client: TestClient) -> 
     job = response.json()
     assert job["status"] == "queued"
     assert job["cancel_requested"] is False
-    assert job["progress"] == {"finished": 0, "planned": 3}
+    progress = job["progress"]
+    assert (progress["finished"], progress["planned"], progress["epochs_done"]) == (0, 3, 0)
+    assert progress["phase"] is None and progress["eta_s"] is None and progress["pack"] is None
+    assert [p["name"] for p in progress["phases"]] == ["search", "confirmation", "smaller_network", "mc_dropout"]
+    assert progress["phases"][0]["state"] == "waiting" and progress["phases"][0]["planned"] == 3 * job["spec"]["training"]["epochs"]
     assert job["best"] is None
     assert job["dataset_id"] == "iris"
     assert job["started_at"] is None and job["finished_at"] is None
@@ -474,7 +478,7 @@ def test_grid_job_plans_the_smaller_of_max_trials_and_grid_size(
     # 0 layers are one, the baseline; then 2 layer counts x 2 rates)
     job = submitted(client, algorithm="grid", max_trials=max_trials)
 
-    assert job["progress"] == {"finished": 0, "planned": planned}
+    assert (job["progress"]["finished"], job["progress"]["planned"]) == (0, planned)
     assert job["search_space"]["networks"] == 5 and job["search_space"]["baseline_candidate"]
     assert job["search_space"]["dropout_layers"] == [0, 1, 2]
     assert job["search_space"]["dropout_rate"] == {"values": [0.25, 0.5]}
@@ -488,7 +492,7 @@ def test_grid_job_plans_the_smaller_of_max_trials_and_grid_size(
 def test_hyperband_job_plans_its_schedule(client: TestClient, epochs: int, planned: int) -> None:
     job = submitted(client, algorithm="hyperband", max_trials=100, hyperband_factor=3, **{"training.epochs": epochs})
 
-    assert job["progress"] == {"finished": 0, "planned": planned}
+    assert (job["progress"]["finished"], job["progress"]["planned"]) == (0, planned)
 
 
 # --- jobs: reading, cancelling, deleting ---------------------------------------------------------

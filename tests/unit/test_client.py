@@ -319,8 +319,8 @@ def test_off_a_terminal_progress_prints_a_line_per_change_only() -> None:
     printer(Snapshot(job("succeeded", 4, 0.25), None, t0 + 40))
     lines = stream.text.splitlines()
     assert lines == [
-        "job j1: running  trials 1/4  best val_loss 0.5 (trial 0)  trial 1 epoch 2/5  elapsed 0:00:10  left ~0:00:30",
-        "job j1: succeeded  trials 4/4  best val_loss 0.25 (trial 0)  elapsed 0:00:40",
+        "job j1: running  trials 1/4  trial 1 epoch 2/5  best val_loss 0.5 (trial 0)  elapsed 0:10  left ~0:30",
+        "job j1: succeeded  trials 4/4  best val_loss 0.25 (trial 0)  elapsed 0:40",
     ]
 
 
@@ -331,15 +331,51 @@ def test_on_a_terminal_progress_redraws_one_line_with_a_bar(monkeypatch: pytest.
     printer(Snapshot(job("running", 2), None, 1767225600.0 + 5))
     printer(Snapshot(job("running", 2), None, 1767225600.0 + 6))
     assert stream.text.count("\r") == 2 and "\n" not in stream.text
-    assert "[##########..........]" in stream.text and "elapsed 0:00:06" in stream.text
+    assert "[##########..........]" in stream.text and "elapsed 0:06" in stream.text
 
 
-def test_on_a_narrow_terminal_the_line_is_cut_so_it_does_not_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_on_a_narrow_terminal_the_least_important_parts_go_so_it_does_not_wrap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("COLUMNS", "40")
     stream = Stream()
     ProgressPrinter(stream, live=True)(Snapshot(job("running", 2, 0.5), None, 1767225600.0 + 5))  # type: ignore[arg-type]
     line = stream.text.removeprefix("\r")
-    assert len(line) == 39 and line.startswith("job j1 [##########..........] running")
+    assert len(line) <= 39
+    # The status and the times survive; the job's id, the best score and the count go first.
+    assert line == "running  elapsed 0:05  left ~0:05"
+
+
+def phased(width_epoch: int = 17) -> dict[str, Any]:
+    """A job as a server with phases shows it: 20 trials training together at epoch 17 of 20."""
+    packed = job("running", 0, 0.09778)
+    packed["progress"] = {
+        "finished": 0,
+        "planned": 20,
+        "epochs_done": 320,
+        "epochs_planned": 900,
+        "phase": "search",
+        "phases": [{"name": "search", "label": "search"}],
+        "pack": {"size": 20, "what": "trials", "epoch": width_epoch, "epochs": 20},
+        "eta_s": 95.4,
+    }
+    return packed
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_pack_shows_as_trials_training_together_with_the_server_s_estimate(
+    monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    stream = Stream()
+    ProgressPrinter(stream, live=True)(Snapshot(phased(), None, 1767225600.0 + 64))  # type: ignore[arg-type]
+    line = stream.text.removeprefix("\r")
+    assert len(line) <= columns - 1
+    assert "running" in line and "elapsed 1:04" in line and "left ~1:35" in line
+    assert "search: 20 trials together, epoch 17/20" in line
+    if columns == 200:
+        assert "[#######.............]" in line  # 320 of 900 epochs
+        assert "best val_loss 0.09778 (trial 0)" in line and line.startswith("job j1 ")
 
 
 # --- the command line's exit codes ----------------------------------------------------------------

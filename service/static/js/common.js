@@ -314,17 +314,27 @@ export function showFlash(element) {
 
 /**
  * How long a job has run (to its end, once it ended) and, while it runs, about how long is left: the
- * pace so far (trials finished per second since it started, so trials run side by side count as they
- * ran) times the trials still to run. Seconds; `left` is null until a trial has finished. Null for a
- * job that has not started. Times are the server's, compared with this browser's clock.
+ * server's estimate (`progress.eta_s`, from the pace of the epochs trained so far, phase by phase),
+ * less the time since this page received it (`received`, set by `received()`), so that it counts
+ * down between polls. Seconds; `left` is null until an epoch has run. Null for a job that has not
+ * started. Times are the server's, compared with this browser's clock.
  */
 export function jobTiming(job, now = Date.now()) {
   if (!job.started_at) return null;
   const end = job.finished_at ? Date.parse(job.finished_at) : now;
   const elapsed = Math.max(0, (end - Date.parse(job.started_at)) / 1000);
-  const { finished, planned } = job.progress;
-  const running = isActive(job.status) && finished > 0 && planned > finished;
-  return { elapsed, left: running ? (elapsed / finished) * (planned - finished) : null };
+  const eta = job.progress?.eta_s;
+  const since = Math.max(0, (now - (RECEIVED.get(job) ?? now)) / 1000);
+  const left = isActive(job.status) && eta !== null && eta !== undefined ? Math.max(0, eta - since) : null;
+  return { elapsed, left };
+}
+
+// When each job JSON arrived (a 304 keeps the object, and with it its time).
+const RECEIVED = new WeakMap();
+/** Note that `job` (a job's JSON) arrived now, unless it is one already noted; returns it. */
+export function received(job, now = Date.now()) {
+  if (job && !RECEIVED.has(job)) RECEIVED.set(job, now);
+  return job;
 }
 
 /** "ran 4 min 2 s", "1 min 5 s so far, about 3 min 10 s left", or "" before the job starts. */
@@ -334,6 +344,25 @@ export function timingText(job, now = Date.now()) {
   if (!isActive(job.status)) return `ran ${fmtDuration(timing.elapsed)}`;
   const left = timing.left === null ? "" : `, about ${fmtDuration(timing.left)} left`;
   return `${fmtDuration(timing.elapsed)} so far${left}`;
+}
+
+/** Every second, redraw the `[data-timing]` elements' text from their job (`jobOf(element)`), so the
+ * clock runs between polls (which redraw nothing when nothing changed). */
+export function tickTimings(jobOf) {
+  return setInterval(() => {
+    for (const element of document.querySelectorAll("[data-timing]")) {
+      const job = jobOf(element);
+      if (job && isActive(job.status)) element.textContent = timingText(job);
+    }
+  }, 1000);
+}
+
+/** What trains now, in words: "20 trials training together, epoch 17 of 20", "a trial, epoch 3 of 5". */
+export function packText(pack) {
+  if (!pack) return "";
+  const what = pack.what === "runs" ? "run" : "trial";
+  const who = pack.size === 1 ? `one ${what}` : `${pack.size} ${what}s training together`;
+  return `${who}, epoch ${pack.epoch} of ${pack.epochs}`;
 }
 
 /** A trial's duration; for one still running, the time since it started. */

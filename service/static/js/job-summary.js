@@ -67,13 +67,18 @@ function rangeText(r) {
   return text;
 }
 
+function progressEpochs(progress) {
+  return progress.epochs_planned ? `${progress.epochs_done} of ${progress.epochs_planned} epochs` : "";
+}
+
 export function renderSpec() {
   const { spec, progress } = state.job;
   const rows = [
     ["Dataset", datasetText(spec)],
     ["Algorithm", spec.algorithm],
     ["Objective", `${spec.objective.direction === "max" ? "maximize" : "minimize"} ${spec.objective.metric}`],
-    ["Progress", [`${progress.finished} of ${counted(progress.planned, "trial")}`, timingText(state.job)].filter(Boolean).join("; ")],
+    ["Progress", [`${progress.finished} of ${counted(progress.planned, "trial")}`, progressEpochs(progress)].filter(Boolean).join("; "),
+      timingText(state.job) ? "; " : "", h("span", { "data-timing": "job" }, timingText(state.job))],
     ["Dropout rate", rangeText(spec.search_space.dropout_rate)],
     ["Dropout layers", rangeText(spec.search_space.dropout_layers)],
     spec.model.network_id ? null : ["Units", rangeText(spec.search_space.units) || `${spec.model.units} (fixed)`],
@@ -87,7 +92,7 @@ export function renderSpec() {
   const grid = gridText();
   if (grid) rows.splice(4, 0, ["Grid", grid]);
   if (state.job.crashes) rows.splice(4, 0, ["Crashes", `the search process died ${state.job.crashes} time(s); resumed from its saved state`]);
-  document.getElementById("spec").replaceChildren(...rows.filter(Boolean).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  document.getElementById("spec").replaceChildren(...rows.filter(Boolean).flatMap(([k, ...v]) => [h("dt", {}, k), h("dd", {}, ...v)]));
 }
 
 const TRAINERS = {

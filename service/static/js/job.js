@@ -2,9 +2,10 @@
 // state (job-state.js), renders them (job-summary.js, job-table.js, job-charts.js) and handles the
 // page's controls. While the job runs it polls every 2 s, incrementally and conditionally; the user
 // may pause that, and a hidden tab asks nothing.
-import { download, flash, idsFromPath, isActive, poll, showNotFound } from "./common.js";
+import { download, flash, idsFromPath, isActive, poll, received, showNotFound, tickTimings } from "./common.js";
 import { jobApi } from "./job-api.js";
 import { renderCharts, renderCurves } from "./job-charts.js";
+import { renderProgress } from "./job-progress.js";
 import { renderReference } from "./job-reference.js";
 import { curveTrials, direction, mergeTrials, state } from "./job-state.js";
 import { renderBest, renderHeader, renderSpec, showMissing } from "./job-summary.js";
@@ -32,7 +33,7 @@ async function refresh() {
     else showMissing("Could not load the job");
     return;
   }
-  state.job = job;
+  state.job = received(job);
   // While the trials load: the dataset (for axis units), the network it trains (its name) and the
   // best trial's curve.
   const side = [];
@@ -55,6 +56,7 @@ async function refresh() {
 
 function render() {
   renderHeader();
+  renderProgress(state.job);
   verdict.update(state.job);
   renderSpec();
   renderBest();
@@ -68,6 +70,7 @@ function render() {
 // --- polling: every 2 s while the job runs, unless paused; nothing while the tab is hidden ---------
 
 const poller = poll(refresh, () => (state.job && isActive(state.job.status) && !state.paused ? 2000 : null));
+tickTimings(() => state.job); // the clock runs between polls
 
 function renderPolling() {
   const active = Boolean(state.job && isActive(state.job.status));

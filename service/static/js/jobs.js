@@ -1,6 +1,6 @@
 // Jobs list: refreshes itself every 2 s while any job is queued or running (conditionally: an unchanged
 // page of jobs is a 304), and shows PAGE jobs more each time "Load more" is pressed.
-import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll, showFlash, timingText } from "./common.js";
+import { api, badge, conditionalGet, counted, fmtTime, h, isActive, poll, received, showFlash, tickTimings, timingText } from "./common.js";
 import { formatNumber } from "./charts.js";
 
 const tbody = document.querySelector("#jobs-table tbody");
@@ -10,6 +10,7 @@ const PAGE = 200;
 showFlash(document.getElementById("flash"));
 const get = conditionalGet();
 let anyActive = false;
+let shown = new Map(); // job id -> its JSON as last drawn, for the clock that ticks between polls
 let wanted = PAGE; // jobs shown: one page, and one more per "Load more"
 const datasetNames = new Map(); // dataset id -> name, from GET /api/v1/datasets
 let namesLoaded = false;
@@ -41,17 +42,21 @@ function noBetterMark(job) {
 }
 
 function row(job) {
-  const { finished, planned } = job.progress;
+  const { finished, planned, epochs_done: done, epochs_planned: all, phase } = job.progress;
   const metric = job.spec.objective.metric;
+  // Work is counted in epochs across the whole job (a pack of 20 trials moves the bar each epoch).
+  const bar = all ? { max: all, value: done } : { max: planned, value: finished };
+  const phaseName = phase && phase !== "search" ? job.progress.phases.find((p) => p.name === phase)?.label : null;
   return h("tr", { "data-job": job.id },
     h("td", {}, h("a", { href: `/jobs/${job.id}` }, job.name)),
     h("td", {}, datasetCell(job)),
     h("td", {}, job.algorithm),
     h("td", {}, badge(job.status)),
     h("td", {},
-      h("progress", { max: planned, value: finished, "aria-label": `${finished} of ${counted(planned, "trial")} finished` }),
+      h("progress", { ...bar, "aria-label": `${finished} of ${counted(planned, "trial")} finished; ${done} of ${all} epochs` }),
       ` ${finished} / ${planned}`,
-      isActive(job.status) ? h("div", { class: "muted timing", "data-timing": "" }, timingText(job)) : null),
+      phaseName ? h("div", { class: "muted" }, phaseName) : null,
+      isActive(job.status) ? h("div", { class: "muted timing", "data-timing": job.id }, timingText(job)) : null),
     h("td", { class: "num", title: metric }, job.best ? `${formatNumber(job.best.score)} ${metric}` : "–", noBetterMark(job)),
     h("td", {}, fmtTime(job.created_at)),
   );
@@ -76,7 +81,7 @@ async function refresh() {
     if (filter.value) params.set("status", filter.value);
     const { ok, data } = await get(`/api/v1/jobs?${params}`);
     if (!ok) { note.textContent = "Could not load jobs; retrying."; return; }
-    jobs.push(...data.items);
+    jobs.push(...data.items.map((job) => received(job)));
     total = data.total;
     if (offset + PAGE >= total) break;
   }
@@ -85,6 +90,7 @@ async function refresh() {
   document.getElementById("jobs-empty").hidden = jobs.length > 0;
   document.getElementById("jobs-count").textContent = total > PAGE ? `${jobs.length} of ${total} jobs` : "";
   document.getElementById("load-more").hidden = jobs.length >= total;
+  shown = new Map(jobs.map((j) => [j.id, j]));
   anyActive = jobs.some((j) => isActive(j.status));
   note.textContent = anyActive ? "Updating every 2 s while jobs run." : "";
 }
@@ -94,3 +100,4 @@ filter.addEventListener("change", () => { wanted = PAGE; refresh(); });
 document.getElementById("load-more").addEventListener("click", () => { wanted += PAGE; refresh(); });
 await refresh();
 poll(refresh, () => (anyActive ? 2000 : 10000)).start();
+tickTimings((element) => shown.get(element.dataset.timing));
