@@ -67,6 +67,8 @@ def add_mc_figures(db: Database, store: ArtifactStore, job_id: str, prepared: Pr
             recorder.report_phase("mc_dropout", "done", add=PASS_SEEDS)
             if kind == km.REFIT:
                 note = "the refit model trained on the validation rows too: its figures on them are optimistic"
+    if mc is None:
+        prepared.recorder(db, job_id).report_phase("mc_dropout", "skipped")
     update = {"mc_dropout": mc, "mc_dropout_note": note}
     with db.session() as session:
         q.set_report(session, job_id, report.model_copy(update=update).model_dump(mode="json"))

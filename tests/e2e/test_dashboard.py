@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ import pytest
 
 from store import jobs as q
 from store.db import Database
+from store.progress import PhaseCount, PhaseReport
 from store.spec import JobSpec
 from store.states import JobStatus, TrialStatus
+from store.tables import utcnow
 from tests.conftest import small_job
 from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
 
@@ -242,7 +245,10 @@ def test_the_jobs_list_shows_status_progress_and_best_score(
     page.goto("/")
     row = page.locator(f'tr[data-job="{form_job["id"]}"]')
     expect(row.locator("[data-status]")).to_have_text("succeeded")
-    expect(row.locator("progress")).to_have_attribute("value", "3")
+    # The bar counts the whole job's epochs (all phases): all of them, once it succeeded.
+    bar = row.locator("progress")
+    expect(bar).to_have_attribute("value", re.compile(r"^[1-9]\d*$"))
+    assert bar.get_attribute("value") == bar.get_attribute("max")
     expect(row).to_contain_text("3 / 3")
     expect(row).to_contain_text("val_loss")
 
@@ -660,3 +666,58 @@ def test_a_submit_sent_again_after_its_answer_was_lost_makes_one_job(page: Page,
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
     assert job_total(service) == before + 1
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+
+
+def test_a_pack_and_the_later_phases_show_as_they_are_and_the_clock_ticks_between_polls(
+    browser: Browser, service: Service
+) -> None:
+    """A job the store holds as running (no worker): 4 trials started together, 2 of 5 epochs each."""
+    db = Database(service.database_url)
+    started = utcnow() - dt.timedelta(seconds=30)
+    with db.session() as s:
+        job = q.create_job(s, JobSpec.model_validate(small_job("iris", max_trials=4, training={"epochs": 5})), 4, "e2e")
+        job.status, job.started_at = JobStatus.RUNNING.value, started
+        job_id = job.id
+    with db.session() as s:
+        for number in range(4):
+            row = q.start_trial(s, job_id, number, {"dropout_rate": 0.25, "dropout_layers": 1}, started_at=started)
+            assert row is not None
+            for epoch in (1, 2):
+                assert q.record_epoch(s, row, epoch, {"loss": 1.0, "val_loss": 1.1})
+    # On a phone, the first screen of a running job says how far it is: the Progress panel comes first.
+    context = signed_in(browser, service, width=390, height=844)
+    page = context.new_page()
+    try:
+        page.goto(f"/jobs/{job_id}")
+        now = page.locator("[data-progress-now]")
+        expect(now).to_contain_text("search: 4 trials training together, epoch 3 of 5")
+        expect(page.locator("#progress-body")).to_contain_text("8 of at most 20 epochs, all phases")
+        panel, verdict = page.locator("#progress-panel").bounding_box(), page.locator("#verdict").bounding_box()
+        assert panel is not None and verdict is not None and panel["y"] < verdict["y"] and panel["y"] < 844
+        # Nothing changes on the server (304s), yet the clock runs: "30 s so far" moves on.
+        timing = now.locator("[data-timing]")
+        first = timing.inner_text()
+        page.wait_for_event("response", lambda r: r.url.endswith(f"/api/v1/jobs/{job_id}") and r.status == 304)
+        page.wait_for_timeout(1500)
+        assert timing.inner_text() != first and "so far" in first and "left" in first
+        # The search done, the worker reports the confirmation's pack.
+        with db.session() as s:
+            for row in q.all_trials(s, job_id):
+                assert q.end_trial(s, row.id, TrialStatus.COMPLETED, 0.5, 2, {"val_loss": 0.5})
+            report = PhaseReport(
+                phases={
+                    "confirmation": PhaseCount(
+                        state="running", done=40, planned=100, started_at=utcnow(), pack=20, epoch=3, epochs=5
+                    )
+                }
+            )
+            q.set_phase_progress(s, job_id, report)
+        expect(now).to_contain_text("confirmation runs: 20 runs training together, epoch 3 of 5", timeout=10_000)
+        row = page.locator('#phases-table tr[data-phase="confirmation"]')
+        expect(row).to_have_attribute("data-state", "running")
+        expect(row).to_contain_text("40 of at most 100 epochs")
+        expect(page.locator('#phases-table tr[data-phase="search"]')).to_have_attribute("data-state", "done")
+    finally:
+        context.close()
+        with db.session() as s:
+            q.finish_job(s, job_id, JobStatus.CANCELLED)

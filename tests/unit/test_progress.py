@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,66 @@ def test_a_job_without_confirmation_plans_no_later_phase() -> None:
     progress = job_progress(facts(repeats=0), at(10))
     assert [p.state for p in progress.phases[1:]] == ["skipped"] * 3
     assert progress.epochs_planned == 400
+
+
+# --- a real job's phases, as the worker reports them -------------------------------------------------
+
+
+def test_a_finished_job_reports_each_phase_it_ran_and_its_trials_wall_time(data_dir: Path) -> None:
+    """A template search of 4 trials in packs of 2, confirmed over 2 seeds: the worker's phase counts
+    match the runs in the report, and a packed trial's duration is its wall time, its share apart."""
+    pytest.importorskip("tensorflow")
+    from service.jobs import submit_job
+    from service.schemas import JobOut
+    from store import jobs as q
+    from store.config import Settings
+    from store.db import Database
+    from store.spec import JobSpec
+    from tuner.search import run_search
+
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings.resolved_database_url)
+    spec = {
+        "dataset_id": "iris",
+        "max_trials": 4,
+        "seed": 3,
+        "search_space": {"dropout_rate": {"values": [0.2, 0.4]}, "dropout_layers": {"min": 0, "max": 1}},
+        "model": {"hidden_layers": 1, "units": 8},
+        "training": {"epochs": 3, "batch_size": 32},
+        "pack_size": 2,
+        "repeats": 2,
+        "confirm_top": 1,
+        "mc_samples": 5,
+    }
+    job = submit_job(db, JobSpec.model_validate(spec), settings, "tester", "tester")
+    with db.session() as session:
+        assert q.claim_next_job(session, "test-worker") is not None
+    run_search(db, settings, job.id)
+    with db.session(readonly=True) as session:
+        stored = q.get_job(session, job.id)
+        trials = q.all_trials(session, job.id)
+        [summary] = q.summarize(session, [stored])
+        out = JobOut.of(summary)
+    assert stored.status == "succeeded", stored.error
+    report = stored.report
+    assert report is not None and stored.phase_progress is not None
+    phases = stored.phase_progress["phases"]
+    confirmation = [r for r in report["runs"] if r["arm"] != "smaller"]
+    smaller = [r for r in report["runs"] if r["arm"] == "smaller"]
+    # Each phase counts the epochs its runs trained (early stopping off: every one).
+    assert phases["confirmation"]["state"] == "done"
+    assert phases["confirmation"]["done"] == sum(len(r["history"]) for r in confirmation) == 2 * 2 * 3
+    if smaller:
+        assert phases["smaller_network"]["done"] == sum(len(r["history"]) for r in smaller) == 2 * 3
+    else:
+        assert phases["smaller_network"]["state"] == "skipped"
+    assert phases["mc_dropout"]["state"] == ("done" if report["mc_dropout"] else "skipped")
+    progress = out.progress
+    assert progress.phase is None and progress.eta_s is None and progress.epochs_done == progress.epochs_planned
+    assert [p.state for p in progress.phases][:2] == ["done", "done"]
+    # Packed trials: wall time from start to end; their share of the pack's time apart, and smaller.
+    for trial in trials:
+        assert trial.finished_at is not None and trial.duration_s is not None and trial.pack_share_s is not None
+        wall = (trial.finished_at - trial.started_at).total_seconds()
+        assert trial.duration_s == pytest.approx(wall, abs=0.01)
+        assert 0 < trial.pack_share_s < trial.duration_s
