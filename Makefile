@@ -4,18 +4,13 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
 .PHONY: install run api worker test test-fast test-unit test-e2e lint bench lock migrate image clean
 
-$(STAMP): requirements.lock requirements-dev.lock client/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e ./client
-	touch $(STAMP)
-
-install: $(STAMP)
+# Installs only when the lock files' content changed since the last install (scripts/install.sh
+# compares hashes, so a copied checkout with newer file times is not reinstalled).
+install:
+	@PYTHON="$(PYTHON)" ./scripts/install.sh
 
 run: install
 	./scripts/run.sh

@@ -12,11 +12,14 @@ BIN=.venv/bin
 workers=$!
 "$BIN/python" -m service &
 api=$!
+# uvicorn says it runs before its processes answer; this says so when they do.
+PYTHONPATH=. "$BIN/python" scripts/announce_ready.py &
+ready=$!
 # Both run in the background so that a signal to this script (Ctrl-C, or a TERM from a supervisor)
 # is handled at once: `wait` returns on a trapped signal, a foreground child would hold it back.
-trap 'kill -TERM "$workers" "$api" 2>/dev/null; wait 2>/dev/null; exit 0' INT TERM
+trap 'kill -TERM "$workers" "$api" "$ready" 2>/dev/null; wait 2>/dev/null; exit 0' INT TERM
 # The supervisor outlives its workers, so this returns only if it or the API itself ends (the port
 # taken, say): then stop the other, rather than leave half of the service running.
 wait -n "$workers" "$api" || true
-kill -TERM "$workers" "$api" 2>/dev/null || true
+kill -TERM "$workers" "$api" "$ready" 2>/dev/null || true
 wait || true

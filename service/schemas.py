@@ -336,6 +336,7 @@ class Health(BaseModel):
     workers: int | None = None
     jobs_queued: int | None = None
     warning: str | None = None  # set while jobs are queued and no worker is alive to run them
+    auth: bool | None = None  # whether callers need a token (the sign-in page asks without one)
 
 
 class Me(BaseModel):

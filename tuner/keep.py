@@ -51,6 +51,11 @@ def trial_model(store: ArtifactStore, job_id: str, trial: Trial, prepared: Prepa
 
 
 def save_model(store: ArtifactStore, model: keras.Model, key: str) -> int:
+    # A kept model's optimizer never stepped here; saved unbuilt (2 variables), loading builds it (6)
+    # and Keras warns "Skipping variable loading for optimizer": save it built, its state zeros.
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)

@@ -24,4 +24,4 @@ def healthz(db: DatabaseDep, settings: SettingsDep) -> Health | JSONResponse:
     except StoreError:
         return JSONResponse(status_code=503, content=Health(status="unavailable", database="error").model_dump())
     warning = NO_WORKER if queued and not workers else None
-    return Health(status="ok", database="ok", workers=workers, jobs_queued=queued, warning=warning)
+    return Health(status="ok", database="ok", workers=workers, jobs_queued=queued, warning=warning, auth=settings.auth)

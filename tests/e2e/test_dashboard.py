@@ -568,25 +568,30 @@ def test_a_refused_token_is_explained_and_sign_in_says_who_is_signed_in(browser:
     context.close()
 
 
-def test_a_running_jobs_time_left_is_its_pace_so_far_times_the_trials_left(page: Page, service: Service) -> None:
+def test_a_running_jobs_time_left_is_the_server_s_estimate_counting_down_between_polls(
+    page: Page, service: Service
+) -> None:
     page.goto("/")
     timing = page.evaluate(
         """async () => {
-            const { jobTiming, timingText } = await import("/static/js/common.js");
+            const { jobTiming, received, timingText } = await import("/static/js/common.js");
             const job = { started_at: "2026-01-01T00:00:00Z", finished_at: null, status: "running",
-                          progress: { finished: 2, planned: 6 } };
+                          progress: { finished: 2, planned: 6, eta_s: 120 } };
             const now = Date.parse("2026-01-01T00:01:00Z");
+            received(job, now);  // the JSON arrived at `now`: 10 s later the estimate is 10 s less
             const ended = { ...job, status: "succeeded", finished_at: "2026-01-01T00:03:00Z" };
             const queued = { ...job, started_at: null, status: "queued" };
-            return [jobTiming(job, now), timingText(job, now), timingText(ended, now), timingText(queued, now),
-                    timingText({ ...job, progress: { finished: 0, planned: 6 } }, now)];
+            const early = { ...job, progress: { finished: 0, planned: 6, eta_s: null } };
+            return [jobTiming(job, now), timingText(job, now), timingText(job, now + 10000), timingText(ended, now),
+                    timingText(queued, now), timingText(early, now)];
         }"""
     )
     assert timing[0] == {"elapsed": 60, "left": 120}
     assert timing[1] == "1 min 0 s so far, about 2 min 0 s left"
-    assert timing[2] == "ran 3 min 0 s"
-    assert timing[3] == ""
-    assert timing[4] == "1 min 0 s so far"  # no pace before a trial has finished
+    assert timing[2] == "1 min 10 s so far, about 1 min 50 s left"
+    assert timing[3] == "ran 3 min 0 s"
+    assert timing[4] == ""
+    assert timing[5] == "1 min 0 s so far"  # no estimate before an epoch has run
 
 
 def test_a_failed_trial_leads_with_its_cause_and_draws_no_empty_charts(page: Page, service: Service) -> None:

@@ -434,7 +434,8 @@ def test_submitted_job_is_queued_with_no_trials_finished(client: TestClient) -> 
     assert (progress["finished"], progress["planned"], progress["epochs_done"]) == (0, 3, 0)
     assert progress["phase"] is None and progress["eta_s"] is None and progress["pack"] is None
     assert [p["name"] for p in progress["phases"]] == ["search", "confirmation", "smaller_network", "mc_dropout"]
-    assert progress["phases"][0]["state"] == "waiting" and progress["phases"][0]["planned"] == 3 * job["spec"]["training"]["epochs"]
+    search = progress["phases"][0]
+    assert search["state"] == "waiting" and search["planned"] == 3 * job["spec"]["training"]["epochs"]
     assert job["best"] is None
     assert job["dataset_id"] == "iris"
     assert job["started_at"] is None and job["finished_at"] is None
@@ -904,7 +905,14 @@ def test_healthz_reports_ok(client: TestClient) -> None:
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "workers": 0, "jobs_queued": 0, "warning": None}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "workers": 0,
+        "jobs_queued": 0,
+        "warning": None,
+        "auth": True,  # the sign-in page asks this without a token (no 401 in its console)
+    }
 
 
 def test_openapi_document_lists_the_routes(client: TestClient) -> None:

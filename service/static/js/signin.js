@@ -39,14 +39,23 @@ form.addEventListener("submit", async (event) => {
 document.getElementById("signin-why").hidden = new URLSearchParams(location.search).get("why") !== "refused";
 
 // With authentication off there is nothing to sign in to; with a token kept that still works, say
-// whose it is.
-me(getToken()).then(({ status, data }) => {
+// whose it is. Without a token, /healthz says whether authentication is on (asking /me would answer
+// 401, an error in the console on every visit).
+async function showStanding() {
+  if (!getToken()) {
+    const response = await fetch("/healthz", { headers: { accept: "application/json" } });
+    const health = response.ok ? await response.json() : null;
+    if (health && health.auth === false) document.getElementById("auth-off").hidden = false;
+    return;
+  }
+  const { status, data } = await me(getToken());
   if (status !== 200 || !data) return;
   if (!data.auth) {
     document.getElementById("auth-off").hidden = false;
-  } else if (getToken()) {
+  } else {
     document.getElementById("signed-in-owner").textContent = data.owner;
     document.getElementById("signed-in-continue").href = nextPage();
     document.getElementById("signed-in-as").hidden = false;
   }
-});
+}
+showStanding();

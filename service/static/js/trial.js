@@ -35,22 +35,27 @@ async function refresh() {
     h("td", {}, e.epoch === trial.best_epoch ? `${e.epoch} (best)` : e.epoch), keys.map((k) => h("td", { class: "num" }, formatNumber(e[k]))))));
   const lossUnit = keys.includes("mae") ? "mean squared error, target units²" : "cross-entropy, nats";
   lineChart(document.getElementById("loss-chart"), {
-    xLabel: "epoch", yLabel: `loss (${lossUnit})`, title: "loss per epoch",
+    xLabel: "epoch", yLabel: `loss (${lossUnit})`, title: "Loss per epoch",
     series: [
       { key: "loss", label: "training loss", color: PALETTE[0], dashed: true, hollow: true, points: trial.history.map((e) => [e.epoch, e.loss]) },
       { key: "val_loss", label: "validation loss", color: PALETTE[0], points: trial.history.map((e) => [e.epoch, e.val_loss]) },
     ],
   });
   const other = keys.find((k) => !k.startsWith("val_") && k !== "loss");
-  document.getElementById("metric-title").textContent = other ? `${other} per epoch` : "Metric per epoch";
+  document.getElementById("metric-title").textContent = other ? `${capitalised(other)} per epoch` : "Metric per epoch";
   const unit = other === "accuracy" ? "fraction correct, 0–1" : "target units";
   lineChart(document.getElementById("metric-chart"), {
-    xLabel: "epoch", yLabel: other ? `${other} (${unit})` : "", title: `${other} per epoch`,
+    xLabel: "epoch", yLabel: other ? `${other} (${unit})` : "", title: `${capitalised(other)} per epoch`,
     series: other ? [
       { key: other, label: `training ${other}`, color: PALETTE[2], dashed: true, hollow: true, points: trial.history.map((e) => [e.epoch, e[other]]) },
       { key: `val_${other}`, label: `validation ${other}`, color: PALETTE[2], points: trial.history.map((e) => [e.epoch, e[`val_${other}`]]) },
     ] : [],
   });
+}
+
+/** "Accuracy" for "accuracy": a heading's first letter, the metric's name kept. */
+function capitalised(name) {
+  return name ? name[0].toUpperCase() + name.slice(1) : name;
 }
 
 function showMissing(status = 404) {
