@@ -726,3 +726,18 @@ def test_a_pack_and_the_later_phases_show_as_they_are_and_the_clock_ticks_betwee
         context.close()
         with db.session() as s:
             q.finish_job(s, job_id, JobStatus.CANCELLED)
+
+
+def test_the_sign_in_page_logs_no_error_for_a_visitor_without_a_token(browser: Browser, service: Service) -> None:
+    context = browser.new_context(base_url=service.base_url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    try:
+        page.goto("/signin")
+        page.wait_for_load_state("networkidle")
+        expect(page.locator("#auth-off")).to_be_hidden()  # authentication is on: there is a form to fill
+        assert errors == []
+    finally:
+        context.close()
