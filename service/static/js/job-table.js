@@ -1,5 +1,5 @@
 // Job page: the trials table, built with DOM calls (errors and values are text, never markup).
-import { badge, errorSummary, fmtValue, h, runningTrialText, trialDuration } from "./common.js";
+import { badge, errorSummary, fmtDuration, fmtValue, h, runningTrialText, trialDuration } from "./common.js";
 import { formatNumber } from "./charts.js";
 import { hpNames, sortedTrials, state, trialHref } from "./job-state.js";
 
@@ -54,7 +54,7 @@ function trialRow(t, names) {
     h("td", { class: "num" }, formatNumber(t.score)),
     names.map((n) => h("td", { class: "num" }, t.hyperparameters[n] === undefined ? "–" : fmtValue(t.hyperparameters[n]))),
     h("td", { class: "num" }, t.best_epoch ?? "–"),
-    h("td", { class: "num", "data-col": "duration" }, trialDuration(t), runningEpochs(t)),
+    h("td", { class: "num", "data-col": "duration", title: t.pack_share_s != null ? `trained in a pack: its share of the pack's time ${fmtDuration(t.pack_share_s)}` : null }, trialDuration(t), runningEpochs(t)),
     h("td", { class: "error-cell" }, error));
 }
 

@@ -27,6 +27,7 @@ async function refresh() {
   facts("trial-facts", [
     [metric, formatNumber(trial.score)], ["Best epoch", trial.best_epoch ?? "–"], ["Epochs run", trial.status === "running" ? runningTrialText(trial, trial.epochs_done, job) : epochsText(trial.epochs_done, job)],
     ["Started", fmtTime(trial.started_at)], ["Finished", fmtTime(trial.finished_at)], ["Duration", fmtDuration(trial.duration_s)],
+    ...(trial.pack_share_s != null ? [["Share of its pack", `${fmtDuration(trial.pack_share_s)} (its pack's time over the trials it trained together)`]] : []),
   ]);
   const keys = [...new Set(trial.history.flatMap((e) => Object.keys(e)))].filter((k) => k !== "epoch").sort();
   const table = document.getElementById("epochs-table");
