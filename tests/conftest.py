@@ -139,7 +139,10 @@ class DatabaseTemplates:
         self.folder = folder
         self._sqlite: dict[bool, Path] = {}
         self._postgres: dict[bool, str] = {}
-        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-test-databases")
+        # Each DROP DATABASE waits for a checkpoint; drops waiting together share one, so several
+        # threads drop about 3x as fast (40 drops: 7.5 s with 1 thread, 2.8 s with 4, on a loaded
+        # machine) and the session's end no longer waits half a minute for a queue of them.
+        self._dropper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="drop-test-databases")
 
     @staticmethod
     def _prepare(url: str, builtins: bool) -> None:
