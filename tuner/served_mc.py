@@ -65,7 +65,7 @@ def add_mc_figures(db: Database, store: ArtifactStore, job_id: str, prepared: Pr
             recorder.report_phase("mc_dropout", "running", planned=PASS_SEEDS)
             mc = _figures(model, prepared, name, label)
             recorder.report_phase("mc_dropout", "done", add=PASS_SEEDS)
-            if kind == km.REFIT:
+            if kind == km.REFIT and prepared.heldout is None:
                 note = "the refit model trained on the validation rows too: its figures on them are optimistic"
     if mc is None:
         prepared.recorder(db, job_id).report_phase("mc_dropout", "skipped")
@@ -77,7 +77,8 @@ def add_mc_figures(db: Database, store: ArtifactStore, job_id: str, prepared: Pr
 
 def _figures(model: keras.Model, prepared: Prepared, name: str, label: str) -> McDropout:
     spec, config = prepared.spec, prepared.config
-    x_val, y_val = prepared.fit_kwargs["validation_data"]
+    # On the held-out rows where the job has them: the search chose the served model on the validation rows.
+    x_val, y_val = prepared.heldout if prepared.heldout is not None else prepared.fit_kwargs["validation_data"]
     runs: list[McFigures] = [
         mc_dropout(model, x_val, y_val, config.task, config.n_classes, spec.objective.metric, spec.mc_samples, seed)
         for seed in range(spec.seed, spec.seed + PASS_SEEDS)

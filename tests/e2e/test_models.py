@@ -26,7 +26,7 @@ import keras
 from store.datasets import load_arrays
 from store.spec import JobSpec
 from tuner.setup import job_split
-path, spec, task = sys.argv[1:4]
+path, spec, task, rows = sys.argv[1:5]
 spec = JobSpec.model_validate(json.loads(spec))
 import warnings
 with warnings.catch_warnings(record=True) as caught:
@@ -34,13 +34,16 @@ with warnings.catch_warnings(record=True) as caught:
     model = keras.saving.load_model(path, safe_mode=True)
 skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
 x, y = load_arrays(None, spec.dataset_id)
-_, x_val, _, y_val, _ = job_split(x, y, task, spec)
+_, x_val, _, y_val, heldout = job_split(x, y, task, spec)
+if rows == "heldout":
+    x_val, y_val = heldout
 print(json.dumps({**model.evaluate(x_val, y_val, verbose=0, return_dict=True), "_skipped": skipped}))
 """
 
 
-def evaluate(path: Path, spec: dict[str, Any]) -> dict[str, float]:
-    args = [str(path), json.dumps(spec), "classification"]
+def evaluate(path: Path, spec: dict[str, Any], rows: str = "validation") -> dict[str, float]:
+    """The model's figures on the job's validation rows, or its held-out rows (`rows="heldout"`)."""
+    args = [str(path), json.dumps(spec), "classification", rows]
     done = subprocess.run(
         [sys.executable, "-c", EVALUATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
@@ -130,7 +133,7 @@ def test_refit_retrains_the_recommended_configuration_on_all_the_data_and_is_the
     assert refit[0]["epochs"] == svc.trial(job["id"], recommended)["best_epoch"]
     assert recommended in {m["trial"] for m in models if m["kind"] == "trial"}  # kept besides the best
     path = download(svc, f"/api/v1/jobs/{job['id']}/model", tmp_path / "refit.keras")
-    scores = evaluate(path, spec)  # it has seen the validation split: it loads and predicts sensibly
+    scores = evaluate(path, spec, rows="heldout")  # rows it never saw: it loads and predicts sensibly
     assert math.isfinite(scores["loss"]) and scores["accuracy"] > 0.5
 
 

@@ -123,6 +123,7 @@ def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Se
         low, high = mc["noise"]["ece_mc"]
         assert low <= mc["calibration"]["ece_mc"] <= high
         path = download(svc, f"/api/v1/jobs/{job['id']}/model", tmp_path / "served.keras")
-        assert math.isclose(evaluate(path, spec)["loss"], mc["deterministic"], rel_tol=1e-4)
+        assert mc["rows"] == 30  # on the held-out rows: the search chose the served model on the validation rows
+        assert math.isclose(evaluate(path, spec, rows="heldout")["loss"], mc["deterministic"], rel_tol=1e-4)
     else:
         assert mc is None and report["mc_dropout_note"].startswith("MC dropout does not apply")
