@@ -14,6 +14,7 @@ Every case is scored as a job is: on held-out rows the runs never saw, each run 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -176,3 +177,33 @@ def test_dropout_on_an_over_fitting_network_helps_for_most_job_seeds() -> None:
     assert len(helps) >= 4, [v.sentence for v in verdicts]
     assert all(v.recommended == "rate 0.5 after 3 layers" for v in helps)
     assert all("held-out rows the search never saw" in v.sentence for v in verdicts)
+
+
+def test_each_seed_draws_its_own_split_of_the_search_s_rows_and_never_touches_the_held_out_ones() -> None:
+    x, y = load_iris(return_X_y=True)
+    x = np.column_stack([np.arange(len(y)), x]).astype("float32")  # column 0: the row's number
+    space = {"dropout_rate": {"values": [0.2]}, "dropout_layers": {"values": [0, 1]}}
+    job = JobSpec.model_validate({"dataset_id": "iris", "search_space": space, "repeats": 3, "seed": 5})
+    x_train, x_val, y_train, y_val, heldout = job_split(x, y, "classification", job)
+    assert heldout is not None and len(heldout[1]) == 30  # 0.2 of 150, before the search's split
+    held = set(heldout[0][:, 0].tolist())
+    config = SimpleNamespace(task="classification")  # all a split needs of the model's config
+    prepared = Prepared(job, config, (x_train, y_train), {"validation_data": (x_val, y_val)}, heldout=heldout)  # type: ignore[arg-type]
+    splits = Splits(prepared)
+    seen = []
+    for seed in (5001, 5002, 5003):
+        runs = splits.prepared_for(seed)
+        (xt, _), (xv, yv) = runs.fit_args, runs.fit_kwargs["validation_data"]
+        train_rows, val_rows = set(xt[:, 0].tolist()), set(xv[:, 0].tolist())
+        assert len(val_rows) == len(x_val) and len(train_rows) == len(x_train)  # as large as the search's
+        assert not train_rows & val_rows and not (train_rows | val_rows) & held
+        assert sorted(np.bincount(yv.astype(int)).tolist()) == [8, 8, 8]  # stratified
+        assert val_rows == set(splits.prepared_for(seed).fit_kwargs["validation_data"][0][:, 0].tolist())
+        seen.append(val_rows)
+    assert len({frozenset(rows) for rows in seen}) == 3  # each seed its own split
+    assert splits.scored_on().model_dump() == {
+        "heldout_rows": 30,
+        "validation_rows": 24,
+        "training_rows": 96,
+        "own_splits": True,
+    }
