@@ -1,6 +1,7 @@
 // Job page: the job's progress, phase by phase (the search, the confirmation runs, the smaller network,
 // MC dropout), each as epochs done of planned with its time and estimate, and what trains now. Shown
-// above the verdict, so a running job's first screen says how far it is (on a phone too).
+// above the verdict while the job runs, so its first screen says how far it is (on a phone too), and
+// below it once the job has ended.
 import { fmtDuration, h, isActive, packText, timingText } from "./common.js";
 
 const STATES = { waiting: "to come", running: "running", done: "done", skipped: "not needed" };
@@ -24,6 +25,10 @@ export function renderProgress(job) {
   const progress = job.progress;
   if (!job.started_at || !progress.phases?.length) { panel.hidden = true; return; }
   panel.hidden = false;
+  // Running: first, so the first screen says how far it is. Ended: after the verdict, its answer first.
+  const verdict = document.getElementById("verdict");
+  if (isActive(job.status)) verdict.before(panel);
+  else verdict.after(panel);
   const now = progress.phases.find((p) => p.name === progress.phase);
   const headline = isActive(job.status) && now
     ? [h("strong", {}, now.label), packText(progress.pack) ? `: ${packText(progress.pack)}` : ""]
