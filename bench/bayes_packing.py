@@ -91,8 +91,9 @@ def header() -> list[str]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    modified = " (modified)" if dirty.stdout else ""
     return [
-        f"date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; commit {commit}{' (modified)' if dirty.stdout else ''}",
+        f"date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; commit {commit}{modified}",
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the start",
     ]
 
@@ -140,7 +141,7 @@ def main() -> None:
                 print(line, flush=True)
                 lines.append(line)
             means = {arm: (statistics.mean(best[arm]), statistics.mean(wall[arm])) for arm in ARMS}
-            wins = sum(b < r for b, r in zip(best["bayes packed"], best["random"]))
+            wins = sum(b < r for b, r in zip(best["bayes packed"], best["random"], strict=True))
             summary += [
                 f"{dataset}, mean over {args.seeds} seeds: "
                 + "; ".join(f"{arm} best {m[0]:.4f}, {m[1]:.1f} s" for arm, m in means.items()),

@@ -434,7 +434,8 @@ def test_submitted_job_is_queued_with_no_trials_finished(client: TestClient) -> 
     assert (progress["finished"], progress["planned"], progress["epochs_done"]) == (0, 3, 0)
     assert progress["phase"] is None and progress["eta_s"] is None and progress["pack"] is None
     assert [p["name"] for p in progress["phases"]] == ["search", "confirmation", "smaller_network", "mc_dropout"]
-    assert progress["phases"][0]["state"] == "waiting" and progress["phases"][0]["planned"] == 3 * job["spec"]["training"]["epochs"]
+    search_phase = progress["phases"][0]
+    assert search_phase["state"] == "waiting" and search_phase["planned"] == 3 * job["spec"]["training"]["epochs"]
     assert job["best"] is None
     assert job["dataset_id"] == "iris"
     assert job["started_at"] is None and job["finished_at"] is None

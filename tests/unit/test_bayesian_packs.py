@@ -76,5 +76,30 @@ def test_a_bayesian_search_packs_its_initial_points_then_learns_between_small_pa
     packs = [trials[0:4], trials[4:7], trials[7:8]]
     for pack in packs:
         assert max(t.started_at for t in pack) < min(t.finished_at for t in pack if t.finished_at)
-    for before, after in zip(packs, packs[1:]):
+    for before, after in zip(packs, packs[1:], strict=False):
         assert max(t.finished_at for t in before if t.finished_at) <= min(t.started_at for t in after)
+
+
+def test_the_plan_says_how_a_bayesian_search_packs_before_it_is_submitted(data_dir: Path) -> None:
+    from service.jobs import plan_job
+
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings.resolved_database_url)
+    plan = plan_job(db, bayesian_spec(pack_size=2), settings, OWNER)
+    assert plan.bayesian == BayesianPacks(initial_points=4, pack_size=2)
+    assert plan_job(db, bayesian_spec(algorithm="random"), settings, OWNER).bayesian is None
+
+
+def test_the_cli_describes_a_bayesian_jobs_packs_as_planned_then_as_run() -> None:
+    from droptune_client.cli import packs_text
+
+    planned = {"spec": {"pack_size": "auto"}, "execution": None, "bayesian": {"initial_points": 6, "pack_size": 3}}
+    assert packs_text(planned) == (
+        "a first pack of its 6 initial random points, then packs of 3 chosen together from the results before them"
+    )
+    ran = {
+        **planned,
+        "execution": {"trainer": "template_pack", "pack_size": 6, "bayesian": {"initial_points": 6, "pack_size": 2}},
+    }
+    assert packs_text(ran).endswith("then packs of 2 chosen together from the results before them")
+    assert packs_text({"spec": {"pack_size": "auto"}, "execution": None, "bayesian": None}) == "pack size auto"
