@@ -18,6 +18,7 @@ from service.schemas import JobOut, JobPlan, Page, TrialDetail, TrialOut, TrialP
 from service.training import TRAINING_RULES, check_training, validation_dataset_of
 from store import jobs as q
 from store import polling
+from store.bayesian import bayesian_packs
 from store.catalog import get_dataset
 from store.config import Settings
 from store.db import Database
@@ -233,7 +234,12 @@ def plan_job(db: Database, spec: JobSpec, settings: Settings, scope: str | None)
         validation = validation_dataset_of(session, spec, scope)
         normalized = normalize_spec(spec, dataset, settings, network, validation)
     space = resolve_space(normalized.search_space)
-    return JobPlan(trials_planned=planned_trials(normalized), networks=space.networks, search_space=space)
+    return JobPlan(
+        trials_planned=planned_trials(normalized),
+        networks=space.networks,
+        search_space=space,
+        bayesian=bayesian_packs(normalized),
+    )
 
 
 def _dataset_of(session: Session, spec: JobSpec, scope: str | None, *, lock: bool = False) -> Dataset:

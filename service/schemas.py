@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from store.bayesian import BayesianPacks, bayesian_packs
 from store.errors import Rule
 from store.execution import Execution
 from store.jobs import JobSummary
@@ -230,6 +231,12 @@ def facts_of(summary: JobSummary, spec: JobSpec) -> JobFacts:
     )
 
 
+BAYESIAN_PACKS_TEXT = (
+    "how a Bayesian search packs its trials: a first pack of its initial random points, then packs of "
+    "pack_size points chosen together, each pack after the one before it has ended, so that it learns"
+)
+
+
 class JobOut(BaseModel):
     id: str
     name: str
@@ -257,6 +264,11 @@ class JobOut(BaseModel):
         None,
         description="what `no_better_than_reference` compared with the trivial predictor: `confirmation` (the "
         "report's confirmed means) or `search` (the search's best score); null when it is null",
+    )
+    bayesian: BayesianPacks | None = Field(
+        None,
+        description=BAYESIAN_PACKS_TEXT + "; null for other algorithms and for pack_size 1. `execution` says "
+        "how its search did pack them, where the memory budget or a network asked for smaller packs",
     )
     execution: Execution | None = Field(
         None,
@@ -302,6 +314,7 @@ class JobOut(BaseModel):
             reference=None if reference is None else ReferenceOut.of(reference),
             no_better_than_reference=flag,
             reference_basis=None if flag is None else basis,  # type: ignore[arg-type]
+            bayesian=bayesian_packs(spec),
             execution=None if job.execution is None else Execution.model_validate(job.execution),
             created_at=job.created_at,
             started_at=job.started_at,
@@ -315,6 +328,9 @@ class JobPlan(BaseModel):
     trials_planned: int  # the most trials the search runs: Max trials, or fewer where the space is smaller
     networks: int | None  # distinct networks in the canonical space (a grid's points); None: continuous
     search_space: ResolvedSpace
+    bayesian: BayesianPacks | None = Field(
+        None, description=BAYESIAN_PACKS_TEXT + "; null for other algorithms and for pack_size 1"
+    )
 
 
 class Page(BaseModel, Generic[T]):

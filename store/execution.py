@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from store.bayesian import BayesianPacks
+
 # The trainers: droptune's template as a fused einsum network (`models.packed_net`), any Keras
 # network as one step vectorised over its slices (`models.vector_pack`), or keras-tuner's own loop
 # with one `fit` per trial.
@@ -20,6 +22,12 @@ Trainer = Literal["template_pack", "vectorized_pack", "fit"]
 class Execution(BaseModel):
     trainer: Trainer = Field(description="template_pack, vectorized_pack (any network), or fit (one trial at a time)")
     pack_size: int = Field(ge=1, description="the most trials trained together (1: one at a time)")
+    bayesian: BayesianPacks | None = Field(
+        None,
+        description="a Bayesian search in packs: its first pack holds its initial random points (pack_size "
+        "trials at most), each later pack at most bayesian.pack_size trials chosen together, so that each "
+        "pack learns from the ones before; null for other algorithms and for one trial at a time",
+    )
     reason: str | None = Field(
         None, description="why the trials train one at a time although the job allowed packs; null otherwise"
     )

@@ -107,7 +107,10 @@ TUNERS: dict[str, type[kt.Tuner]] = {
 
 
 def make_oracle(algorithm: str, *, max_trials: int, **kwargs: Any) -> kt.Oracle:
-    """The algorithm's oracle; Hyperband takes `max_epochs` and `factor` besides."""
+    """The algorithm's oracle; Hyperband takes `max_epochs` and `factor` besides, Bayesian
+    optimisation `num_initial_points` (`store.bayesian`)."""
+    if algorithm != "bayesian":
+        kwargs.pop("num_initial_points", None)
     if algorithm == "hyperband":
         oracle = ORACLES[algorithm](**kwargs)
         oracle.max_trials = max_trials  # Hyperband has no max_trials of its own; cap it

@@ -2,7 +2,8 @@
 
 The loop is keras-tuner's own (`BaseTuner.search`) with one change: it asks the oracle for up to K
 trials before training (one tuner id per slot, as parallel trial processes do, so the oracle still
-decides every trial: Bayesian optimisation hallucinates the pending ones, grid search walks its
+decides every trial: Bayesian optimisation hallucinates the pending ones, and packs first its initial
+random points, then a few points chosen together (`store.bayesian`), grid search walks its
 grid (`tuner.oracles`), Hyperband hands out the trials its brackets can start now, packed by their
 shared epoch budget, and answers IDLE while it must wait for other processes' trials). The pack's
 trials go through the tuner's own hooks (`on_trial_begin`, `on_trial_end`), so they are recorded,
@@ -26,7 +27,7 @@ from keras_tuner.errors import FatalError
 
 from store import jobs as q
 from store.config import Settings
-from tuner.packs import Pack, Packer, plan
+from tuner.packs import Pack, Packer, PackSizes, plan
 from tuner.setup import Prepared
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,24 @@ def run(tuner: kt.Tuner, prepared: Prepared, settings: Settings, workdir: Path) 
         tuner.search(*prepared.fit_args, **prepared.fit_kwargs)
     else:
         log.info("training packs of up to %d trials (%s)", decided.execution.pack_size, decided.execution.trainer)
-        search(tuner, prepared, decided.packer, decided.execution.pack_size)
+        search(tuner, prepared, decided.packer, decided.sizes)
 
 
-def search(tuner: kt.Tuner, prepared: Prepared, packer: Packer, size: int) -> None:
-    """Run the tuner's search in packs of up to `size` trials, until the oracle says stop."""
+def search(tuner: kt.Tuner, prepared: Prepared, packer: Packer, sizes: PackSizes) -> None:
+    """Run the tuner's search in packs of `sizes`, until the oracle says stop."""
     tuner.oracle.verbose = 0  # keras-tuner's progress printing; the store has it all
     # Recycling bounds what TensorFlow leaks per model built, and a pack is one model: count packs.
-    tuner.recorder.recycle_after *= size
+    tuner.recorder.recycle_after *= sizes.largest
+    # Trials made so far: those this oracle reloaded, then the highest id taken (a parallel job's
+    # oracle is in another process; its trials' ids count them all).
+    made = len(tuner.oracle.trials)
     # keras-tuner reloads a work dir only where the tuner's own file exists, which it first writes as
     # a trial ends: without it, a search stopped in its first pack would begin again from scratch.
     tuner.save()
     tuner.on_search_begin()
     while True:
-        trials, stopped = _take_trials(tuner, size)
+        trials, stopped = _take_trials(tuner, sizes.next(made))
+        made = max([made, *(int(t.trial_id) + 1 for t in trials)])
         if not trials:
             if stopped:
                 break

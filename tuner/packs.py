@@ -24,6 +24,7 @@ from models.pack_network import Network, NotVectorizable
 from models.packed_net import Cost, PackedNet, SliceConfig, cost, slice_seed
 from models.user_network import DROPOUT_NAME, NetworkBuild, build_network, compiled, narrowed, set_dropout
 from models.vector_pack import SliceSpec, VectorPack
+from store.bayesian import BayesianPacks, bayesian_packs
 from store.config import Settings
 from store.execution import Execution
 from store.network_files import NetworkSummary
@@ -84,19 +85,39 @@ class Packer(Protocol):
 
 
 @dataclass(frozen=True)
+class PackSizes:
+    """How many trials each pack of a search takes: `largest` each, or for a Bayesian search (`bayesian`)
+    its initial points first, `largest` at most per pack, then packs of `bayesian.pack_size`."""
+
+    largest: int
+    bayesian: BayesianPacks | None = None
+
+    def next(self, made: int) -> int:
+        """The next pack's size, after `made` trials of the search were made."""
+        if self.bayesian is None:
+            return self.largest
+        if made < self.bayesian.initial_points:
+            return min(self.largest, self.bayesian.initial_points - made)
+        return self.bayesian.pack_size
+
+
+@dataclass(frozen=True)
 class Plan:
     execution: Execution
     packer: Packer | None  # None: keras-tuner's own loop, one fit per trial
+    sizes: PackSizes
 
 
 def plan(prepared: Prepared, settings: Settings) -> Plan:
-    """How this job's trials train: the trainer, the pack size, and why not packed where it is not."""
+    """How this job's trials train: the trainer, the pack sizes, and why not packed where it is not."""
     spec = prepared.spec
-    wanted = pack_size(spec, trial_cost(spec, prepared.config, prepared.network), settings)
+    sizes = pack_sizes(spec, trial_cost(spec, prepared.config, prepared.network), settings)
+    wanted = sizes.largest
     if wanted == 1:
-        return Plan(Execution(trainer="fit", pack_size=1), None)
+        return Plan(Execution(trainer="fit", pack_size=1), None, sizes)
+    packed = {"pack_size": wanted, "bayesian": sizes.bayesian}
     if prepared.network is None:
-        return Plan(Execution(trainer="template_pack", pack_size=wanted), TemplatePacker(prepared))
+        return Plan(Execution(trainer="template_pack", **packed), TemplatePacker(prepared), sizes)
     reason = network_refusal(prepared.network)
     if reason is None:
         try:
@@ -104,11 +125,11 @@ def plan(prepared: Prepared, settings: Settings) -> Plan:
         except NotVectorizable as exc:
             reason = str(exc)
         else:
-            return Plan(Execution(trainer="vectorized_pack", pack_size=wanted), packer)
+            return Plan(Execution(trainer="vectorized_pack", **packed), packer, sizes)
     log.info("training one trial at a time: %s", reason)
     if spec.pack_size != "auto":
         reason = f"pack_size {spec.pack_size} was asked for, but {reason}"
-    return Plan(Execution(trainer="fit", pack_size=1, reason=reason), None)
+    return Plan(Execution(trainer="fit", pack_size=1, reason=reason), None, PackSizes(1))
 
 
 def network_refusal(network: NetworkBuild) -> str | None:
@@ -131,9 +152,27 @@ def pack_size(spec: JobSpec, size: Cost, settings: Settings) -> int:
     """Trials per pack: the spec's, or `auto`'s capped at each trial process's share of the trials."""
     if spec.pack_size != "auto":
         return spec.pack_size
+    return max(1, min(pack_limit(size, spec, settings.pack_memory_mb), _share(spec)))
+
+
+def _share(spec: JobSpec) -> int:
     # k trial processes share the job's trials: one must not take them all.
-    share = math.ceil(planned_trials(spec) / spec.parallel_trials)
-    return max(1, min(pack_limit(size, spec, settings.pack_memory_mb), share))
+    return math.ceil(planned_trials(spec) / spec.parallel_trials)
+
+
+def pack_sizes(spec: JobSpec, size: Cost, settings: Settings) -> PackSizes:
+    """The search's pack sizes (`pack_size`); a Bayesian search's first pack holds its initial points
+    (as many as `auto` would pack, and at least the spec's size), its later packs the spec's size or,
+    under `auto`, `store.bayesian`'s (each no larger than `auto` would pack)."""
+    packs = bayesian_packs(spec)
+    if packs is None:
+        return PackSizes(pack_size(spec, size, settings))
+    limit = max(1, min(pack_limit(size, spec, settings.pack_memory_mb), _share(spec)))
+    later = min(packs.pack_size, limit) if spec.pack_size == "auto" else packs.pack_size
+    first = max(later, min(packs.initial_points, limit))
+    if first == 1:
+        return PackSizes(1)
+    return PackSizes(first, BayesianPacks(initial_points=packs.initial_points, pack_size=later))
 
 
 def trial_cost(spec: JobSpec, config: ModelConfig, network: NetworkBuild | None) -> Cost:

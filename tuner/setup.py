@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from models.dropout_net import HpValues, ModelConfig, build, normalization_stats
 from models.user_network import NetworkBuild, build_trial
 from store import jobs as q
+from store.bayesian import initial_points
 from store.catalog import get_dataset
 from store.classes import class_weight_by_index, labels_of, relabel, row_weights
 from store.config import Settings
@@ -98,6 +99,7 @@ def make_tuner(prepared: Prepared, recorder: Recorder, workdir: Path) -> kt.Tune
         max_consecutive_failed_trials=spec.max_failed_trials,
         max_epochs=spec.training.epochs,
         factor=spec.hyperband_factor,
+        num_initial_points=initial_points(spec),
     )
     tuner = recording(TUNERS[spec.algorithm])(
         oracle,

@@ -72,6 +72,7 @@ def show_job(job: dict[str, Any]) -> str:
         ("algorithm", job["algorithm"]),
         ("objective", f"{job['spec']['objective']['metric']} ({job['spec']['objective'].get('direction') or 'auto'})"),
         ("trials", f"{job['progress']['finished']}/{job['progress']['planned']}"),
+        ("packs", packs_text(job)),
         (
             "best",
             "-"
@@ -85,6 +86,25 @@ def show_job(job: dict[str, Any]) -> str:
     if job.get("error"):
         lines.append(("error", job["error"]))
     return "\n".join(f"{k + ':':<11}{v}" for k, v in lines)
+
+
+def packs_text(job: dict[str, Any]) -> str:
+    """How the job's trials train together: as its search packed them once started, else as planned.
+    A Bayesian search packs its initial random points first, then a few points chosen together, so
+    that each pack learns from the results before it."""
+    execution = job.get("execution") or {}
+    bayesian = execution.get("bayesian") if execution else job.get("bayesian")
+    if execution.get("reason"):
+        return f"one trial at a time: {execution['reason']}"
+    if bayesian:
+        return (
+            f"a first pack of its {plural(bayesian['initial_points'], 'initial random point')}, then packs of "
+            f"{bayesian['pack_size']} chosen together from the results before them"
+        )
+    size = execution.get("pack_size", job["spec"].get("pack_size", "auto"))
+    if size == 1:
+        return "one trial at a time"
+    return f"up to {size} trials together" if execution else f"pack size {size}"
 
 
 def read_spec(path: str) -> dict[str, Any]:
@@ -132,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
             if as_json and not args.follow:
                 dump(job)
             else:
-                out(f"submitted job {job['id']} ({job['name']}): {plural(job['progress']['planned'], 'trial')} planned")
+                planned = plural(job["progress"]["planned"], "trial")
+                bayesian = f"; {packs_text(job)}" if job.get("bayesian") else ""
+                out(f"submitted job {job['id']} ({job['name']}): {planned} planned{bayesian}")
             return follow(client, job["id"]) if args.follow else Exit.OK
         if cmd == "jobs":
             jobs = client.jobs(args.status, args.limit)

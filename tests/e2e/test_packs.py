@@ -46,8 +46,8 @@ PACKED_SPECS: dict[str, dict[str, Any]] = {
     # keras-tuner's grid oracle makes a grid point's successor only once that point's trial has ended
     # (the first trial excepted), so its packs hold at most two trials: here 2, then 1.
     "grid": small_job("iris", algorithm="grid", max_trials=3, pack_size=4),
-    # 6 random initial points (3 per dimension) in the first pack; 6 and 7 come from the Gaussian
-    # process, 7 while 6 is still pending (hallucinated), in the same pack.
+    # 4 random initial points (3 per dimension, at most half the trials: `store.bayesian`) in the first
+    # pack; 4-7 come from the Gaussian process in one pack, each chosen with the earlier ones pending.
     "bayesian": small_job("iris", algorithm="bayesian", max_trials=8, pack_size=6, search_space=CONTINUOUS_DROPOUT),
     "hyperband": small_job(
         "iris", algorithm="hyperband", max_trials=20, pack_size=4, hyperband_factor=3, search_space=CONTINUOUS_DROPOUT

@@ -172,7 +172,8 @@ def test_the_confirmation_runs_obey_the_pack_memory_budget(data_dir: Path, caplo
     with db.session(readonly=True) as session:
         done = q.get_job(session, job.id)
     assert done.status == "succeeded", done.error
-    assert done.execution == {"trainer": "template_pack", "pack_size": 2, "reason": None}  # the search's too
+    # the search's too
+    assert done.execution == {"trainer": "template_pack", "pack_size": 2, "bayesian": None, "reason": None}
     runs = done.report["runs"]  # type: ignore[index]
     # 2 dropout configurations and the baseline, 2 seeds each, then the smaller network's 2.
     assert len(runs) == 8 and all(r["status"] == "completed" for r in runs)

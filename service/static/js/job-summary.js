@@ -102,11 +102,17 @@ const TRAINERS = {
 };
 
 /** How the trials train, from the job's `execution`: packed, K at a time, or one at a time, with
- * the reason where the job allowed packs. */
+ * the reason where the job allowed packs. A Bayesian search packs its initial random points first,
+ * then a few points chosen together, so that each pack learns from the ones before. */
 function executionText(execution) {
   const trainer = TRAINERS[execution.trainer] || execution.trainer;
-  const size = execution.pack_size > 1 ? ` (up to ${execution.pack_size} trials together)` : "";
-  return execution.reason ? `${trainer}: ${execution.reason}` : `${trainer}${size}`;
+  if (execution.reason) return `${trainer}: ${execution.reason}`;
+  const bayesian = execution.bayesian;
+  if (bayesian) {
+    return `${trainer}: first its ${counted(bayesian.initial_points, "initial random point")} (up to ${execution.pack_size} together), `
+      + `then packs of up to ${bayesian.pack_size} chosen together from the results before them`;
+  }
+  return execution.pack_size > 1 ? `${trainer} (up to ${execution.pack_size} trials together)` : trainer;
 }
 
 /** A grid search's coverage: "8 of 18 grid points"; when Max trials cuts the grid short, it says so

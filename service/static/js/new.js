@@ -110,7 +110,14 @@ function specFromForm() {
     model,
     training: { epochs: num(f.get("epochs")), batch_size: num(f.get("batch_size")), validation_split: num(f.get("validation_split")) },
     seed: num(f.get("seed")),
+    pack_size: packSize(f.get("pack_size")),
   };
+}
+
+/** "auto", or a whole number as typed (the server refuses anything else, beside the field). */
+function packSize(value) {
+  const text = String(value || "").trim();
+  return text === "auto" || !/^\d+$/.test(text) ? text : Number(text);
 }
 
 /** An error for each required field left empty, all at once: an empty field is never sent, where the
@@ -170,6 +177,7 @@ function fillFromSpec(spec) {
   set("algorithm", spec.algorithm);
   set("max_trials", spec.max_trials);
   set("seed", spec.seed);
+  set("pack_size", spec.pack_size);
   if ([...metricSelect.options].some((o) => o.value === spec.objective.metric)) set("metric", spec.objective.metric);
   const rate = bounds(spec.search_space.dropout_rate);
   set("rate_min", rate.min); set("rate_max", rate.max);
@@ -227,6 +235,19 @@ function planText(plan, spec) {
   return `Up to ${counted(planned, "trial")}, drawn from ${space}.`;
 }
 
+// The pack size hint: what a pack means for the algorithm chosen. A Bayesian search learns from each
+// pack's results before it chooses the next, so its packs are small (store/bayesian.py).
+const packHint = document.getElementById("pack-hint");
+const PACK_HINT = packHint.textContent;
+
+function packText(plan, spec) {
+  const packs = plan.bayesian;
+  if (!packs) return PACK_HINT;
+  return `Bayesian: a first pack of its ${counted(packs.initial_points, "initial random point")}, then packs of `
+    + `${packs.pack_size} chosen together${spec.pack_size === "auto" ? " (auto)" : ""}, each after the one before has `
+    + "ended, so it learns between them; 1 trains one at a time, each chosen after all before it.";
+}
+
 async function updatePlan() {
   const asked = ++planAsked;
   if (missingFields().length) { planHint.textContent = ""; return; }
@@ -236,6 +257,7 @@ async function updatePlan() {
   });
   if (asked !== planAsked) return; // a later edit's answer is on its way
   planHint.textContent = ok ? planText(data, spec) : "";
+  packHint.textContent = ok ? packText(data, spec) : PACK_HINT;
   // A network that does not fit the dataset (its input or output shape) is said at once, under it.
   const detail = !ok && Array.isArray(data?.detail) ? data.detail : [];
   const misfit = detail.find((d) => (d.loc || []).join(".") === "body.model.network_id");
