@@ -64,6 +64,17 @@ def test_the_form_shows_a_grid_s_size_as_the_user_types_and_sends_nothing(page: 
     expect(page.locator("#plan-hint")).to_have_text("11 grid points: every one runs.")
     page.select_option("#f-algorithm", "random")
     expect(page.locator("#plan-hint")).to_have_text("Up to 11 trials, drawn from a space of 11 distinct networks.")
+    hint = page.locator("#pack-hint")
+    default_hint = hint.inner_text()
+    # What a pack means for a Bayesian search: its initial points together, then a few chosen together
+    # (store/bayesian.py: 3 per hyperparameter searched, at most half the 11 trials; packs of 3 under auto).
+    page.select_option("#f-algorithm", "bayesian")
+    expect(hint).to_contain_text("Bayesian: a first pack of its 6 initial random points, then packs of 3 chosen")
+    expect(hint).to_contain_text("together (auto)")
+    page.fill("#f-pack", "2")
+    expect(hint).to_contain_text("then packs of 2 chosen together, each after the one before has ended")
+    page.select_option("#f-algorithm", "random")
+    expect(hint).to_have_text(default_hint)
     assert job_total(service) == before
 
 
