@@ -66,13 +66,15 @@ def build(hp: Any, config: ModelConfig) -> keras.Model:
     dropout_rate, dropout_layers = dropout_in(hp.values)
     units = int(hyperparameter(hp, "units", config.units))
     learning_rate = float(hyperparameter(hp, "learning_rate", config.learning_rate))
+    # A confirmation's smaller-network arm gives each hidden layer its own width.
+    widths = hp.values.get("layer_units") or [units] * config.hidden_layers
 
     inputs = keras.Input(shape=config.input_shape)
     x = keras.layers.Normalization(axis=-1, mean=config.mean, variance=config.variance)(inputs)
     if config.is_image:
         x = _conv_stem(x, config.input_shape)
     for i in range(config.hidden_layers):
-        x = keras.layers.Dense(units, activation=config.activation, name=f"hidden_{i + 1}")(x)
+        x = keras.layers.Dense(int(widths[i]), activation=config.activation, name=f"hidden_{i + 1}")(x)
         if i < dropout_layers:
             x = keras.layers.Dropout(dropout_rate, name=f"dropout_{i + 1}")(x)
     outputs, loss, metrics = _head(x, config)
