@@ -64,10 +64,9 @@ def hyperparameter(hp: Any, name: str, default: Any) -> Any:
 def build(hp: Any, config: ModelConfig) -> keras.Model:
     """Build and compile one trial's model from its hyperparameters."""
     dropout_rate, dropout_layers = dropout_in(hp.values)
-    units = int(hyperparameter(hp, "units", config.units))
     learning_rate = float(hyperparameter(hp, "learning_rate", config.learning_rate))
-    # A confirmation's smaller-network arm gives each hidden layer its own width.
-    widths = hp.values.get("layer_units") or [units] * config.hidden_layers
+    # A confirmation's smaller-network arm gives each hidden layer its own width (its `units` is None).
+    widths = hp.values.get("layer_units") or [int(hyperparameter(hp, "units", config.units))] * config.hidden_layers
 
     inputs = keras.Input(shape=config.input_shape)
     x = keras.layers.Normalization(axis=-1, mean=config.mean, variance=config.variance)(inputs)

@@ -214,7 +214,12 @@ class PredictorClient:
         self._stop()
         socket = self._socket_path()
         token = secrets.token_urlsafe(32)
-        env = {**os.environ, **settings_env(self.settings), **keras_env(self.settings), "DROPTUNE_PREDICTOR_TOKEN": token}
+        env = {
+            **os.environ,
+            **settings_env(self.settings),
+            **keras_env(self.settings),
+            "DROPTUNE_PREDICTOR_TOKEN": token,
+        }
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self._process = subprocess.Popen(self._command(socket, os.getpid()), env=env)
         self._http = httpx.Client(

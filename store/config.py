@@ -6,7 +6,6 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import Field, field_validator

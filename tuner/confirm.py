@@ -411,10 +411,9 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
 
 
 def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
-    if arm != "smaller":  # the template's arms, and a network's with its rates
-        return prepared.build_model(hp)
     network = prepared.network
-    assert network is not None
+    if arm != "smaller" or network is None:  # the template's smaller arm is its `layer_units`
+        return prepared.build_model(hp)
     learning_rate = float(hp.get("learning_rate") or network.learning_rate)
     return compiled(
         build_network(narrowed(network.config, list(network.sites), hp["narrowed_by"])), network, learning_rate

@@ -28,8 +28,8 @@ from store.bayesian import BayesianPacks, bayesian_packs
 from store.config import Settings
 from store.execution import Execution
 from store.network_files import NetworkSummary
-from tuner import backend
 from store.spec import MAX_PACK_SIZE, JobSpec, planned_trials
+from tuner import backend
 from tuner.kt_internals import checkpoint_files
 from tuner.pack_training import PackTrainer
 from tuner.setup import Prepared

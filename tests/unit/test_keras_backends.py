@@ -34,7 +34,7 @@ def queued_template_job(db: Database, settings: Settings, **overrides: Any) -> s
         "dataset_id": "iris",
         "max_trials": 2,
         "seed": 5,
-        "search_space": {"dropout_rate": {"values": [0.1, 0.3]}},
+        "search_space": {"dropout_rate": {"values": [0.1, 0.3]}, "dropout_layers": {"min": 1, "max": 1}},
         "training": {"epochs": 2, "batch_size": 32},
         "pack_size": "auto",
         "repeats": 0,
@@ -91,7 +91,8 @@ JAX_SEARCH = textwrap.dedent(
 
 
 def test_a_template_search_runs_on_jax_and_records_the_backend_and_device(data_dir: Path) -> None:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "DROPTUNE_KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "DROPTUNE_KERAS_BACKEND": "jax", "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-c", JAX_SEARCH, str(data_dir)], env=env, cwd=ROOT, capture_output=True, text=True
     )
