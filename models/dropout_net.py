@@ -64,15 +64,16 @@ def hyperparameter(hp: Any, name: str, default: Any) -> Any:
 def build(hp: Any, config: ModelConfig) -> keras.Model:
     """Build and compile one trial's model from its hyperparameters."""
     dropout_rate, dropout_layers = dropout_in(hp.values)
-    units = int(hyperparameter(hp, "units", config.units))
     learning_rate = float(hyperparameter(hp, "learning_rate", config.learning_rate))
+    # A confirmation's smaller-network arm gives each hidden layer its own width (its `units` is None).
+    widths = hp.values.get("layer_units") or [int(hyperparameter(hp, "units", config.units))] * config.hidden_layers
 
     inputs = keras.Input(shape=config.input_shape)
     x = keras.layers.Normalization(axis=-1, mean=config.mean, variance=config.variance)(inputs)
     if config.is_image:
         x = _conv_stem(x, config.input_shape)
     for i in range(config.hidden_layers):
-        x = keras.layers.Dense(units, activation=config.activation, name=f"hidden_{i + 1}")(x)
+        x = keras.layers.Dense(int(widths[i]), activation=config.activation, name=f"hidden_{i + 1}")(x)
         if i < dropout_layers:
             x = keras.layers.Dropout(dropout_rate, name=f"dropout_{i + 1}")(x)
     outputs, loss, metrics = _head(x, config)

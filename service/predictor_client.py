@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 
-from store.config import Settings
+from store.config import Settings, keras_env
 from store.errors import NotFoundError
 from store.tables import StoredModel
 
@@ -214,7 +214,12 @@ class PredictorClient:
         self._stop()
         socket = self._socket_path()
         token = secrets.token_urlsafe(32)
-        env = {**os.environ, **settings_env(self.settings), "DROPTUNE_PREDICTOR_TOKEN": token}
+        env = {
+            **os.environ,
+            **settings_env(self.settings),
+            **keras_env(self.settings),
+            "DROPTUNE_PREDICTOR_TOKEN": token,
+        }
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self._process = subprocess.Popen(self._command(socket, os.getpid()), env=env)
         self._http = httpx.Client(

@@ -6,11 +6,16 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The Keras 3 backends a search or predictor process may run on (Keras reads `KERAS_BACKEND`).
+KerasBackend = Literal["tensorflow", "jax"]
+KERAS_BACKENDS: tuple[KerasBackend, ...] = ("tensorflow", "jax")
 
 
 class Settings(BaseSettings):
@@ -82,6 +87,9 @@ class Settings(BaseSettings):
     # not for more.
     trial_timeout_s: float | None = 3600.0
     keep_tuner_dirs: bool = False
+    # The Keras backend of the processes the worker starts (searches, trial processes) and of the
+    # predictor: they get it as `KERAS_BACKEND` (`keras_env`). The API and the worker import neither.
+    keras_backend: KerasBackend = "tensorflow"
     # Fork each search process from a launcher that has imported TensorFlow, Keras and keras-tuner
     # once (tuner/launcher.py), instead of starting `python -m tuner.search` and importing them anew
     # (the README's "Warm start" gives what it saves). False starts every search cold.
@@ -111,6 +119,14 @@ class Settings(BaseSettings):
     predict_max_rows: int = Field(10_000, ge=1)  # rows one prediction request may send
     # A prediction request's body (JSON rows or a CSV/NPZ upload); other JSON bodies keep json_max_bytes.
     predict_max_bytes: int = Field(64 * 1024 * 1024, ge=1)
+
+    @field_validator("keras_backend", mode="before")
+    @classmethod
+    def _check_backend(cls, value: object) -> object:
+        # Said here, not in pydantic's words, so that a typo names the variable to fix.
+        if value not in KERAS_BACKENDS:
+            raise ValueError(f"DROPTUNE_KERAS_BACKEND must be one of {', '.join(KERAS_BACKENDS)}, not {value!r}")
+        return value
 
     @field_validator("metrics_allow")
     @classmethod
@@ -147,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def tuner_dir(self) -> Path:
         return self.data_dir / "tuner"
+
+
+def keras_env(settings: Settings) -> dict[str, str]:
+    """The variables that make a child process's Keras run on the configured backend."""
+    return {"KERAS_BACKEND": settings.keras_backend}
 
 
 HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:]*:[0-9a-f:.]+")

@@ -28,6 +28,11 @@ class Execution(BaseModel):
         "trials at most), each later pack at most bayesian.pack_size trials chosen together, so that each "
         "pack learns from the ones before; null for other algorithms and for one trial at a time",
     )
+    # Null on jobs recorded before droptune ran on more than one backend (all TensorFlow on a CPU).
+    backend: str | None = Field(None, description="the Keras backend that trained the trials: tensorflow or jax")
+    device: str | None = Field(
+        None, description="what trained them: cpu, or the accelerator's name as the backend reports it"
+    )
     reason: str | None = Field(
         None, description="why the trials train one at a time although the job allowed packs; null otherwise"
     )

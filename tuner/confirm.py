@@ -37,6 +37,7 @@ from store.report import TrialFigures, build_report, figures_of, has_dropout, la
 from store.report_schema import Report, Run
 from store.spec import JobSpec, dropout_in, resolve_space
 from store.splits import ScoredOn
+from tuner import backend
 from tuner.pack_training import PackTrainer, SliceResult
 from tuner.packs import (
     SliceOutcome,
@@ -122,7 +123,7 @@ def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) 
     spec = prepared.spec
     seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
     arms = _arms(trials, prepared)
-    train = _train if prepared.network is None else _train_network
+    train = _trainer_for(prepared)
     splits = Splits(prepared)
     planned = [(arm, hp, seed) for arm, hp in arms for seed in seeds]
     recorder.report_phase("confirmation", "running", planned=len(planned) * spec.training.epochs)
@@ -251,18 +252,26 @@ class Splits:
 def _in_packs(train: Train, splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
     """The runs in packs no larger than the search's `auto` packs may be (the pack memory budget,
     `tuner.packs.pack_limit`), one pack after another. The template's pack holds runs of different
-    splits (each slice masks its own rows); a user's network's holds one split's runs."""
+    splits (each slice masks its own rows); the other trainers' hold one split's runs."""
     prepared = splits.prepared
     spec = prepared.spec
     size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, prepared.pack_memory_mb)
     groups = [planned]
-    if prepared.network is not None and splits.own:
+    if train is not _train and splits.own:
         groups = [[run for run in planned if run[2] == seed] for seed in dict.fromkeys(run[2] for run in planned)]
     runs: list[Run] = []
     for group in groups:
         for start in range(0, len(group), size):
             runs += train(splits, recorder, group[start : start + size])
     return runs
+
+
+def _trainer_for(prepared: Prepared) -> Train:
+    """The template's TensorFlow pack where it runs; else the template's runs one by one; a user's
+    network its own way (`_train_network`)."""
+    if prepared.network is not None:
+        return _train_network
+    return _train if backend.packs_run_here() else _train_template_one_by_one
 
 
 def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
@@ -317,7 +326,7 @@ def _train_network(splits: Splits, recorder: Recorder, planned: Planned) -> list
     """A user's network, the runs of one split: one vectorised pack, or one by one where it cannot pack."""
     prepared = splits.prepared_for(planned[0][2])
     assert prepared.network is not None
-    reason = network_refusal(prepared.network)
+    reason = network_refusal(prepared.network) if backend.packs_run_here() else backend.unpacked_reason()
     if reason is None:
         try:
             return _train_network_pack(prepared, recorder, planned)
@@ -325,6 +334,12 @@ def _train_network(splits: Splits, recorder: Recorder, planned: Planned) -> list
             reason = str(exc)
     log.info("confirming one run at a time: %s", reason)
     return _train_one_by_one(prepared, recorder, planned)
+
+
+def _train_template_one_by_one(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
+    """The template off TensorFlow, the runs of one split: each a plain `fit`."""
+    log.info("confirming one run at a time: %s", backend.unpacked_reason())
+    return _train_one_by_one(splits.prepared_for(planned[0][2]), recorder, planned)
 
 
 def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
@@ -369,7 +384,7 @@ def _epoch_done(recorder: Recorder, planned: Planned, active: int, number: int, 
 
 
 def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
-    """A user's network: each run a plain `fit` of its own, seeded."""
+    """Each run a plain `fit` of its own, seeded: a user's network, or the template off TensorFlow."""
     spec = prepared.spec
     results, measures = [], []
     log.info("confirming: %d runs, one after another", len(planned))
@@ -397,8 +412,7 @@ def _train_one_by_one(prepared: Prepared, recorder: Recorder, planned: Planned) 
 
 def _user_model(prepared: Prepared, arm: str, hp: dict[str, Any]) -> keras.Model:
     network = prepared.network
-    assert network is not None
-    if arm != "smaller":
+    if arm != "smaller" or network is None:  # the template's smaller arm is its `layer_units`
         return prepared.build_model(hp)
     learning_rate = float(hp.get("learning_rate") or network.learning_rate)
     return compiled(
@@ -449,6 +463,9 @@ class _BestEpoch(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 def tf_errors() -> type[Exception]:
+    """TensorFlow's runtime errors, which fail one run alone; on another backend ValueError says it."""
+    if backend.name() != "tensorflow":
+        return ValueError
     import tensorflow as tf
 
     return tf.errors.OpError  # type: ignore[no-any-return]

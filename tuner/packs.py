@@ -29,6 +29,7 @@ from store.config import Settings
 from store.execution import Execution
 from store.network_files import NetworkSummary
 from store.spec import MAX_PACK_SIZE, JobSpec, planned_trials
+from tuner import backend
 from tuner.kt_internals import checkpoint_files
 from tuner.pack_training import PackTrainer
 from tuner.setup import Prepared
@@ -109,13 +110,17 @@ class Plan:
 
 
 def plan(prepared: Prepared, settings: Settings) -> Plan:
-    """How this job's trials train: the trainer, the pack sizes, and why not packed where it is not."""
+    """How this job's trials train: the trainer, the pack sizes, and why not packed where it is not;
+    with the backend and the device that train them."""
     spec = prepared.spec
+    where = {"backend": backend.name(), "device": backend.device()}
     sizes = pack_sizes(spec, trial_cost(spec, prepared.config, prepared.network), settings)
     wanted = sizes.largest
     if wanted == 1:
-        return Plan(Execution(trainer="fit", pack_size=1), None, sizes)
-    packed = {"pack_size": wanted, "bayesian": sizes.bayesian}
+        return Plan(Execution(trainer="fit", pack_size=1, **where), None, sizes)
+    if not backend.packs_run_here():
+        return _one_at_a_time(spec, backend.unpacked_reason(), where)
+    packed = {"pack_size": wanted, "bayesian": sizes.bayesian, **where}
     if prepared.network is None:
         return Plan(Execution(trainer="template_pack", **packed), TemplatePacker(prepared), sizes)
     reason = network_refusal(prepared.network)
@@ -126,10 +131,15 @@ def plan(prepared: Prepared, settings: Settings) -> Plan:
             reason = str(exc)
         else:
             return Plan(Execution(trainer="vectorized_pack", **packed), packer, sizes)
+    return _one_at_a_time(spec, reason, where)
+
+
+def _one_at_a_time(spec: JobSpec, reason: str, where: dict[str, str]) -> Plan:
+    """keras-tuner's own loop, one `fit` per trial, although the job allowed packs: the job says why."""
     log.info("training one trial at a time: %s", reason)
     if spec.pack_size != "auto":
         reason = f"pack_size {spec.pack_size} was asked for, but {reason}"
-    return Plan(Execution(trainer="fit", pack_size=1, reason=reason), None, PackSizes(1))
+    return Plan(Execution(trainer="fit", pack_size=1, reason=reason, **where), None, PackSizes(1))
 
 
 def network_refusal(network: NetworkBuild) -> str | None:

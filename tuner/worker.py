@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from store import jobs as q
 from store import workers as live
-from store.config import Settings
+from store.config import Settings, keras_env
 from store.db import Database, StoreError
 from store.errors import NotFoundError
 from store.migrate import upgrade
@@ -144,7 +144,7 @@ class Worker:
     def _run(self, job: Job) -> None:
         log.info("job %s claimed (%s on %s)", job.id, job.algorithm, job.dataset_id)
         log_path = self._log_path(job.id)
-        env = dict(os.environ)
+        env = {**os.environ, **keras_env(self.settings)}
         env["DROPTUNE_DATABASE_URL"] = self.settings.resolved_database_url
         env["DROPTUNE_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env[WORKER_ID_ENV] = self.id  # the search writes only while this worker holds the job
@@ -181,7 +181,9 @@ class Worker:
         if self._warm:
             # Started with the first search, not with the worker: a worker that never gets a job
             # does not hold TensorFlow. The first search waits for its imports, as a cold one would.
-            self._launcher = self._launcher or Launcher(dict(os.environ), SOURCE_ROOT)
+            # It imports Keras on the searches' backend: on JAX too, as importing it starts no XLA
+            # backend (that happens at the first op, in the forked search), so the fork stays safe.
+            self._launcher = self._launcher or Launcher({**os.environ, **keras_env(self.settings)}, SOURCE_ROOT)
             try:
                 if self._wait_until_warm(job_id, self._launcher):
                     forked = self._launcher.start(["tuner.search", job_id], env, SOURCE_ROOT, log_path)

@@ -68,7 +68,11 @@ def test_a_bayesian_search_packs_its_initial_points_then_learns_between_small_pa
         trials = q.all_trials(session, job.id)
     assert done.status == "succeeded", done.error
     assert Execution.model_validate(done.execution) == Execution(
-        trainer="template_pack", pack_size=4, bayesian=BayesianPacks(initial_points=4, pack_size=LEARNING_PACK_SIZE)
+        trainer="template_pack",
+        pack_size=4,
+        bayesian=BayesianPacks(initial_points=4, pack_size=LEARNING_PACK_SIZE),
+        backend="tensorflow",
+        device="cpu",
     )
     assert [t.status for t in trials] == ["completed"] * 8
     # Packs of 4 (the baseline and 3 random points), then 3 and 1 chosen by the Gaussian process: each

@@ -88,7 +88,8 @@ def test_a_networks_search_trains_in_vectorised_packs_and_keeps_each_trials_best
         job = q.get_job(session, job_id)
         trials = q.all_trials(session, job_id)
         assert job.status == "succeeded", job.error
-        assert Execution.model_validate(job.execution) == Execution(trainer="vectorized_pack", pack_size=4)
+        execution = Execution(trainer="vectorized_pack", pack_size=4, backend="tensorflow", device="cpu")
+        assert Execution.model_validate(job.execution) == execution
         assert [t.status for t in trials] == ["completed"] * 4
         for trial in trials:
             assert [e.epoch for e in trial.epochs] == [1, 2, 3]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from store.config import Settings
+from store.config import Settings, keras_env
 
 
 def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,3 +26,17 @@ def test_authentication_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatc
     assert Settings().auth is True
     monkeypatch.setenv("DROPTUNE_AUTH", "false")
     assert Settings().auth is False
+
+
+def test_the_keras_backend_is_tensorflow_unless_jax_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DROPTUNE_KERAS_BACKEND", raising=False)
+    assert Settings().keras_backend == "tensorflow"
+    monkeypatch.setenv("DROPTUNE_KERAS_BACKEND", "jax")
+    assert Settings().keras_backend == "jax"
+    assert keras_env(Settings()) == {"KERAS_BACKEND": "jax"}
+
+
+def test_an_unknown_keras_backend_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DROPTUNE_KERAS_BACKEND", "torch")
+    with pytest.raises(ValidationError, match="DROPTUNE_KERAS_BACKEND must be one of tensorflow, jax, not 'torch'"):
+        Settings()

@@ -102,9 +102,15 @@ const TRAINERS = {
 };
 
 /** How the trials train, from the job's `execution`: packed, K at a time, or one at a time, with
- * the reason where the job allowed packs. A Bayesian search packs its initial random points first,
- * then a few points chosen together, so that each pack learns from the ones before. */
+ * the reason where the job allowed packs, then on which backend and device ("on jax, cpu"; jobs
+ * recorded before backends were recorded say nothing of it). A Bayesian search packs its initial
+ * random points first, then a few points chosen together, so that each pack learns from the ones before. */
 function executionText(execution) {
+  const where = execution.backend ? ` (on ${execution.backend}, ${execution.device || "an unknown device"})` : "";
+  return trainingText(execution) + where;
+}
+
+function trainingText(execution) {
   const trainer = TRAINERS[execution.trainer] || execution.trainer;
   if (execution.reason) return `${trainer}: ${execution.reason}`;
   const bayesian = execution.bayesian;

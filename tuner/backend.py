@@ -1,0 +1,45 @@
+"""The Keras backend this process runs on and the device it trains on, as a job records them.
+
+The worker chooses the backend (`DROPTUNE_KERAS_BACKEND`, passed on as `KERAS_BACKEND`); what a
+process reports here is what Keras really loaded, so a job never claims a backend it did not use.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# The packed trainers (`models.packed_net` with `tuner.pack_training`, and `models.vector_pack`) are
+# written in TensorFlow; on any other backend each trial trains alone.
+PACKED_BACKENDS = frozenset({"tensorflow"})
+UNPACKED_REASON = (
+    "the packed trainers run on TensorFlow; on {backend} each trial trains alone until the JAX packed step lands"
+)
+
+
+def name() -> str:
+    """`tensorflow` or `jax`: the backend Keras loaded in this process."""
+    return str(keras.backend.backend())
+
+
+def packs_run_here() -> bool:
+    return name() in PACKED_BACKENDS
+
+
+def unpacked_reason() -> str:
+    """Why a job's trials train one at a time on this backend (only asked where packs do not run)."""
+    return UNPACKED_REASON.format(backend=name())
+
+
+def device() -> str:
+    """`cpu`, or the first accelerator's name as the backend reports it (e.g. `NVIDIA H100 80GB HBM3`)."""
+    if name() == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        return "cpu" if first.platform == "cpu" else str(first.device_kind)
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu"
+    return str(tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name))
