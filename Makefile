@@ -82,6 +82,10 @@ lock:
 	.lock-venv/bin/pip install --quiet -r requirements-dev.in -c requirements.lock
 	(echo "# Pinned by 'make lock' from requirements-dev.in: test, browser-test, lint and type tools (with requirements.lock)."; \
 	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==' | grep -vxF -f requirements.lock) > requirements-dev.lock
+	.lock-venv/bin/pip install --quiet -r requirements-jax.in -c requirements.lock
+	(echo "# Pinned by 'make lock' from requirements-jax.in (with requirements.lock): the JAX backend's packages."; \
+	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==' | grep -vxF -f requirements.lock \
+	 | grep -vxF -f requirements-dev.lock) > requirements-jax.lock
 	rm -rf .lock-venv
 
 clean:

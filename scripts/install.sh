@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=.venv
 STAMP=$VENV/.installed
-wanted=$(cat requirements.lock requirements-dev.lock client/pyproject.toml | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements.lock requirements-dev.lock requirements-jax.lock client/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$wanted" ]; then
   exit 0
 fi
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -r requirements.lock -r requirements-dev.lock
+"$VENV/bin/python" -m pip install --quiet -r requirements.lock -r requirements-dev.lock -r requirements-jax.lock
 "$VENV/bin/python" -m pip install --quiet --no-deps -e ./client
 echo "$wanted" > "$STAMP"

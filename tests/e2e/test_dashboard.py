@@ -210,7 +210,9 @@ def test_cancelling_a_running_job_from_its_page_turns_the_badge_cancelled(page: 
     expect(page.locator("#spec")).to_contain_text("so far")
     # How its trials train, as the worker decided: the template's pack, as many as `auto` holds.
     trains = page.locator("#spec dt", has_text="Trains").locator("xpath=following-sibling::dd[1]")
-    expect(trains).to_have_text(re.compile(r"^packed: the template's fused network \(up to \d+ trials together\)$"))
+    expect(trains).to_have_text(
+        re.compile(r"^packed: the template's fused network \(up to \d+ trials together\) \(on tensorflow, cpu\)$")
+    )
     listing = page.context.new_page()
     listing.goto("/")
     expect(listing.locator(f'tr[data-job="{job["id"]}"] [data-timing]')).to_contain_text("so far")
