@@ -187,9 +187,10 @@ def test_sigterm_hands_the_job_back_within_ten_seconds_and_the_next_worker_finis
     lone_worker: Service, pack_size: int
 ) -> None:
     svc = lone_worker
-    # A pack of 2 trains digits' 12 epochs in under 2 s: batches of 16 make its epochs long enough
-    # (about 0.5 s) to be seen running at its second one.
-    training = SPEC["training"] if pack_size == 1 else {**SPEC["training"], "batch_size": 16}  # type: ignore[dict-item]
+    # A pack of 2 trains digits' 12 epochs in under 2 s: batches of 16 and 30 epochs make it last
+    # (about 0.5 s an epoch) long enough to be seen running at its second one and frozen mid-way, even
+    # when a loaded machine's polls are slow.
+    training = SPEC["training"] if pack_size == 1 else {**SPEC["training"], "batch_size": 16, "epochs": 30}  # type: ignore[dict-item]
     job = svc.submit({**SPEC, "pack_size": pack_size, "training": training})
     wait_for_trial(svc, job["id"], 1, epochs=2)
     search = svc.search_process(job["id"])

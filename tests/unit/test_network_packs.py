@@ -174,7 +174,14 @@ def test_the_confirmation_runs_obey_the_pack_memory_budget(data_dir: Path, caplo
         done = q.get_job(session, job.id)
     assert done.status == "succeeded", done.error
     # the search's too
-    assert done.execution == {"trainer": "template_pack", "pack_size": 2, "bayesian": None, "reason": None}
+    assert done.execution == {
+        "trainer": "template_pack",
+        "pack_size": 2,
+        "bayesian": None,
+        "backend": "tensorflow",
+        "device": "cpu",
+        "reason": None,
+    }
     runs = done.report["runs"]  # type: ignore[index]
     # 2 dropout configurations and the baseline, 2 seeds each, then the smaller network's 2.
     assert len(runs) == 8 and all(r["status"] == "completed" for r in runs)

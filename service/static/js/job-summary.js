@@ -107,10 +107,10 @@ const TRAINERS = {
  * random points first, then a few points chosen together, so that each pack learns from the ones before. */
 function executionText(execution) {
   const where = execution.backend ? ` (on ${execution.backend}, ${execution.device || "an unknown device"})` : "";
-  return trainingText(execution) + where;
+  return trainerText(execution) + where;
 }
 
-function trainingText(execution) {
+function trainerText(execution) {
   const trainer = TRAINERS[execution.trainer] || execution.trainer;
   if (execution.reason) return `${trainer}: ${execution.reason}`;
   const bayesian = execution.bayesian;
