@@ -51,6 +51,7 @@ test-e2e: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy service store tuner models client/droptune_client
+	./scripts/check-js.sh
 
 # The Docker image, built with podman and runc from a local Debian base (see scripts/podman-image.sh).
 image:
