@@ -29,13 +29,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scratch_store import scratch_store  # noqa: E402
+
 from service.jobs import submit_job  # noqa: E402
 from store import jobs as q  # noqa: E402
 from store.bayesian import LEARNING_PACK_SIZE, initial_points  # noqa: E402
-from store.catalog import ensure_builtin_datasets  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.db import Database  # noqa: E402
-from store.migrate import upgrade  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner.search import run_search  # noqa: E402
 
@@ -117,11 +117,7 @@ def main() -> None:
     for line in lines:
         print(line, flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(data_dir=Path(folder))
-        upgrade(settings.resolved_database_url)
-        db = Database(settings.resolved_database_url)
-        with db.session() as session:
-            ensure_builtin_datasets(session)
+        settings, db = scratch_store(Path(folder))
         summary: list[str] = []
         for dataset in args.datasets:
             best: dict[str, list[float]] = {arm: [] for arm in ARMS}

@@ -22,12 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scratch_store import scratch_store  # noqa: E402
+
 from service.jobs import submit_job  # noqa: E402
 from store import jobs as q  # noqa: E402
-from store.catalog import ensure_builtin_datasets  # noqa: E402
-from store.config import Settings  # noqa: E402
-from store.db import Database  # noqa: E402
-from store.migrate import upgrade  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner import search  # noqa: E402
 
@@ -79,11 +77,7 @@ def main() -> None:
     search.keep.keep_models = timed(phases, "keep models", search.keep.keep_models)  # type: ignore[method-assign]
     search.served_mc.add_mc_figures = timed(phases, "MC dropout", search.served_mc.add_mc_figures)  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(data_dir=Path(folder))
-        upgrade(settings.resolved_database_url)
-        db = Database(settings.resolved_database_url)
-        with db.session() as session:
-            ensure_builtin_datasets(session)
+        settings, db = scratch_store(Path(folder))
         job = submit_job(db, JobSpec.model_validate(readme_spec(args)), settings, OWNER, OWNER)
         with db.session() as session:
             q.claim_next_job(session, "bench-worker")

@@ -119,9 +119,14 @@ def _arms(trials: list[TrialFigures], prepared: Prepared) -> list[tuple[str, dic
     return arms
 
 
+def run_seeds(spec: JobSpec) -> list[int]:
+    """The confirmation runs' seeds, one per repeat: each seeds a run's initialisation, dropout draws and split."""
+    return [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
+
+
 def confirm(trials: list[TrialFigures], prepared: Prepared, recorder: Recorder) -> list[Run]:
     spec = prepared.spec
-    seeds = [spec.seed * 1_000 + 1 + r for r in range(spec.repeats)]
+    seeds = run_seeds(spec)
     arms = _arms(trials, prepared)
     train = _trainer_for(prepared)
     splits = Splits(prepared)
@@ -243,7 +248,7 @@ class Splits:
         validation = len(prepared.fit_kwargs["validation_data"][1])
         training = len(prepared.fit_args[1])
         if self.own:
-            validation = int(self.validation_rows(prepared.spec.seed * 1_000 + 1).sum())
+            validation = int(self.validation_rows(run_seeds(prepared.spec)[0]).sum())
             training = len(self.y) - validation  # type: ignore[arg-type]
         heldout = 0 if prepared.heldout is None else len(prepared.heldout[1])
         return ScoredOn(heldout_rows=heldout, validation_rows=validation, training_rows=training, own_splits=self.own)

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from service.jobs import submit_job
 from store import jobs as q
 from store.bayesian import LEARNING_PACK_SIZE, BayesianPacks, bayesian_packs, initial_points
 from store.config import Settings
 from store.db import Database
 from store.execution import Execution
 from store.spec import JobSpec
+from tests.in_process import claimed_job
 
 OWNER = "local"
 DROPOUT_ONLY = {"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}}
@@ -59,13 +59,11 @@ def test_a_bayesian_search_packs_its_initial_points_then_learns_between_small_pa
 
     settings = Settings(data_dir=data_dir)
     db = Database(settings.resolved_database_url)
-    job = submit_job(db, bayesian_spec(), settings, OWNER, OWNER)
-    with db.session() as session:
-        assert q.claim_next_job(session, "test-worker") is not None
-    run_search(db, settings, job.id)
+    job_id = claimed_job(db, settings, bayesian_spec(), OWNER)
+    run_search(db, settings, job_id)
     with db.session(readonly=True) as session:
-        done = q.get_job(session, job.id)
-        trials = q.all_trials(session, job.id)
+        done = q.get_job(session, job_id)
+        trials = q.all_trials(session, job_id)
     assert done.status == "succeeded", done.error
     assert Execution.model_validate(done.execution) == Execution(
         trainer="template_pack",

@@ -15,11 +15,9 @@ import pytest
 
 pytest.importorskip("keras")
 
-from service.jobs import submit_job  # noqa: E402
-from store import jobs as q  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.db import Database  # noqa: E402
-from store.spec import JobSpec  # noqa: E402
+from tests.in_process import claimed_job  # noqa: E402
 from tuner import backend  # noqa: E402
 from tuner.packs import plan  # noqa: E402
 from tuner.setup import prepare  # noqa: E402
@@ -41,11 +39,7 @@ def queued_template_job(db: Database, settings: Settings, **overrides: Any) -> s
         "mc_samples": 0,
         **overrides,
     }
-    job = submit_job(db, JobSpec.model_validate(spec), settings, OWNER, OWNER)
-    with db.session() as session:
-        claimed = q.claim_next_job(session, "test-worker")
-        assert claimed is not None and claimed.id == job.id
-    return job.id
+    return claimed_job(db, settings, spec, OWNER)
 
 
 def test_on_jax_the_template_trains_one_trial_at_a_time_and_the_job_says_why(

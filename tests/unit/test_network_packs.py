@@ -12,7 +12,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import submit_job  # noqa: E402
 from service.networks import register_network  # noqa: E402
 from store import jobs as q  # noqa: E402
 from store.artifacts import artifact_store, read_bytes  # noqa: E402
@@ -20,7 +19,7 @@ from store.config import Settings  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.execution import Execution  # noqa: E402
 from store.kept_models import TRIAL, model_key  # noqa: E402
-from store.spec import JobSpec  # noqa: E402
+from tests.in_process import claimed_job  # noqa: E402
 from tuner.packs import plan  # noqa: E402
 from tuner.search import run_search  # noqa: E402
 from tuner.setup import prepare  # noqa: E402
@@ -65,11 +64,7 @@ def queued_job(db: Database, settings: Settings, network_id: str, **overrides: A
         "mc_samples": 0,
         **overrides,
     }
-    job = submit_job(db, JobSpec.model_validate(spec), settings, OWNER, OWNER)
-    with db.session() as session:
-        claimed = q.claim_next_job(session, "test-worker")
-        assert claimed is not None and claimed.id == job.id
-    return job.id
+    return claimed_job(db, settings, spec, OWNER)
 
 
 @pytest.fixture
@@ -165,13 +160,11 @@ def test_the_confirmation_runs_obey_the_pack_memory_budget(data_dir: Path, caplo
         "confirm_top": 2,
         "mc_samples": 0,
     }
-    job = submit_job(db, JobSpec.model_validate(spec), settings, OWNER, OWNER)
-    with db.session() as session:
-        assert q.claim_next_job(session, "test-worker") is not None
+    job_id = claimed_job(db, settings, spec, OWNER)
     with caplog.at_level("INFO", logger="tuner.confirm"):
-        run_search(db, settings, job.id)
+        run_search(db, settings, job_id)
     with db.session(readonly=True) as session:
-        done = q.get_job(session, job.id)
+        done = q.get_job(session, job_id)
     assert done.status == "succeeded", done.error
     # the search's too
     assert done.execution == {

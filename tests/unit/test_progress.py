@@ -112,12 +112,11 @@ def test_a_finished_job_reports_each_phase_it_ran_and_its_trials_wall_time(data_
     """A template search of 4 trials in packs of 2, confirmed over 2 seeds: the worker's phase counts
     match the runs in the report, and a packed trial's duration is its wall time, its share apart."""
     pytest.importorskip("tensorflow")
-    from service.jobs import submit_job
     from service.schemas import JobOut
     from store import jobs as q
     from store.config import Settings
     from store.db import Database
-    from store.spec import JobSpec
+    from tests.in_process import claimed_job
     from tuner.search import run_search
 
     settings = Settings(data_dir=data_dir)
@@ -134,13 +133,11 @@ def test_a_finished_job_reports_each_phase_it_ran_and_its_trials_wall_time(data_
         "confirm_top": 1,
         "mc_samples": 5,
     }
-    job = submit_job(db, JobSpec.model_validate(spec), settings, "tester", "tester")
-    with db.session() as session:
-        assert q.claim_next_job(session, "test-worker") is not None
-    run_search(db, settings, job.id)
+    job_id = claimed_job(db, settings, spec)
+    run_search(db, settings, job_id)
     with db.session(readonly=True) as session:
-        stored = q.get_job(session, job.id)
-        trials = q.all_trials(session, job.id)
+        stored = q.get_job(session, job_id)
+        trials = q.all_trials(session, job_id)
         [summary] = q.summarize(session, [stored])
         out = JobOut.of(summary)
     assert stored.status == "succeeded", stored.error
