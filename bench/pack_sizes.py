@@ -26,7 +26,8 @@ import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.dropout_net import ModelConfig, build  # noqa: E402
-from models.packed_net import PackedNet, SliceConfig, slice_seed  # noqa: E402
+from models.pack_plan import SliceConfig, slice_seed  # noqa: E402
+from models.packed_net import PackedNet  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402

@@ -42,7 +42,8 @@ from pack_sizes import BATCH, SEED, job_spec, prepare, slices  # noqa: E402
 
 from models.dropout_net import ModelConfig  # noqa: E402
 from models.pack_network import Network, template_network  # noqa: E402
-from models.packed_net import PackedNet, SliceConfig  # noqa: E402
+from models.pack_plan import SliceConfig  # noqa: E402
+from models.packed_net import PackedNet  # noqa: E402
 from models.vector_pack import SliceSpec, VectorPack  # noqa: E402
 from store.config import Settings  # noqa: E402
 from tuner.cpus import configure_threads  # noqa: E402

@@ -11,16 +11,11 @@ library breaks here, loudly, and nowhere else:
   accuracy metrics, tests the sign bit). `add_converters` hands pfor converters for those ops:
   the K slices' filters fused into one convolution; a bitcast of the stacked tensor.
 - pfor says which op it could not convert only in its log; `pfor_failure` catches that record.
-- `keras.utils.set_random_seed` also sets TensorFlow's global seed, which clears TensorFlow's
-  kernel caches: the next eager ops rebuild their kernels (a template build takes twice as long)
-  and every tf.function instantiates its graph again (a pack's epoch: about 0.4 s). Keras draws
-  initial weights from Python's generator and its own only; `seed_keras` sets just those.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,12 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
-from keras.src.backend.common import global_state
 from keras.src.optimizers.base_optimizer import BaseOptimizer
-from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
-from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
 from tensorflow.python.ops.parallel_for import pfor as pfor_lib
 
 from models.packed_net import grouped_conv_gradients
@@ -58,15 +49,6 @@ def stateless_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimize
     methods = {name: getattr(BaseOptimizer, name) for name in _NEUTRAL_METHODS}
     stateless: Any = type(f"Stateless{cls.__name__}", (cls,), methods)
     return stateless.from_config(optimizer.get_config())
-
-
-def seed_keras(seed: int) -> None:
-    """`keras.utils.set_random_seed(seed)` but for TensorFlow's global seed: a model built after it
-    holds the same initial weights, and TensorFlow keeps its caches."""
-    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 # -- converters pfor lacks ------------------------------------------------------------------------

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from models.dropout_net import HpValues, ModelConfig, build
+from store.spec import dropout_in
 
 Builder = Callable[[tuple[float, ...]], keras.Model]
 PROBE_RATE = 0.5  # the rate every site is built with to find them: 0 may build no dropout layer at all
 
 # While the pack traces one slice's step: each SiteDropout's rate and uniform noise by layer name
 # (noise None: no slice drops there, the layer passes its input on).
-_DRAWS: contextvars.ContextVar[dict[str, tuple[tf.Tensor, tf.Tensor | None]] | None] = contextvars.ContextVar(
+_DRAWS: contextvars.ContextVar[dict[str, tuple[Any, Any | None]] | None] = contextvars.ContextVar(
     "site_draws", default=None
 )
 
@@ -59,9 +59,9 @@ class SiteDropout(keras.layers.Layer):
         rate, noise = draws[self.name]
         if noise is None:
             return inputs
-        return tf.where(noise >= rate, inputs / (1.0 - rate), tf.zeros_like(inputs))
+        return keras.ops.where(noise >= rate, inputs / (1.0 - rate), keras.ops.zeros_like(inputs))
 
-    def noise_shape(self, batch: tf.Tensor) -> list[Any]:
+    def noise_shape(self, batch: Any) -> list[Any]:
         """The shape of this layer's noise for a batch of `batch` rows."""
         dims = list(self.input.shape[1:])
         if self.noise_dims is not None:
@@ -88,7 +88,7 @@ def _noise_dims(layer: keras.layers.Dropout) -> tuple[int | None, ...] | None:
 
 
 @contextmanager
-def site_draws(draws: dict[str, tuple[tf.Tensor, tf.Tensor | None]]) -> Iterator[None]:
+def site_draws(draws: dict[str, tuple[Any, Any | None]]) -> Iterator[None]:
     """The rate and noise of each SiteDropout while one slice's forward pass is traced."""
     token = _DRAWS.set(draws)
     try:
@@ -196,16 +196,29 @@ def compute_model(reference: keras.Model) -> keras.Model:
     return keras.models.clone_model(reference, clone_function=clone_layer, recursive=True)
 
 
-def template_network(config: ModelConfig) -> Network:
+def template_network(config: ModelConfig, shape: dict[str, Any] | None = None) -> Network:
     """droptune's template (`dropout_net.build`) as a Network: one site after each hidden layer. Its
     configurations drop at one rate after the first n hidden layers, so `rates` must read (r,) * n +
-    (0,) * (hidden_layers - n)."""
+    (0,) * (hidden_layers - n) (`template_rates`). `shape` holds what fixes the widths of every
+    configuration (`template_shape`): a trial's `units`, the smaller arm's `layer_units`."""
 
     def build_template(rates: tuple[float, ...]) -> keras.Model:
         layers = sum(1 for rate in rates if rate > 0)
         if len(set(rates[:layers])) > 1 or any(rate > 0 for rate in rates[layers:]):
             raise ValueError(f"the template drops at one rate after its first n hidden layers, not at {rates}")
-        values = {"dropout_rate": rates[0] if layers else None, "dropout_layers": layers}
+        values = {**(shape or {}), "dropout_rate": rates[0] if layers else None, "dropout_layers": layers}
         return build(HpValues(values), config)
 
     return Network(build_template, config.hidden_layers)
+
+
+def template_rates(config: ModelConfig, values: dict[str, Any]) -> tuple[float, ...]:
+    """A template configuration's rate at each of its sites, from its hyperparameters."""
+    rate, layers = dropout_in(values)
+    return (float(rate),) * layers + (0.0,) * (config.hidden_layers - layers)
+
+
+def template_shape(values: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters that fix a template configuration's weights' shapes: configurations with
+    the same train in one pack."""
+    return {name: values[name] for name in ("units", "layer_units") if values.get(name) is not None}

@@ -1,4 +1,4 @@
-"""The graph side of a vectorized pack (`models.vector_pack`): one step of K slices as one computation.
+"""TensorFlow's engine of a vectorized pack (`models.vector_pack`): one step of K slices as one computation.
 
 Each function here is one slice's computation through Keras's stateless API (`stateless_call`,
 `stateless_compute_loss`, the metrics in a `StatelessScope`, `optimizer.stateless_apply`), run for
@@ -16,14 +16,17 @@ noise at dropout layer j and step t is `stateless_uniform(seed=(key[k, j], t))`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from models.pack_internals import add_converters
-from models.pack_network import SiteDropout, flat_layers, site_draws
+from models.pack_internals import add_converters, pfor_failure, stateless_optimizer
+from models.pack_network import NotVectorizable, SiteDropout, flat_layers, site_draws
 
 
 class Stacked(NamedTuple):
@@ -232,3 +235,191 @@ def _or_zeros(grad: Any, like: tf.Tensor) -> tf.Tensor:
 def _where(mask: tf.Tensor, new: list[Any], old: list[Any]) -> list[Any]:
     """Per slice, `new` where `mask` (K,) holds, else `old`."""
     return [tf.where(tf.reshape(mask, [-1] + [1] * (len(n.shape) - 1)), n, o) for n, o in zip(new, old, strict=True)]
+
+
+# -- the engine: the stacked state in variables, the epoch in one tf.function ----------------------------
+
+fresh_optimizer = stateless_optimizer
+
+
+class Engine:
+    """TensorFlow's part of a vectorized pack (`models.vector_pack.Engine`): every slice's state in
+    variables, K-first; an epoch (its batches, then validation) as one tf.function. Construction
+    traces the epoch, so a network pfor cannot vectorise is refused (`NotVectorizable`) at once."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: Any,
+        k: int,
+        *,
+        train: tuple[Any, Any, np.ndarray | None],
+        validation: tuple[Any, Any],
+        batch_size: int,
+        validation_batch_size: int,
+        metrics_zero: list[np.ndarray],
+    ) -> None:
+        self.model, self.k = model, k
+        self.x, self.y = _tensors(train[0]), _tensors(train[1])
+        self.sample_weight = None if train[2] is None else tf.constant(train[2])
+        self.x_val, self.y_val = _tensors(validation[0]), _tensors(validation[1])
+        self.batch_size, self.validation_batch_size = batch_size, validation_batch_size
+        self._metrics_zero = metrics_zero
+        self.step = VectorStep(model, optimizer, k)
+        variables = (model.trainable_variables, model.non_trainable_variables, optimizer.variables)
+        self._trainable, self._non_trainable, self._optimizer_state = (
+            [tf.Variable(np.repeat(np.asarray(v.numpy())[None], k, axis=0)) for v in group] for group in variables
+        )
+        self._best = [tf.Variable(v) for v in self._trainable + self._non_trainable]
+        self._active = tf.Variable(tf.ones(k, tf.bool))
+        self._steps = tf.Variable(0, dtype=tf.int64)  # a slice's noise at a step is seeded by the step
+        self._epoch_fn = tf.function(self._epoch, input_signature=[tf.TensorSpec([None], tf.int32)])
+        self._predict_fn = tf.function(self.step.predict)
+        with self._vectorizing():
+            self._epoch_fn.get_concrete_function()
+
+    def reset(
+        self, rates: np.ndarray, keys: np.ndarray, weights: list[np.ndarray], optimizer: list[np.ndarray]
+    ) -> None:
+        self.step.rates.assign(rates)
+        self.step.keys.assign(keys)
+        self._steps.assign(0)
+        self._active.assign(tf.ones(self.k, tf.bool))
+        for variable, value in zip(self._trainable + self._non_trainable, weights, strict=True):
+            variable.assign(value)
+        for variable, value in zip(self._optimizer_state, optimizer, strict=True):
+            variable.assign(value)
+        for best, current in zip(self._best, self._trainable + self._non_trainable, strict=True):
+            best.assign(current)
+
+    def epoch(self, order: np.ndarray) -> dict[str, np.ndarray]:
+        train, validation = self._epoch_fn(tf.constant(order, tf.int32))
+        logs = {name: value.numpy() for name, value in train.items()}
+        logs.update({f"val_{name}": value.numpy() for name, value in validation.items()})
+        return logs
+
+    def set_active(self, active: np.ndarray) -> None:
+        self._active.assign(active)
+
+    def keep_best(self, improved: np.ndarray) -> None:
+        mask = tf.constant(improved)
+        for best, current in zip(self._best, self._trainable + self._non_trainable, strict=True):
+            best.assign(tf.where(tf.reshape(mask, [-1] + [1] * (len(best.shape) - 1)), current, best))
+
+    def _stacked(self, best: bool) -> list[tf.Variable]:
+        return self._best if best else self._trainable + self._non_trainable
+
+    def slice_weights(self, k: int, best: bool) -> list[np.ndarray]:
+        return [stacked[k].numpy() for stacked in self._stacked(best)]
+
+    def load_slice(self, k: int, weights: list[np.ndarray]) -> None:
+        for stacked, value in zip(self._trainable + self._non_trainable, weights, strict=True):
+            stacked[k].assign(value)
+
+    # -- the epoch, in one tf.function ----------------------------------------------------------------
+    def _epoch(self, order: tf.Tensor) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Train every slice on the batches of `order`, then validate: each slice's logs, (K,) each."""
+        n = tf.shape(order)[0]
+        steps = (n + self.batch_size - 1) // self.batch_size
+        state = self._state(self._trainable + self._non_trainable)
+        loss_sum, first = tf.zeros(self.k), self._steps.read_value()
+        for i in tf.range(steps):
+            idx = order[i * self.batch_size : tf.minimum((i + 1) * self.batch_size, n)]
+            weights = None if self.sample_weight is None else tf.gather(self.sample_weight, idx)
+            state, loss = self.step.train(
+                state, _gather(self.x, idx), _gather(self.y, idx), first + tf.cast(i, tf.int64), weights
+            )
+            loss_sum += loss * tf.cast(tf.shape(idx)[0], tf.float32)
+        for variables, values in ((self._trainable, state.trainable), (self._non_trainable, state.non_trainable)):
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        for variable, value in zip(self._optimizer_state, state.optimizer, strict=True):
+            variable.assign(value)
+        self._active.assign(state.active)
+        self._steps.assign_add(tf.cast(steps, tf.int64))
+        train = {**self.step.results(state.metrics), "loss": loss_sum / tf.cast(n, tf.float32)}
+        return train, self._evaluate(state, self.x_val, self.y_val)
+
+    def _state(self, weights: list[tf.Variable]) -> Stacked:
+        n = len(self._trainable)
+        return Stacked(
+            [v.read_value() for v in weights[:n]],
+            [v.read_value() for v in weights[n:]],
+            [v.read_value() for v in self._optimizer_state],
+            [tf.constant(m) for m in self._metrics_zero],
+            self._active.read_value(),
+        )
+
+    def _evaluate(self, state: Stacked, x_all: Any, y_all: Any) -> dict[str, tf.Tensor]:
+        """Loss and metrics on (x_all, y_all) in inference mode, per slice, batch by batch as `fit`
+        validates."""
+        n = tf.shape(tf.nest.flatten(x_all)[0])[0]
+        size = self.validation_batch_size
+        state = state._replace(metrics=[tf.constant(m) for m in self._metrics_zero])
+        loss_sum = tf.zeros(self.k)
+        for i in tf.range((n + size - 1) // size):
+            x, y = _rows(x_all, i * size, (i + 1) * size), _rows(y_all, i * size, (i + 1) * size)
+            loss, metrics = self.step.evaluate(state, x, y)
+            state = state._replace(metrics=metrics)
+            loss_sum += loss * tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
+        return {**self.step.results(state.metrics), "loss": loss_sum / tf.cast(n, tf.float32)}
+
+    def evaluate(self, x: Any, y: Any, best: bool) -> dict[str, np.ndarray]:
+        state = self._state(self._stacked(best))
+        with self._vectorizing():
+            figures = tf.function(self._evaluate)(state, _tensors(x), _tensors(y))
+        return {name: value.numpy() for name, value in figures.items()}
+
+    def predict(self, x: Any, best: bool, batch_size: int) -> np.ndarray:
+        x = _tensors(x)
+        n = int(tf.nest.flatten(x)[0].shape[0])
+        stacked = self._stacked(best)
+        trainable, non_trainable = stacked[: len(self._trainable)], stacked[len(self._trainable) :]
+        with self._vectorizing():
+            chunks = [
+                self._predict_fn(trainable, non_trainable, _rows(x, i, i + batch_size)) for i in range(0, n, batch_size)
+            ]
+        return np.concatenate([chunk.numpy() for chunk in chunks], axis=1)
+
+    # -- what pfor cannot vectorise ---------------------------------------------------------------------
+    @contextmanager
+    def _vectorizing(self) -> Iterator[None]:
+        """Turns pfor's failure to vectorise into NotVectorizable, naming the op and its layer."""
+        try:
+            with pfor_failure() as failure:
+                yield
+        except (ValueError, TypeError, NotImplementedError) as error:
+            if not failure.op_type:
+                raise
+            raise self._refusal(failure.op_type, failure.op_name, failure.reason) from error
+        if failure.one_at_a_time:
+            kind = failure.one_at_a_time[0]
+            raise self._refusal(kind, self.step.op_names.get(kind, ""), "pfor would run it one slice at a time")
+
+    def _refusal(self, kind: str, op: str, reason: str) -> NotVectorizable:
+        layers = {layer.name for layer in flat_layers(self.model)}
+        # A name scope used twice in a graph gets a suffix: "dense" is "dense_1" the second time.
+        scopes = [name for part in reversed(op.split("/")) for name in (part, re.sub(r"_\d+$", "", part))]
+        layer = next((name for name in scopes if name in layers), None)
+        return NotVectorizable(
+            f"{f'layer {layer!r}' if layer else 'the network'} cannot train in a vectorized pack: pfor cannot "
+            f"vectorise its {kind} op {op!r} ({reason}); train it unpacked"
+        )
+
+
+def _tensors(arrays: Any) -> Any:
+    """Arrays as `fit` feeds them: floats as Keras's float type, integers as they are."""
+
+    def convert(a: Any) -> tf.Tensor:
+        a = np.asarray(a)
+        return tf.constant(a.astype(keras.config.floatx()) if np.issubdtype(a.dtype, np.floating) else a)
+
+    return tf.nest.map_structure(convert, arrays)
+
+
+def _gather(arrays: Any, idx: tf.Tensor) -> Any:
+    return tf.nest.map_structure(lambda t: tf.gather(t, idx), arrays)
+
+
+def _rows(arrays: Any, start: Any, stop: Any) -> Any:
+    return tf.nest.map_structure(lambda t: t[start:stop], arrays)

@@ -27,7 +27,16 @@ from store import catalog, migrate
 from store import jobs as jobs_queries
 from store.config import Settings, get_settings
 from store.db import ConflictError, Database, StoreError
-from store.errors import AuthError, HeaderError, InputError, LimitError, NotFoundError, StateError, TooLargeError
+from store.errors import (
+    AuthError,
+    HeaderError,
+    InputError,
+    LimitError,
+    NotFoundError,
+    QueryError,
+    StateError,
+    TooLargeError,
+)
 
 log = logging.getLogger(__name__)
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -191,6 +200,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         loc: list[str | int] = ["body", *exc.field.split(".")]
         if isinstance(exc, HeaderError):
             loc = ["header", exc.field]
+        elif isinstance(exc, QueryError):
+            loc = ["query", exc.field]
         return error_response(code, loc, exc.reason, "value_error")
 
     @app.exception_handler(NotFoundError)

@@ -1,11 +1,12 @@
 """The models a job keeps, as the API serves them: listed, and streamed from the artifact store.
 
-No TensorFlow here: a `.keras` file is served as stored. What needs TensorFlow (predictions, the
-SavedModel export) runs in the predictor process (`service.predictor_client`).
+No framework here: a `.keras` file is served as stored. What needs Keras (predictions) or TensorFlow
+(the SavedModel export) runs in the predictor process (`service.predictor_client`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,20 @@ from store import kept_models as km
 from store.artifacts import ArtifactStore, artifact_store, job_prefix
 from store.config import Settings
 from store.db import Database
+from store.errors import QueryError
 from store.tables import Job, StoredModel
+
+
+SAVEDMODEL_NEEDS_TENSORFLOW = (
+    "savedmodel needs TensorFlow to export the model, and this deployment does not install it (its image "
+    "was built for JAX); download format=keras, which loads on any Keras 3 backend"
+)
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here: asked of the import system, never imported (the API
+    process loads no framework)."""
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 class ModelOut(BaseModel):
@@ -87,10 +101,13 @@ def savedmodel_file(
     db: Database, settings: Settings, model: StoredModel, export: Callable[[StoredModel], object]
 ) -> ModelFile:
     """The model's SavedModel export as a tar.gz: from the store where it was made before, else made
-    first by `export` (the predictor process, which has TensorFlow)."""
+    first by `export` (the predictor process). Exporting needs TensorFlow (on JAX too: Keras converts
+    the model with jax2tf), which a deployment built for JAX may not install: then a 422 says so."""
     store = store_of(db, settings)
     key = km.savedmodel_key(model)
     if not store.exists(key):
+        if not tensorflow_installed():
+            raise QueryError("format", SAVEDMODEL_NEEDS_TENSORFLOW)
         export(model)
     name = f"droptune-{model.job_id[:8]}-{model.kind}-{model.trial_number}.savedmodel.tar.gz"
     return ModelFile(model, name, store.read(key))

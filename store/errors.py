@@ -19,6 +19,10 @@ class HeaderError(InputError):
     """A request header that cannot be accepted; `field` is its name in lower case (`idempotency-key`)."""
 
 
+class QueryError(InputError):
+    """A query parameter that cannot be accepted; `field` is its name (`format`)."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """A rule on input that JSON Schema cannot state (it spans fields, or needs stored data or a service's

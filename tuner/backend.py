@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import keras
 
-# The packed trainers (`models.packed_net` with `tuner.pack_training`, and `models.vector_pack`) are
-# written in TensorFlow; on any other backend each trial trains alone.
-PACKED_BACKENDS = frozenset({"tensorflow"})
-UNPACKED_REASON = (
-    "the packed trainers run on TensorFlow; on {backend} each trial trains alone until the JAX packed step lands"
-)
+# The vectorised pack (`models.vector_pack`) has an engine for these backends; the template's fused
+# einsum pack (`models.packed_net` with `tuner.pack_training`) is TensorFlow code, so on JAX the
+# template trains in the vectorised pack too.
+PACKED_BACKENDS = frozenset({"tensorflow", "jax"})
+FUSED_TEMPLATE_BACKENDS = frozenset({"tensorflow"})
+UNPACKED_REASON = "the packed trainers run on TensorFlow and JAX; on {backend} each trial trains alone"
 
 
 def name() -> str:
@@ -23,6 +23,11 @@ def name() -> str:
 
 def packs_run_here() -> bool:
     return name() in PACKED_BACKENDS
+
+
+def fused_template_here() -> bool:
+    """Whether the template's fused einsum pack runs here (else the template packs as any network)."""
+    return name() in FUSED_TEMPLATE_BACKENDS
 
 
 def unpacked_reason() -> str:

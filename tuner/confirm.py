@@ -24,10 +24,10 @@ import keras
 import numpy as np
 
 from models.dropout_net import HpValues
-from models.pack_network import NotVectorizable
-from models.packed_net import PackedNet, SliceConfig, slice_seed
+from models.pack_network import Network, NotVectorizable, template_network, template_rates, template_shape
+from models.pack_plan import SliceConfig, slice_seed
 from models.user_network import NetworkBuild, build_network, compiled, narrowed, width_of
-from models.vector_pack import SliceSpec
+from models.vector_pack import SliceResult, SliceSpec
 from store import jobs as q
 from store.classes import row_weights
 from store.db import Database
@@ -38,7 +38,6 @@ from store.report_schema import Report, Run
 from store.spec import JobSpec, dropout_in, resolve_space
 from store.splits import ScoredOn
 from tuner import backend
-from tuner.pack_training import PackTrainer, SliceResult
 from tuner.packs import (
     SliceOutcome,
     narrowed_network,
@@ -272,15 +271,20 @@ def _in_packs(train: Train, splits: Splits, recorder: Recorder, planned: Planned
 
 
 def _trainer_for(prepared: Prepared) -> Train:
-    """The template's TensorFlow pack where it runs; else the template's runs one by one; a user's
-    network its own way (`_train_network`)."""
+    """The template's fused TensorFlow pack where it runs; else the template in vectorised packs (or
+    one by one where no pack runs); a user's network its own way (`_train_network`)."""
     if prepared.network is not None:
         return _train_network
-    return _train if backend.packs_run_here() else _train_template_one_by_one
+    if backend.fused_template_here():
+        return _train
+    return _train_template_vectorized if backend.packs_run_here() else _train_template_one_by_one
 
 
 def _train(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
     """Train every (arm, configuration, seed) as one pack, each slice on its seed's split; one run each."""
+    from models.packed_net import PackedNet
+    from tuner.pack_training import PackTrainer
+
     prepared = splits.prepared
     spec, config = prepared.spec, prepared.config
     slices = [_slice(hp, prepared) for _, hp, _ in planned]
@@ -347,12 +351,33 @@ def _train_template_one_by_one(splits: Splits, recorder: Recorder, planned: Plan
     return _train_one_by_one(splits.prepared_for(planned[0][2]), recorder, planned)
 
 
+def _train_template_vectorized(splits: Splits, recorder: Recorder, planned: Planned) -> list[Run]:
+    """The template off TensorFlow, the runs of one split: a vectorised pack per shape of network
+    (the configurations' units; the smaller arm's own widths), the runs back in their order."""
+    prepared = splits.prepared_for(planned[0][2])
+    config = prepared.config
+    shapes: dict[str, list[int]] = {}
+    for i, (_, hp, _) in enumerate(planned):
+        shapes.setdefault(repr(template_shape(hp)), []).append(i)
+    runs: dict[int, Run] = {}
+    for members in shapes.values():
+        group = [planned[i] for i in members]
+        net = template_network(config, template_shape(group[0][1]))
+        slices = [_template_slice(prepared, hp, seed) for _, hp, seed in group]
+        runs.update(zip(members, _vector_runs(prepared, recorder, group, net, slices), strict=True))
+    return [runs[i] for i in range(len(planned))]
+
+
+def _template_slice(prepared: Prepared, hp: dict[str, Any], seed: int) -> SliceSpec:
+    rate = hp.get("learning_rate")
+    return SliceSpec(template_rates(prepared.config, hp), seed, None if rate is None else float(rate))
+
+
 def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
     """Every (arm, configuration, seed) of a user's network as one vectorised pack: the network
     with each run's rates, or (the smaller-network arm, all of one configuration) its narrowed copy."""
     network = prepared.network
     assert network is not None
-    spec = prepared.spec
     if {arm for arm, _, _ in planned} == {"smaller"}:
         hp = planned[0][1]
         learning_rate = float(hp.get("learning_rate") or network.learning_rate)
@@ -361,6 +386,14 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
     else:
         net = pack_network(network)
         slices = [slice_of(network, hp, seed) for _, hp, seed in planned]
+    return _vector_runs(prepared, recorder, planned, net, slices)
+
+
+def _vector_runs(
+    prepared: Prepared, recorder: Recorder, planned: Planned, net: Network, slices: list[SliceSpec]
+) -> list[Run]:
+    """The planned runs of one split as one vectorised pack of `net`, one slice each."""
+    spec = prepared.spec
     pack = vector_pack(prepared, net, slices, seed=planned[0][2])
     log.info("confirming: a vectorised pack of %d runs", len(planned))
     for number in range(1, spec.training.epochs + 1):

@@ -54,11 +54,16 @@ def available_cpus(setting: int | None = None, root: Path = CGROUP) -> int:
 def configure_threads(setting: int | None = None, share: int = 1) -> int:
     """Size TensorFlow's thread pools from the CPU quota (or the setting, `worker_threads`) before any
     op runs, and return the threads per pool. `share` processes of one job split the CPUs between them.
+    On JAX nothing is set (XLA sizes its CPU pool itself when it starts), and TensorFlow stays unloaded.
     """
-    # Imported here: the worker's supervisor reads the CPUs without loading TensorFlow.
-    import tensorflow as tf
+    # Imported here: the worker's supervisor reads the CPUs without loading Keras or TensorFlow.
+    import keras
 
     threads = max(1, available_cpus(setting) // share)
+    if keras.backend.backend() != "tensorflow":
+        return threads
+    import tensorflow as tf
+
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     return threads

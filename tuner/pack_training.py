@@ -30,7 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.packed_net import PackedNet, cost
+from models.pack_plan import cost
+from models.packed_net import PackedNet
 from store.spec import epoch_figures
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults

@@ -1,27 +1,28 @@
 """The packs a job trains: K configurations at once, whatever the network.
 
 Two trainers stand behind one interface (`Pack`): droptune's template as its fused einsum network
-(`models.packed_net`; on the template it is faster, bench/vector_pack.py), and any Keras network, a
-user's uploaded one, as one step vectorised over its slices (`models.vector_pack`). `plan` decides
-once per search process which trainer the job's trials use and how many train together, or why
-they must train one at a time; the job records that decision (`store.execution`).
+(`models.packed_net`, TensorFlow only; on the template it is faster, bench/vector_pack.py), and any
+Keras network, a user's uploaded one, as one step vectorised over its slices (`models.vector_pack`,
+on TensorFlow or JAX; on JAX the template trains so too). `plan` decides once per search process
+which trainer the job's trials use and how many train together, or why they must train one at a
+time; the job records that decision (`store.execution`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import keras
 import keras_tuner as kt
 
 from models.dropout_net import ModelConfig
-from models.pack_network import Network, NotVectorizable
-from models.packed_net import Cost, PackedNet, SliceConfig, cost, slice_seed
+from models.pack_network import Network, NotVectorizable, template_network, template_rates
+from models.pack_plan import Cost, SliceConfig, cost, slice_seed
 from models.user_network import DROPOUT_NAME, NetworkBuild, build_network, compiled, narrowed, set_dropout
 from models.vector_pack import SliceSpec, VectorPack
 from store.bayesian import BayesianPacks, bayesian_packs
@@ -31,9 +32,11 @@ from store.network_files import NetworkSummary
 from store.spec import MAX_PACK_SIZE, JobSpec, planned_trials
 from tuner import backend
 from tuner.kt_internals import checkpoint_files
-from tuner.pack_training import PackTrainer
 from tuner.setup import Prepared
 from tuner.trial_weights import slice_weights, store_slice_weights
+
+if TYPE_CHECKING:  # TensorFlow code: imported where it runs (`TemplatePacker`), never on JAX
+    from tuner.pack_training import PackTrainer
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +124,12 @@ def plan(prepared: Prepared, settings: Settings) -> Plan:
     if not backend.packs_run_here():
         return _one_at_a_time(spec, backend.unpacked_reason(), where)
     packed = {"pack_size": wanted, "bayesian": sizes.bayesian, **where}
-    if prepared.network is None:
+    if prepared.network is None and backend.fused_template_here():
         return Plan(Execution(trainer="template_pack", **packed), TemplatePacker(prepared), sizes)
-    reason = network_refusal(prepared.network)
+    reason = network_refusal(prepared.network) if prepared.network is not None else template_refusal(spec)
     if reason is None:
         try:
-            packer = NetworkPacker(prepared, wanted)
+            packer = NetworkPacker.of(prepared, wanted)
         except NotVectorizable as exc:
             reason = str(exc)
         else:
@@ -140,6 +143,15 @@ def _one_at_a_time(spec: JobSpec, reason: str, where: dict[str, str]) -> Plan:
     if spec.pack_size != "auto":
         reason = f"pack_size {spec.pack_size} was asked for, but {reason}"
     return Plan(Execution(trainer="fit", pack_size=1, reason=reason, **where), None, PackSizes(1))
+
+
+def template_refusal(spec: JobSpec) -> str | None:
+    """Why the template's trials cannot train as one vectorised pack (off TensorFlow, where its
+    fused pack does not run): a vectorised pack's slices share their weights' shapes."""
+    units = spec.search_space.units
+    if units is not None and len(units.candidate_values()) > 1:
+        return "its units vary between trials, and a vectorised pack's slices share their weights' shapes"
+    return None
 
 
 def network_refusal(network: NetworkBuild) -> str | None:
@@ -226,6 +238,9 @@ class TemplatePacker:
         self.prepared = prepared
 
     def start(self, tuner: kt.Tuner, trials: list[Any], first_epoch: int) -> Pack:
+        from models.packed_net import PackedNet
+        from tuner.pack_training import PackTrainer
+
         prepared = self.prepared
         spec, config = prepared.spec, prepared.config
         net = PackedNet(
@@ -328,18 +343,28 @@ def vector_pack(
     )
 
 
-class NetworkPacker:
-    """The packs of a user's network. Each pack size traces its step once; later packs of that size
-    restart on it. Made with a first pack of `size` (so a network that cannot vectorise is found
-    before any trial begins)."""
+RatesOf = Callable[[dict[str, Any]], Sequence[float]]  # a trial's hyperparameters -> its rate at each site
 
-    def __init__(self, prepared: Prepared, size: int) -> None:
-        assert prepared.network is not None
-        self.prepared, self.build = prepared, prepared.network
-        self.network = pack_network(self.build)
-        probe = [SliceSpec(tuple(0.0 for _ in self.build.sites), seed=k) for k in range(size)]
+
+class NetworkPacker:
+    """The packs of a network: a user's, or the template where its fused pack does not run. Each pack
+    size traces its step once; later packs of that size restart on it. Made with a first pack of
+    `size` (so a network that cannot vectorise is found before any trial begins)."""
+
+    def __init__(self, prepared: Prepared, size: int, network: Network, rates_of: RatesOf) -> None:
+        self.prepared, self.network, self.rates_of = prepared, network, rates_of
+        probe = [SliceSpec(tuple(0.0 for _ in range(network.sites)), seed=k) for k in range(size)]
         # Traced only: the first pack's restart builds its slices (not these placeholders) once.
         self.packs = {size: vector_pack(prepared, self.network, probe, prepared.spec.seed, start=False)}
+
+    @classmethod
+    def of(cls, prepared: Prepared, size: int) -> NetworkPacker:
+        """The job's network: the user's, or the template at the one shape its trials share."""
+        if prepared.network is not None:
+            return cls(prepared, size, pack_network(prepared.network), prepared.network.rates)
+        config, units = prepared.config, prepared.spec.search_space.units
+        shape = {} if units is None else {"units": int(units.candidate_values()[0])}
+        return cls(prepared, size, template_network(config, shape), lambda values: template_rates(config, values))
 
     def start(self, tuner: kt.Tuner, trials: list[Any], first_epoch: int) -> Pack:
         spec = self.prepared.spec
@@ -367,7 +392,7 @@ class NetworkPacker:
         values = trial.hyperparameters.values
         rate = values.get("learning_rate")
         return SliceSpec(
-            tuple(self.build.rates(values)),
+            tuple(self.rates_of(values)),
             seed=slice_seed(self.prepared.spec.seed, int(trial.trial_id)),
             learning_rate=None if rate is None else float(rate),
         )

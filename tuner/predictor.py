@@ -45,7 +45,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from models.forward import compiled_forward
 from models.mc_dropout import dropout_generators, seed_dropout
 from store import kept_models as km
 from store.artifacts import ArtifactStore, artifact_store, download, put_file
@@ -114,9 +114,7 @@ def load_model(db: Database, store: ArtifactStore, row_id: int, version: str) ->
     with tempfile.TemporaryDirectory(prefix="droptune-model-") as tmp:
         path = download(store, row.artifact_key, Path(tmp) / "model.keras")
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    deterministic = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    stochastic = tf.function(lambda x: model(x, training=True), input_signature=[spec])
+    deterministic, stochastic = compiled_forward(model, training=False), compiled_forward(model, training=True)
     loaded = LoadedModel(row_id, version, model, deterministic, stochastic, dropout_generators(model))
     warm = np.zeros((1, *loaded.input_shape), dtype=np.float32)
     deterministic(warm)
@@ -187,7 +185,7 @@ def run_batched(forward: Callable[[Any], Any], x: np.ndarray, batch: int, stop: 
     for i in range(0, len(x), batch):
         if (reason := stop()) is not None:
             raise Abandoned(reason)
-        parts.append(forward(x[i : i + batch]).numpy())
+        parts.append(forward(x[i : i + batch]))
     return np.concatenate(parts)
 
 

@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     # SIGTERM from the worker: finish the current epoch, then hand the job back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
-    log.info("TensorFlow uses %d thread(s) per pool", configure_threads(settings.worker_threads))
+    log.info("%d thread(s) per pool", configure_threads(settings.worker_threads))
     return run_search(Database(settings.resolved_database_url), settings, argv[1]).exit_code
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models.packed_net import load_weights, save_weights
+from models.pack_plan import load_weights, save_weights
 from store.artifacts import ArtifactStore, download, job_prefix, put_bytes, put_file, read_bytes
 
 NPZ, H5 = ".npz", ".weights.h5"  # a packed slice's weights by layer name; keras-tuner's own checkpoint

@@ -1,29 +1,27 @@
-"""The Keras backend of a search: packs only on TensorFlow, with the reason the job records, and a
-real search on JAX that records the backend and the device that trained it."""
+"""The Keras backend of a search: the trainer each backend's plan chooses and why, and real searches
+that pack on the backend this process runs (`make test` runs the `backends` tests again on JAX:
+KERAS_BACKEND=jax), recording the backend and the device that trained them."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("keras")
+keras = pytest.importorskip("keras")
 
+from store import jobs as q  # noqa: E402
 from store.config import Settings  # noqa: E402
 from store.db import Database  # noqa: E402
 from tests.in_process import claimed_job  # noqa: E402
 from tuner import backend  # noqa: E402
 from tuner.packs import plan  # noqa: E402
+from tuner.search import run_search  # noqa: E402
 from tuner.setup import prepare  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 OWNER = "local"
+BACKEND = keras.backend.backend()
 
 
 def queued_template_job(db: Database, settings: Settings, **overrides: Any) -> str:
@@ -42,59 +40,65 @@ def queued_template_job(db: Database, settings: Settings, **overrides: Any) -> s
     return claimed_job(db, settings, spec, OWNER)
 
 
-def test_on_jax_the_template_trains_one_trial_at_a_time_and_the_job_says_why(
+def planned(data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, **overrides: Any) -> Any:
+    """The execution a template job's plan records, the backend reported as `name`."""
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings.resolved_database_url)
+    job_id = queued_template_job(db, settings, **overrides)
+    monkeypatch.setattr(backend, "name", lambda: name)
+    monkeypatch.setattr(backend, "device", lambda: "cpu")
+    return plan(prepare(db, settings, job_id), settings)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="a vectorised pack traces on the backend Keras loaded")
+def test_on_jax_the_template_packs_as_a_vectorised_network(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decided = planned(data_dir, monkeypatch, "jax", pack_size=2)
+    execution = decided.execution
+    assert (execution.trainer, execution.pack_size, execution.backend, execution.reason) == (
+        "vectorized_pack",
+        2,
+        "jax",
+        None,
+    )
+
+
+def test_off_tensorflow_searched_units_train_one_trial_at_a_time_and_the_job_says_why(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    space = {"dropout_rate": {"values": [0.1]}, "dropout_layers": {"min": 1, "max": 1}, "units": {"values": [8, 16]}}
+    decided = planned(data_dir, monkeypatch, "jax", pack_size=2, search_space=space)
+    assert decided.packer is None
+    assert (decided.execution.trainer, decided.execution.pack_size) == ("fit", 1)
+    assert decided.execution.reason == (
+        "pack_size 2 was asked for, but its units vary between trials, and a vectorised pack's slices share "
+        "their weights' shapes"
+    )
+
+
+def test_on_a_backend_without_packs_each_trial_trains_alone(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decided = planned(data_dir, monkeypatch, "torch")
+    assert decided.packer is None
+    assert decided.execution.reason == "the packed trainers run on TensorFlow and JAX; on torch each trial trains alone"
+
+
+@pytest.mark.backends
+def test_a_template_search_packs_on_this_backend_and_records_it(data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir)
     db = Database(settings.resolved_database_url)
     job_id = queued_template_job(db, settings, pack_size=2)
-    monkeypatch.setattr(backend, "name", lambda: "jax")
-    monkeypatch.setattr(backend, "device", lambda: "cpu")
-    decided = plan(prepare(db, settings, job_id), settings)
-    assert decided.packer is None
-    execution = decided.execution
-    assert (execution.trainer, execution.pack_size, execution.backend, execution.device) == ("fit", 1, "jax", "cpu")
-    assert execution.reason == (
-        "pack_size 2 was asked for, but the packed trainers run on TensorFlow; on jax each trial trains "
-        "alone until the JAX packed step lands"
-    )
-
-
-# Run in a fresh interpreter: Keras picks its backend once per process, at its first import.
-JAX_SEARCH = textwrap.dedent(
-    """
-    import json, sys
-    import pytest
-    pytest.importorskip("jax")
-    from store.config import Settings
-    from store.db import Database
-    from store import jobs as q
-    from tuner.search import run_search
-    from tests.unit.test_keras_backends import queued_template_job
-
-    settings = Settings(data_dir=sys.argv[1])
-    db = Database(settings.resolved_database_url)
-    job_id = queued_template_job(db, settings)
     outcome = run_search(db, settings, job_id)
     with db.session(readonly=True) as session:
         job = q.get_job(session, job_id)
-        trials = [t.status for t in q.all_trials(session, job_id)]
-    print(json.dumps({"outcome": outcome.value, "error": job.error, "execution": job.execution, "trials": trials}))
-    """
-)
-
-
-def test_a_template_search_runs_on_jax_and_records_the_backend_and_device(data_dir: Path) -> None:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "DROPTUNE_KERAS_BACKEND": "jax", "PYTHONPATH": path}
-    done = subprocess.run(
-        [sys.executable, "-c", JAX_SEARCH, str(data_dir)], env=env, cwd=ROOT, capture_output=True, text=True
+        trials = q.all_trials(session, job_id)
+        curves = [len(t.epochs) for t in trials]
+    assert outcome.value == "succeeded", job.error
+    assert [t.status for t in trials] == ["completed", "completed"]
+    assert curves == [2, 2]
+    execution = job.execution
+    trainer = "template_pack" if BACKEND == "tensorflow" else "vectorized_pack"
+    assert (execution["backend"], execution["device"], execution["trainer"], execution["pack_size"]) == (
+        BACKEND,
+        "cpu",
+        trainer,
+        2,
     )
-    if done.returncode != 0 and "Skipped: could not import 'jax'" in done.stderr:
-        pytest.skip("jax is not installed")
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["outcome"] == "succeeded", result["error"]
-    assert result["trials"] == ["completed", "completed"]
-    execution = result["execution"]
-    assert (execution["backend"], execution["device"], execution["trainer"]) == ("jax", "cpu", "fit")

@@ -13,7 +13,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from models import pack_internals  # noqa: E402
-from models.pack_internals import add_converters, pfor_failure, seed_keras, stateless_optimizer  # noqa: E402
+from models.pack_internals import add_converters, pfor_failure, stateless_optimizer  # noqa: E402
+from models.seeding import seed_keras  # noqa: E402
 
 OPTIMIZERS: dict[str, Callable[[], Any]] = {
     "adam": lambda: keras.optimizers.Adam(0.01),

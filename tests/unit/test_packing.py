@@ -14,7 +14,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from models.dropout_net import ModelConfig, normalization_stats  # noqa: E402
-from models.packed_net import PackedNet, SliceConfig, load_weights, plain_model, save_weights  # noqa: E402
+from models.pack_plan import SliceConfig, load_weights, plain_model, save_weights  # noqa: E402
+from models.packed_net import PackedNet  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
 
 

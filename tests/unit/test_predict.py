@@ -428,6 +428,21 @@ def test_the_savedmodel_format_is_made_once_by_the_predictor_and_then_served_fro
     assert svc.alice.get(f"/api/v1/jobs/{job_id}/model?format=onnx").status_code == 422
 
 
+def test_without_tensorflow_the_savedmodel_format_is_refused_saying_why(
+    svc: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import models
+
+    monkeypatch.setattr(models, "tensorflow_installed", lambda: False)
+    job_id = svc.job()
+    response = svc.alice.get(f"/api/v1/jobs/{job_id}/trials/1/model?format=savedmodel")
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", "format"]
+    assert error["msg"] == models.SAVEDMODEL_NEEDS_TENSORFLOW
+    assert svc.predictor.exports == []
+
+
 # --- the predictor process, unreachable ---------------------------------------------------------------
 
 

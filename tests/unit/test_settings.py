@@ -33,7 +33,14 @@ def test_the_keras_backend_is_tensorflow_unless_jax_is_asked_for(monkeypatch: py
     assert Settings().keras_backend == "tensorflow"
     monkeypatch.setenv("DROPTUNE_KERAS_BACKEND", "jax")
     assert Settings().keras_backend == "jax"
-    assert keras_env(Settings()) == {"KERAS_BACKEND": "jax"}
+    monkeypatch.setenv("DROPTUNE_DATA_DIR", "/srv/droptune")
+    assert keras_env(Settings()) == {
+        "KERAS_BACKEND": "jax",
+        "JAX_COMPILATION_CACHE_DIR": "/srv/droptune/jax-cache",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
+    }
+    monkeypatch.setenv("DROPTUNE_KERAS_BACKEND", "tensorflow")
+    assert keras_env(Settings()) == {"KERAS_BACKEND": "tensorflow"}
 
 
 def test_an_unknown_keras_backend_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,9 @@
 """The vectorized pack: K configurations of any Keras network train as K plain `fit`s would.
 
-Real Keras models and real TensorFlow on tiny data (digits, a synthetic binary task, random token
-sequences), 2 or 3 epochs; no fakes. Packs are built once per module and shared by the tests that
-read them.
+Real Keras models on tiny data (digits, a synthetic binary task, random token sequences), 2 or 3
+epochs; no fakes. Packs are built once per module and shared by the tests that read them. Every test
+runs on the backend Keras loaded: `make test` runs this module on TensorFlow, then on JAX
+(KERAS_BACKEND=jax, the `backends` marker), where each slice must equal a plain JAX `fit`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from models.pack_network import Network, NotVectorizable, template_network  # no
 from models.vector_pack import SliceSpec, VectorPack  # noqa: E402
 
 # One process runs them all (`--dist loadgroup`): they share the packs cached below.
-pytestmark = pytest.mark.xdist_group("vector_pack")
+pytestmark = [pytest.mark.xdist_group("vector_pack"), pytest.mark.backends]
+BACKEND = keras.backend.backend()
 
 SEEDS = (11, 12, 13)
 EPOCHS = 2
@@ -344,6 +346,7 @@ def test_early_stopping_and_best_epoch_are_per_slice() -> None:
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="pfor's refusal: JAX's vmap vectorises every op")
 def test_a_network_pfor_cannot_vectorise_is_refused_naming_its_layer() -> None:
     (x, y), _ = binary()
     with pytest.raises(NotVectorizable, match="layer 'gaussian_noise.*'.*train it unpacked"):
@@ -354,3 +357,19 @@ def test_a_network_pfor_cannot_vectorise_is_refused_naming_its_layer() -> None:
             (x, y),
             batch_size=BATCH,
         )
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="on TensorFlow pfor refuses this network (the test above)")
+def test_on_jax_a_layer_drawing_its_own_noise_trains_each_slice_as_its_plain_fit() -> None:
+    """GaussianNoise draws from its seed generator, whose state is part of each slice's state: each
+    slice draws the noise its own plain `fit` draws."""
+    (x, y), validation = binary()
+    network = Network(with_gaussian_noise, 1)
+    slices = [SliceSpec((0.0,), seed) for seed in SEEDS[:2]]
+    pack = VectorPack(network, slices, (x, y), validation, batch_size=BATCH, shuffle=False)
+    pack.fit(EPOCHS)
+    for k, seed in enumerate(SEEDS[:2]):
+        model = network.plain((0.0,), seed=seed)
+        fitted = model.fit(x, y, validation_data=validation, epochs=EPOCHS, batch_size=BATCH, shuffle=False, verbose=0)
+        plain = [{name: values[e] for name, values in fitted.history.items()} for e in range(EPOCHS)]
+        assert_histories_close(history(pack, k), plain, TOLERANCE)
