@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run api worker test test-fast test-unit test-e2e lint bench lock migrate image clean
+.PHONY: install run api worker test test-jax test-fast test-unit test-e2e lint bench lock migrate image clean
 
 # Installs only when the lock files' content changed since the last install (scripts/install.sh
 # compares hashes, so a copied checkout with newer file times is not reinstalled).
@@ -31,12 +31,24 @@ migrate: install
 XDIST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 XDIST := -n $(XDIST_WORKERS) --dist loadgroup
 
-# Everything: unit, end-to-end (real server, workers, browser) and container tests.
+# The `backends` tests (packing, an end-to-end search with its verdict, predictions) again with Keras,
+# the workers and the predictor on JAX (CPU wheels from requirements-jax.lock); JAX's compiled code is
+# cached between the tests (and between runs) in .jax-test-cache.
+JAX_ENV := KERAS_BACKEND=jax DROPTUNE_KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax-test-cache \
+	JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.1
+
+# Everything: unit, end-to-end (real server, workers, browser) and container tests on TensorFlow,
+# then the `backends` tests on JAX.
 test: install
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
 	./scripts/ensure-container-tools.sh
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(JAX_ENV) $(BIN)/python -m pytest $(XDIST) -m backends $(PYTEST_ARGS)
+
+test-jax: install
+	./scripts/ensure-postgres.sh
+	$(JAX_ENV) $(BIN)/python -m pytest $(XDIST) -m backends $(PYTEST_ARGS)
 
 # The inner loop: the unit tier only (no server, worker, browser or image), in a few minutes.
 test-fast: install

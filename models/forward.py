@@ -4,9 +4,10 @@ MC-dropout figures call batch after batch (several times faster than eager calls
 On TensorFlow a `tf.function` of `model(x, training=...)`. On JAX a `jax.jit` of the model's
 `stateless_call`, its non-trainable state (dropout's seed generators, BatchNormalization's moving
 statistics) written back after each call, as a stateful call leaves it. JAX compiles once per input
-shape, so in inference mode the rows of a call are padded up to a power of two (at least `MIN_ROWS`):
-a few compiled sizes serve every request, and the padding rows' outputs are dropped. Training-mode
-calls are not padded: a BatchNormalization there would count the padding in its batch statistics.
+shape, so the rows of a call are padded up to a power of two (at least `MIN_ROWS`): a few compiled
+sizes serve every request, and the padding rows' outputs are dropped. Both modes pad alike, so that
+a model without dropout gives exactly its deterministic answer in every MC pass; a model with a
+BatchNormalization is not padded (in training mode it would count the padding in its batch statistics).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from models.pack_network import flat_layers
 
 Forward = Callable[[np.ndarray], np.ndarray]
 MIN_ROWS = 32
@@ -34,6 +37,8 @@ def compiled_forward(model: keras.Model, training: bool) -> Forward:
 def _jax_forward(model: keras.Model, training: bool) -> Forward:
     import jax
 
+    pads = not any(isinstance(layer, keras.layers.BatchNormalization) for layer in flat_layers(model))
+
     @jax.jit
     def call(trainable: list[Any], non_trainable: list[Any], x: Any) -> tuple[Any, list[Any]]:
         return model.stateless_call(trainable, non_trainable, x, training=training)  # type: ignore[no-any-return]
@@ -41,7 +46,7 @@ def _jax_forward(model: keras.Model, training: bool) -> Forward:
     def run(x: np.ndarray) -> np.ndarray:
         rows = len(x)
         padded = max(MIN_ROWS, 1 << max(0, rows - 1).bit_length())
-        if padded > rows and not training:
+        if padded > rows and pads:
             x = np.concatenate([x, np.zeros((padded - rows, *x.shape[1:]), x.dtype)])
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]

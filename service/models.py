@@ -21,7 +21,6 @@ from store.db import Database
 from store.errors import QueryError
 from store.tables import Job, StoredModel
 
-
 SAVEDMODEL_NEEDS_TENSORFLOW = (
     "savedmodel needs TensorFlow to export the model, and this deployment does not install it (its image "
     "was built for JAX); download format=keras, which loads on any Keras 3 backend"

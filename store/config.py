@@ -173,7 +173,7 @@ JAX_CACHE_MIN_COMPILE_S = "0.1"
 def keras_env(settings: Settings) -> dict[str, str]:
     """The variables that make a child process's Keras run on the configured backend (on JAX, with
     its compilation cache in the data dir)."""
-    env = {"KERAS_BACKEND": settings.keras_backend}
+    env: dict[str, str] = {"KERAS_BACKEND": settings.keras_backend}
     if settings.keras_backend == "jax":
         env["JAX_COMPILATION_CACHE_DIR"] = str((settings.data_dir / "jax-cache").resolve())
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = JAX_CACHE_MIN_COMPILE_S

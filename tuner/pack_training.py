@@ -136,9 +136,7 @@ class PackTrainer:
                 metric = keras.losses.mean_absolute_error(target, out)
         return loss, metric
 
-    def _step(
-        self, xb: tf.Tensor, yb: tf.Tensor, wb: tf.Tensor, mb: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _step(self, xb: tf.Tensor, yb: tf.Tensor, wb: tf.Tensor, mb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One step of every slice on a batch with row weights `wb` (K, rows) and memberships `mb`
         (K, rows): each slice's (K,) loss, Keras's sum-over-batch-size of the weighted rows, and its
         (K,) sum of the metric over its rows."""

@@ -28,6 +28,8 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 # `pytestmark = [ON_SQLITE_ONLY]`. The store, the queue, searches, packs, recovery, many workers and two
 # hosts run on both backends (the `service` fixture's params, and their own fixtures).
 ON_SQLITE_ONLY = pytest.mark.parametrize("service", ["sqlite"], indirect=True)
+# The Keras backend the services' workers run (`make test` runs the `backends` tests again on JAX).
+WORKER_BACKEND = os.environ.get("DROPTUNE_KERAS_BACKEND") or "tensorflow"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import small_job
-from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, ROOT, WORKER_BACKEND, Service
 
 pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
@@ -79,6 +79,11 @@ def test_a_job_keeps_its_best_trials_models_and_each_reproduces_its_recorded_sco
     spec = small_job("iris", max_trials=4, pack_size=pack_size, keep_models=2, training={"epochs": 6})
     job = svc.wait(svc.submit(spec)["id"], timeout=300)
     assert job["status"] == "succeeded", job["error"]
+    packed = "template_pack" if WORKER_BACKEND == "tensorflow" else "vectorized_pack"
+    assert (job["execution"]["backend"], job["execution"]["trainer"]) == (
+        WORKER_BACKEND,
+        packed if pack_size > 1 else "fit",
+    )
     trials = {t["number"]: t for t in svc.trials(job["id"])}
     ranked = sorted((t for t in trials.values() if t["status"] == "completed"), key=lambda t: (t["score"], t["number"]))
 

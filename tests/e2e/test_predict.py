@@ -1,6 +1,7 @@
 """Predictions end to end: a real iris job keeps its models, the API's predictor process answers for
 them, and its answers are those of the downloaded `.keras` model and of the SavedModel export, each
-loaded in a fresh process as a user would load it."""
+loaded in a fresh process as a user would load it. The `backends` test runs again with the worker and
+the predictor on JAX (a JAX model's SavedModel is made with jax2tf, where TensorFlow is installed)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def dropout_trial(svc: Service, job_id: str) -> int:
     raise AssertionError("no kept trial has dropout")
 
 
+@pytest.mark.backends
 def test_the_endpoint_answers_as_the_downloaded_model_and_its_savedmodel_in_a_fresh_process(
     service: Service, tmp_path: Path
 ) -> None:

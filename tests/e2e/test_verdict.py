@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import small_job
-from tests.e2e.conftest import ON_SQLITE_ONLY, Service
+from tests.e2e.conftest import ON_SQLITE_ONLY, WORKER_BACKEND, Service
 from tests.e2e.test_models import download, evaluate
 
 pytestmark = [pytest.mark.e2e, ON_SQLITE_ONLY]
 
 
+@pytest.mark.backends
 def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Service, tmp_path: Path) -> None:
     svc = service
     spec = small_job(
@@ -25,6 +26,7 @@ def test_a_finished_job_has_a_report_backed_by_its_confirmation_runs(service: Se
     )
     job = svc.wait(svc.submit(spec)["id"], timeout=600)
     assert job["status"] == "succeeded", job["error"]
+    assert job["execution"]["backend"] == WORKER_BACKEND
     report = svc.client.get(f"/api/v1/jobs/{job['id']}/report").json()
     assert report["final"] and report["repeats"] == 3
 

@@ -102,3 +102,32 @@ def test_a_template_search_packs_on_this_backend_and_records_it(data_dir: Path) 
         trainer,
         2,
     )
+
+
+@pytest.mark.backends
+def test_packed_hyperband_on_this_backend_continues_earlier_trials_from_their_kept_weights(data_dir: Path) -> None:
+    """Hyperband's later rounds start from an earlier trial's weights: the template's fused pack keeps
+    them in the store, the vectorised pack (JAX) as keras-tuner checkpoints."""
+    settings = Settings(data_dir=data_dir)
+    db = Database(settings.resolved_database_url)
+    space = {"dropout_rate": {"min": 0.0, "max": 0.5}, "dropout_layers": {"min": 0, "max": 2}}
+    job_id = queued_template_job(
+        db,
+        settings,
+        algorithm="hyperband",
+        max_trials=20,
+        hyperband_factor=3,
+        pack_size=4,
+        search_space=space,
+        training={"epochs": 3, "batch_size": 32},
+    )
+    outcome = run_search(db, settings, job_id)
+    with db.session(readonly=True) as session:
+        job = q.get_job(session, job_id)
+        trials = q.all_trials(session, job_id)
+        epochs = {t.number: [e.epoch for e in t.epochs] for t in trials}
+    assert outcome.value == "succeeded", job.error
+    assert all(t.status == "completed" for t in trials)
+    assert job.execution["trainer"] == ("template_pack" if BACKEND == "tensorflow" else "vectorized_pack")
+    continuing = [number for number, done in epochs.items() if done and done[0] > 1]
+    assert continuing, epochs
