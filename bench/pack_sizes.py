@@ -33,7 +33,7 @@ from store.datasets import load_builtin  # noqa: E402
 from store.spec import JobSpec  # noqa: E402
 from tuner.cpus import configure_threads  # noqa: E402
 from tuner.pack_training import PackTrainer  # noqa: E402
-from tuner.packs import pack_limit, trial_cost  # noqa: E402
+from tuner.packs import pack_budget, pack_limit, trial_cost  # noqa: E402
 from tuner.setup import model_config, split  # noqa: E402
 
 DATASET, SEED, BATCH = "digits", 42, 32
@@ -118,7 +118,7 @@ def main() -> None:
     threads = configure_threads(settings.worker_threads)  # as the worker's search process does, before any op
     spec = job_spec(args.epochs)
     config, data = prepare(spec)
-    auto = pack_limit(trial_cost(spec, config, None), spec, settings.pack_memory_mb)
+    auto = pack_limit(trial_cost(spec, config, None), spec, pack_budget(settings.pack_memory_mb))
     ks = sorted(set(args.ks) | {auto})
 
     time_pack(config, data, 4, 1)  # warm-up, untimed

@@ -35,6 +35,22 @@ def unpacked_reason() -> str:
     return UNPACKED_REASON.format(backend=name())
 
 
+def free_memory_mb() -> float | None:
+    """The first accelerator's free memory, as the backend reports it; None on a CPU. JAX reports its
+    memory pool (by default 75% of the device, allocated at start) and what is in use of it; TensorFlow
+    reports only what it has allocated, not the device's size, so it gives None too."""
+    if name() != "jax":
+        return None
+    import jax
+
+    first = jax.devices()[0]
+    if first.platform == "cpu":
+        return None
+    stats = first.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    return None if not limit else (limit - stats.get("bytes_in_use", 0)) / 2**20
+
+
 def device() -> str:
     """`cpu`, or the first accelerator's name as the backend reports it (e.g. `NVIDIA H100 80GB HBM3`)."""
     if name() == "jax":

@@ -42,6 +42,7 @@ from tuner.packs import (
     SliceOutcome,
     narrowed_network,
     network_refusal,
+    pack_budget,
     pack_limit,
     pack_network,
     slice_of,
@@ -259,7 +260,8 @@ def _in_packs(train: Train, splits: Splits, recorder: Recorder, planned: Planned
     splits (each slice masks its own rows); the other trainers' hold one split's runs."""
     prepared = splits.prepared
     spec = prepared.spec
-    size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, prepared.pack_memory_mb)
+    budget = pack_budget(prepared.pack_memory_mb)
+    size = pack_limit(trial_cost(spec, prepared.config, prepared.network), spec, budget)
     groups = [planned]
     if train is not _train and splits.own:
         groups = [[run for run in planned if run[2] == seed] for seed in dict.fromkeys(run[2] for run in planned)]

@@ -40,8 +40,14 @@ if TYPE_CHECKING:  # TensorFlow code: imported where it runs (`TemplatePacker`),
 
 log = logging.getLogger(__name__)
 
-# `auto` packs no more than this: past it a pack's step is arithmetic, not overhead (bench/pack_sizes.py).
+# `auto` packs no more than this on a CPU: past it a pack's step is arithmetic, not overhead
+# (bench/pack_sizes.py).
 AUTO_MAX_PACK = 32
+# On an accelerator `auto` packs up to this many, sized from the device's free memory (a share of it:
+# XLA's workspace and the validation pass need the rest) and a step's arithmetic.
+AUTO_MAX_DEVICE_PACK = 4096
+DEVICE_MEMORY_SHARE = 0.5
+DEVICE_STEP_FLOPS = 1e12
 # `auto` keeps one pack step under about this many floating-point operations, for the same reason.
 AUTO_STEP_FLOPS = 2e9
 
@@ -170,11 +176,30 @@ def network_refusal(network: NetworkBuild) -> str | None:
 PACKED_KINDS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"})
 
 
+@dataclass(frozen=True)
+class PackBudget:
+    """What one pack may take under `auto`: memory, slices, and arithmetic per step."""
+
+    memory_mb: float
+    most: int
+    step_flops: float
+
+
+def pack_budget(cpu_memory_mb: float) -> PackBudget:
+    """On a CPU the settings' budget (DROPTUNE_PACK_MEMORY_MB), packs of at most 32 whose step stays
+    overhead-bound; on an accelerator whose free memory the backend reports, a share of that memory
+    and packs of up to 4096 (a GPU's step is arithmetic-bound only far past a CPU's)."""
+    free = backend.free_memory_mb()
+    if free is None:
+        return PackBudget(cpu_memory_mb, min(AUTO_MAX_PACK, MAX_PACK_SIZE), AUTO_STEP_FLOPS)
+    return PackBudget(free * DEVICE_MEMORY_SHARE, AUTO_MAX_DEVICE_PACK, DEVICE_STEP_FLOPS)
+
+
 def pack_size(spec: JobSpec, size: Cost, settings: Settings) -> int:
     """Trials per pack: the spec's, or `auto`'s capped at each trial process's share of the trials."""
     if spec.pack_size != "auto":
         return spec.pack_size
-    return max(1, min(pack_limit(size, spec, settings.pack_memory_mb), _share(spec)))
+    return max(1, min(pack_limit(size, spec, pack_budget(settings.pack_memory_mb)), _share(spec)))
 
 
 def _share(spec: JobSpec) -> int:
@@ -189,7 +214,7 @@ def pack_sizes(spec: JobSpec, size: Cost, settings: Settings) -> PackSizes:
     packs = bayesian_packs(spec)
     if packs is None:
         return PackSizes(pack_size(spec, size, settings))
-    limit = max(1, min(pack_limit(size, spec, settings.pack_memory_mb), _share(spec)))
+    limit = max(1, min(pack_limit(size, spec, pack_budget(settings.pack_memory_mb)), _share(spec)))
     later = min(packs.pack_size, limit) if spec.pack_size == "auto" else packs.pack_size
     first = max(later, min(packs.initial_points, limit))
     if first == 1:
@@ -205,15 +230,16 @@ def trial_cost(spec: JobSpec, config: ModelConfig, network: NetworkBuild | None)
     return cost(config, int(units))
 
 
-def pack_limit(size: Cost, spec: JobSpec, memory_mb: float) -> int:
-    """As many trials as the memory budget holds, while a step stays overhead-bound, at most 32."""
+def pack_limit(size: Cost, spec: JobSpec, budget: PackBudget) -> int:
+    """As many trials as the budget's memory holds, while a step stays within its arithmetic, at most
+    its `most`."""
     batch = spec.training.batch_size
     # Weights, best-epoch copy, the optimizer's two moments and the gradient; a training batch's
     # activations forward and backward (validation has its own fixed budget, in the trainers).
     per_trial = 4 * (5 * size.parameters + 4 * batch * size.activations)
-    by_memory = int(memory_mb * 2**20 // max(1, per_trial))
-    by_compute = int(AUTO_STEP_FLOPS // max(1, 3 * size.flops * batch))  # backward costs about twice forward
-    return max(1, min(AUTO_MAX_PACK, MAX_PACK_SIZE, by_memory, by_compute))
+    by_memory = int(budget.memory_mb * 2**20 // max(1, per_trial))
+    by_compute = int(budget.step_flops // max(1, 3 * size.flops * batch))  # backward costs about twice forward
+    return max(1, min(budget.most, by_memory, by_compute))
 
 
 def network_cost(summary: NetworkSummary) -> Cost:

@@ -42,7 +42,7 @@ def queued_template_job(db: Database, settings: Settings, **overrides: Any) -> s
 
 def planned(data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, **overrides: Any) -> Any:
     """The execution a template job's plan records, the backend reported as `name`."""
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, max_trials_cap=1024)
     db = Database(settings.resolved_database_url)
     job_id = queued_template_job(db, settings, **overrides)
     monkeypatch.setattr(backend, "name", lambda: name)
@@ -131,3 +131,40 @@ def test_packed_hyperband_on_this_backend_continues_earlier_trials_from_their_ke
     assert job.execution["trainer"] == ("template_pack" if BACKEND == "tensorflow" else "vectorized_pack")
     continuing = [number for number, done in epochs.items() if done and done[0] > 1]
     assert continuing, epochs
+
+
+# The GPU check's grid on iris: 64 rates x 2 layer counts x 8 learning rates of the template.
+GRID_1024 = {
+    "algorithm": "grid",
+    "max_trials": 1024,
+    "search_space": {
+        "dropout_rate": {"min": 0.0, "max": 0.63, "step": 0.01},
+        "dropout_layers": {"min": 1, "max": 2},
+        "learning_rate": {"values": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]},
+    },
+    "model": {"hidden_layers": 3, "units": 128},
+}
+
+
+def test_on_a_cpu_auto_packs_stay_within_its_budget(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "free_memory_mb", lambda: None)
+    assert 1 < planned(data_dir, monkeypatch, BACKEND, **GRID_1024).execution.pack_size <= 32
+
+
+def test_on_an_accelerator_auto_packs_are_sized_from_its_free_memory(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "free_memory_mb", lambda: 40_000.0)
+    # Every trial of the grid: 63 rates above 0 x 2 layer counts x 8 rates, and no dropout at each rate.
+    assert planned(data_dir, monkeypatch, BACKEND, **GRID_1024).execution.pack_size == 63 * 2 * 8 + 8
+
+
+def test_on_a_nearly_full_accelerator_auto_packs_what_half_its_free_memory_holds(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "free_memory_mb", lambda: 100.0)
+    size = planned(data_dir, monkeypatch, BACKEND, **GRID_1024).execution.pack_size
+    # Per trial: 5 copies of the template's weights (iris: 4 features, 3 classes), and a batch of 32's
+    # activations forward and back.
+    parameters, activations = 4 * 128 + 128 + 2 * (128 * 128 + 128) + 128 * 3 + 3, 3 * 128 + 3
+    assert size == int(50 * 2**20 // (4 * (5 * parameters + 4 * 32 * activations)))
