@@ -99,6 +99,13 @@ lock:
 	(echo "# Pinned by 'make lock' from requirements-jax.in (with requirements.lock): the JAX backend's packages."; \
 	 .lock-venv/bin/pip freeze --exclude-editable | grep -v '^pip==' | grep -vxF -f requirements.lock \
 	 | grep -vxF -f requirements-dev.lock) > requirements-jax.lock
+	# The GPU image's CUDA wheels are resolved, not installed (they are gigabytes, for another machine).
+	.lock-venv/bin/pip install --quiet --dry-run --ignore-installed --report .lock-venv/cuda.json \
+	  -r requirements-jax-cuda.in -c requirements.lock
+	(echo "# Pinned from requirements-jax-cuda.in (with requirements.lock) by 'make lock': the GPU image's JAX packages."; \
+	 .lock-venv/bin/python -c "import json; r = json.load(open('.lock-venv/cuda.json')); \
+	 print('\n'.join(sorted(i['metadata']['name'] + '==' + i['metadata']['version'] for i in r['install'])))" \
+	 | grep -vxF -f requirements.lock) > requirements-jax-cuda.lock
 	rm -rf .lock-venv
 
 clean:
