@@ -70,16 +70,10 @@ def seed(url: str, trials: int, epochs: int) -> str:
                 history.append({"loss": train, "val_loss": val, "accuracy": 1 - val / 3, "val_accuracy": 1 - val / 2.5})
             best = min(range(epochs), key=lambda i: history[i]["val_loss"])
             trial = Trial(
-                job_id=job_id,
-                number=n,
-                status=TrialStatus.COMPLETED.value,
+                job_id=job_id, number=n, status=TrialStatus.COMPLETED.value,
                 hyperparameters={"dropout_rate": rate, "dropout_layers": layers},
-                score=history[best]["val_loss"],
-                best_epoch=best + 1,
-                best_metrics=history[best],
-                started_at=now,
-                finished_at=now,
-                duration_s=rng.uniform(2, 9),
+                score=history[best]["val_loss"], best_epoch=best + 1, best_metrics=history[best],
+                started_at=now, finished_at=now, duration_s=rng.uniform(2, 9),
             )
             s.add(trial)
             s.flush()
@@ -126,22 +120,16 @@ def main() -> None:
                     )
                     ready.append(page.evaluate("performance.now()"))
                     if os.environ.get("BENCH_VERBOSE"):
-                        print(
-                            page.evaluate(
-                                "JSON.stringify(performance.getEntriesByType('resource').map(e => "
-                                "[e.name.split('/').slice(-2).join('/'), Math.round(e.startTime),"
-                                " Math.round(e.responseEnd)]))"
-                            ),
-                            "ready",
-                            ready[-1],
-                        )
-                    sort.append(
-                        page.evaluate(
-                            "() => { const t = performance.now();"
-                            " document.querySelector('button.sort[data-sort=\"score\"]').click();"
-                            " document.body.offsetHeight; return performance.now() - t; }"
-                        )
-                    )
+                        print(page.evaluate(
+                            "JSON.stringify(performance.getEntriesByType('resource').map(e => "
+                            "[e.name.split('/').slice(-2).join('/'), Math.round(e.startTime),"
+                            " Math.round(e.responseEnd)]))"
+                        ), "ready", ready[-1])
+                    sort.append(page.evaluate(
+                        "() => { const t = performance.now();"
+                        " document.querySelector('button.sort[data-sort=\"score\"]').click();"
+                        " document.body.offsetHeight; return performance.now() - t; }"
+                    ))
                     started = time.perf_counter()
                     page.locator("#trials-table input.tick").nth(5).check()
                     curves_of_two = "() => document.querySelectorAll('#curves-chart g[data-series]').length === 4"
@@ -150,10 +138,8 @@ def main() -> None:
                     page.close()
                 browser.close()
     print(f"job page with {args.trials} trials x {args.epochs} epochs, {args.runs} loads in headless Chromium:")
-    print(
-        f"  ready (table page + 4 charts): median {statistics.median(ready):.0f} ms, max {max(ready):.0f} ms"
-        f"  (target < 1000 ms)"
-    )
+    print(f"  ready (table page + 4 charts): median {statistics.median(ready):.0f} ms, max {max(ready):.0f} ms"
+          f"  (target < 1000 ms)")
     print(f"  re-sort table by score:         median {statistics.median(sort):.0f} ms")
     print(f"  tick a trial, curve drawn:      median {statistics.median(tick):.0f} ms")
 

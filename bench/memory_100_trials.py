@@ -67,11 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores; timings on a shared 2-core machine are noisy, compare only side by side")
-    print(
-        f"{args.trials}-trial job (iris, random, 2 epochs each, pack_size {args.pack_size}),"
-        f" RSS of the search process (budget {BUDGET / 2**20:.0f} MiB):",
-        flush=True,
-    )
+    print(f"{args.trials}-trial job (iris, random, 2 epochs each, pack_size {args.pack_size}),"
+          f" RSS of the search process (budget {BUDGET / 2**20:.0f} MiB):", flush=True)
     for recycle in ("20", "0"):
         os.environ["DROPTUNE_RECYCLE_AFTER_TRIALS"] = recycle
         started = time.perf_counter()
@@ -81,12 +78,9 @@ def main() -> None:
         steps = ", ".join(f"{m / 2**20:.0f}" for m in marks)
         seconds = time.perf_counter() - started
         within = "within" if peak <= BUDGET else "OVER"
-        print(
-            f"  {label:27s} peak {peak / 2**20:.0f} MiB ({within} the budget, {peak / BUDGET:.0%});"
-            f" at each 20 trials: {steps} MiB; {seconds:.0f} s;"
-            f" mean trial {first:.2f} s (first 20) -> {last:.2f} s (last 20)",
-            flush=True,
-        )
+        print(f"  {label:27s} peak {peak / 2**20:.0f} MiB ({within} the budget, {peak / BUDGET:.0%});"
+              f" at each 20 trials: {steps} MiB; {seconds:.0f} s;"
+              f" mean trial {first:.2f} s (first 20) -> {last:.2f} s (last 20)", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ BAR_WIDTH = 20
 
 
 def clock(seconds: float) -> str:
-    """ "1:04" (minutes and seconds), "2:01:04" from an hour on."""
+    """"1:04" (minutes and seconds), "2:01:04" from an hour on."""
     seconds = max(0, int(seconds))
     if seconds < 3600:
         return f"{seconds // 60}:{seconds % 60:02d}"

@@ -15,7 +15,9 @@ POSTGRES_TAG = "localhost/droptune-postgres:test"
 
 def build(script: str, tag: str) -> str:
     """Run one of the podman build scripts; podman's layer cache makes a rebuild quick."""
-    done = subprocess.run([str(ROOT / "scripts" / script), tag], cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / script), tag], cwd=ROOT, capture_output=True, text=True, timeout=3600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     size = int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
     print(f"\nimage {tag}: {size / 1e6:.0f} MB")

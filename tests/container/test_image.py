@@ -31,22 +31,8 @@ class Containers:
     def run(self, role: str, port: int, *extra: str) -> str:
         name = f"droptune-{role}-{uuid.uuid4().hex[:8]}"
         podman(
-            "run",
-            "-d",
-            "--name",
-            name,
-            *RUN,
-            "--network",
-            "host",
-            "-v",
-            f"{self.volume}:/data",
-            "-e",
-            f"DROPTUNE_PORT={port}",
-            "-e",
-            "DROPTUNE_POLL_INTERVAL_S=0.5",
-            *extra,
-            self.image,
-            role,
+            "run", "-d", "--name", name, *RUN, "--network", "host", "-v", f"{self.volume}:/data",
+            "-e", f"DROPTUNE_PORT={port}", "-e", "DROPTUNE_POLL_INTERVAL_S=0.5", *extra, self.image, role,
         )
         self.names.append(name)
         return name

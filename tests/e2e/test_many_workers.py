@@ -27,7 +27,8 @@ def three_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
 def test_three_workers_run_nine_jobs_each_exactly_once(three_workers: Service) -> None:
     svc = three_workers
     submitted = [
-        svc.submit(small_job("iris", name=f"many {i}", max_trials=2, training={"epochs": 2}, seed=i)) for i in range(9)
+        svc.submit(small_job("iris", name=f"many {i}", max_trials=2, training={"epochs": 2}, seed=i))
+        for i in range(9)
     ]
     finished = [svc.wait(job["id"], timeout=400) for job in submitted]
     assert [job["status"] for job in finished] == ["succeeded"] * 9

@@ -290,11 +290,7 @@ def test_a_trial_process_started_elsewhere_joins_a_running_parallel_job(service:
     env.pop("DROPTUNE_ORACLE_ADDRESS", None)
     joiner = subprocess.run(
         [sys.executable, "-m", "tuner.parallel", job["id"], "--tuner-id", "elsewhere"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert joiner.returncode == 0, joiner.stderr[-2000:]
     ran = re.findall(r"trial (\d+) completed", joiner.stderr)

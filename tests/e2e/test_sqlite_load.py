@@ -32,7 +32,9 @@ def sqlite_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
         stop_service(svc)
 
 
-def read_like_a_dashboard(base_url: str, token: str, job_id: str, done: threading.Event, codes: Counter[int]) -> None:
+def read_like_a_dashboard(
+    base_url: str, token: str, job_id: str, done: threading.Event, codes: Counter[int]
+) -> None:
     """What a job page polls, as fast as one client can, until `done`; status codes counted into `codes`."""
     job = f"/api/v1/jobs/{job_id}"
     paths = ["/api/v1/jobs", job, f"{job}/trials", f"{job}/trials/0"]

@@ -69,7 +69,9 @@ def age_heartbeat(svc: Service, job_id: str) -> None:
     """Make the dead worker's job look abandoned now instead of after the grace period."""
     engine = create_engine(svc.database_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = :id"), {"id": job_id})
+        conn.execute(
+            text("UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = :id"), {"id": job_id}
+        )
     engine.dispose()
 
 

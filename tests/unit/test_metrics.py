@@ -78,11 +78,7 @@ def test_metrics_parse_as_prometheus_text_with_every_figure(client: TestClient) 
     assert value(text, "droptune_store_up") == 1
     assert value(text, "droptune_queue_depth") == 1
     assert {s.labels["status"]: s.value for s in families["droptune_jobs"].samples} == {
-        "queued": 1,
-        "running": 0,
-        "succeeded": 0,
-        "failed": 0,
-        "cancelled": 0,
+        "queued": 1, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0
     }
 
 
@@ -138,16 +134,9 @@ def test_request_latency_is_labelled_by_route_template_never_by_raw_path(client:
     text = scrape(client)
     requests = [s for s in samples(text) if s.name == "droptune_http_request_duration_seconds_count"]
     routes = {s.labels["route"] for s in requests}
-    assert (
-        value(
-            text,
-            "droptune_http_request_duration_seconds_count",
-            route="/api/v1/jobs/{job_id}",
-            method="GET",
-            status="404",
-        )
-        == 2
-    )
+    assert value(
+        text, "droptune_http_request_duration_seconds_count", route="/api/v1/jobs/{job_id}", method="GET", status="404"
+    ) == 2
     assert "unmatched" in routes
     assert not any("aaaa" in r or "/no/such" in r for r in routes)
     assert "/metrics" not in routes  # scrapes are not timed into the figures they read

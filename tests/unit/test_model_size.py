@@ -20,20 +20,14 @@ from tests.conftest import sign_in, small_job
 
 
 def dataset(input_shape: list[int], task: str, n_classes: int | None) -> Dataset:
-    return Dataset(
-        id="d", name="d", format="npz", task=task, n_samples=10, input_shape=input_shape, n_classes=n_classes
-    )
+    return Dataset(id="d", name="d", format="npz", task=task, n_samples=10, input_shape=input_shape,
+                   n_classes=n_classes)
 
 
 @pytest.mark.parametrize(
     "input_shape, task, n_classes, hidden_layers, units",
-    [
-        ([64], "classification", 10, 3, 32),
-        ([30], "classification", 2, 1, 8),
-        ([13], "regression", None, 2, 5),
-        ([8, 8, 1], "classification", 10, 2, 16),
-        ([6, 6, 3], "regression", None, 1, 4),
-    ],
+    [([64], "classification", 10, 3, 32), ([30], "classification", 2, 1, 8), ([13], "regression", None, 2, 5),
+     ([8, 8, 1], "classification", 10, 2, 16), ([6, 6, 3], "regression", None, 1, 4)],
 )
 def test_the_estimate_is_exactly_what_keras_builds(
     input_shape: list[int], task: str, n_classes: int | None, hidden_layers: int, units: int
@@ -41,9 +35,8 @@ def test_the_estimate_is_exactly_what_keras_builds(
     from models.dropout_net import ModelConfig, build
 
     channels = input_shape[-1]
-    config = ModelConfig(
-        tuple(input_shape), task, n_classes, hidden_layers, units, "relu", 1e-3, np.zeros(channels), np.ones(channels)
-    )
+    config = ModelConfig(tuple(input_shape), task, n_classes, hidden_layers, units, "relu", 1e-3,
+                         np.zeros(channels), np.ones(channels))
     hp = SimpleNamespace(values={"dropout_rate": 0.1, "dropout_layers": 1})
     model = build(hp, config)
     # Normalization's mean, variance and count are not weights a search trains; leave them out.
@@ -77,9 +70,7 @@ def test_a_trial_time_limit_above_the_services_gets_a_422(tmp_path: Path) -> Non
         assert response.status_code == 422
         # Checked as the body is read (with the spec's other errors), so the value comes back too.
         assert response.json()["detail"][0] == {
-            "type": "value_error",
-            "loc": ["body", "trial_timeout_s"],
-            "msg": "601.5 is above this service's limit of 600",
-            "input": 601.5,
+            "type": "value_error", "loc": ["body", "trial_timeout_s"],
+            "msg": "601.5 is above this service's limit of 600", "input": 601.5,
         }
         assert client.post("/api/v1/jobs", json=small_job(trial_timeout_s=600)).status_code == 201

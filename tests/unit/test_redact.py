@@ -39,7 +39,7 @@ def test_a_traceback_shows_code_and_library_files_by_placeholder() -> None:
         ),
         ("OSError: cannot write /tmp/pytest-7/tuner/oracle.json", "OSError: cannot write .../oracle.json"),
         ("PermissionError: (path=/home/ops/data/x.csv)", "PermissionError: (path=.../x.csv)"),
-        ('see /a/b/c and "/d/e/f.py"', 'see .../c and ".../f.py"'),
+        ("see /a/b/c and \"/d/e/f.py\"", "see .../c and \".../f.py\""),
     ],
 )
 def test_any_other_absolute_path_keeps_only_its_last_part(message: str, shown: str) -> None:
