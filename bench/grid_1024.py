@@ -66,6 +66,9 @@ def main() -> None:
             assert claimed is not None and claimed.id == job.id
         started = time.perf_counter()
         outcome = search.run_search(db, settings, job.id)
+        processes = 1
+        while outcome is search.SearchOutcome.RECYCLED:  # as the worker does, in this process
+            outcome, processes = search.run_search(db, settings, job.id), processes + 1
         wall = time.perf_counter() - started
         with db.session(readonly=True) as session:
             stored = q.get_job(session, job.id)
@@ -74,6 +77,7 @@ def main() -> None:
     execution = stored.execution or {}
     print(f"command: KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')} python {' '.join(sys.argv)}")
     print(f"outcome {outcome.value}; {len(trials)} trials, {complete} completed with all {args.epochs} epochs")
+    print(f"search runs: {processes} (a search hands its job back to a fresh process every few packs)")
     print(
         f"backend {execution.get('backend')}, device {execution.get('device')}, trainer {execution.get('trainer')}, "
         f"pack size {execution.get('pack_size')}"
