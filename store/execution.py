@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 
 from store.bayesian import BayesianPacks
 
-# The trainers: droptune's template as a fused einsum network (`models.packed_net`), any Keras
-# network as one step vectorised over its slices (`models.vector_pack`), or keras-tuner's own loop
-# with one `fit` per trial.
+# The trainers: droptune's template as a fused einsum network (`models.packed_net`, on TensorFlow),
+# any Keras network (the template too, on JAX) as one step vectorised over its slices
+# (`models.vector_pack`), or keras-tuner's own loop with one `fit` per trial.
 Trainer = Literal["template_pack", "vectorized_pack", "fit"]
 
 
