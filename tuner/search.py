@@ -19,7 +19,7 @@ from store.artifacts import artifact_store
 from store.config import Settings, get_settings
 from store.db import Database
 from store.states import JobStatus
-from tuner import confirm, keep, packed_search, resume_state, served_mc
+from tuner import backend, confirm, keep, packed_search, resume_state, served_mc
 from tuner.cpus import configure_threads
 from tuner.exit_codes import SearchOutcome
 from tuner.log_format import configure_logging
@@ -106,7 +106,11 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     # SIGTERM from the worker: finish the current epoch, then hand the job back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: STOP_REQUESTED.set())
-    log.info("%d thread(s) per pool", configure_threads(settings.worker_threads))
+    threads = configure_threads(settings.worker_threads)
+    if backend.name() == "tensorflow":
+        log.info("TensorFlow uses %d thread(s) per pool", threads)
+    else:
+        log.info("%s on %d CPU(s): XLA sizes its own thread pool", backend.name(), threads)
     return run_search(Database(settings.resolved_database_url), settings, argv[1]).exit_code
 
 
