@@ -45,7 +45,7 @@ from tuner.packs import (
     pack_budget,
     pack_limit,
     pack_network,
-    slice_of,
+    slice_spec,
     trial_cost,
     vector_pack,
 )
@@ -365,14 +365,9 @@ def _train_template_vectorized(splits: Splits, recorder: Recorder, planned: Plan
     for members in shapes.values():
         group = [planned[i] for i in members]
         net = template_network(config, template_shape(group[0][1]))
-        slices = [_template_slice(prepared, hp, seed) for _, hp, seed in group]
+        slices = [slice_spec(template_rates(config, hp), hp, seed) for _, hp, seed in group]
         runs.update(zip(members, _vector_runs(prepared, recorder, group, net, slices), strict=True))
     return [runs[i] for i in range(len(planned))]
-
-
-def _template_slice(prepared: Prepared, hp: dict[str, Any], seed: int) -> SliceSpec:
-    rate = hp.get("learning_rate")
-    return SliceSpec(template_rates(prepared.config, hp), seed, None if rate is None else float(rate))
 
 
 def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned) -> list[Run]:
@@ -387,7 +382,7 @@ def _train_network_pack(prepared: Prepared, recorder: Recorder, planned: Planned
         slices = [SliceSpec((), seed=seed) for _, _, seed in planned]
     else:
         net = pack_network(network)
-        slices = [slice_of(network, hp, seed) for _, hp, seed in planned]
+        slices = [slice_spec(network.rates(hp), hp, seed) for _, hp, seed in planned]
     return _vector_runs(prepared, recorder, planned, net, slices)
 
 

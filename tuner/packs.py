@@ -416,12 +416,7 @@ class NetworkPacker:
 
     def _slice(self, trial: Any) -> SliceSpec:
         values = trial.hyperparameters.values
-        rate = values.get("learning_rate")
-        return SliceSpec(
-            tuple(self.rates_of(values)),
-            seed=slice_seed(self.prepared.spec.seed, int(trial.trial_id)),
-            learning_rate=None if rate is None else float(rate),
-        )
+        return slice_spec(self.rates_of(values), values, slice_seed(self.prepared.spec.seed, int(trial.trial_id)))
 
 
 class NetworkPack:
@@ -446,7 +441,8 @@ class NetworkPack:
         self.pack.slice_model(k, best=True).save_weights(path)
 
 
-def slice_of(network: NetworkBuild, hp: dict[str, Any], seed: int) -> SliceSpec:
-    """A confirmation run's slice: its rates at the network's sites, its seed, its learning rate."""
+def slice_spec(rates: Sequence[float], hp: dict[str, Any], seed: int) -> SliceSpec:
+    """A trial's or confirmation run's slice: its rate at each site, its seed, its learning rate
+    where `hp` searched one (else the compiled optimizer's)."""
     rate = hp.get("learning_rate")
-    return SliceSpec(tuple(network.rates(hp)), seed=seed, learning_rate=None if rate is None else float(rate))
+    return SliceSpec(tuple(float(r) for r in rates), seed=seed, learning_rate=None if rate is None else float(rate))
